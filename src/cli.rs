@@ -1,0 +1,117 @@
+//! Command-line types (clap derive) and nothing else. Public so tests can
+//! call `Cli::parse_from`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ticketctl: ticket reservations and purchases on Redis.
+#[derive(Debug, Parser)]
+#[command(name = "ticketctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalOpts {
+    /// Config file (default: ./ticketctl.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Redis URL (env TICKETCTL_REDIS_URL; default redis://127.0.0.1:6379).
+    #[arg(long = "redis", global = true, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Create or list events.
+    #[command(subcommand)]
+    Event(EventCommand),
+}
+
+/// `serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address (env TICKETCTL_LISTEN; default 127.0.0.1:3000).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Also run the release and purchase workers in this process.
+    #[arg(long)]
+    pub with_workers: bool,
+}
+
+/// `event ...`
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Create an event (same id and settings again: no change).
+    Create(EventCreateArgs),
+    /// List events with their counts.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `event create`
+#[derive(Debug, Args)]
+pub struct EventCreateArgs {
+    /// Event id: 1-64 characters of a-z A-Z 0-9 - _.
+    pub id: String,
+    /// Number of tickets (1..=10000000).
+    #[arg(long)]
+    pub capacity: u64,
+    /// How long a hold lives (e.g. 60s, 2m), whole seconds.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub hold_ttl: Duration,
+    /// Most tickets in one hold.
+    #[arg(long, default_value_t = 10)]
+    pub max_per_hold: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globals_go_anywhere() {
+        let cli = Cli::parse_from(["ticketctl", "serve", "--redis", "redis://x:1", "--listen", "127.0.0.1:9"]);
+        assert_eq!(cli.global.redis.as_deref(), Some("redis://x:1"));
+        let Command::Serve(s) = cli.command else { panic!() };
+        assert_eq!(s.listen.as_deref(), Some("127.0.0.1:9"));
+    }
+
+    #[test]
+    fn event_create_parses_durations() {
+        let cli = Cli::parse_from(["ticketctl", "event", "create", "gig", "--capacity", "5", "--hold-ttl", "2m"]);
+        let Command::Event(EventCommand::Create(a)) = cli.command else { panic!() };
+        assert_eq!(a.hold_ttl, Duration::from_secs(120));
+        assert!(Cli::try_parse_from(["ticketctl", "event", "create", "gig", "--capacity", "5", "--hold-ttl", "soon"]).is_err());
+    }
+}

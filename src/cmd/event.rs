@@ -1,0 +1,86 @@
+//! `ticketctl event create|list`.
+
+use anyhow::Context;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde_json::json;
+
+use crate::cli::{EventCommand, EventCreateArgs, GlobalOpts};
+use crate::config::EventSeed;
+use crate::daemon::http::v1::{event_json, settings_of};
+use crate::store::{CreateEvent, EventCounts};
+use crate::UsageError;
+
+pub async fn run(global: &GlobalOpts, cmd: EventCommand) -> anyhow::Result<()> {
+    let cfg = super::load_config(global, None)?;
+    match cmd {
+        EventCommand::Create(a) => create(&cfg, a).await,
+        EventCommand::List { json } => list(&cfg, json).await,
+    }
+}
+
+async fn create(cfg: &crate::config::Config, a: EventCreateArgs) -> anyhow::Result<()> {
+    if a.hold_ttl.subsec_nanos() != 0 {
+        return Err(UsageError("--hold-ttl must be whole seconds".into()).into());
+    }
+    let seed = EventSeed {
+        id: a.id,
+        capacity: a.capacity,
+        hold_ttl_seconds: a.hold_ttl.as_secs(),
+        max_tickets_per_hold: a.max_per_hold,
+    };
+    seed.validate().map_err(UsageError)?;
+    let store = super::connect(cfg).await?;
+    let settings = settings_of(&seed);
+    let what = format!(
+        "capacity {}, hold {}s, at most {} per hold",
+        seed.capacity, seed.hold_ttl_seconds, seed.max_tickets_per_hold
+    );
+    match store.create_event(&settings).await.context("cannot create the event")? {
+        CreateEvent::Created => println!("created event {} ({what})", seed.id),
+        CreateEvent::Exists => println!("event {} already exists with the same settings ({what})", seed.id),
+        CreateEvent::Conflict(e) => anyhow::bail!(
+            "event {} already exists with other settings (capacity {}, hold {}s, at most {} per hold)",
+            e.id,
+            e.capacity,
+            e.hold_ttl_ms / 1000,
+            e.max_per_hold
+        ),
+    }
+    Ok(())
+}
+
+async fn list(cfg: &crate::config::Config, as_json: bool) -> anyhow::Result<()> {
+    let store = super::connect(cfg).await?;
+    let mut events = Vec::new();
+    for id in store.list_events().await.context("cannot list events")? {
+        if let Some(c) = store.event_counts(&id).await.with_context(|| format!("cannot read event {id}"))? {
+            events.push(c);
+        }
+    }
+    if as_json {
+        let list: Vec<_> = events.iter().map(event_json).collect();
+        println!("{}", json!({ "events": list }));
+    } else {
+        println!("{}", table(&events));
+    }
+    Ok(())
+}
+
+/// The event table shown to people.
+pub fn table(events: &[EventCounts]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["event", "capacity", "available", "held", "sold", "hold ttl", "max/hold"]);
+    for c in events {
+        t.add_row([
+            c.settings.id.clone(),
+            c.settings.capacity.to_string(),
+            c.available.to_string(),
+            c.held.to_string(),
+            c.sold.to_string(),
+            format!("{}s", c.settings.hold_ttl_ms / 1000),
+            c.settings.max_per_hold.to_string(),
+        ]);
+    }
+    t
+}

@@ -1,0 +1,32 @@
+//! One module per subcommand: turns flags and configuration into calls on
+//! the library. Errors get their context here (`anyhow`).
+
+mod event;
+mod serve;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command, GlobalOpts};
+use crate::config::{Config, Overrides};
+use crate::store::Store;
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Event(cmd) => event::run(&cli.global, cmd).await,
+    }
+}
+
+/// Loads the configuration with the global flags (and `listen`) applied.
+pub(crate) fn load_config(global: &GlobalOpts, listen: Option<String>) -> anyhow::Result<Config> {
+    let overrides = Overrides { redis_url: global.redis.clone(), listen };
+    Ok(Config::load(global.config.as_deref(), &overrides)?)
+}
+
+/// Connects to the configured Redis, with a message naming it on failure.
+pub(crate) async fn connect(cfg: &Config) -> anyhow::Result<Store> {
+    Store::connect(&cfg.redis)
+        .await
+        .with_context(|| format!("cannot use Redis at {}", crate::config::redact_url(&cfg.redis.url)))
+}

@@ -1,0 +1,60 @@
+//! `ticketctl serve`: seed the configured events, bind, serve until SIGTERM
+//! or Ctrl-C, drain.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::cli::{GlobalOpts, ServeArgs};
+use crate::daemon::http::{self, metrics::Metrics, AppState, Limits};
+use crate::daemon::shutdown;
+use crate::store::{CreateEvent, Store};
+
+pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = super::load_config(global, args.listen)?;
+    let store = super::connect(&cfg).await?;
+    seed_events(&store, &cfg).await?;
+    let listener = TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let addr = listener.local_addr()?;
+    let token = shutdown::on_signal();
+    let metrics = Arc::new(Metrics::default());
+    if args.with_workers {
+        anyhow::bail!("--with-workers: the workers are not part of this build yet");
+    }
+    let app = http::router(AppState::new(store, metrics, &cfg), cfg.server.body_limit);
+    let limits = Limits {
+        max_connections: cfg.server.max_connections,
+        header_timeout: cfg.server.header_timeout,
+        shutdown_timeout: cfg.server.shutdown_timeout,
+    };
+    tracing::info!(%addr, "listening");
+    let drained = http::serve(listener, app, limits, token.cancelled_owned()).await;
+    if !drained {
+        tracing::warn!("shutdown timeout reached with requests still in flight");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the `[[events]]` that do not exist yet; an existing event with
+/// other settings is left as it is, with a warning.
+pub(crate) async fn seed_events(store: &Store, cfg: &crate::config::Config) -> anyhow::Result<()> {
+    for seed in &cfg.events {
+        let settings = http::v1::settings_of(seed);
+        match store.create_event(&settings).await.with_context(|| format!("cannot create event {}", seed.id))? {
+            CreateEvent::Created => tracing::info!(event = %seed.id, capacity = seed.capacity, "event created"),
+            CreateEvent::Exists => {}
+            CreateEvent::Conflict(existing) => tracing::warn!(
+                event = %seed.id,
+                capacity = existing.capacity,
+                hold_ttl_ms = existing.hold_ttl_ms,
+                max_per_hold = existing.max_per_hold,
+                "event exists with other settings than the config; keeping the existing ones"
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,501 @@
+//! Configuration: the TOML file, `TICKETCTL_*` environment variables and
+//! command-line overrides, merged with the precedence flag > environment >
+//! file > default, then validated. Owns every default; knows nothing of Redis
+//! or HTTP beyond the values it hands them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A configuration problem: the message names the file, key or variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a bad value.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// The TOML parser's message, naming the key.
+        message: String,
+    },
+    /// A value (from any source) failed validation.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration; every section has defaults.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the store lives.
+    pub redis: RedisConfig,
+    /// The HTTP API.
+    pub server: ServerConfig,
+    /// The Node proof-of-concept routes.
+    pub compat: CompatConfig,
+    /// Events `serve` creates when they do not exist yet.
+    pub events: Vec<EventSeed>,
+    /// The release worker.
+    pub release: ReleaseConfig,
+    /// The purchase worker and its sinks.
+    pub purchase: PurchaseConfig,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL; env `TICKETCTL_REDIS_URL`, flag `--redis`.
+    pub url: String,
+    /// Longest wait for one Redis reply before the request fails with 503.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Longest wait for a (re)connection to Redis.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address; env `TICKETCTL_LISTEN`, flag `--listen`.
+    pub listen: String,
+    /// Bearer token for admin routes; env `TICKETCTL_ADMIN_TOKEN`. Empty: admin routes closed.
+    pub admin_token: String,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Open connections beyond this wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client must send its request headers within this time.
+    #[serde(deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+    /// A request still running after this time is answered 503.
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// On SIGTERM, in-flight requests get this long to finish.
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:3000".into(),
+            admin_token: String::new(),
+            body_limit: 16 * 1024,
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[compat]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatConfig {
+    /// The event the `/api/ticket/*` routes act on.
+    pub event: String,
+}
+
+impl Default for CompatConfig {
+    fn default() -> Self {
+        CompatConfig { event: "default".into() }
+    }
+}
+
+/// One `[[events]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventSeed {
+    /// 1–64 characters of `a-z A-Z 0-9 - _`.
+    pub id: String,
+    /// Number of tickets, numbered `1..=capacity`.
+    pub capacity: u64,
+    /// How long a hold lives.
+    #[serde(default = "default_hold_ttl")]
+    pub hold_ttl_seconds: u64,
+    /// Most tickets in one hold.
+    #[serde(default = "default_max_per_hold")]
+    pub max_tickets_per_hold: u64,
+}
+
+fn default_hold_ttl() -> u64 {
+    60
+}
+fn default_max_per_hold() -> u64 {
+    10
+}
+
+/// `[release]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseConfig {
+    /// Most holds one release script call frees.
+    pub batch: usize,
+    /// Longest sleep between passes when nothing is scheduled.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_poll: Duration,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        ReleaseConfig { batch: 1000, idle_poll: Duration::from_millis(500) }
+    }
+}
+
+/// `[purchase]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurchaseConfig {
+    /// Jobs read per batch.
+    pub batch: usize,
+    /// A job unacknowledged this long is taken over by another worker.
+    #[serde(deserialize_with = "de_duration")]
+    pub claim_idle: Duration,
+    /// Deliveries before a job goes to the dead-letter stream.
+    pub max_attempts: u32,
+    /// On SIGTERM, the batch in hand gets this long to finish.
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_timeout: Duration,
+    /// Where each order is published.
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for PurchaseConfig {
+    fn default() -> Self {
+        PurchaseConfig {
+            batch: 256,
+            claim_idle: Duration::from_secs(30),
+            max_attempts: 5,
+            shutdown_timeout: Duration::from_secs(10),
+            sinks: vec![
+                SinkConfig::RedisStream { stream: "tc:payments".into() },
+                SinkConfig::RedisStream { stream: "tc:fulfillment".into() },
+            ],
+        }
+    }
+}
+
+/// One `[[purchase.sinks]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Append each order to a Redis stream, exactly once.
+    RedisStream {
+        /// Stream key.
+        stream: String,
+    },
+    /// POST batches of orders as JSON, signed with HMAC-SHA256, at least once.
+    Webhook {
+        /// Target URL (`http://`).
+        url: String,
+        /// HMAC key for the `X-Ticketctl-Signature` header.
+        #[serde(default)]
+        secret: String,
+        /// Longest wait for one delivery.
+        #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+    },
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parses `500ms`, `30s`, `2m` (humantime syntax); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Values from flags, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--redis`
+    pub redis_url: Option<String>,
+    /// `--listen`
+    pub listen: Option<String>,
+}
+
+/// Checks an event id: 1–64 characters of `a-z A-Z 0-9 - _`.
+pub fn valid_event_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Largest capacity an event may have.
+pub const MAX_CAPACITY: u64 = 10_000_000;
+
+impl EventSeed {
+    /// Checks the seed against the domain's limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if !valid_event_id(&self.id) {
+            return Err(format!(
+                "event id {:?} must be 1-64 characters of a-z A-Z 0-9 - _",
+                self.id
+            ));
+        }
+        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
+            return Err(format!("event {}: capacity must be 1..={MAX_CAPACITY}", self.id));
+        }
+        if !(1..=86_400).contains(&self.hold_ttl_seconds) {
+            return Err(format!("event {}: hold_ttl_seconds must be 1..=86400", self.id));
+        }
+        if !(1..=1000).contains(&self.max_tickets_per_hold) {
+            return Err(format!("event {}: max_tickets_per_hold must be 1..=1000", self.id));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads the configuration: `path` if given (it must exist), else
+    /// `./ticketctl.toml` when present, else defaults; then the environment,
+    /// then `overrides`; then validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let default_path = Path::new("ticketctl.toml");
+        let file = match path {
+            Some(p) => Some(p),
+            None if default_path.exists() => Some(default_path),
+            None => None,
+        };
+        let mut cfg = match file {
+            Some(p) => Self::from_file(p)?,
+            None => Config::with_default_events(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok());
+        if let Some(url) = &overrides.redis_url {
+            cfg.redis.url = url.clone();
+        }
+        if let Some(listen) = &overrides.listen {
+            cfg.server.listen = listen.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses one TOML file. A file without `[[events]]` gets the default event.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    /// Parses TOML text; the error is a one-line message naming the key.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let raw: toml::Table = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let has_events = raw.contains_key("events");
+        let mut cfg: Config = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        if !has_events {
+            cfg.events = Config::with_default_events().events;
+        }
+        Ok(cfg)
+    }
+
+    /// Defaults plus the one event the proof of concept had: `default`, 100 tickets.
+    pub fn with_default_events() -> Config {
+        Config {
+            events: vec![EventSeed {
+                id: "default".into(),
+                capacity: 100,
+                hold_ttl_seconds: default_hold_ttl(),
+                max_tickets_per_hold: default_max_per_hold(),
+            }],
+            ..Config::default()
+        }
+    }
+
+    /// Applies `TICKETCTL_REDIS_URL`, `TICKETCTL_LISTEN`, `TICKETCTL_ADMIN_TOKEN`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("TICKETCTL_REDIS_URL") {
+            self.redis.url = v;
+        }
+        if let Some(v) = get("TICKETCTL_LISTEN") {
+            self.server.listen = v;
+        }
+        if let Some(v) = get("TICKETCTL_ADMIN_TOKEN") {
+            self.server.admin_token = v;
+        }
+    }
+
+    /// Checks every value that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !(self.redis.url.starts_with("redis://")
+            || self.redis.url.starts_with("rediss://")
+            || self.redis.url.starts_with("unix://"))
+        {
+            return bad(format!(
+                "redis.url must start with redis://, rediss:// or unix:// (got {:?})",
+                redact_url(&self.redis.url)
+            ));
+        }
+        if self.redis.timeout.is_zero() {
+            return bad("redis.timeout must be greater than 0".into());
+        }
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return bad(format!(
+                "server.listen must be an address such as 127.0.0.1:3000 (got {:?})",
+                self.server.listen
+            ));
+        }
+        if self.server.body_limit < 64 {
+            return bad("server.body_limit must be at least 64 bytes".into());
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections must be at least 1".into());
+        }
+        if !valid_event_id(&self.compat.event) {
+            return bad(format!("compat.event {:?} is not a valid event id", self.compat.event));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for e in &self.events {
+            e.validate().map_err(|m| ConfigError::Invalid(format!("events: {m}")))?;
+            if !seen.insert(&e.id) {
+                return bad(format!("events: event {} is listed twice", e.id));
+            }
+        }
+        if self.release.batch == 0 {
+            return bad("release.batch must be at least 1".into());
+        }
+        if self.purchase.batch == 0 || self.purchase.batch > 10_000 {
+            return bad("purchase.batch must be 1..=10000".into());
+        }
+        if self.purchase.max_attempts == 0 {
+            return bad("purchase.max_attempts must be at least 1".into());
+        }
+        for s in &self.purchase.sinks {
+            match s {
+                SinkConfig::RedisStream { stream } if stream.is_empty() => {
+                    return bad("purchase.sinks: stream must not be empty".into())
+                }
+                SinkConfig::Webhook { url, .. } if !url.starts_with("http://") => {
+                    return bad(format!("purchase.sinks: webhook url must start with http:// (got {url:?})"))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hides the password of a Redis URL, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let text = include_str!("../ticketctl.toml.example");
+        let cfg = Config::from_toml(text).expect("example parses");
+        cfg.validate().expect("example validates");
+        let d = Config::with_default_events();
+        assert_eq!(cfg.redis.url, d.redis.url);
+        assert_eq!(cfg.redis.timeout, d.redis.timeout);
+        assert_eq!(cfg.server.listen, d.server.listen);
+        assert_eq!(cfg.server.body_limit, d.server.body_limit);
+        assert_eq!(cfg.server.max_connections, d.server.max_connections);
+        assert_eq!(cfg.server.request_timeout, d.server.request_timeout);
+        assert_eq!(cfg.compat.event, d.compat.event);
+        assert_eq!(cfg.events, d.events);
+        assert_eq!(cfg.purchase.batch, d.purchase.batch);
+        assert_eq!(cfg.purchase.claim_idle, d.purchase.claim_idle);
+        assert_eq!(cfg.purchase.max_attempts, d.purchase.max_attempts);
+        assert_eq!(cfg.purchase.sinks, d.purchase.sinks);
+        assert_eq!(cfg.release.batch, d.release.batch);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(err.contains("listen_addr"), "{err}");
+        let err = Config::from_toml("[sever]\n").unwrap_err();
+        assert!(err.contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::from_toml("[purchase]\nclaim_idle = \"soon\"\n").unwrap_err();
+        assert!(err.contains("claim_idle") || err.contains("soon"), "{err}");
+        let cfg = Config::from_toml("[[events]]\nid = \"a b\"\ncapacity = 5\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("a b"));
+        let cfg = Config::from_toml("[[events]]\nid = \"a\"\ncapacity = 0\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("capacity"));
+        let cfg = Config::from_toml("[server]\nlisten = \"nowhere\"\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("server.listen"));
+    }
+
+    #[test]
+    fn precedence_is_flag_env_file_default() {
+        let mut cfg = Config::from_toml("[redis]\nurl = \"redis://file:1\"\n[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(cfg.redis.url, "redis://file:1");
+        cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(|| "redis://env:2".to_string()));
+        assert_eq!(cfg.redis.url, "redis://env:2");
+        assert_eq!(cfg.server.listen, "127.0.0.1:1");
+        let dir = std::env::temp_dir().join(format!("tc-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.toml");
+        std::fs::write(&p, "[redis]\nurl = \"redis://file:1\"\n").unwrap();
+        let o = Overrides { redis_url: Some("redis://flag:3".into()), listen: None };
+        let cfg = Config::load(Some(&p), &o).unwrap();
+        assert_eq!(cfg.redis.url, "redis://flag:3");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact_url("redis://host"), "redis://host");
+    }
+}

@@ -1,0 +1,119 @@
+//! The one place that maps failures to HTTP status codes and the JSON error
+//! body `{"error":{"code","message"}}`. Internal detail (Redis error text,
+//! file paths) is logged here and never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::store::StoreError;
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_request`.
+    BadRequest(String),
+    /// 401 `unauthorized`.
+    Unauthorized,
+    /// 403 `forbidden`.
+    Forbidden(&'static str),
+    /// 404 `not_found`.
+    NotFound(String),
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed,
+    /// 409 with its own code, message and extra fields.
+    Conflict {
+        /// Snake-case code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+        /// Extra fields merged into the error object.
+        extra: Option<Value>,
+    },
+    /// 413 `payload_too_large`.
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`.
+    UnsupportedMediaType,
+    /// 422 with its own code.
+    Unprocessable(&'static str, String),
+    /// 503 `unavailable` with `Retry-After`.
+    Unavailable,
+    /// 503 `timeout`: the request ran past `server.request_timeout`.
+    Timeout,
+    /// 500 `internal`: logged, not described.
+    Internal,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs Authorization: Bearer <admin token>".into(),
+            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this path".into())
+            }
+            ApiError::Conflict { code, message, .. } => (StatusCode::CONFLICT, code, message.clone()),
+            ApiError::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".into())
+            }
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON (Content-Type: application/json)".into(),
+            ),
+            ApiError::Unprocessable(code, m) => (StatusCode::UNPROCESSABLE_ENTITY, code, m.clone()),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the ticket store is unavailable; retry shortly".into(),
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; retry shortly".into(),
+            ),
+            ApiError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged".into())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "redis unavailable");
+                ApiError::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let mut body = json!({ "code": code, "message": message });
+        if let (ApiError::Conflict { extra: Some(Value::Object(extra)), .. }, Value::Object(obj)) = (&self, &mut body) {
+            obj.extend(extra.clone());
+        }
+        let mut resp = (status, axum::Json(json!({ "error": body }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

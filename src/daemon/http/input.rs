@@ -1,0 +1,225 @@
+//! Request input: the JSON body (size, media type, syntax) and the typed
+//! fields the contract defines, each refused with a sentence that says what
+//! was wrong. Pure functions, tested here.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderMap, StatusCode};
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ApiResult};
+
+/// Longest `userId`, in characters.
+pub const MAX_USER_ID_CHARS: usize = 128;
+/// Most ticket ids accepted in one request before the event's own limit is
+/// consulted.
+pub const MAX_TICKETS_IN_REQUEST: usize = 1000;
+
+/// The body as a JSON object. `body` is the extractor's result, so a body
+/// over the limit arrives here as a rejection.
+pub fn json_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Map<String, Value>> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !(essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest("the request body could not be read".into())
+        }
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("a JSON object body is required".into()));
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
+        Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
+    }
+}
+
+/// `userId`: a non-empty string of at most 128 characters without control
+/// characters, or a JSON integer (taken as its decimal string).
+pub fn user_id(body: &Map<String, Value>) -> ApiResult<String> {
+    match body.get("userId") {
+        None | Some(Value::Null) => Err(ApiError::BadRequest("userId is required".into())),
+        Some(Value::String(s)) => {
+            if s.is_empty() {
+                Err(ApiError::BadRequest("userId must not be empty".into()))
+            } else if s.chars().count() > MAX_USER_ID_CHARS {
+                Err(ApiError::BadRequest(format!("userId must be at most {MAX_USER_ID_CHARS} characters")))
+            } else if s.chars().any(char::is_control) {
+                Err(ApiError::BadRequest("userId must not contain control characters".into()))
+            } else {
+                Ok(s.clone())
+            }
+        }
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Some(_) => Err(ApiError::BadRequest("userId must be a string or an integer".into())),
+    }
+}
+
+/// One ticket id: a JSON integer >= 1 (the upper bound is the event's).
+pub fn ticket_id_value(v: &Value, field: &str) -> ApiResult<u64> {
+    match v.as_u64() {
+        Some(t) if t >= 1 && (v.is_u64() || v.is_i64()) => Ok(t),
+        _ if v.is_number() && (v.is_u64() || v.is_i64()) => {
+            Err(ApiError::BadRequest(format!("{field} must be at least 1")))
+        }
+        _ => Err(ApiError::BadRequest(format!("{field} must be an integer"))),
+    }
+}
+
+/// `ticketId` (compatibility routes).
+pub fn ticket_id(body: &Map<String, Value>) -> ApiResult<u64> {
+    match body.get("ticketId") {
+        None | Some(Value::Null) => Err(ApiError::BadRequest("ticketId is required".into())),
+        Some(v) => ticket_id_value(v, "ticketId"),
+    }
+}
+
+/// What a hold request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldAsk {
+    /// Explicit ticket ids (distinct).
+    Tickets(Vec<u64>),
+    /// Any N tickets.
+    Quantity(u64),
+}
+
+/// `ticketIds` (non-empty array of distinct ids) or `quantity` (>= 1), not both.
+pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldAsk> {
+    let tickets = body.get("ticketIds").filter(|v| !v.is_null());
+    let quantity = body.get("quantity").filter(|v| !v.is_null());
+    match (tickets, quantity) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest("give either ticketIds or quantity, not both".into())),
+        (None, None) => Err(ApiError::BadRequest("ticketIds or quantity is required".into())),
+        (Some(Value::Array(items)), None) => {
+            if items.is_empty() {
+                return Err(ApiError::BadRequest("ticketIds must not be empty".into()));
+            }
+            if items.len() > MAX_TICKETS_IN_REQUEST {
+                return Err(ApiError::BadRequest(format!("too many tickets: at most {MAX_TICKETS_IN_REQUEST}")));
+            }
+            let mut ids = Vec::with_capacity(items.len());
+            for v in items {
+                ids.push(ticket_id_value(v, "ticketIds")?);
+            }
+            let mut sorted = ids.clone();
+            sorted.sort_unstable();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(ApiError::BadRequest(format!("ticketIds lists ticket {} twice", w[0])));
+            }
+            Ok(HoldAsk::Tickets(ids))
+        }
+        (Some(_), None) => Err(ApiError::BadRequest("ticketIds must be an array of integers".into())),
+        (None, Some(v)) => match v.as_u64() {
+            Some(n) if n >= 1 && n as usize <= MAX_TICKETS_IN_REQUEST => Ok(HoldAsk::Quantity(n)),
+            Some(n) if n >= 1 => Err(ApiError::BadRequest(format!("too many tickets: at most {MAX_TICKETS_IN_REQUEST}"))),
+            _ => Err(ApiError::BadRequest("quantity must be an integer of at least 1".into())),
+        },
+    }
+}
+
+/// The `Idempotency-Key` header: 1–255 printable ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let s = v.to_str().ok().filter(|s| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| (0x20..0x7f).contains(&b)));
+    match s {
+        Some(s) => Ok(Some(s.to_string())),
+        None => Err(ApiError::BadRequest("Idempotency-Key must be 1-255 printable characters".into())),
+    }
+}
+
+/// Does the request carry `Authorization: Bearer <token>`? An empty
+/// configured token matches nothing. Compared in constant time.
+pub fn is_admin(headers: &HeaderMap, token: &str) -> bool {
+    if token.is_empty() {
+        return false;
+    }
+    let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(given) = given.strip_prefix("Bearer ") else { return false };
+    constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Length is not secret; the content comparison does not stop early.
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn user_ids() {
+        assert_eq!(user_id(&obj(json!({"userId": "alice"}))).unwrap(), "alice");
+        assert_eq!(user_id(&obj(json!({"userId": 42}))).unwrap(), "42");
+        assert_eq!(user_id(&obj(json!({"userId": -7}))).unwrap(), "-7");
+        for bad in [json!({}), json!({"userId": null}), json!({"userId": ""}), json!({"userId": 1.5}),
+            json!({"userId": true}), json!({"userId": ["a"]}), json!({"userId": "a\u{0007}b"}),
+            json!({"userId": "x".repeat(129)})] {
+            assert!(matches!(user_id(&obj(bad.clone())), Err(ApiError::BadRequest(_))), "{bad}");
+        }
+        assert!(user_id(&obj(json!({"userId": "é".repeat(128)}))).is_ok());
+    }
+
+    #[test]
+    fn hold_asks() {
+        assert_eq!(hold_ask(&obj(json!({"ticketIds": [3, 1]}))).unwrap(), HoldAsk::Tickets(vec![3, 1]));
+        assert_eq!(hold_ask(&obj(json!({"quantity": 2}))).unwrap(), HoldAsk::Quantity(2));
+        for bad in [json!({}), json!({"ticketIds": []}), json!({"ticketIds": [1, 1]}), json!({"ticketIds": [0]}),
+            json!({"ticketIds": [-1]}), json!({"ticketIds": ["1"]}), json!({"ticketIds": [1.5]}), json!({"ticketIds": 1}),
+            json!({"quantity": 0}), json!({"quantity": "2"}), json!({"quantity": 2, "ticketIds": [1]}),
+            json!({"ticketIds": (1..=1001).collect::<Vec<u64>>()})] {
+            assert!(matches!(hold_ask(&obj(bad.clone())), Err(ApiError::BadRequest(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        let mut h = HeaderMap::new();
+        assert!(json_object(&h, Ok(Bytes::from_static(b"{\"a\":1}"))).is_ok());
+        assert!(matches!(json_object(&h, Ok(Bytes::from_static(b"{"))), Err(ApiError::BadRequest(_))));
+        assert!(matches!(json_object(&h, Ok(Bytes::from_static(b"[]"))), Err(ApiError::BadRequest(_))));
+        assert!(matches!(json_object(&h, Ok(Bytes::new())), Err(ApiError::BadRequest(_))));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(matches!(json_object(&h, Ok(Bytes::from_static(b"{}"))), Err(ApiError::UnsupportedMediaType)));
+        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        assert!(json_object(&h, Ok(Bytes::from_static(b"{}"))).is_ok());
+    }
+
+    #[test]
+    fn admin_tokens() {
+        let mut h = HeaderMap::new();
+        assert!(!is_admin(&h, "s3cret"));
+        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(is_admin(&h, "s3cret"));
+        assert!(!is_admin(&h, "s3cre"));
+        assert!(!is_admin(&h, ""));
+        h.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
+        assert!(!is_admin(&h, ""));
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        let mut h = HeaderMap::new();
+        assert_eq!(idempotency_key(&h).unwrap(), None);
+        h.insert("idempotency-key", "abc-1".parse().unwrap());
+        assert_eq!(idempotency_key(&h).unwrap().as_deref(), Some("abc-1"));
+        h.insert("idempotency-key", "x".repeat(256).parse().unwrap());
+        assert!(idempotency_key(&h).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP API: router, middleware (metrics, request timeout) and the
+//! connection loop. Handlers live in `v1.rs` and `compat.rs`; status codes
+//! are chosen in `error.rs` alone.
+
+mod compat;
+pub mod error;
+pub mod input;
+pub mod metrics;
+mod server;
+pub mod v1;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+pub use server::{serve, Limits};
+
+use crate::config::Config;
+use crate::store::Store;
+use error::ApiError;
+use metrics::Metrics;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The fields of [`AppState`].
+pub struct Inner {
+    /// The store.
+    pub store: Store,
+    /// Metrics of this process.
+    pub metrics: Arc<Metrics>,
+    /// `server.admin_token`.
+    pub admin_token: String,
+    /// `compat.event`.
+    pub compat_event: String,
+    request_timeout: Duration,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Shared state for the router.
+    pub fn new(store: Store, metrics: Arc<Metrics>, cfg: &Config) -> AppState {
+        AppState(Arc::new(Inner {
+            store,
+            metrics,
+            admin_token: cfg.server.admin_token.clone(),
+            compat_event: cfg.compat.event.clone(),
+            request_timeout: cfg.server.request_timeout,
+        }))
+    }
+}
+
+/// Route patterns, as metric labels.
+const ROUTES: &[&str] = &[
+    "/v1/events",
+    "/v1/events/{id}",
+    "/v1/events/{id}/tickets",
+    "/v1/events/{id}/holds",
+    "/v1/holds/{hold_id}",
+    "/v1/holds/{hold_id}/purchase",
+    "/v1/orders/{order_id}",
+    "/api/ticket/available",
+    "/api/ticket/reserve",
+    "/api/ticket/buy",
+    "/api/ticket/release",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// The full router with its middleware.
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/events", post(v1::create_event).get(v1::list_events))
+        .route("/v1/events/{id}", get(v1::get_event))
+        .route("/v1/events/{id}/tickets", get(v1::list_tickets))
+        .route("/v1/events/{id}/holds", post(v1::create_hold))
+        .route("/v1/holds/{hold_id}", get(v1::get_hold).delete(v1::cancel_hold))
+        .route("/v1/holds/{hold_id}/purchase", post(v1::purchase))
+        .route("/v1/orders/{order_id}", get(v1::get_order))
+        .route("/api/ticket/available", get(compat::available))
+        .route("/api/ticket/reserve", post(compat::reserve))
+        .route("/api/ticket/buy", post(compat::buy))
+        .route("/api/ticket/release", post(compat::release))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Times every request, answers 503 past `server.request_timeout`, and
+/// records the outcome by route pattern and status.
+async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::HEAD => "HEAD",
+        _ => "OTHER",
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()).copied())
+        .unwrap_or("unmatched");
+    let resp = match tokio::time::timeout(st.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    st.metrics.observe(method, route, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        st.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,6 @@
+//! Long-running parts: the HTTP API (`http`) and the workers (`worker`).
+//! Each entry point takes its listener or store and a shutdown signal as
+//! arguments, so tests run them on `127.0.0.1:0` and stop them.
+
+pub mod http;
+pub mod shutdown;

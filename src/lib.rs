@@ -1,0 +1,54 @@
+//! ticketctl: ticket reservation and purchase on Redis.
+//!
+//! Crate map:
+//! - [`cli`]: clap types; [`config`]: file, environment and flags merged.
+//! - [`cmd`]: one module per subcommand, glue from flags to the library.
+//! - [`store`]: the only code that talks to Redis (keys, Lua scripts, queries).
+//! - [`daemon`]: the HTTP API and the workers.
+//! - [`time`]: timestamp formatting.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod daemon;
+pub mod store;
+pub mod time;
+
+use cli::{Cli, LogFormat};
+
+/// Exit status for usage and configuration errors.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status for runtime failures.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// A usage problem found after parsing (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs one command line to completion.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    init_tracing(cli.global.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(cmd::dispatch(cli))
+}
+
+/// Exit status for an error returned by [`run`].
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    let usage = err.chain().any(|e| e.is::<config::ConfigError>() || e.is::<UsageError>());
+    if usage {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TICKETCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

@@ -1,0 +1,129 @@
+//! Hold and order identifiers: what they encode and how they are parsed.
+//!
+//! A hold id is `<event>.h<seq>.<deadlineMs>.<secret>` and an order id
+//! `<event>.o<seq>.<secret>`: the event routes the request to its keys, the
+//! sequence number finds the record, and the 128-bit random secret (base64url)
+//! makes the id unguessable. The deadline lets a purchase of a hold that has
+//! expired and been released answer `hold_expired` rather than `not_found`.
+
+use base64::Engine;
+
+/// A parsed hold id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldId {
+    /// Event id.
+    pub event: String,
+    /// Per-event hold sequence number.
+    pub seq: u64,
+    /// Deadline the hold was created with (Redis clock, ms since the epoch).
+    pub deadline_ms: u64,
+    /// Random part.
+    pub secret: String,
+}
+
+/// A parsed order id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderId {
+    /// Event id.
+    pub event: String,
+    /// Sequence number of the hold it was bought from.
+    pub seq: u64,
+    /// Random part.
+    pub secret: String,
+}
+
+impl std::fmt::Display for HoldId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.h{}.{}.{}", self.event, self.seq, self.deadline_ms, self.secret)
+    }
+}
+
+impl std::fmt::Display for OrderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.o{}.{}", self.event, self.seq, self.secret)
+    }
+}
+
+const SECRET_LEN: usize = 22;
+
+fn valid_secret(s: &str) -> bool {
+    s.len() == SECRET_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn parse_seq(s: &str, prefix: char) -> Option<u64> {
+    let digits = s.strip_prefix(prefix)?;
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl HoldId {
+    /// Parses a hold id; `None` for anything that is not one.
+    pub fn parse(s: &str) -> Option<HoldId> {
+        let mut parts = s.split('.');
+        let (event, seq, deadline, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret) {
+            return None;
+        }
+        if deadline.is_empty() || deadline.len() > 15 || !deadline.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(HoldId {
+            event: event.into(),
+            seq: parse_seq(seq, 'h')?,
+            deadline_ms: deadline.parse().ok()?,
+            secret: secret.into(),
+        })
+    }
+}
+
+impl OrderId {
+    /// Parses an order id; `None` for anything that is not one.
+    pub fn parse(s: &str) -> Option<OrderId> {
+        let mut parts = s.split('.');
+        let (event, seq, secret) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret) {
+            return None;
+        }
+        Some(OrderId { event: event.into(), seq: parse_seq(seq, 'o')?, secret: secret.into() })
+    }
+}
+
+/// 128 random bits from the OS, base64url without padding (22 characters).
+pub fn new_secret() -> String {
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf).expect("the OS random source is available");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        let h = HoldId { event: "gig_1".into(), seq: 42, deadline_ms: 1_764_085_000_123, secret: new_secret() };
+        assert_eq!(HoldId::parse(&h.to_string()), Some(h.clone()));
+        let o = OrderId { event: "gig_1".into(), seq: 42, secret: new_secret() };
+        assert_eq!(OrderId::parse(&o.to_string()), Some(o));
+        assert_eq!(OrderId::parse(&h.to_string()), None);
+    }
+
+    #[test]
+    fn garbage_is_not_an_id() {
+        for s in ["", "x", "a.h1.2", "a.h1.2.short", "a b.h1.2.AAAAAAAAAAAAAAAAAAAAAA", "a.x1.2.AAAAAAAAAAAAAAAAAAAAAA",
+            "a.h.2.AAAAAAAAAAAAAAAAAAAAAA", "a.h1.2.AAAAAAAAAAAAAAAAAAAAAA.x", "a.h-1.2.AAAAAAAAAAAAAAAAAAAAAA"] {
+            assert_eq!(HoldId::parse(s), None, "{s}");
+        }
+        assert!(HoldId::parse("a.h1.2.AAAAAAAAAAAAAAAAAAAAAA").is_some());
+    }
+
+    #[test]
+    fn secrets_are_distinct_and_url_safe() {
+        let a = new_secret();
+        assert_eq!(a.len(), SECRET_LEN);
+        assert!(valid_secret(&a));
+        assert_ne!(a, new_secret());
+    }
+}

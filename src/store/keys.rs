@@ -1,0 +1,75 @@
+//! Every Redis key name ticketctl uses, and nothing else. Per-event keys share
+//! the hash tag `{ev:<id>}`, so every script over one event touches one
+//! Cluster slot.
+
+/// The set of all event ids (written after an event is created).
+pub const EVENTS: &str = "tc:events";
+
+/// Consumer group on every event's job stream.
+pub const JOBS_GROUP: &str = "purchase";
+
+/// The keys of one event, in the order every per-event script takes them
+/// (see `lua/lib.lua`).
+#[derive(Debug, Clone)]
+pub struct EventKeys {
+    tag: String,
+}
+
+impl EventKeys {
+    /// Keys of event `id` (an already validated id).
+    pub fn new(id: &str) -> Self {
+        EventKeys { tag: format!("tc:{{ev:{id}}}") }
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.tag)
+    }
+
+    /// Settings and counters (hash).
+    pub fn meta(&self) -> String {
+        self.key("meta")
+    }
+    /// Held-or-sold bitmap.
+    pub fn taken(&self) -> String {
+        self.key("taken")
+    }
+    /// Sold bitmap.
+    pub fn sold(&self) -> String {
+        self.key("sold")
+    }
+    /// Live holds (hash seq -> record).
+    pub fn holds(&self) -> String {
+        self.key("holds")
+    }
+    /// Orders (hash seq -> record).
+    pub fn orders(&self) -> String {
+        self.key("orders")
+    }
+    /// Purchase job stream.
+    pub fn jobs(&self) -> String {
+        self.key("jobs")
+    }
+    /// The eight keys every per-event script receives, in order.
+    pub fn script_keys(&self) -> [String; 8] {
+        ["meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs"].map(|s| self.key(s))
+    }
+    /// Idempotency record for `kind` (`hold` or `purchase`) and a client key.
+    pub fn idempotency(&self, kind: &str, client_key: &str) -> String {
+        self.key(&format!("idem:{kind}:{client_key}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_event_keys_share_one_hash_tag() {
+        let k = EventKeys::new("gig-1");
+        let mut all = k.script_keys().to_vec();
+        all.push(k.idempotency("hold", "abc"));
+        for key in all {
+            assert!(key.starts_with("tc:{ev:gig-1}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,28 @@
+-- cancel: releases a live hold before its deadline.
+-- KEYS[1..8]: the event's keys (see lib.lua)
+-- ARGV[1]: 'h' (ARGV[2] = hold seq, ARGV[3] = hold secret, ARGV[4] = userId,
+--          or '' for an operator acting for the user)
+--          | 't' (ARGV[2] = ticket id: the hold holding it, operator only)
+-- Returns: { 'ok', tickets released } | { 'not_found' } | { 'forbidden' } | { 'not_held' } | { 'schema', v }
+local meta, err = load_meta()
+if not meta then return err end
+local now = now_ms()
+local seq, h
+if ARGV[1] == 'h' then
+  seq = tonumber(ARGV[2])
+  h = parse_hold(redis.call('HGET', K.holds, seq))
+  if not h or h.secret ~= ARGV[3] then return { 'not_found' } end
+  if ARGV[4] ~= '' and h.user ~= ARGV[4] then return { 'forbidden' } end
+else
+  local owner = redis.call('HGET', K.owner, tonumber(ARGV[2]))
+  if not owner then return { 'not_held' } end
+  seq = tonumber(owner)
+  h = parse_hold(redis.call('HGET', K.holds, owner))
+  if not h then return { 'not_held' } end
+end
+local freed = free_hold(seq, h)
+if h.deadline <= now then
+  -- Already expired: tidied up, but to the caller it was gone.
+  return { ARGV[1] == 'h' and 'not_found' or 'not_held' }
+end
+return { 'ok', freed }

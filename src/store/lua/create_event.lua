@@ -1,0 +1,23 @@
+-- create_event: creates an event with all tickets available, or compares the
+-- settings of the existing one.
+-- KEYS[1..8]: the event's keys (see lib.lua)
+-- ARGV[1]: capacity   ARGV[2]: hold time in ms   ARGV[3]: max tickets per hold
+-- Returns: { 'created'|'exists'|'conflict'|'schema', capacity, ttl_ms, max_per_hold }
+local cap, ttl, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local m = redis.call('HMGET', K.meta, 'capacity', 'ttl_ms', 'max_per_hold', 'v')
+if m[1] then
+  if tonumber(m[4]) ~= SCHEMA then return { 'schema', tostring(m[4]) } end
+  local same = tonumber(m[1]) == cap and tonumber(m[2]) == ttl and tonumber(m[3]) == max
+  return { same and 'exists' or 'conflict', tonumber(m[1]), tonumber(m[2]), tonumber(m[3]) }
+end
+-- Leftovers of an event that was deleted by hand would corrupt the counts.
+redis.call('DEL', K.taken, K.sold, K.owner, K.holds, K.sched, K.orders)
+redis.call('HSET', K.meta, 'capacity', cap, 'ttl_ms', ttl, 'max_per_hold', max,
+  'held', 0, 'sold', 0, 'seq', 0, 'hint', 1, 'v', SCHEMA)
+-- Bit 0 is no ticket. Writing the whole bitmap once sizes it exactly (SETBIT
+-- would over-allocate while growing) and keeps BITPOS within the string.
+redis.call('SET', K.taken, '\128' .. string.rep('\0', math.floor(cap / 8)))
+if redis.call('EXISTS', K.jobs) == 0 then
+  redis.call('XGROUP', 'CREATE', K.jobs, 'purchase', '0', 'MKSTREAM')
+end
+return { 'created', cap, ttl, max }

@@ -1,0 +1,98 @@
+-- hold: reserves tickets of one event for one user, all or nothing.
+-- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: optional idempotency record
+-- ARGV[1]: new hold secret   ARGV[2]: userId
+-- ARGV[3]: 't' (ARGV[4] = comma-separated ticket ids) or 'q' (ARGV[4] = quantity)
+-- ARGV[5]: request fingerprint (with KEYS[9])
+-- Returns: { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. }
+--        | { 'unavailable', expired, t1, .. } (quantity: { 'unavailable', expired, available })
+--        | { 'invalid', message } | { 'not_found' } | { 'idem_mismatch' } | { 'schema', v }
+local replay = idem_replay(ARGV[5])
+if replay then return replay end
+
+local meta, err = load_meta()
+if not meta then return err end
+local now = now_ms()
+local expired = 0
+local tickets = {}
+
+if ARGV[3] == 't' then
+  tickets = split_csv(ARGV[4])
+  if #tickets > meta.max_per_hold then
+    return { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
+  end
+  for _, t in ipairs(tickets) do
+    if t > meta.capacity then
+      return { 'invalid', 'ticketId ' .. fmt_int(t) .. ' is out of range 1..' .. meta.capacity }
+    end
+  end
+  local busy = {}
+  for _, t in ipairs(tickets) do
+    if redis.call('GETBIT', K.taken, t) == 1 then
+      local gone = false
+      if redis.call('GETBIT', K.sold, t) == 0 then
+        -- Held: an expired holder counts as gone, whether or not a release
+        -- worker has been by yet.
+        local owner = redis.call('HGET', K.owner, t)
+        local h = owner and parse_hold(redis.call('HGET', K.holds, owner))
+        if h and h.deadline <= now then
+          free_hold(tonumber(owner), h)
+          expired = expired + 1
+          gone = true
+        elseif not h then
+          -- Owner index without a hold record (state damaged by hand): the
+          -- ticket is not held by anyone, so repair the bit.
+          redis.call('HDEL', K.owner, t)
+          redis.call('SETBIT', K.taken, t, 0)
+          redis.call('HINCRBY', K.meta, 'held', -1)
+          gone = true
+        end
+      end
+      if not gone then busy[#busy + 1] = t end
+    end
+  end
+  if #busy > 0 then
+    local reply = { 'unavailable', expired }
+    for _, t in ipairs(busy) do reply[#reply + 1] = t end
+    return reply
+  end
+else
+  local n = tonumber(ARGV[4])
+  if n > meta.max_per_hold then
+    return { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
+  end
+  local avail = meta.capacity - meta.held - meta.sold
+  if avail < n then
+    expired = sweep(now, 1000)
+    avail = meta.capacity - tonumber(redis.call('HGET', K.meta, 'held')) - meta.sold
+  end
+  if avail < n then return { 'unavailable', expired, avail } end
+  local pos = tonumber(redis.call('HGET', K.meta, 'hint') or '1')
+  while #tickets < n do
+    local p = redis.call('BITPOS', K.taken, 0, pos, meta.capacity, 'BIT')
+    if p < 1 then break end
+    tickets[#tickets + 1] = p
+    pos = p + 1
+  end
+  if #tickets < n then
+    -- Counters and bitmap disagree; refuse rather than oversell.
+    return redis.error_reply('ticket bitmap and counters disagree for ' .. K.meta)
+  end
+  redis.call('HSET', K.meta, 'hint', pos)
+end
+
+local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
+local deadline = now + meta.ttl_ms
+for _, t in ipairs(tickets) do
+  redis.call('SETBIT', K.taken, t, 1)
+  redis.call('HSET', K.owner, t, seq)
+end
+local csv = table.concat(tickets, ',')
+redis.call('HSET', K.holds, seq, ARGV[1] .. '|' .. fmt_int(deadline) .. '|' .. csv .. '|' .. ARGV[2])
+redis.call('RPUSH', K.sched, seq)
+redis.call('HINCRBY', K.meta, 'held', #tickets)
+
+local reply = { 'ok', 0, ARGV[1], seq, deadline, now }
+for _, t in ipairs(tickets) do reply[#reply + 1] = t end
+idem_store(ARGV[5], reply)
+reply[2] = expired
+return reply

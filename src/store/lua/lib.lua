@@ -1,0 +1,130 @@
+-- Shared prelude: prepended to every script in this folder before it is
+-- loaded, so each script stays one atomic EVALSHA. Owns no keys of its own.
+--
+-- Every per-event script receives the same eight keys, all carrying the
+-- event's hash tag (one Cluster slot):
+-- KEYS[1]: meta    hash   capacity, ttl_ms, max_per_hold, held, sold, seq, hint, v
+-- KEYS[2]: taken   bitmap bit t set while ticket t is held or sold (bit 0 always set)
+-- KEYS[3]: sold    bitmap bit t set once ticket t is sold
+-- KEYS[4]: owner   hash   ticket -> hold seq, for held tickets only
+-- KEYS[5]: holds   hash   hold seq -> "secret|deadlineMs|t1,t2,..|userId"
+-- KEYS[6]: sched   list   hold seqs in creation order (= deadline order: the
+--                         hold time is fixed per event)
+-- KEYS[7]: orders  hash   hold seq -> "status|orderSecret|holdSecret|createdMs|completedMs|t1,..|userId"
+-- KEYS[8]: jobs    stream purchase jobs, consumer group "purchase"
+-- KEYS[9]: idem    string optional Idempotency-Key record (only some scripts)
+
+local SCHEMA = 1
+local K = {
+  meta = KEYS[1], taken = KEYS[2], sold = KEYS[3], owner = KEYS[4],
+  holds = KEYS[5], sched = KEYS[6], orders = KEYS[7], jobs = KEYS[8],
+  idem = KEYS[9],
+}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt_int(n)
+  return string.format('%d', n)
+end
+
+local function split_csv(s)
+  local out = {}
+  for v in string.gmatch(s, '[^,]+') do out[#out + 1] = tonumber(v) end
+  return out
+end
+
+-- Returns the event's settings and counters, or nil plus a reply when the
+-- event does not exist or was written by an unknown schema version.
+local function load_meta()
+  local m = redis.call('HMGET', K.meta, 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v')
+  if not m[1] then return nil, { 'not_found' } end
+  if tonumber(m[6]) ~= SCHEMA then return nil, { 'schema', tostring(m[6]) } end
+  return {
+    capacity = tonumber(m[1]), ttl_ms = tonumber(m[2]), max_per_hold = tonumber(m[3]),
+    held = tonumber(m[4]), sold = tonumber(m[5]),
+  }
+end
+
+local function parse_hold(rec)
+  if not rec then return nil end
+  local secret, deadline, tickets, user = string.match(rec, '^([^|]*)|(%d+)|([%d,]*)|(.*)$')
+  if not secret then return nil end
+  return { secret = secret, deadline = tonumber(deadline), csv = tickets,
+           tickets = split_csv(tickets), user = user }
+end
+
+local function parse_order(rec)
+  if not rec then return nil end
+  local status, osecret, hsecret, created, completed, tickets, user =
+    string.match(rec, '^(%a+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*)|(.*)$')
+  if not status then return nil end
+  return { status = status, secret = osecret, hold_secret = hsecret, created = created,
+           completed = completed, csv = tickets, user = user }
+end
+
+-- Puts a hold's tickets back on sale and forgets the hold. A ticket is only
+-- freed while the owner index still names this hold, so a corrupt index can
+-- never free a ticket that belongs to someone else.
+local function free_hold(seq, h)
+  local freed, lowest = 0, nil
+  for _, t in ipairs(h.tickets) do
+    if tonumber(redis.call('HGET', K.owner, t)) == seq then
+      redis.call('SETBIT', K.taken, t, 0)
+      redis.call('HDEL', K.owner, t)
+      freed = freed + 1
+      if not lowest or t < lowest then lowest = t end
+    end
+  end
+  redis.call('HDEL', K.holds, seq)
+  if freed > 0 then
+    redis.call('HINCRBY', K.meta, 'held', -freed)
+    local hint = tonumber(redis.call('HGET', K.meta, 'hint') or '1')
+    if lowest < hint then redis.call('HSET', K.meta, 'hint', lowest) end
+  end
+  return freed
+end
+
+-- Releases expired holds from the head of the schedule, at most `max` of
+-- them. Entries of holds that were bought or cancelled are dropped on the way.
+-- Returns released, next deadline (-1: none scheduled; `now`: more due).
+local function sweep(now, max)
+  local released, scanned = 0, 0
+  while scanned < max * 4 do
+    local head = redis.call('LINDEX', K.sched, 0)
+    if not head then return released, -1 end
+    local seq = tonumber(head)
+    local h = parse_hold(redis.call('HGET', K.holds, head))
+    if not h then
+      redis.call('LPOP', K.sched)
+    elseif h.deadline <= now then
+      if released >= max then return released, now end
+      free_hold(seq, h)
+      redis.call('LPOP', K.sched)
+      released = released + 1
+    else
+      return released, h.deadline
+    end
+    scanned = scanned + 1
+  end
+  return released, now
+end
+
+-- Idempotency-Key: returns the stored reply for a repeated key, an
+-- 'idem_mismatch' reply when the key was used with another request, or nil.
+local function idem_replay(fingerprint)
+  if not K.idem then return nil end
+  local stored = redis.call('GET', K.idem)
+  if not stored then return nil end
+  local rec = cjson.decode(stored)
+  if rec.fp ~= fingerprint then return { 'idem_mismatch' } end
+  return rec.reply
+end
+
+local function idem_store(fingerprint, reply)
+  if not K.idem then return end
+  redis.call('SET', K.idem, cjson.encode({ fp = fingerprint, reply = reply }), 'EX', 86400)
+end
+

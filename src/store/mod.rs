@@ -1,0 +1,145 @@
+//! The only code that talks to Redis. Every state transition is one Lua
+//! script (`lua/`, wrapped one typed method each in `scripts.rs`); read-only
+//! queries live in `query.rs`; key names come from `keys.rs` alone.
+//!
+//! Must not: know about HTTP, format JSON for clients, or let Redis error text
+//! out in anything but a [`StoreError`] meant for logs.
+
+pub mod ids;
+pub mod keys;
+mod query;
+mod reply;
+mod scripts;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+
+pub use ids::{HoldId, OrderId};
+pub use query::{TicketPage, TicketStatus};
+pub use scripts::*;
+
+use crate::config::{redact_url, RedisConfig};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis could not be reached, timed out, or is loading/failing over:
+    /// worth retrying later (HTTP 503).
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error we did not expect (a bug or damaged data).
+    #[error("redis error: {0}")]
+    Redis(String),
+    /// A script or query answered something this version cannot read.
+    #[error("unexpected reply: {0}")]
+    Reply(String),
+    /// Data written by a schema version this ticketctl does not understand.
+    #[error("event {event} was written by data schema version {version}, which this ticketctl does not understand")]
+    Schema {
+        /// The event.
+        event: String,
+        /// The version found.
+        version: String,
+    },
+}
+
+impl From<RedisError> for StoreError {
+    fn from(e: RedisError) -> Self {
+        let transient = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || matches!(e.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY"));
+        if transient {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Redis(e.to_string())
+        }
+    }
+}
+
+/// Result of every store call.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A connection shared by every task: multiplexed (concurrent requests are
+/// pipelined on one socket) and reconnecting on its own.
+#[derive(Clone)]
+pub enum Conn {
+    /// One Redis server.
+    Single(ConnectionManager),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(&'a mut self, p: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+        }
+    }
+}
+
+/// Handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Conn,
+    timeout: Duration,
+}
+
+impl Store {
+    /// Connects (and checks the connection with PING). Fails with
+    /// [`StoreError::Unavailable`] when Redis cannot be reached.
+    pub async fn connect(cfg: &RedisConfig) -> Result<Store> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| StoreError::Redis(format!("invalid redis url {}: {e}", redact_url(&cfg.url))))?;
+        let mc = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(cfg.connect_timeout))
+            .set_response_timeout(Some(cfg.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connect = ConnectionManager::new_with_config(client, mc);
+        let mgr = tokio::time::timeout(cfg.connect_timeout + cfg.timeout, connect)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("no answer from {}", redact_url(&cfg.url))))?
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Unavailable(m) | StoreError::Redis(m) => {
+                    StoreError::Unavailable(format!("cannot connect to {}: {m}", redact_url(&cfg.url)))
+                }
+                other => other,
+            })?;
+        let store = Store { conn: Conn::Single(mgr), timeout: cfg.timeout };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Runs one Redis call under the configured timeout.
+    async fn run<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+            Ok(r) => r.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(format!("no reply within {:?}", self.timeout))),
+        }
+    }
+
+    /// PING: is Redis reachable now?
+    pub async fn ping(&self) -> Result<()> {
+        let pong: String = self.run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await }).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Reply(format!("PING answered {pong:?}")))
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Read-only queries: orders, ticket listings from the bitmaps, the event
+//! list. Nothing here changes state except through `release_expired`, which
+//! listings call first so that expired holds never show as held.
+
+use super::ids::OrderId;
+use super::keys::{self, EventKeys};
+use super::reply::parse_csv;
+use super::scripts::{Order, OrderStatus};
+use super::{Result, Store};
+
+/// Which tickets to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketStatus {
+    /// Neither held nor sold.
+    Available,
+    /// In a live hold.
+    Held,
+    /// Sold.
+    Sold,
+}
+
+impl TicketStatus {
+    /// Parses `available`, `held` or `sold`.
+    pub fn parse(s: &str) -> Option<TicketStatus> {
+        match s {
+            "available" => Some(TicketStatus::Available),
+            "held" => Some(TicketStatus::Held),
+            "sold" => Some(TicketStatus::Sold),
+            _ => None,
+        }
+    }
+}
+
+/// One page of ticket ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketPage {
+    /// Ascending ticket ids.
+    pub ticket_ids: Vec<u64>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<u64>,
+}
+
+/// Tickets read per round trip (bits of one bitmap chunk).
+const CHUNK_TICKETS: u64 = 256 * 1024;
+
+/// Parses an order record: `status|orderSecret|holdSecret|createdMs|completedMs|t1,..|userId`.
+fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
+    let mut f = rec.splitn(7, '|');
+    let status = OrderStatus::parse(f.next()?)?;
+    let secret = f.next()?;
+    let _hold_secret = f.next()?;
+    let created_ms = f.next()?.parse().ok()?;
+    let completed = f.next()?;
+    let tickets = parse_csv(f.next()?)?;
+    let user = f.next()?.to_string();
+    if secret != id.secret {
+        return None;
+    }
+    Some(Order { id: id.clone(), user, tickets, status, created_ms, completed_ms: completed.parse().ok() })
+}
+
+fn bit(bytes: &[u8], i: u64) -> bool {
+    bytes.get((i / 8) as usize).is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+}
+
+impl Store {
+    /// Reads an order; `None` when there is none with that id.
+    pub async fn get_order(&self, id: &OrderId) -> Result<Option<Order>> {
+        let key = EventKeys::new(&id.event).orders();
+        let seq = id.seq;
+        let rec: Option<String> = self.run(|mut c| async move { redis::cmd("HGET").arg(key).arg(seq).query_async(&mut c).await }).await?;
+        Ok(rec.and_then(|r| parse_order(id, &r)))
+    }
+
+    /// Lists tickets of `status` with ids greater than `after`, at most
+    /// `limit`, ascending; `None` when the event does not exist.
+    pub async fn list_tickets(&self, event: &str, status: TicketStatus, after: u64, limit: usize) -> Result<Option<TicketPage>> {
+        let Some(counts) = self.event_counts(event).await? else { return Ok(None) };
+        let capacity = counts.settings.capacity;
+        let keys = EventKeys::new(event);
+        let mut out = Vec::with_capacity(limit.min(4096) + 1);
+        let mut start = after.saturating_add(1).max(1);
+        while start <= capacity && out.len() <= limit {
+            let end = (start + CHUNK_TICKETS - 1).min(capacity);
+            let (first_byte, last_byte) = (start / 8, end / 8);
+            let (taken, sold) = (keys.taken(), keys.sold());
+            let (taken, sold): (Vec<u8>, Vec<u8>) = self
+                .run(|mut c| async move {
+                    redis::pipe()
+                        .atomic()
+                        .cmd("GETRANGE").arg(taken).arg(first_byte).arg(last_byte)
+                        .cmd("GETRANGE").arg(sold).arg(first_byte).arg(last_byte)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let base = first_byte * 8;
+            for t in start..=end {
+                let (is_taken, is_sold) = (bit(&taken, t - base), bit(&sold, t - base));
+                let hit = match status {
+                    TicketStatus::Available => !is_taken,
+                    TicketStatus::Held => is_taken && !is_sold,
+                    TicketStatus::Sold => is_sold,
+                };
+                if hit {
+                    out.push(t);
+                    if out.len() > limit {
+                        break;
+                    }
+                }
+            }
+            start = end + 1;
+        }
+        let next = if out.len() > limit {
+            out.truncate(limit);
+            out.last().copied()
+        } else {
+            None
+        };
+        Ok(Some(TicketPage { ticket_ids: out, next }))
+    }
+
+    /// All event ids, sorted.
+    pub async fn list_events(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = self
+                .run(|mut c| async move {
+                    redis::cmd("SSCAN").arg(keys::EVENTS).arg(cursor).arg("COUNT").arg(500).query_async(&mut c).await
+                })
+                .await?;
+            ids.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_are_most_significant_first() {
+        let bytes = [0b1000_0001u8, 0b0100_0000];
+        assert!(bit(&bytes, 0));
+        assert!(!bit(&bytes, 1));
+        assert!(bit(&bytes, 7));
+        assert!(bit(&bytes, 9));
+        assert!(!bit(&bytes, 100));
+    }
+
+    #[test]
+    fn order_records_parse_and_check_the_secret() {
+        let id = OrderId { event: "e".into(), seq: 3, secret: "S".into() };
+        let o = parse_order(&id, "completed|S|H|1000|2000|1,2|user|with|bars").unwrap();
+        assert_eq!(o.status, OrderStatus::Completed);
+        assert_eq!(o.tickets, vec![1, 2]);
+        assert_eq!(o.user, "user|with|bars");
+        assert_eq!(o.completed_ms, Some(2000));
+        assert!(parse_order(&id, "pending|X|H|1000||1|u").is_none());
+        assert_eq!(parse_order(&id, "pending|S|H|1000||1|u").unwrap().completed_ms, None);
+    }
+}

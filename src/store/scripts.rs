@@ -1,0 +1,433 @@
+//! One typed method per Lua script in `lua/`. Each script is the shared
+//! prelude `lib.lua` followed by its own file, built once and sent by SHA
+//! (`EVALSHA`, reloaded on `NOSCRIPT` by the client).
+
+use std::sync::LazyLock;
+
+use redis::{Script, Value};
+
+use super::ids::{new_secret, HoldId, OrderId};
+use super::keys::{self, EventKeys};
+use super::reply::{parse_csv, Reply};
+use super::{Result, Store, StoreError};
+
+macro_rules! lua {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lua/lib.lua"), include_str!(concat!("lua/", $file)))))
+    };
+}
+
+static CREATE_EVENT: LazyLock<Script> = lua!("create_event.lua");
+static HOLD: LazyLock<Script> = lua!("hold.lua");
+static PURCHASE: LazyLock<Script> = lua!("purchase.lua");
+static CANCEL: LazyLock<Script> = lua!("cancel.lua");
+static GET_HOLD: LazyLock<Script> = lua!("get_hold.lua");
+static RELEASE_EXPIRED: LazyLock<Script> = lua!("release_expired.lua");
+
+/// An event's fixed settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Event id.
+    pub id: String,
+    /// Number of tickets.
+    pub capacity: u64,
+    /// Hold lifetime in milliseconds.
+    pub hold_ttl_ms: u64,
+    /// Most tickets in one hold.
+    pub max_per_hold: u64,
+}
+
+/// Outcome of creating an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateEvent {
+    /// Newly created.
+    Created,
+    /// Existed with the same settings.
+    Exists,
+    /// Existed with these other settings.
+    Conflict(EventSettings),
+}
+
+/// An event's settings and exact counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Settings.
+    pub settings: EventSettings,
+    /// Tickets neither held nor sold.
+    pub available: u64,
+    /// Tickets in live holds.
+    pub held: u64,
+    /// Tickets sold.
+    pub sold: u64,
+}
+
+/// Result of one release pass over an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    /// Holds released in this pass.
+    pub released: u64,
+    /// The next deadline in the schedule (`Some(now)` when more are due).
+    pub next_deadline_ms: Option<u64>,
+    /// Redis server time of the pass.
+    pub now_ms: u64,
+    /// Counts after the pass.
+    pub counts: EventCounts,
+}
+
+/// What to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldRequest {
+    /// These ticket ids (distinct, each >= 1).
+    Tickets(Vec<u64>),
+    /// Any this many available tickets (lowest numbers first).
+    Quantity(u64),
+}
+
+/// A live hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Its id.
+    pub id: HoldId,
+    /// The user it belongs to.
+    pub user: String,
+    /// Its tickets.
+    pub tickets: Vec<u64>,
+    /// Redis time when this reply was made.
+    pub now_ms: u64,
+}
+
+/// Outcome of a hold attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Held; `expired` expired holds were released on the way.
+    Held {
+        /// The new hold.
+        hold: Hold,
+        /// Expired holds released by this call.
+        expired: u64,
+    },
+    /// These requested tickets are held or sold (empty for a quantity request,
+    /// with `available` saying how many are left).
+    Unavailable {
+        /// Requested ticket ids not available.
+        tickets: Vec<u64>,
+        /// Tickets available, for a quantity request.
+        available: Option<u64>,
+    },
+    /// The request breaks one of the event's limits.
+    Invalid(String),
+    /// No such event.
+    NoEvent,
+    /// The Idempotency-Key was used with a different request.
+    IdempotencyMismatch,
+}
+
+/// Order status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    /// Accepted and queued.
+    Pending,
+    /// Published to every sink.
+    Completed,
+    /// Dead-lettered.
+    Failed,
+}
+
+impl OrderStatus {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Failed => "failed",
+        }
+    }
+    pub(crate) fn parse(s: &str) -> Option<OrderStatus> {
+        match s {
+            "pending" => Some(OrderStatus::Pending),
+            "completed" => Some(OrderStatus::Completed),
+            "failed" => Some(OrderStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// Its id.
+    pub id: OrderId,
+    /// The buyer.
+    pub user: String,
+    /// The tickets sold.
+    pub tickets: Vec<u64>,
+    /// Where it is.
+    pub status: OrderStatus,
+    /// Redis time of the purchase (ms).
+    pub created_ms: u64,
+    /// When the purchase worker finished it (ms).
+    pub completed_ms: Option<u64>,
+}
+
+/// Outcome of a purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseOutcome {
+    /// Bought now (`created`) or earlier (the same order again).
+    Bought {
+        /// The order.
+        order: Order,
+        /// False when this hold had been bought before.
+        created: bool,
+    },
+    /// Unknown hold.
+    NotFound,
+    /// The hold belongs to another user.
+    Forbidden,
+    /// The hold's deadline has passed.
+    Expired,
+    /// (by ticket) no live hold of this user holds the ticket.
+    NotHeld,
+    /// No such event.
+    NoEvent,
+    /// The Idempotency-Key was used with a different request.
+    IdempotencyMismatch,
+}
+
+/// Outcome of a cancel or an operator release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// Released this many tickets.
+    Cancelled(u64),
+    /// Unknown, expired, bought or already released.
+    NotFound,
+    /// The hold belongs to another user.
+    Forbidden,
+    /// (by ticket) the ticket is not held.
+    NotHeld,
+}
+
+/// Which hold a purchase or cancel acts on.
+#[derive(Debug, Clone)]
+pub enum HoldRef<'a> {
+    /// By hold id.
+    Id(&'a HoldId),
+    /// By a ticket it holds (compatibility routes).
+    Ticket {
+        /// Event id.
+        event: &'a str,
+        /// Ticket id.
+        ticket: u64,
+    },
+}
+
+impl HoldRef<'_> {
+    fn event(&self) -> &str {
+        match self {
+            HoldRef::Id(h) => &h.event,
+            HoldRef::Ticket { event, .. } => event,
+        }
+    }
+}
+
+/// An Idempotency-Key and the fingerprint of the request that carries it.
+#[derive(Debug, Clone)]
+pub struct Idempotency<'a> {
+    /// The client's key.
+    pub key: &'a str,
+    /// What the request asked for, normalised.
+    pub fingerprint: String,
+}
+
+fn invocation<'a>(script: &'a Script, keys: &EventKeys, idem: Option<(&str, &str)>) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    for k in keys.script_keys() {
+        inv.key(k);
+    }
+    if let Some((kind, key)) = idem {
+        inv.key(keys.idempotency(kind, key));
+    }
+    inv
+}
+
+fn schema_error(event: &str, r: &Reply) -> StoreError {
+    StoreError::Schema { event: event.into(), version: r.str(1).unwrap_or_default() }
+}
+
+impl Store {
+    async fn eval(&self, inv: redis::ScriptInvocation<'_>, name: &'static str) -> Result<Reply> {
+        let v: Value = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        Reply::new(name, v)
+    }
+
+    /// Creates an event, or compares the settings of the existing one; either
+    /// way the event is (re)registered in the event list.
+    pub async fn create_event(&self, s: &EventSettings) -> Result<CreateEvent> {
+        let keys = EventKeys::new(&s.id);
+        let mut inv = invocation(&CREATE_EVENT, &keys, None);
+        inv.arg(s.capacity).arg(s.hold_ttl_ms).arg(s.max_per_hold);
+        let r = self.eval(inv, "create_event").await?;
+        let outcome = match r.status()?.as_str() {
+            "created" => CreateEvent::Created,
+            "exists" => CreateEvent::Exists,
+            "conflict" => CreateEvent::Conflict(EventSettings {
+                id: s.id.clone(),
+                capacity: r.uint(1)?,
+                hold_ttl_ms: r.uint(2)?,
+                max_per_hold: r.uint(3)?,
+            }),
+            "schema" => return Err(schema_error(&s.id, &r)),
+            other => return Err(StoreError::Reply(format!("create_event: status {other:?}"))),
+        };
+        let id = s.id.clone();
+        let _: i64 = self.run(|mut c| async move { redis::cmd("SADD").arg(keys::EVENTS).arg(id).query_async(&mut c).await }).await?;
+        Ok(outcome)
+    }
+
+    /// Releases up to `max` expired holds of an event and returns its exact
+    /// counts; `None` when the event does not exist.
+    pub async fn release_expired(&self, event: &str, max: usize) -> Result<Option<Sweep>> {
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&RELEASE_EXPIRED, &keys, None);
+        inv.arg(max);
+        let r = self.eval(inv, "release_expired").await?;
+        match r.status()?.as_str() {
+            "not_found" => return Ok(None),
+            "schema" => return Err(schema_error(event, &r)),
+            _ => {}
+        }
+        let (capacity, held, sold) = (r.uint(3)?, r.uint(4)?, r.uint(5)?);
+        let next = r.int(1)?;
+        Ok(Some(Sweep {
+            released: r.uint(0)?,
+            next_deadline_ms: u64::try_from(next).ok(),
+            now_ms: r.uint(2)?,
+            counts: EventCounts {
+                settings: EventSettings { id: event.into(), capacity, hold_ttl_ms: r.uint(6)?, max_per_hold: r.uint(7)? },
+                available: capacity.saturating_sub(held + sold),
+                held,
+                sold,
+            },
+        }))
+    }
+
+    /// Exact counts of an event: releases every expired hold first (in
+    /// bounded passes), so a hold past its deadline never counts as held.
+    pub async fn event_counts(&self, event: &str) -> Result<Option<EventCounts>> {
+        const PASS: usize = 1000;
+        loop {
+            match self.release_expired(event, PASS).await? {
+                None => return Ok(None),
+                Some(s) if s.next_deadline_ms == Some(s.now_ms) && s.released > 0 => continue,
+                Some(s) => return Ok(Some(s.counts)),
+            }
+        }
+    }
+
+    /// Holds tickets for `user`, all or nothing.
+    pub async fn hold(&self, event: &str, user: &str, req: &HoldRequest, idem: Option<&Idempotency<'_>>) -> Result<HoldOutcome> {
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&HOLD, &keys, idem.map(|i| ("hold", i.key)));
+        inv.arg(new_secret()).arg(user);
+        match req {
+            HoldRequest::Tickets(t) => inv.arg("t").arg(t.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+            HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
+        };
+        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        let r = self.eval(inv, "hold").await?;
+        Ok(match r.status()?.as_str() {
+            "ok" => {
+                let deadline_ms = r.uint(4)?;
+                let id = HoldId { event: event.into(), seq: r.uint(3)?, deadline_ms, secret: r.str(2)? };
+                HoldOutcome::Held {
+                    hold: Hold { id, user: user.into(), tickets: r.uints_from(6)?, now_ms: r.uint(5)? },
+                    expired: r.uint(1)?,
+                }
+            }
+            "unavailable" => match req {
+                HoldRequest::Tickets(_) => HoldOutcome::Unavailable { tickets: r.uints_from(2)?, available: None },
+                HoldRequest::Quantity(_) => HoldOutcome::Unavailable { tickets: vec![], available: Some(r.uint(2)?) },
+            },
+            "invalid" => HoldOutcome::Invalid(r.str(1)?),
+            "not_found" => HoldOutcome::NoEvent,
+            "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
+            "schema" => return Err(schema_error(event, &r)),
+            other => return Err(StoreError::Reply(format!("hold: status {other:?}"))),
+        })
+    }
+
+    /// Reads a live hold; `None` once it expired, was cancelled or bought.
+    pub async fn get_hold(&self, id: &HoldId) -> Result<Option<Hold>> {
+        let keys = EventKeys::new(&id.event);
+        let mut inv = invocation(&GET_HOLD, &keys, None);
+        inv.arg(id.seq).arg(&id.secret);
+        let r = self.eval(inv, "get_hold").await?;
+        if r.status()? != "ok" {
+            return Ok(None);
+        }
+        let tickets = parse_csv(&r.str(3)?).ok_or_else(|| StoreError::Reply("get_hold: ticket list".into()))?;
+        Ok(Some(Hold {
+            id: HoldId { deadline_ms: r.uint(1)?, ..id.clone() },
+            user: r.str(4)?,
+            tickets,
+            now_ms: r.uint(2)?,
+        }))
+    }
+
+    /// Buys a hold (by id, or by a ticket of it for the compatibility routes).
+    pub async fn purchase(&self, hold: &HoldRef<'_>, user: &str, idem: Option<&Idempotency<'_>>) -> Result<PurchaseOutcome> {
+        let event = hold.event().to_string();
+        let keys = EventKeys::new(&event);
+        let mut inv = invocation(&PURCHASE, &keys, idem.map(|i| ("purchase", i.key)));
+        match hold {
+            HoldRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(h.deadline_ms),
+            HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg(0),
+        };
+        inv.arg(user).arg(new_secret()).arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        let r = self.eval(inv, "purchase").await?;
+        Ok(match r.status()?.as_str() {
+            "ok" => {
+                let seq = r.uint(2)?;
+                let status = OrderStatus::parse(&r.str(3)?)
+                    .ok_or_else(|| StoreError::Reply("purchase: order status".into()))?;
+                let completed = r.str(6)?;
+                let order = Order {
+                    id: OrderId { event: event.clone(), seq, secret: r.str(4)? },
+                    created_ms: r.uint(5)?,
+                    completed_ms: completed.parse().ok(),
+                    tickets: parse_csv(&r.str(7)?).ok_or_else(|| StoreError::Reply("purchase: ticket list".into()))?,
+                    user: r.str(8)?,
+                    status,
+                };
+                PurchaseOutcome::Bought { order, created: r.int(1)? == 1 }
+            }
+            "not_found" if r.len() == 1 && matches!(hold, HoldRef::Ticket { .. }) => PurchaseOutcome::NoEvent,
+            "not_found" => PurchaseOutcome::NotFound,
+            "forbidden" => PurchaseOutcome::Forbidden,
+            "expired" => PurchaseOutcome::Expired,
+            "not_held" => PurchaseOutcome::NotHeld,
+            "idem_mismatch" => PurchaseOutcome::IdempotencyMismatch,
+            "schema" => return Err(schema_error(&event, &r)),
+            other => return Err(StoreError::Reply(format!("purchase: status {other:?}"))),
+        })
+    }
+
+    /// Cancels a hold. `user: None` acts as an operator (any user's hold).
+    pub async fn cancel(&self, hold: &HoldRef<'_>, user: Option<&str>) -> Result<CancelOutcome> {
+        let event = hold.event().to_string();
+        let keys = EventKeys::new(&event);
+        let mut inv = invocation(&CANCEL, &keys, None);
+        match hold {
+            HoldRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(user.unwrap_or("")),
+            HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg(""),
+        };
+        let r = self.eval(inv, "cancel").await?;
+        Ok(match r.status()?.as_str() {
+            "ok" => CancelOutcome::Cancelled(r.uint(1)?),
+            "forbidden" => CancelOutcome::Forbidden,
+            "not_held" => CancelOutcome::NotHeld,
+            "not_found" => CancelOutcome::NotFound,
+            "schema" => return Err(schema_error(&event, &r)),
+            other => return Err(StoreError::Reply(format!("cancel: status {other:?}"))),
+        })
+    }
+}
