@@ -1,0 +1,256 @@
+//! Test harness: a private `redis-server` per test on a free port (no
+//! persistence, killed on drop), the API served in-process on 127.0.0.1:0,
+//! the binary for command-line tests, and a small HTTP client.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use ticketctl::config::Config;
+use ticketctl::daemon::http::{self, metrics::Metrics, AppState, Limits};
+use ticketctl::store::Store;
+
+/// A free loopback port (bound and released; the OS will not hand it out
+/// again immediately).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private redis-server.
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+    pub dir: std::path::PathBuf,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Self::start_with(&[])
+    }
+
+    /// Starts on a free port with extra arguments (e.g. `--appendonly yes`).
+    pub fn start_with(extra: &[&str]) -> Redis {
+        let port = free_port();
+        Self::start_on(port, extra)
+    }
+
+    pub fn start_on(port: u16, extra: &[&str]) -> Redis {
+        let dir = std::env::temp_dir().join(format!("ticketctl-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--dir".to_string(), dir.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        let r = Redis { port, child, dir };
+        r.wait_ready();
+        r
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(out) = Command::new("redis-cli").args(["-p", &self.port.to_string(), "PING"]).output() {
+                if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a redis-cli command and returns its raw output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Test configuration: the given Redis, an admin token, short timeouts.
+pub fn config(redis: &Redis) -> Config {
+    let mut cfg = Config::with_default_events();
+    cfg.redis.url = redis.url();
+    cfg.redis.timeout = Duration::from_millis(500);
+    cfg.server.admin_token = "test-token".into();
+    cfg
+}
+
+/// The API served in-process; stopped on drop.
+pub struct Api {
+    pub addr: SocketAddr,
+    pub store: Store,
+    token: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl Api {
+    pub async fn start(cfg: Config) -> Api {
+        let store = Store::connect(&cfg.redis).await.expect("connect to test redis");
+        for seed in &cfg.events {
+            store.create_event(&http::v1::settings_of(seed)).await.unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = http::router(AppState::new(store.clone(), Arc::new(Metrics::default()), &cfg), cfg.server.body_limit);
+        let token = CancellationToken::new();
+        let limits = Limits {
+            max_connections: cfg.server.max_connections,
+            header_timeout: cfg.server.header_timeout,
+            shutdown_timeout: cfg.server.shutdown_timeout,
+        };
+        let handle = tokio::spawn(http::serve(listener, app, limits, token.clone().cancelled_owned()));
+        Api { addr, store, token, handle: Some(handle) }
+    }
+
+    pub async fn stop(mut self) -> bool {
+        self.token.cancel();
+        self.handle.take().unwrap().await.unwrap()
+    }
+
+    pub async fn req(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        request(self.addr, method, path, body.map(|b| b.to_string()), &[("content-type", "application/json")]).await
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        request(
+            self.addr,
+            method,
+            path,
+            body.map(|b| b.to_string()),
+            &[("content-type", "application/json"), ("authorization", "Bearer test-token")],
+        )
+        .await
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> Resp {
+        request(self.addr, method, path, body, headers).await
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> Resp {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut b = hyper::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+/// Path to the built binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ticketctl")
+}
+
+/// Runs the binary to completion with a clean `TICKETCTL_*` environment.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("TICKETCTL_REDIS_URL")
+        .env_remove("TICKETCTL_LISTEN")
+        .env_remove("TICKETCTL_ADMIN_TOKEN")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+/// A `serve` process; killed on drop.
+pub struct ServeProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ServeProc {
+    pub fn start(redis: &Redis, extra: &[&str]) -> ServeProc {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(bin())
+            .args(["serve", "--redis", &redis.url(), "--listen", &addr.to_string()])
+            .args(extra)
+            .env("TICKETCTL_ADMIN_TOKEN", "test-token")
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "serve did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ServeProc { child, addr }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+    }
+}
+
+impl Drop for ServeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
