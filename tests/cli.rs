@@ -1,0 +1,110 @@
+//! The command line: exit statuses, one-line errors, `event`, and `serve`
+//! stopping cleanly on SIGTERM.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{run_cli, Redis, ServeProc};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn config_errors_exit_2_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("tc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten_address = \"127.0.0.1:1\"\n").unwrap();
+    let o = run_cli(&["event", "list", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("listen_address") && e.lines().count() == 1, "{e}");
+
+    std::fs::write(&bad, "[purchase]\nclaim_idle = \"whenever\"\n").unwrap();
+    let o = run_cli(&["event", "list", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("claim_idle"), "{}", stderr(&o));
+
+    let o = run_cli(&["event", "list", "--config", dir.join("missing.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing.toml"));
+
+    let o = run_cli(&["event", "list", "--redis", "http://nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("redis.url"));
+
+    let o = run_cli(&["serve", "--listen", "not-an-address"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("server.listen"));
+
+    let o = run_cli(&["serve", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = run_cli(&["event", "create", "bad id", "--capacity", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_example_config_is_accepted() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/ticketctl.toml.example");
+    let port = common::free_port();
+    let o = run_cli(&["event", "list", "--config", example, "--redis", &format!("redis://127.0.0.1:{port}")]);
+    // Valid config, no Redis there: a runtime failure, not a config error.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn unreachable_redis_exits_1_with_one_line() {
+    let port = common::free_port();
+    let start = Instant::now();
+    let o = run_cli(&["serve", "--redis", &format!("redis://127.0.0.1:{port}"), "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    let last = e.lines().last().unwrap_or_default();
+    assert!(last.contains("Redis") && last.contains(&port.to_string()), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn events_are_created_and_listed() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let o = run_cli(&["event", "create", "gig", "--capacity", "50", "--hold-ttl", "2m", "--max-per-hold", "4", "--redis", &url]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("created event gig"));
+    let o = run_cli(&["event", "create", "gig", "--capacity", "50", "--hold-ttl", "2m", "--max-per-hold", "4", "--redis", &url]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = run_cli(&["event", "create", "gig", "--capacity", "51", "--redis", &url]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("other settings"));
+    let o = run_cli(&["event", "list", "--json", "--redis", &url]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["events"][0]["id"], "gig");
+    assert_eq!(v["events"][0]["holdTtlSeconds"], 120);
+    assert_eq!(v["events"][0]["available"], 50);
+    let o = run_cli(&["event", "list", "--redis", &url]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("gig") && table.contains("available"), "{table}");
+}
+
+#[tokio::test]
+async fn serve_seeds_the_default_event_and_stops_on_sigterm() {
+    let redis = Redis::start();
+    let mut s = ServeProc::start(&redis, &[]);
+    let r = common::request(s.addr, "GET", "/v1/events/default", None, &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["capacity"], 100);
+    s.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
