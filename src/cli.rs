@@ -49,6 +49,36 @@ pub enum Command {
     /// Create or list events.
     #[command(subcommand)]
     Event(EventCommand),
+    /// Run a worker.
+    #[command(subcommand)]
+    Work(WorkCommand),
+}
+
+/// `work ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkCommand {
+    /// Release expired holds (their tickets become available again).
+    Release {
+        /// Release what is due now, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Publish purchased orders to the configured sinks.
+    Purchase(PurchaseArgs),
+}
+
+/// `work purchase`
+#[derive(Debug, Args)]
+pub struct PurchaseArgs {
+    /// Drain what is queued now, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Jobs per batch (default: purchase.batch).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch: Option<u64>,
+    /// Consumer name in the group (default: host name and process id).
+    #[arg(long)]
+    pub consumer: Option<String>,
 }
 
 /// `serve`

@@ -155,14 +155,16 @@ fn default_max_per_hold() -> u64 {
 pub struct ReleaseConfig {
     /// Most holds one release script call frees.
     pub batch: usize,
-    /// Longest sleep between passes when nothing is scheduled.
+    /// Longest sleep between passes. The worker sleeps until the next
+    /// deadline and is woken when a sooner one appears; this bounds the
+    /// sleep should a wake-up be missed (say, while Redis was unreachable).
     #[serde(deserialize_with = "de_duration")]
-    pub idle_poll: Duration,
+    pub max_sleep: Duration,
 }
 
 impl Default for ReleaseConfig {
     fn default() -> Self {
-        ReleaseConfig { batch: 1000, idle_poll: Duration::from_millis(500) }
+        ReleaseConfig { batch: 1000, max_sleep: Duration::from_secs(5) }
     }
 }
 
@@ -180,6 +182,10 @@ pub struct PurchaseConfig {
     /// On SIGTERM, the batch in hand gets this long to finish.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
+    /// How long a Redis-stream sink remembers which orders it has, so a
+    /// redelivered job is never appended twice.
+    #[serde(deserialize_with = "de_duration")]
+    pub dedupe_retention: Duration,
     /// Where each order is published.
     pub sinks: Vec<SinkConfig>,
 }
@@ -191,6 +197,7 @@ impl Default for PurchaseConfig {
             claim_idle: Duration::from_secs(30),
             max_attempts: 5,
             shutdown_timeout: Duration::from_secs(10),
+            dedupe_retention: Duration::from_secs(7 * 24 * 3600),
             sinks: vec![
                 SinkConfig::RedisStream { stream: "tc:payments".into() },
                 SinkConfig::RedisStream { stream: "tc:fulfillment".into() },
@@ -398,8 +405,8 @@ impl Config {
         }
         for s in &self.purchase.sinks {
             match s {
-                SinkConfig::RedisStream { stream } if stream.is_empty() => {
-                    return bad("purchase.sinks: stream must not be empty".into())
+                SinkConfig::RedisStream { stream } if stream.is_empty() || stream.contains(['{', '}']) => {
+                    return bad(format!("purchase.sinks: stream {stream:?} must be a non-empty name without braces"))
                 }
                 SinkConfig::Webhook { url, .. } if !url.starts_with("http://") => {
                     return bad(format!("purchase.sinks: webhook url must start with http:// (got {url:?})"))

@@ -3,6 +3,7 @@
 
 mod event;
 mod serve;
+mod work;
 
 use anyhow::Context;
 
@@ -15,6 +16,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Event(cmd) => event::run(&cli.global, cmd).await,
+        Command::Work(cmd) => work::run(&cli.global, cmd).await,
     }
 }
 

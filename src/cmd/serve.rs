@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::cli::{GlobalOpts, ServeArgs};
+use super::work;
+use crate::cli::{GlobalOpts, PurchaseArgs, ServeArgs};
 use crate::daemon::http::{self, metrics::Metrics, AppState, Limits};
 use crate::daemon::shutdown;
 use crate::store::{CreateEvent, Store};
@@ -21,8 +22,11 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let token = shutdown::on_signal();
     let metrics = Arc::new(Metrics::default());
+    let mut workers = Vec::new();
     if args.with_workers {
-        anyhow::bail!("--with-workers: the workers are not part of this build yet");
+        let pa = PurchaseArgs { once: false, batch: None, consumer: None };
+        workers.push(work::spawn_release(&cfg, false, token.clone(), metrics.clone()).await?);
+        workers.push(work::spawn_purchase(&cfg, &pa, token.clone(), metrics.clone()).await?);
     }
     let app = http::router(AppState::new(store, metrics, &cfg), cfg.server.body_limit);
     let limits = Limits {
@@ -31,9 +35,12 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
         shutdown_timeout: cfg.server.shutdown_timeout,
     };
     tracing::info!(%addr, "listening");
-    let drained = http::serve(listener, app, limits, token.cancelled_owned()).await;
+    let drained = http::serve(listener, app, limits, token.clone().cancelled_owned()).await;
     if !drained {
         tracing::warn!("shutdown timeout reached with requests still in flight");
+    }
+    for w in workers {
+        work::finish(w, &token, cfg.purchase.shutdown_timeout).await?;
     }
     tracing::info!("stopped");
     Ok(())

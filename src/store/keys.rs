@@ -5,6 +5,10 @@
 /// The set of all event ids (written after an event is created).
 pub const EVENTS: &str = "tc:events";
 
+/// Channel on which a hold that became the only one scheduled in its event
+/// wakes sleeping release workers.
+pub const RELEASE_WAKE_CHANNEL: &str = "tc:release:wake";
+
 /// Consumer group on every event's job stream.
 pub const JOBS_GROUP: &str = "purchase";
 
@@ -49,6 +53,14 @@ impl EventKeys {
     pub fn jobs(&self) -> String {
         self.key("jobs")
     }
+    /// Dead-letter stream of failed purchase jobs.
+    pub fn dead(&self) -> String {
+        self.key("dead")
+    }
+    /// Last error of each failing purchase job (hash stream id -> error).
+    pub fn job_errors(&self) -> String {
+        self.key("joberr")
+    }
     /// The eight keys every per-event script receives, in order.
     pub fn script_keys(&self) -> [String; 8] {
         ["meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs"].map(|s| self.key(s))
@@ -68,8 +80,16 @@ mod tests {
         let k = EventKeys::new("gig-1");
         let mut all = k.script_keys().to_vec();
         all.push(k.idempotency("hold", "abc"));
+        all.push(k.dead());
+        all.push(k.job_errors());
         for key in all {
             assert!(key.starts_with("tc:{ev:gig-1}:"), "{key}");
         }
     }
+}
+
+/// The index of orders already published to a sink stream. Its hash tag is
+/// the stream's whole name, so it shares the stream's Cluster slot.
+pub fn sink_published(stream: &str) -> String {
+    format!("{{{stream}}}:published")
 }

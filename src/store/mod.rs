@@ -6,6 +6,7 @@
 //! out in anything but a [`StoreError`] meant for logs.
 
 pub mod ids;
+mod jobs;
 pub mod keys;
 mod query;
 mod reply;
@@ -17,6 +18,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use ids::{HoldId, OrderId};
+pub use jobs::{Job, JobOrder, SinkMessage};
 pub use query::{TicketPage, TicketStatus};
 pub use scripts::*;
 
@@ -93,6 +95,7 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 pub struct Store {
     conn: Conn,
+    client: Option<redis::Client>,
     timeout: Duration,
 }
 
@@ -107,7 +110,7 @@ impl Store {
             .set_response_timeout(Some(cfg.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let connect = ConnectionManager::new_with_config(client, mc);
+        let connect = ConnectionManager::new_with_config(client.clone(), mc);
         let mgr = tokio::time::timeout(cfg.connect_timeout + cfg.timeout, connect)
             .await
             .map_err(|_| StoreError::Unavailable(format!("no answer from {}", redact_url(&cfg.url))))?
@@ -117,7 +120,7 @@ impl Store {
                 }
                 other => other,
             })?;
-        let store = Store { conn: Conn::Single(mgr), timeout: cfg.timeout };
+        let store = Store { conn: Conn::Single(mgr), client: Some(client), timeout: cfg.timeout };
         store.ping().await?;
         Ok(store)
     }

@@ -12,6 +12,9 @@ use super::reply::{parse_csv, Reply};
 use super::{Result, Store, StoreError};
 
 macro_rules! lua {
+    (standalone $file:literal) => {
+        LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))))
+    };
     ($file:literal) => {
         LazyLock::new(|| Script::new(concat!(include_str!("lua/lib.lua"), include_str!(concat!("lua/", $file)))))
     };
@@ -23,6 +26,9 @@ static PURCHASE: LazyLock<Script> = lua!("purchase.lua");
 static CANCEL: LazyLock<Script> = lua!("cancel.lua");
 static GET_HOLD: LazyLock<Script> = lua!("get_hold.lua");
 static RELEASE_EXPIRED: LazyLock<Script> = lua!("release_expired.lua");
+pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!("complete_orders.lua");
+pub(super) static DEAD_LETTER: LazyLock<Script> = lua!("dead_letter.lua");
+pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!(standalone "publish_stream.lua");
 
 /// An event's fixed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +78,9 @@ pub struct Sweep {
     pub now_ms: u64,
     /// Counts after the pass.
     pub counts: EventCounts,
+    /// How late (ms, Redis clock) each release came after its deadline,
+    /// when asked for.
+    pub lags_ms: Vec<u64>,
 }
 
 /// What to hold.
@@ -238,7 +247,7 @@ pub struct Idempotency<'a> {
     pub fingerprint: String,
 }
 
-fn invocation<'a>(script: &'a Script, keys: &EventKeys, idem: Option<(&str, &str)>) -> redis::ScriptInvocation<'a> {
+pub(super) fn invocation<'a>(script: &'a Script, keys: &EventKeys, idem: Option<(&str, &str)>) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
     for k in keys.script_keys() {
         inv.key(k);
@@ -254,7 +263,7 @@ fn schema_error(event: &str, r: &Reply) -> StoreError {
 }
 
 impl Store {
-    async fn eval(&self, inv: redis::ScriptInvocation<'_>, name: &'static str) -> Result<Reply> {
+    pub(super) async fn eval(&self, inv: redis::ScriptInvocation<'_>, name: &'static str) -> Result<Reply> {
         let v: Value = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Reply::new(name, v)
     }
@@ -285,10 +294,10 @@ impl Store {
 
     /// Releases up to `max` expired holds of an event and returns its exact
     /// counts; `None` when the event does not exist.
-    pub async fn release_expired(&self, event: &str, max: usize) -> Result<Option<Sweep>> {
+    pub async fn release_expired(&self, event: &str, max: usize, with_lags: bool) -> Result<Option<Sweep>> {
         let keys = EventKeys::new(event);
         let mut inv = invocation(&RELEASE_EXPIRED, &keys, None);
-        inv.arg(max);
+        inv.arg(max).arg(if with_lags { "1" } else { "0" });
         let r = self.eval(inv, "release_expired").await?;
         match r.status()?.as_str() {
             "not_found" => return Ok(None),
@@ -307,6 +316,7 @@ impl Store {
                 held,
                 sold,
             },
+            lags_ms: r.uints_from(8)?,
         }))
     }
 
@@ -315,9 +325,9 @@ impl Store {
     pub async fn event_counts(&self, event: &str) -> Result<Option<EventCounts>> {
         const PASS: usize = 1000;
         loop {
-            match self.release_expired(event, PASS).await? {
+            match self.release_expired(event, PASS, false).await? {
                 None => return Ok(None),
-                Some(s) if s.next_deadline_ms == Some(s.now_ms) && s.released > 0 => continue,
+                Some(s) if s.next_deadline_ms == Some(s.now_ms) => continue,
                 Some(s) => return Ok(Some(s.counts)),
             }
         }
@@ -332,7 +342,7 @@ impl Store {
             HoldRequest::Tickets(t) => inv.arg("t").arg(t.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
             HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
         };
-        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or("")).arg(keys::RELEASE_WAKE_CHANNEL).arg(event);
         let r = self.eval(inv, "hold").await?;
         Ok(match r.status()?.as_str() {
             "ok" => {

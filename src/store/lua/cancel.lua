@@ -23,6 +23,7 @@ end
 local freed = free_hold(seq, h)
 if h.deadline <= now then
   -- Already expired: tidied up, but to the caller it was gone.
+  count_expired(1)
   return { ARGV[1] == 'h' and 'not_found' or 'not_held' }
 end
 return { 'ok', freed }

@@ -2,7 +2,9 @@
 -- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: optional idempotency record
 -- ARGV[1]: new hold secret   ARGV[2]: userId
 -- ARGV[3]: 't' (ARGV[4] = comma-separated ticket ids) or 'q' (ARGV[4] = quantity)
--- ARGV[5]: request fingerprint (with KEYS[9])
+-- ARGV[5]: request fingerprint (with KEYS[9])   ARGV[6]: wake-up channel   ARGV[7]: event id
+-- Publishes the event id on channel ARGV[6] when the hold is the only one
+-- scheduled, so a sleeping release worker learns of a sooner deadline.
 -- Returns: { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. }
 --        | { 'unavailable', expired, t1, .. } (quantity: { 'unavailable', expired, available })
 --        | { 'invalid', message } | { 'not_found' } | { 'idem_mismatch' } | { 'schema', v }
@@ -36,6 +38,7 @@ if ARGV[3] == 't' then
         local h = owner and parse_hold(redis.call('HGET', K.holds, owner))
         if h and h.deadline <= now then
           free_hold(tonumber(owner), h)
+          count_expired(1)
           expired = expired + 1
           gone = true
         elseif not h then
@@ -88,7 +91,7 @@ for _, t in ipairs(tickets) do
 end
 local csv = table.concat(tickets, ',')
 redis.call('HSET', K.holds, seq, ARGV[1] .. '|' .. fmt_int(deadline) .. '|' .. csv .. '|' .. ARGV[2])
-redis.call('RPUSH', K.sched, seq)
+if redis.call('RPUSH', K.sched, seq) == 1 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 redis.call('HINCRBY', K.meta, 'held', #tickets)
 
 local reply = { 'ok', 0, ARGV[1], seq, deadline, now }

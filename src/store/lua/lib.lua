@@ -89,27 +89,36 @@ end
 
 -- Releases expired holds from the head of the schedule, at most `max` of
 -- them. Entries of holds that were bought or cancelled are dropped on the way.
--- Returns released, next deadline (-1: none scheduled; `now`: more due).
-local function sweep(now, max)
-  local released, scanned = 0, 0
+-- Returns released, next deadline (-1: none scheduled; `now`: more due), and
+-- the lateness (now - deadline, ms) of each release when `lags` is a table.
+local function sweep(now, max, lags)
+  local released, scanned, next_deadline = 0, 0, now
   while scanned < max * 4 do
     local head = redis.call('LINDEX', K.sched, 0)
-    if not head then return released, -1 end
+    if not head then next_deadline = -1; break end
     local seq = tonumber(head)
     local h = parse_hold(redis.call('HGET', K.holds, head))
     if not h then
       redis.call('LPOP', K.sched)
     elseif h.deadline <= now then
-      if released >= max then return released, now end
+      if released >= max then break end
       free_hold(seq, h)
       redis.call('LPOP', K.sched)
       released = released + 1
+      if lags then lags[#lags + 1] = now - h.deadline end
     else
-      return released, h.deadline
+      next_deadline = h.deadline
+      break
     end
     scanned = scanned + 1
   end
-  return released, now
+  if released > 0 then redis.call('HINCRBY', K.meta, 'expired', released) end
+  return released, next_deadline
+end
+
+-- Counts holds released at their deadline (inline, not by sweep()).
+local function count_expired(n)
+  if n > 0 then redis.call('HINCRBY', K.meta, 'expired', n) end
 end
 
 -- Idempotency-Key: returns the stored reply for a repeated key, an

@@ -49,6 +49,7 @@ end
 
 if h.deadline <= now then
   free_hold(seq, h)
+  count_expired(1)
   return { 'expired' }
 end
 

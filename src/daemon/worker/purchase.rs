@@ -1,0 +1,251 @@
+//! The purchase worker: reads purchase jobs through the consumer group in
+//! batches, publishes each order to every sink, then completes the orders
+//! and acknowledges the jobs in one script per event. Jobs of a dead worker
+//! are taken over after `purchase.claim_idle`; a job delivered more than
+//! `purchase.max_attempts` times goes to the dead-letter stream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::webhook::Webhook;
+use crate::config::{PurchaseConfig, SinkConfig};
+use crate::daemon::http::metrics::Metrics;
+use crate::store::{Job, SinkMessage, Store, StoreError};
+
+/// Flags of `work purchase`.
+#[derive(Debug, Clone)]
+pub struct PurchaseOpts {
+    /// Drain what is queued now, then return.
+    pub once: bool,
+    /// Jobs per batch.
+    pub batch: usize,
+    /// Consumer name in the group.
+    pub consumer: String,
+    /// Longest block on an empty queue (below the Redis reply timeout).
+    pub block: Duration,
+}
+
+/// Totals of a run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PurchaseSummary {
+    /// Orders completed.
+    pub completed: u64,
+    /// Jobs dead-lettered.
+    pub dead_lettered: u64,
+    /// Batches that failed and were left for a retry.
+    pub failed_batches: u64,
+}
+
+enum Sink {
+    Stream(String),
+    Webhook(Webhook),
+}
+
+fn sinks(cfg: &PurchaseConfig) -> Result<Vec<Sink>, String> {
+    cfg.sinks
+        .iter()
+        .map(|s| match s {
+            SinkConfig::RedisStream { stream } => Ok(Sink::Stream(stream.clone())),
+            SinkConfig::Webhook { url, secret, timeout } => Webhook::new(url, secret, *timeout).map(Sink::Webhook),
+        })
+        .collect()
+}
+
+/// The JSON body a webhook receives.
+pub fn webhook_body(msgs: &[SinkMessage]) -> Vec<u8> {
+    let orders: Vec<_> = msgs
+        .iter()
+        .map(|m| {
+            json!({
+                "orderId": m.order_id, "eventId": m.event_id, "userId": m.user_id,
+                "ticketIds": m.ticket_ids, "createdAt": m.created_at,
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({ "orders": orders })).unwrap_or_default()
+}
+
+struct Worker {
+    store: Store,
+    cfg: PurchaseConfig,
+    opts: PurchaseOpts,
+    sinks: Vec<Sink>,
+    metrics: Arc<Metrics>,
+    summary: PurchaseSummary,
+}
+
+impl Worker {
+    /// Publishes to every sink and completes, or dead-letters, one batch.
+    async fn process(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut dead: BTreeMap<String, Vec<(String, Option<u64>, u64, String)>> = BTreeMap::new();
+        let mut good = Vec::new();
+        for j in jobs {
+            match &j.body {
+                Err(e) => dead.entry(j.event.clone()).or_default().push((j.stream_id.clone(), None, j.deliveries, format!("unreadable job: {e}"))),
+                Ok(o) if j.deliveries > u64::from(self.cfg.max_attempts) => {
+                    dead.entry(j.event.clone()).or_default().push((j.stream_id.clone(), Some(o.order.seq), j.deliveries - 1, String::new()))
+                }
+                Ok(_) => good.push(j),
+            }
+        }
+        for (event, items) in &dead {
+            let refs: Vec<_> = items.iter().map(|(id, seq, a, e)| (id.as_str(), *seq, *a, e.as_str())).collect();
+            let n = self.store.dead_letter(event, &refs).await?;
+            tracing::warn!(event = %event, jobs = items.len(), "purchase jobs dead-lettered");
+            self.summary.dead_lettered += n;
+            Metrics::add(&self.metrics.jobs_dead_lettered, n);
+        }
+        if good.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<SinkMessage> = good.iter().filter_map(|j| j.body.as_ref().ok().map(|o| o.message())).collect();
+        if let Err(error) = self.publish(&msgs).await {
+            self.summary.failed_batches += 1;
+            tracing::warn!(jobs = good.len(), %error, "purchase batch failed; its jobs will be retried");
+            let mut by_event: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for j in &good {
+                by_event.entry(j.event.as_str()).or_default().push(j.stream_id.as_str());
+            }
+            for (event, ids) in by_event {
+                self.store.record_job_errors(event, &ids, &error).await?;
+            }
+            return Ok(());
+        }
+        let mut by_event: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+        for j in &good {
+            if let Ok(o) = &j.body {
+                by_event.entry(j.event.as_str()).or_default().push((j.stream_id.as_str(), o.order.seq));
+            }
+        }
+        for (event, items) in by_event {
+            let n = self.store.complete_jobs(event, &items).await?;
+            self.summary.completed += n;
+            Metrics::add(&self.metrics.jobs_completed, n);
+        }
+        Ok(())
+    }
+
+    /// Publishes to every sink; the error names the sink that failed.
+    async fn publish(&self, msgs: &[SinkMessage]) -> Result<(), String> {
+        for sink in &self.sinks {
+            match sink {
+                Sink::Stream(stream) => {
+                    self.store
+                        .publish_to_stream(stream, self.cfg.dedupe_retention, msgs)
+                        .await
+                        .map_err(|e| format!("stream {stream}: {e}"))?;
+                }
+                Sink::Webhook(w) => w.deliver(&webhook_body(msgs)).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_pass(&mut self, events: &[String]) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for e in events {
+            loop {
+                let jobs = self.store.claim_stale(e, &self.opts.consumer, self.cfg.claim_idle, self.opts.batch).await?;
+                if jobs.is_empty() {
+                    break;
+                }
+                n += jobs.len();
+                tracing::info!(event = %e, jobs = jobs.len(), "took over stale purchase jobs");
+                self.process(jobs).await?;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn drain_own_pending(&mut self, events: &[String]) -> Result<(), StoreError> {
+        loop {
+            let jobs = self.store.read_jobs(events, &self.opts.consumer, self.opts.batch, None, true).await?;
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            self.process(jobs).await?;
+        }
+    }
+}
+
+/// Runs the purchase worker until `stop`, or until the queue is drained
+/// with `once`. A batch in hand when `stop` fires is finished first.
+pub async fn run(
+    store: Store,
+    cfg: PurchaseConfig,
+    opts: PurchaseOpts,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> Result<PurchaseSummary, StoreError> {
+    let sinks = sinks(&cfg).map_err(StoreError::Reply)?;
+    let mut w = Worker { store, cfg, opts, sinks, metrics, summary: PurchaseSummary::default() };
+    let mut events = w.store.list_events().await?;
+    // Jobs this consumer took before a restart come first.
+    w.drain_own_pending(&events).await?;
+    let claim_every = (w.cfg.claim_idle / 2).max(Duration::from_millis(50));
+    let mut last_claim = Instant::now() - claim_every;
+    let mut last_refresh = Instant::now();
+    let mut last_report = (Instant::now(), 0u64);
+    let started = Instant::now();
+    while !stop.is_cancelled() {
+        if last_refresh.elapsed() >= Duration::from_secs(2) {
+            match w.store.list_events().await {
+                Ok(e) => events = e,
+                Err(e) => tracing::warn!(error = %e, "cannot list events"),
+            }
+            last_refresh = Instant::now();
+        }
+        if !w.opts.once && last_claim.elapsed() >= claim_every {
+            if let Err(e) = w.claim_pass(&events).await {
+                tracing::warn!(error = %e, "claiming stale jobs failed");
+            }
+            last_claim = Instant::now();
+        }
+        let block = (!w.opts.once).then_some(w.opts.block);
+        let jobs = tokio::select! {
+            r = w.store.read_jobs(&events, &w.opts.consumer, w.opts.batch, block, false) => r,
+            () = stop.cancelled() => break,
+        };
+        match jobs {
+            Ok(jobs) if jobs.is_empty() && w.opts.once => break,
+            Ok(jobs) => w.process(jobs).await.or_else(|e| if w.opts.once { Err(e) } else {
+                tracing::warn!(error = %e, "purchase batch failed");
+                Ok(())
+            })?,
+            Err(e) if w.opts.once => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        }
+        if last_report.0.elapsed() >= Duration::from_secs(10) && w.summary.completed != last_report.1 {
+            let rate = (w.summary.completed - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
+            tracing::info!(completed = w.summary.completed, per_sec = rate as u64, "purchase worker progress");
+            last_report = (Instant::now(), w.summary.completed);
+        }
+    }
+    for e in &events {
+        if let Err(err) = w.store.forget_consumer(e, &w.opts.consumer).await {
+            tracing::debug!(event = %e, error = %err, "could not remove consumer");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    tracing::info!(
+        completed = w.summary.completed,
+        dead_lettered = w.summary.dead_lettered,
+        failed_batches = w.summary.failed_batches,
+        per_sec = (w.summary.completed as f64 / secs) as u64,
+        "purchase worker stopped"
+    );
+    Ok(w.summary)
+}

@@ -1,0 +1,372 @@
+//! The purchase queue from the consumer's side: reading jobs through the
+//! consumer group, taking over jobs of dead workers, completing and
+//! dead-lettering them, and publishing orders to Redis-stream sinks exactly
+//! once. Also the wake-up subscription of the release worker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::ids::OrderId;
+use super::keys::{self, EventKeys};
+use super::reply::parse_csv;
+use super::scripts::{invocation, COMPLETE_ORDERS, DEAD_LETTER, PUBLISH_STREAM};
+use super::{Result, Store, StoreError};
+
+/// One purchase job as read from an event's job stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Event id.
+    pub event: String,
+    /// Stream entry id.
+    pub stream_id: String,
+    /// Deliveries so far, this one included.
+    pub deliveries: u64,
+    /// The order, or why the entry could not be read.
+    pub body: std::result::Result<JobOrder, String>,
+}
+
+/// What a job says about its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOrder {
+    /// The order id.
+    pub order: OrderId,
+    /// Buyer.
+    pub user: String,
+    /// Tickets.
+    pub tickets: Vec<u64>,
+    /// Redis time of the purchase (ms).
+    pub created_ms: u64,
+}
+
+/// A message for the sinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkMessage {
+    /// Order id (the consumer's idempotency key).
+    pub order_id: String,
+    /// Event id.
+    pub event_id: String,
+    /// Buyer.
+    pub user_id: String,
+    /// Ticket ids.
+    pub ticket_ids: Vec<u64>,
+    /// RFC 3339 purchase time.
+    pub created_at: String,
+}
+
+impl JobOrder {
+    /// The message every sink receives.
+    pub fn message(&self) -> SinkMessage {
+        SinkMessage {
+            order_id: self.order.to_string(),
+            event_id: self.order.event.clone(),
+            user_id: self.user.clone(),
+            ticket_ids: self.tickets.clone(),
+            created_at: crate::time::rfc3339_ms(self.created_ms),
+        }
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_fields(event: &str, fields: &[Value]) -> std::result::Result<JobOrder, String> {
+    let mut map = HashMap::new();
+    for pair in fields.chunks(2) {
+        if let [k, v] = pair {
+            if let (Some(k), Some(v)) = (text(k), text(v)) {
+                map.insert(k, v);
+            }
+        }
+    }
+    let get = |k: &str| map.get(k).cloned().ok_or_else(|| format!("job has no field {k}"));
+    let seq = get("seq")?.parse().map_err(|_| "job field seq is not a number".to_string())?;
+    let secret = get("secret")?;
+    Ok(JobOrder {
+        order: OrderId { event: event.into(), seq, secret },
+        user: get("userId")?,
+        tickets: parse_csv(&get("ticketIds")?).ok_or("job field ticketIds is not a ticket list")?,
+        created_ms: get("createdMs")?.parse().map_err(|_| "job field createdMs is not a number".to_string())?,
+    })
+}
+
+/// Parses an XREADGROUP/XCLAIM entry list `[[id, [k, v, ..]], ..]`.
+fn parse_entries(event: &str, v: &Value, deliveries: &HashMap<String, u64>) -> Vec<Job> {
+    let Value::Array(entries) = v else { return Vec::new() };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Array(parts) = e else { continue };
+        let Some(id) = parts.first().and_then(text) else { continue };
+        let body = match parts.get(1) {
+            Some(Value::Array(fields)) => parse_fields(event, fields),
+            // Deleted while pending: nothing to process.
+            _ => continue,
+        };
+        let d = deliveries.get(&id).copied().unwrap_or(1);
+        out.push(Job { event: event.into(), stream_id: id, deliveries: d, body });
+    }
+    out
+}
+
+impl Store {
+    /// Reads up to `count` jobs across `events` for `consumer`: new ones
+    /// (`own_pending` false) or the consumer's own unacknowledged ones.
+    /// Blocks up to `block` when there are none.
+    pub async fn read_jobs(
+        &self,
+        events: &[String],
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+        own_pending: bool,
+    ) -> Result<Vec<Job>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(keys::JOBS_GROUP).arg(consumer).arg("COUNT").arg(count);
+        if let Some(b) = block {
+            cmd.arg("BLOCK").arg(b.as_millis() as u64);
+        }
+        cmd.arg("STREAMS");
+        let streams: Vec<String> = events.iter().map(|e| EventKeys::new(e).jobs()).collect();
+        for s in &streams {
+            cmd.arg(s);
+        }
+        for _ in events {
+            cmd.arg(if own_pending { "0" } else { ">" });
+        }
+        let v: Value = match self.run(|mut c| async move { cmd.query_async(&mut c).await }).await {
+            Err(StoreError::Redis(m)) if m.contains("NOGROUP") => {
+                for e in events {
+                    self.ensure_group(e).await?;
+                }
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        let by_key: HashMap<&str, &str> = streams.iter().map(String::as_str).zip(events.iter().map(String::as_str)).collect();
+        let mut jobs = Vec::new();
+        let Value::Array(per_stream) = v else { return Ok(jobs) };
+        let none = HashMap::new();
+        for s in &per_stream {
+            let Value::Array(pair) = s else { continue };
+            let (Some(key), Some(entries)) = (pair.first().and_then(text), pair.get(1)) else { continue };
+            let Some(event) = by_key.get(key.as_str()) else { continue };
+            jobs.extend(parse_entries(event, entries, &none));
+        }
+        Ok(jobs)
+    }
+
+    /// (Re)creates an event's consumer group, for a job stream deleted by hand.
+    pub async fn ensure_group(&self, event: &str) -> Result<()> {
+        let key = EventKeys::new(event).jobs();
+        let r: redis::RedisResult<()> = async {
+            let mut c = self.conn.clone();
+            redis::cmd("XGROUP").arg("CREATE").arg(key).arg(keys::JOBS_GROUP).arg("0").arg("MKSTREAM").query_async(&mut c).await
+        }
+        .await;
+        match r {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Takes over up to `count` jobs of `event` that no consumer acknowledged
+    /// within `min_idle`. Each job's `deliveries` counts this one.
+    pub async fn claim_stale(&self, event: &str, consumer: &str, min_idle: Duration, count: usize) -> Result<Vec<Job>> {
+        let key = EventKeys::new(event).jobs();
+        let idle = min_idle.as_millis() as u64;
+        let k = key.clone();
+        let pending: Value = self
+            .run(|mut c| async move {
+                redis::cmd("XPENDING").arg(k).arg(keys::JOBS_GROUP).arg("IDLE").arg(idle).arg("-").arg("+").arg(count)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Value::Array(rows) = pending else { return Ok(Vec::new()) };
+        let mut deliveries = HashMap::new();
+        for row in &rows {
+            if let Value::Array(f) = row {
+                if let (Some(id), Some(Value::Int(n))) = (f.first().and_then(text), f.get(3)) {
+                    deliveries.insert(id, *n as u64 + 1);
+                }
+            }
+        }
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = deliveries.keys().cloned().collect();
+        let consumer = consumer.to_string();
+        let claimed: Value = self
+            .run(|mut c| async move {
+                redis::cmd("XCLAIM").arg(key).arg(keys::JOBS_GROUP).arg(consumer).arg(idle).arg(&ids).query_async(&mut c).await
+            })
+            .await?;
+        let mut jobs = parse_entries(event, &claimed, &deliveries);
+        jobs.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
+        Ok(jobs)
+    }
+
+    /// Marks the orders of finished jobs completed and acknowledges the
+    /// jobs (all of one event). Returns how many orders changed.
+    pub async fn complete_jobs(&self, event: &str, jobs: &[(&str, u64)]) -> Result<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&COMPLETE_ORDERS, &keys, None);
+        inv.key(keys.job_errors());
+        for (id, seq) in jobs {
+            inv.arg(*id).arg(*seq);
+        }
+        self.eval(inv, "complete_orders").await?.uint(0)
+    }
+
+    /// Moves jobs to the event's dead-letter stream with their error; their
+    /// orders become `failed`. Entries: (stream id, seq if known, attempts, error).
+    pub async fn dead_letter(&self, event: &str, jobs: &[(&str, Option<u64>, u64, &str)]) -> Result<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&DEAD_LETTER, &keys, None);
+        inv.key(keys.dead()).key(keys.job_errors());
+        for (id, seq, attempts, err) in jobs {
+            inv.arg(*id).arg(seq.map(|s| s.to_string()).unwrap_or_default()).arg(*attempts).arg(*err);
+        }
+        self.eval(inv, "dead_letter").await?.uint(0)
+    }
+
+    /// Appends messages to a sink stream, skipping orders it already has.
+    /// Returns how many were appended.
+    pub async fn publish_to_stream(&self, stream: &str, retention: Duration, msgs: &[SinkMessage]) -> Result<u64> {
+        let mut inv = PUBLISH_STREAM.prepare_invoke();
+        inv.key(stream).key(keys::sink_published(stream)).arg(retention.as_millis() as u64);
+        for m in msgs {
+            let tickets = serde_json::to_string(&m.ticket_ids).unwrap_or_else(|_| "[]".into());
+            inv.arg(&m.order_id).arg(&m.event_id).arg(&m.user_id).arg(tickets).arg(&m.created_at);
+        }
+        let v: Value = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        match v {
+            Value::Int(n) => Ok(n.max(0) as u64),
+            other => Err(StoreError::Reply(format!("publish_stream: {other:?}"))),
+        }
+    }
+
+    /// Records why jobs failed this time (kept until they complete or are
+    /// dead-lettered).
+    pub async fn record_job_errors(&self, event: &str, ids: &[&str], error: &str) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(EventKeys::new(event).job_errors());
+        for id in ids {
+            cmd.arg(*id).arg(error);
+        }
+        self.run(|mut c| async move { cmd.query_async::<()>(&mut c).await }).await
+    }
+
+    /// Jobs of `consumer` still unacknowledged in `event`.
+    pub async fn pending_of(&self, event: &str, consumer: &str) -> Result<u64> {
+        let key = EventKeys::new(event).jobs();
+        let consumer = consumer.to_string();
+        let v: Value = self
+            .run(|mut c| async move {
+                redis::cmd("XPENDING").arg(key).arg(keys::JOBS_GROUP).arg("-").arg("+").arg(1).arg(consumer).query_async(&mut c).await
+            })
+            .await?;
+        Ok(matches!(v, Value::Array(ref a) if !a.is_empty()) as u64)
+    }
+
+    /// Removes a consumer that holds no pending jobs from an event's group
+    /// (one with pending jobs is kept, so none are lost).
+    pub async fn forget_consumer(&self, event: &str, consumer: &str) -> Result<()> {
+        if self.pending_of(event, consumer).await? > 0 {
+            return Ok(());
+        }
+        let key = EventKeys::new(event).jobs();
+        let consumer = consumer.to_string();
+        self.run(|mut c| async move {
+            redis::cmd("XGROUP").arg("DELCONSUMER").arg(key).arg(keys::JOBS_GROUP).arg(consumer).query_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Number of entries in a stream (0 when it does not exist).
+    pub async fn stream_len(&self, key: &str) -> Result<u64> {
+        let key = key.to_string();
+        self.run(|mut c| async move { redis::cmd("XLEN").arg(key).query_async(&mut c).await }).await
+    }
+
+    /// Notifies `wake` whenever a release wake-up is published, until
+    /// `stop`; reconnects by itself after errors.
+    pub async fn watch_release_wakeups(&self, wake: Arc<Notify>, stop: CancellationToken) {
+        use futures_util::StreamExt;
+        let Some(client) = self.client.clone() else { return };
+        while !stop.is_cancelled() {
+            let sub = async {
+                let mut ps = client.get_async_pubsub().await?;
+                ps.subscribe(keys::RELEASE_WAKE_CHANNEL).await?;
+                // A hold may have been created while we were not listening.
+                wake.notify_one();
+                let mut msgs = ps.on_message();
+                while msgs.next().await.is_some() {
+                    wake.notify_one();
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            tokio::select! {
+                r = sub => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "release wake-up subscription failed; retrying");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn job_entries_parse_and_damaged_ones_are_reported() {
+        let good = Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(["seq", "7", "secret", "S", "userId", "u", "ticketIds", "1,2", "createdMs", "1000"].map(bulk).to_vec()),
+        ]);
+        let bad = Value::Array(vec![bulk("2-0"), Value::Array(["seq", "x"].map(bulk).to_vec())]);
+        let gone = Value::Array(vec![bulk("3-0"), Value::Nil]);
+        let jobs = parse_entries("e", &Value::Array(vec![good, bad, gone]), &HashMap::new());
+        assert_eq!(jobs.len(), 2);
+        let o = jobs[0].body.as_ref().unwrap();
+        assert_eq!((o.order.seq, o.tickets.clone(), o.created_ms), (7, vec![1, 2], 1000));
+        assert_eq!(o.message().order_id, "e.o7.S");
+        assert!(jobs[1].body.is_err());
+    }
+}

@@ -1,0 +1,34 @@
+-- dead_letter: moves jobs that failed too often to the event's dead-letter
+-- stream with their last error, and marks their orders failed.
+-- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: dead-letter stream
+-- KEYS[10]: last errors of jobs (hash); an empty error argument takes the recorded one
+-- ARGV: streamId, seq, attempts, error, ... (seq may be '' for a job too
+--       damaged to name its order)
+-- Returns: { jobs moved }
+local now = now_ms()
+local moved = 0
+for i = 1, #ARGV, 4 do
+  local id, seq, attempts, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if err == '' then err = redis.call('HGET', KEYS[10], id) or 'delivery attempts exhausted' end
+  local entry = redis.call('XRANGE', K.jobs, id, id)
+  if #entry > 0 then
+    local fields = entry[1][2]
+    fields[#fields + 1] = 'jobId'; fields[#fields + 1] = id
+    fields[#fields + 1] = 'attempts'; fields[#fields + 1] = attempts
+    fields[#fields + 1] = 'error'; fields[#fields + 1] = err
+    fields[#fields + 1] = 'failedMs'; fields[#fields + 1] = fmt_int(now)
+    redis.call('XADD', KEYS[9], '*', unpack(fields))
+    moved = moved + 1
+  end
+  if seq ~= '' then
+    local o = parse_order(redis.call('HGET', K.orders, seq))
+    if o and o.status == 'pending' then
+      redis.call('HSET', K.orders, seq,
+        table.concat({ 'failed', o.secret, o.hold_secret, o.created, fmt_int(now), o.csv, o.user }, '|'))
+    end
+  end
+  redis.call('XACK', K.jobs, 'purchase', id)
+  redis.call('XDEL', K.jobs, id)
+  redis.call('HDEL', KEYS[10], id)
+end
+return { moved }
