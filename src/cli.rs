@@ -131,17 +131,47 @@ mod tests {
 
     #[test]
     fn globals_go_anywhere() {
-        let cli = Cli::parse_from(["ticketctl", "serve", "--redis", "redis://x:1", "--listen", "127.0.0.1:9"]);
+        let cli = Cli::parse_from([
+            "ticketctl",
+            "serve",
+            "--redis",
+            "redis://x:1",
+            "--listen",
+            "127.0.0.1:9",
+        ]);
         assert_eq!(cli.global.redis.as_deref(), Some("redis://x:1"));
-        let Command::Serve(s) = cli.command else { panic!() };
+        let Command::Serve(s) = cli.command else {
+            panic!()
+        };
         assert_eq!(s.listen.as_deref(), Some("127.0.0.1:9"));
     }
 
     #[test]
     fn event_create_parses_durations() {
-        let cli = Cli::parse_from(["ticketctl", "event", "create", "gig", "--capacity", "5", "--hold-ttl", "2m"]);
-        let Command::Event(EventCommand::Create(a)) = cli.command else { panic!() };
+        let cli = Cli::parse_from([
+            "ticketctl",
+            "event",
+            "create",
+            "gig",
+            "--capacity",
+            "5",
+            "--hold-ttl",
+            "2m",
+        ]);
+        let Command::Event(EventCommand::Create(a)) = cli.command else {
+            panic!()
+        };
         assert_eq!(a.hold_ttl, Duration::from_secs(120));
-        assert!(Cli::try_parse_from(["ticketctl", "event", "create", "gig", "--capacity", "5", "--hold-ttl", "soon"]).is_err());
+        assert!(Cli::try_parse_from([
+            "ticketctl",
+            "event",
+            "create",
+            "gig",
+            "--capacity",
+            "5",
+            "--hold-ttl",
+            "soon"
+        ])
+        .is_err());
     }
 }

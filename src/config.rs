@@ -122,7 +122,9 @@ pub struct CompatConfig {
 
 impl Default for CompatConfig {
     fn default() -> Self {
-        CompatConfig { event: "default".into() }
+        CompatConfig {
+            event: "default".into(),
+        }
     }
 }
 
@@ -164,7 +166,10 @@ pub struct ReleaseConfig {
 
 impl Default for ReleaseConfig {
     fn default() -> Self {
-        ReleaseConfig { batch: 1000, max_sleep: Duration::from_secs(5) }
+        ReleaseConfig {
+            batch: 1000,
+            max_sleep: Duration::from_secs(5),
+        }
     }
 }
 
@@ -199,8 +204,12 @@ impl Default for PurchaseConfig {
             shutdown_timeout: Duration::from_secs(10),
             dedupe_retention: Duration::from_secs(7 * 24 * 3600),
             sinks: vec![
-                SinkConfig::RedisStream { stream: "tc:payments".into() },
-                SinkConfig::RedisStream { stream: "tc:fulfillment".into() },
+                SinkConfig::RedisStream {
+                    stream: "tc:payments".into(),
+                },
+                SinkConfig::RedisStream {
+                    stream: "tc:fulfillment".into(),
+                },
             ],
         }
     }
@@ -259,7 +268,9 @@ pub struct Overrides {
 pub fn valid_event_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Largest capacity an event may have.
@@ -275,13 +286,22 @@ impl EventSeed {
             ));
         }
         if !(1..=MAX_CAPACITY).contains(&self.capacity) {
-            return Err(format!("event {}: capacity must be 1..={MAX_CAPACITY}", self.id));
+            return Err(format!(
+                "event {}: capacity must be 1..={MAX_CAPACITY}",
+                self.id
+            ));
         }
         if !(1..=86_400).contains(&self.hold_ttl_seconds) {
-            return Err(format!("event {}: hold_ttl_seconds must be 1..=86400", self.id));
+            return Err(format!(
+                "event {}: hold_ttl_seconds must be 1..=86400",
+                self.id
+            ));
         }
         if !(1..=1000).contains(&self.max_tickets_per_hold) {
-            return Err(format!("event {}: max_tickets_per_hold must be 1..=1000", self.id));
+            return Err(format!(
+                "event {}: max_tickets_per_hold must be 1..=1000",
+                self.id
+            ));
         }
         Ok(())
     }
@@ -315,9 +335,14 @@ impl Config {
 
     /// Parses one TOML file. A file without `[[events]]` gets the default event.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
     }
 
     /// Parses TOML text; the error is a one-line message naming the key.
@@ -385,11 +410,15 @@ impl Config {
             return bad("server.max_connections must be at least 1".into());
         }
         if !valid_event_id(&self.compat.event) {
-            return bad(format!("compat.event {:?} is not a valid event id", self.compat.event));
+            return bad(format!(
+                "compat.event {:?} is not a valid event id",
+                self.compat.event
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for e in &self.events {
-            e.validate().map_err(|m| ConfigError::Invalid(format!("events: {m}")))?;
+            e.validate()
+                .map_err(|m| ConfigError::Invalid(format!("events: {m}")))?;
             if !seen.insert(&e.id) {
                 return bad(format!("events: event {} is listed twice", e.id));
             }
@@ -405,11 +434,17 @@ impl Config {
         }
         for s in &self.purchase.sinks {
             match s {
-                SinkConfig::RedisStream { stream } if stream.is_empty() || stream.contains(['{', '}']) => {
-                    return bad(format!("purchase.sinks: stream {stream:?} must be a non-empty name without braces"))
+                SinkConfig::RedisStream { stream }
+                    if stream.is_empty() || stream.contains(['{', '}']) =>
+                {
+                    return bad(format!(
+                        "purchase.sinks: stream {stream:?} must be a non-empty name without braces"
+                    ))
                 }
                 SinkConfig::Webhook { url, .. } if !url.starts_with("http://") => {
-                    return bad(format!("purchase.sinks: webhook url must start with http:// (got {url:?})"))
+                    return bad(format!(
+                        "purchase.sinks: webhook url must start with http:// (got {url:?})"
+                    ))
                 }
                 _ => {}
             }
@@ -421,7 +456,9 @@ impl Config {
 /// Hides the password of a Redis URL, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -472,12 +509,19 @@ mod tests {
         let cfg = Config::from_toml("[[events]]\nid = \"a\"\ncapacity = 0\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("capacity"));
         let cfg = Config::from_toml("[server]\nlisten = \"nowhere\"\n").unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("server.listen"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server.listen"));
     }
 
     #[test]
     fn precedence_is_flag_env_file_default() {
-        let mut cfg = Config::from_toml("[redis]\nurl = \"redis://file:1\"\n[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let mut cfg = Config::from_toml(
+            "[redis]\nurl = \"redis://file:1\"\n[server]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
         assert_eq!(cfg.redis.url, "redis://file:1");
         cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(|| "redis://env:2".to_string()));
         assert_eq!(cfg.redis.url, "redis://env:2");
@@ -486,7 +530,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("t.toml");
         std::fs::write(&p, "[redis]\nurl = \"redis://file:1\"\n").unwrap();
-        let o = Overrides { redis_url: Some("redis://flag:3".into()), listen: None };
+        let o = Overrides {
+            redis_url: Some("redis://flag:3".into()),
+            listen: None,
+        };
         let cfg = Config::load(Some(&p), &o).unwrap();
         assert_eq!(cfg.redis.url, "redis://flag:3");
         let _ = std::fs::remove_dir_all(dir);
@@ -502,7 +549,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(
+            redact_url("redis://:pw@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
         assert_eq!(redact_url("redis://host"), "redis://host");
     }
 }

@@ -29,13 +29,17 @@ pub struct UsageError(pub String);
 /// Runs one command line to completion.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(cli.global.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(cmd::dispatch(cli))
 }
 
 /// Exit status for an error returned by [`run`].
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    let usage = err.chain().any(|e| e.is::<config::ConfigError>() || e.is::<UsageError>());
+    let usage = err
+        .chain()
+        .any(|e| e.is::<config::ConfigError>() || e.is::<UsageError>());
     if usage {
         EXIT_USAGE
     } else {
@@ -45,8 +49,11 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TICKETCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("TICKETCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

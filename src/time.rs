@@ -11,7 +11,10 @@ pub fn rfc3339_ms(ms: u64) -> String {
 mod tests {
     #[test]
     fn formats_with_milliseconds() {
-        assert_eq!(super::rfc3339_ms(1_764_085_000_123), "2025-11-25T15:36:40.123Z");
+        assert_eq!(
+            super::rfc3339_ms(1_764_085_000_123),
+            "2025-11-25T15:36:40.123Z"
+        );
         assert_eq!(super::rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
     }
 }

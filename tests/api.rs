@@ -23,29 +23,71 @@ async fn api() -> (Redis, Api) {
 #[tokio::test]
 async fn events_are_created_once_and_counted_exactly() {
     let (_r, api) = api().await;
-    let r = api.req("POST", "/v1/events", Some(json!({"id": "gig", "capacity": 5}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/v1/events",
+            Some(json!({"id": "gig", "capacity": 5})),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (401, "unauthorized".into()));
-    let r = api.admin("POST", "/v1/events", Some(json!({"id": "gig", "capacity": 5}))).await;
+    let r = api
+        .admin(
+            "POST",
+            "/v1/events",
+            Some(json!({"id": "gig", "capacity": 5})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
         r.json(),
         json!({"id": "gig", "capacity": 5, "available": 5, "held": 0, "sold": 0, "holdTtlSeconds": 60, "maxTicketsPerHold": 10})
     );
-    let r = api.admin("POST", "/v1/events", Some(json!({"id": "gig", "capacity": 5, "holdTtlSeconds": 60}))).await;
+    let r = api
+        .admin(
+            "POST",
+            "/v1/events",
+            Some(json!({"id": "gig", "capacity": 5, "holdTtlSeconds": 60})),
+        )
+        .await;
     assert_eq!(r.status, 200);
-    let r = api.admin("POST", "/v1/events", Some(json!({"id": "gig", "capacity": 6}))).await;
+    let r = api
+        .admin(
+            "POST",
+            "/v1/events",
+            Some(json!({"id": "gig", "capacity": 6})),
+        )
+        .await;
     assert_eq!(r.status, 409);
-    for bad in [json!({"capacity": 5}), json!({"id": "a b", "capacity": 5}), json!({"id": "x", "capacity": 0}),
-        json!({"id": "x", "capacity": 10_000_001}), json!({"id": "x", "capacity": "5"}), json!({"id": "x".repeat(65), "capacity": 1})] {
+    for bad in [
+        json!({"capacity": 5}),
+        json!({"id": "a b", "capacity": 5}),
+        json!({"id": "x", "capacity": 0}),
+        json!({"id": "x", "capacity": 10_000_001}),
+        json!({"id": "x", "capacity": "5"}),
+        json!({"id": "x".repeat(65), "capacity": 1}),
+    ] {
         let r = api.admin("POST", "/v1/events", Some(bad.clone())).await;
-        assert_eq!((r.status, r.code()), (400, "invalid_request".into()), "{bad}");
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "invalid_request".into()),
+            "{bad}"
+        );
     }
     let r = api.req("GET", "/v1/events/gig", None).await;
     assert_eq!(r.json()["available"], 5);
     assert_eq!(api.req("GET", "/v1/events/nope", None).await.status, 404);
-    assert_eq!(api.req("GET", "/v1/events/bad%20id", None).await.status, 404);
+    assert_eq!(
+        api.req("GET", "/v1/events/bad%20id", None).await.status,
+        404
+    );
     let r = api.req("GET", "/v1/events", None).await;
-    let ids: Vec<_> = r.json()["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<_> = r.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, ["default", "gig", "short"]);
 }
 
@@ -55,18 +97,39 @@ async fn admin_routes_are_closed_without_a_configured_token() {
     let mut cfg = config(&redis);
     cfg.server.admin_token = String::new();
     let api = Api::start(cfg).await;
-    let r = api.admin("POST", "/v1/events", Some(json!({"id": "gig", "capacity": 5}))).await;
+    let r = api
+        .admin(
+            "POST",
+            "/v1/events",
+            Some(json!({"id": "gig", "capacity": 5})),
+        )
+        .await;
     assert_eq!(r.status, 401);
-    let r = api.raw("POST", "/v1/events", Some(json!({"id": "gig", "capacity": 5}).to_string()), &[("authorization", "Bearer ")]).await;
+    let r = api
+        .raw(
+            "POST",
+            "/v1/events",
+            Some(json!({"id": "gig", "capacity": 5}).to_string()),
+            &[("authorization", "Bearer ")],
+        )
+        .await;
     assert_eq!(r.status, 401);
-    let r = api.admin("POST", "/api/ticket/release", Some(json!({"ticketId": 1}))).await;
+    let r = api
+        .admin("POST", "/api/ticket/release", Some(json!({"ticketId": 1})))
+        .await;
     assert_eq!(r.status, 401);
 }
 
 #[tokio::test]
 async fn holds_purchases_and_orders() {
     let (r, api) = api().await;
-    let h = api.req("POST", "/v1/events/default/holds", Some(json!({"userId": "alice", "ticketIds": [1, 2]}))).await;
+    let h = api
+        .req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "alice", "ticketIds": [1, 2]})),
+        )
+        .await;
     assert_eq!(h.status, 201, "{}", h.text);
     let hold = h.json();
     assert_eq!(hold["ticketIds"], json!([1, 2]));
@@ -78,13 +141,28 @@ async fn holds_purchases_and_orders() {
     let id = hold["holdId"].as_str().unwrap();
 
     // All or nothing, naming what is taken.
-    let c = api.req("POST", "/v1/events/default/holds", Some(json!({"userId": "bob", "ticketIds": [3, 2, 1]}))).await;
+    let c = api
+        .req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "bob", "ticketIds": [3, 2, 1]})),
+        )
+        .await;
     assert_eq!((c.status, c.code()), (409, "tickets_unavailable".into()));
     assert_eq!(c.json()["error"]["ticketIds"], json!([2, 1]));
-    assert_eq!(api.req("GET", "/v1/events/default", None).await.json()["held"], 2);
+    assert_eq!(
+        api.req("GET", "/v1/events/default", None).await.json()["held"],
+        2
+    );
 
     // Quantity picks the lowest available tickets.
-    let q = api.req("POST", "/v1/events/default/holds", Some(json!({"userId": 7, "quantity": 3}))).await;
+    let q = api
+        .req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": 7, "quantity": 3})),
+        )
+        .await;
     assert_eq!(q.status, 201);
     assert_eq!(q.json()["ticketIds"], json!([3, 4, 5]));
     assert_eq!(q.json()["userId"], "7");
@@ -94,67 +172,164 @@ async fn holds_purchases_and_orders() {
     assert_eq!(g.json()["holdId"], id);
     assert!(g.json()["ttlMs"].as_u64().unwrap() <= 60_000);
 
-    let p = api.req("POST", &format!("/v1/holds/{id}/purchase"), Some(json!({"userId": "mallory"}))).await;
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "mallory"})),
+        )
+        .await;
     assert_eq!((p.status, p.code()), (403, "forbidden".into()));
-    let d = api.req("DELETE", &format!("/v1/holds/{id}"), Some(json!({"userId": "mallory"}))).await;
+    let d = api
+        .req(
+            "DELETE",
+            &format!("/v1/holds/{id}"),
+            Some(json!({"userId": "mallory"})),
+        )
+        .await;
     assert_eq!(d.status, 403);
 
-    let p = api.req("POST", &format!("/v1/holds/{id}/purchase"), Some(json!({"userId": "alice"}))).await;
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "alice"})),
+        )
+        .await;
     assert_eq!(p.status, 202, "{}", p.text);
     let order = p.json();
     assert_eq!(order["status"], "pending");
     assert_eq!(order["ticketIds"], json!([1, 2]));
     assert!(order.get("completedAt").is_none());
-    let again = api.req("POST", &format!("/v1/holds/{id}/purchase"), Some(json!({"userId": "alice"}))).await;
+    let again = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "alice"})),
+        )
+        .await;
     assert_eq!(again.status, 202);
     assert_eq!(again.json(), order);
     let oid = order["orderId"].as_str().unwrap();
     let o = api.req("GET", &format!("/v1/orders/{oid}"), None).await;
     assert_eq!((o.status, o.json()), (200, order.clone()));
-    assert_eq!(api.req("GET", "/v1/orders/default.o1.AAAAAAAAAAAAAAAAAAAAAA", None).await.status, 404);
-    assert_eq!(api.req("GET", "/v1/orders/whatever", None).await.status, 404);
+    assert_eq!(
+        api.req("GET", "/v1/orders/default.o1.AAAAAAAAAAAAAAAAAAAAAA", None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        api.req("GET", "/v1/orders/whatever", None).await.status,
+        404
+    );
 
     // Bought holds are gone; exactly one job was queued.
-    assert_eq!(api.req("GET", &format!("/v1/holds/{id}"), None).await.status, 404);
+    assert_eq!(
+        api.req("GET", &format!("/v1/holds/{id}"), None)
+            .await
+            .status,
+        404
+    );
     assert_eq!(r.cli(&["XLEN", "tc:{ev:default}:jobs"]), "1");
     let e = api.req("GET", "/v1/events/default", None).await.json();
-    assert_eq!((e["available"].as_u64(), e["held"].as_u64(), e["sold"].as_u64()), (Some(95), Some(3), Some(2)));
+    assert_eq!(
+        (
+            e["available"].as_u64(),
+            e["held"].as_u64(),
+            e["sold"].as_u64()
+        ),
+        (Some(95), Some(3), Some(2))
+    );
 
     // Cancel.
     let qid = q.json()["holdId"].as_str().unwrap().to_string();
-    let d = api.req("DELETE", &format!("/v1/holds/{qid}"), Some(json!({"userId": 7}))).await;
+    let d = api
+        .req(
+            "DELETE",
+            &format!("/v1/holds/{qid}"),
+            Some(json!({"userId": 7})),
+        )
+        .await;
     assert_eq!(d.status, 204, "{}", d.text);
-    let d = api.req("DELETE", &format!("/v1/holds/{qid}"), Some(json!({"userId": 7}))).await;
+    let d = api
+        .req(
+            "DELETE",
+            &format!("/v1/holds/{qid}"),
+            Some(json!({"userId": 7})),
+        )
+        .await;
     assert_eq!(d.status, 404);
-    let p = api.req("POST", &format!("/v1/holds/{qid}/purchase"), Some(json!({"userId": "7"}))).await;
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{qid}/purchase"),
+            Some(json!({"userId": "7"})),
+        )
+        .await;
     assert_eq!(p.status, 404);
-    assert_eq!(api.req("GET", "/v1/events/default", None).await.json()["available"], 98);
+    assert_eq!(
+        api.req("GET", "/v1/events/default", None).await.json()["available"],
+        98
+    );
 
     // A forged secret is not the hold.
     let forged = format!("{}AAAAAAAAAAAAAAAAAAAAAA", &id[..id.len() - 22]);
-    assert_eq!(api.req("GET", &format!("/v1/holds/{forged}"), None).await.status, 404);
+    assert_eq!(
+        api.req("GET", &format!("/v1/holds/{forged}"), None)
+            .await
+            .status,
+        404
+    );
     assert_eq!(api.req("GET", "/v1/holds/nonsense", None).await.status, 404);
 }
 
 #[tokio::test]
 async fn ticket_listing_is_paginated() {
     let (_r, api) = api().await;
-    api.req("POST", "/v1/events/default/holds", Some(json!({"userId": "a", "ticketIds": [2, 4]}))).await;
-    let r = api.req("GET", "/v1/events/default/tickets?limit=3", None).await;
+    api.req(
+        "POST",
+        "/v1/events/default/holds",
+        Some(json!({"userId": "a", "ticketIds": [2, 4]})),
+    )
+    .await;
+    let r = api
+        .req("GET", "/v1/events/default/tickets?limit=3", None)
+        .await;
     assert_eq!(r.json(), json!({"ticketIds": [1, 3, 5], "next": 5}));
-    let r = api.req("GET", "/v1/events/default/tickets?limit=3&after=5", None).await;
+    let r = api
+        .req("GET", "/v1/events/default/tickets?limit=3&after=5", None)
+        .await;
     assert_eq!(r.json(), json!({"ticketIds": [6, 7, 8], "next": 8}));
-    let r = api.req("GET", "/v1/events/default/tickets?after=97", None).await;
+    let r = api
+        .req("GET", "/v1/events/default/tickets?after=97", None)
+        .await;
     assert_eq!(r.json(), json!({"ticketIds": [98, 99, 100], "next": null}));
-    let r = api.req("GET", "/v1/events/default/tickets?status=held", None).await;
+    let r = api
+        .req("GET", "/v1/events/default/tickets?status=held", None)
+        .await;
     assert_eq!(r.json(), json!({"ticketIds": [2, 4], "next": null}));
-    let all = api.req("GET", "/v1/events/default/tickets", None).await.json();
+    let all = api
+        .req("GET", "/v1/events/default/tickets", None)
+        .await
+        .json();
     assert_eq!(all["ticketIds"].as_array().unwrap().len(), 98);
-    for bad in ["status=gone", "limit=0", "limit=x", "limit=10001", "after=-1"] {
-        let r = api.req("GET", &format!("/v1/events/default/tickets?{bad}"), None).await;
+    for bad in [
+        "status=gone",
+        "limit=0",
+        "limit=x",
+        "limit=10001",
+        "after=-1",
+    ] {
+        let r = api
+            .req("GET", &format!("/v1/events/default/tickets?{bad}"), None)
+            .await;
         assert_eq!(r.status, 400, "{bad}");
     }
-    assert_eq!(api.req("GET", "/v1/events/nope/tickets", None).await.status, 404);
+    assert_eq!(
+        api.req("GET", "/v1/events/nope/tickets", None).await.status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -166,39 +341,132 @@ async fn every_bad_input_gets_a_clear_json_error() {
         (Some("[1]"), 400, "invalid_request"),
         (Some(""), 400, "invalid_request"),
         (Some(r#"{"ticketIds":[1]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"","ticketIds":[1]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":null,"ticketIds":[1]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":{"a":1},"ticketIds":[1]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"a","ticketIds":[1,1]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"a","ticketIds":[0]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"a","ticketIds":[101]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"a","ticketIds":["1"]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"a","ticketIds":[1,2,3,4,5,6,7,8,9,10,11]}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"a","quantity":11}"#), 400, "invalid_request"),
+        (
+            Some(r#"{"userId":"","ticketIds":[1]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":null,"ticketIds":[1]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":{"a":1},"ticketIds":[1]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":"a","ticketIds":[1,1]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":"a","ticketIds":[0]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":"a","ticketIds":[101]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":"a","ticketIds":["1"]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":"a","ticketIds":[1,2,3,4,5,6,7,8,9,10,11]}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(r#"{"userId":"a","quantity":11}"#),
+            400,
+            "invalid_request",
+        ),
         (Some(r#"{"userId":"a"}"#), 400, "invalid_request"),
-        (Some(r#"{"userId":"a\u0000b","ticketIds":[1]}"#), 400, "invalid_request"),
+        (
+            Some(r#"{"userId":"a\u0000b","ticketIds":[1]}"#),
+            400,
+            "invalid_request",
+        ),
     ];
     for (body, status, code) in cases {
-        let r = api.raw("POST", path, body.map(String::from), &[("content-type", "application/json")]).await;
-        assert_eq!((r.status, r.code()), (status, code.to_string()), "{body:?} -> {}", r.text);
-        assert!(!r.text.contains("src/") && !r.text.contains("panicked"), "{}", r.text);
+        let r = api
+            .raw(
+                "POST",
+                path,
+                body.map(String::from),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (status, code.to_string()),
+            "{body:?} -> {}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("src/") && !r.text.contains("panicked"),
+            "{}",
+            r.text
+        );
     }
     let long_user = "u".repeat(129);
-    let r = api.req("POST", path, Some(json!({"userId": long_user, "ticketIds": [1]}))).await;
+    let r = api
+        .req(
+            "POST",
+            path,
+            Some(json!({"userId": long_user, "ticketIds": [1]})),
+        )
+        .await;
     assert_eq!(r.status, 400);
-    let r = api.raw("POST", path, Some(r#"{"userId":"a","ticketIds":[1]}"#.into()), &[("content-type", "text/plain")]).await;
+    let r = api
+        .raw(
+            "POST",
+            path,
+            Some(r#"{"userId":"a","ticketIds":[1]}"#.into()),
+            &[("content-type", "text/plain")],
+        )
+        .await;
     assert_eq!((r.status, r.code()), (415, "unsupported_media_type".into()));
     // No Content-Type at all is accepted as JSON.
-    let r = api.raw("POST", path, Some(r#"{"userId":"a","ticketIds":[1],"extra":true}"#.into()), &[]).await;
+    let r = api
+        .raw(
+            "POST",
+            path,
+            Some(r#"{"userId":"a","ticketIds":[1],"extra":true}"#.into()),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let big = format!(r#"{{"userId":"a","ticketIds":[2],"pad":"{}"}}"#, "x".repeat(17 * 1024));
-    let r = api.raw("POST", path, Some(big), &[("content-type", "application/json")]).await;
+    let big = format!(
+        r#"{{"userId":"a","ticketIds":[2],"pad":"{}"}}"#,
+        "x".repeat(17 * 1024)
+    );
+    let r = api
+        .raw(
+            "POST",
+            path,
+            Some(big),
+            &[("content-type", "application/json")],
+        )
+        .await;
     assert_eq!((r.status, r.code()), (413, "payload_too_large".into()));
     let r = api.req("PUT", "/v1/events/default", None).await;
     assert_eq!((r.status, r.code()), (405, "method_not_allowed".into()));
     let r = api.req("GET", "/nowhere", None).await;
     assert_eq!((r.status, r.code()), (404, "not_found".into()));
-    let r = api.raw("POST", path, Some(r#"{"userId":"a","quantity":1}"#.into()), &[("idempotency-key", "")]).await;
+    let r = api
+        .raw(
+            "POST",
+            path,
+            Some(r#"{"userId":"a","quantity":1}"#.into()),
+            &[("idempotency-key", "")],
+        )
+        .await;
     assert_eq!(r.status, 400);
     // Still serving.
     assert_eq!(api.req("GET", "/healthz", None).await.status, 200);
@@ -207,37 +475,100 @@ async fn every_bad_input_gets_a_clear_json_error() {
 #[tokio::test]
 async fn an_expired_hold_frees_its_tickets_without_any_worker() {
     let (_r, api) = api().await;
-    let h = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "a", "ticketIds": [1, 2]}))).await;
+    let h = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "a", "ticketIds": [1, 2]})),
+        )
+        .await;
     assert_eq!(h.status, 201);
     let id = h.json()["holdId"].as_str().unwrap().to_string();
     assert_eq!(h.json()["ttlMs"], 1000);
-    let busy = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "b", "ticketIds": [2]}))).await;
+    let busy = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "b", "ticketIds": [2]})),
+        )
+        .await;
     assert_eq!(busy.status, 409);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(api.req("GET", &format!("/v1/holds/{id}"), None).await.status, 404);
+    assert_eq!(
+        api.req("GET", &format!("/v1/holds/{id}"), None)
+            .await
+            .status,
+        404
+    );
     // Counts are exact the instant the deadline passes.
     let e = api.req("GET", "/v1/events/short", None).await.json();
-    assert_eq!((e["available"].as_u64(), e["held"].as_u64()), (Some(10), Some(0)));
-    let b = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "b", "ticketIds": [2]}))).await;
+    assert_eq!(
+        (e["available"].as_u64(), e["held"].as_u64()),
+        (Some(10), Some(0))
+    );
+    let b = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "b", "ticketIds": [2]})),
+        )
+        .await;
     assert_eq!(b.status, 201, "{}", b.text);
-    let p = api.req("POST", &format!("/v1/holds/{id}/purchase"), Some(json!({"userId": "a"}))).await;
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
     assert_eq!((p.status, p.code()), (409, "hold_expired".into()));
     let e = api.req("GET", "/v1/events/short", None).await.json();
-    assert_eq!((e["available"].as_u64(), e["held"].as_u64(), e["sold"].as_u64()), (Some(9), Some(1), Some(0)));
+    assert_eq!(
+        (
+            e["available"].as_u64(),
+            e["held"].as_u64(),
+            e["sold"].as_u64()
+        ),
+        (Some(9), Some(1), Some(0))
+    );
 }
 
 #[tokio::test]
 async fn an_expired_hold_cannot_be_bought_before_anything_released_it() {
     let (_r, api) = api().await;
-    let h = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "a", "quantity": 2}))).await;
+    let h = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "a", "quantity": 2})),
+        )
+        .await;
     let id = h.json()["holdId"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let p = api.req("POST", &format!("/v1/holds/{id}/purchase"), Some(json!({"userId": "a"}))).await;
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
     assert_eq!((p.status, p.code()), (409, "hold_expired".into()));
-    let p = api.req("POST", &format!("/v1/holds/{id}/purchase"), Some(json!({"userId": "a"}))).await;
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
     assert_eq!(p.status, 409);
     // Quantity holds reuse the released tickets.
-    let q = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "b", "quantity": 3}))).await;
+    let q = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "b", "quantity": 3})),
+        )
+        .await;
     assert_eq!(q.json()["ticketIds"], json!([1, 2, 3]));
 }
 
@@ -245,14 +576,32 @@ async fn an_expired_hold_cannot_be_bought_before_anything_released_it() {
 async fn quantity_holds_see_through_expired_holds() {
     let (_r, api) = api().await;
     for _ in 0..4 {
-        let r = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "a", "quantity": 2}))).await;
+        let r = api
+            .req(
+                "POST",
+                "/v1/events/short/holds",
+                Some(json!({"userId": "a", "quantity": 2})),
+            )
+            .await;
         assert_eq!(r.status, 201);
     }
-    let r = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "a", "quantity": 3}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "a", "quantity": 3})),
+        )
+        .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.json()["error"]["ticketIds"], json!([]));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = api.req("POST", "/v1/events/short/holds", Some(json!({"userId": "b", "quantity": 3}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "b", "quantity": 3})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
@@ -260,32 +609,81 @@ async fn quantity_holds_see_through_expired_holds() {
 async fn idempotency_keys_replay_or_refuse() {
     let (r, api) = api().await;
     let body = json!({"userId": "a", "quantity": 2}).to_string();
-    let hdr = [("content-type", "application/json"), ("idempotency-key", "k-1")];
-    let first = api.raw("POST", "/v1/events/default/holds", Some(body.clone()), &hdr).await;
+    let hdr = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "k-1"),
+    ];
+    let first = api
+        .raw("POST", "/v1/events/default/holds", Some(body.clone()), &hdr)
+        .await;
     assert_eq!(first.status, 201);
-    let second = api.raw("POST", "/v1/events/default/holds", Some(body.clone()), &hdr).await;
+    let second = api
+        .raw("POST", "/v1/events/default/holds", Some(body.clone()), &hdr)
+        .await;
     assert_eq!((second.status, second.json()), (201, first.json()));
-    assert_eq!(api.req("GET", "/v1/events/default", None).await.json()["held"], 2);
+    assert_eq!(
+        api.req("GET", "/v1/events/default", None).await.json()["held"],
+        2
+    );
     let other = json!({"userId": "a", "quantity": 3}).to_string();
-    let third = api.raw("POST", "/v1/events/default/holds", Some(other), &hdr).await;
+    let third = api
+        .raw("POST", "/v1/events/default/holds", Some(other), &hdr)
+        .await;
     assert_eq!(third.status, 422, "{}", third.text);
-    // A conflict is replayed too, even after the tickets free up.
-    let c1 = api.raw("POST", "/v1/events/default/holds", Some(json!({"userId": "b", "ticketIds": [1]}).to_string()),
-        &[("idempotency-key", "k-2")]).await;
+    // A conflict is the first response too, and is replayed as such.
+    let c1 = api
+        .raw(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "b", "ticketIds": [1]}).to_string()),
+            &[("idempotency-key", "k-2")],
+        )
+        .await;
     assert_eq!(c1.status, 409);
+    let c2 = api
+        .raw(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "b", "ticketIds": [1]}).to_string()),
+            &[("idempotency-key", "k-2")],
+        )
+        .await;
+    assert_eq!((c2.status, c2.json()), (409, c1.json()));
+    let c3 = api
+        .raw(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "b", "ticketIds": [9]}).to_string()),
+            &[("idempotency-key", "k-2")],
+        )
+        .await;
+    assert_eq!(c3.status, 422);
 
     let id = first.json()["holdId"].as_str().unwrap().to_string();
     let path = format!("/v1/holds/{id}/purchase");
     let buy = json!({"userId": "a"}).to_string();
-    let hdr = [("content-type", "application/json"), ("idempotency-key", "p-1")];
+    let hdr = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "p-1"),
+    ];
     let p1 = api.raw("POST", &path, Some(buy.clone()), &hdr).await;
     let p2 = api.raw("POST", &path, Some(buy), &hdr).await;
     assert_eq!((p1.status, p2.status), (202, 202));
     assert_eq!(p1.json(), p2.json());
-    let p3 = api.raw("POST", &path, Some(json!({"userId": "b"}).to_string()), &hdr).await;
+    let p3 = api
+        .raw(
+            "POST",
+            &path,
+            Some(json!({"userId": "b"}).to_string()),
+            &hdr,
+        )
+        .await;
     assert_eq!(p3.status, 422);
     assert_eq!(r.cli(&["XLEN", "tc:{ev:default}:jobs"]), "1");
-    let ttl: i64 = r.cli(&["TTL", "tc:{ev:default}:idem:hold:k-1"]).parse().unwrap();
+    let ttl: i64 = r
+        .cli(&["TTL", "tc:{ev:default}:idem:hold:k-1"])
+        .parse()
+        .unwrap();
     assert!(ttl > 86_000 && ttl <= 86_400, "{ttl}");
 }
 
@@ -294,42 +692,119 @@ async fn compatibility_routes_behave_like_the_proof_of_concept() {
     let (_r, api) = api().await;
     let a = api.req("GET", "/api/ticket/available", None).await;
     assert_eq!(a.json()["availableTickets"].as_array().unwrap().len(), 100);
-    let r = api.req("POST", "/api/ticket/reserve", Some(json!({"userId": "u1", "ticketId": 5}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/reserve",
+            Some(json!({"userId": "u1", "ticketId": 5})),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let j = r.json();
-    assert_eq!((j["success"].as_bool(), j["ticketId"].as_u64()), (Some(true), Some(5)));
+    assert_eq!(
+        (j["success"].as_bool(), j["ticketId"].as_u64()),
+        (Some(true), Some(5))
+    );
     assert!(j["holdId"].is_string() && j["expiresAt"].is_string());
-    let r = api.req("POST", "/api/ticket/reserve", Some(json!({"userId": "u2", "ticketId": 5}))).await;
-    assert_eq!((r.status, r.json()), (409, json!({"success": false, "error": "Ticket not available."})));
-    let r = api.req("POST", "/api/ticket/reserve", Some(json!({"ticketId": 6}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/reserve",
+            Some(json!({"userId": "u2", "ticketId": 5})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            409,
+            json!({"success": false, "error": "Ticket not available."})
+        )
+    );
+    let r = api
+        .req("POST", "/api/ticket/reserve", Some(json!({"ticketId": 6})))
+        .await;
     assert_eq!((r.status, r.code()), (400, "invalid_request".into()));
-    let r = api.req("POST", "/api/ticket/reserve", Some(json!({"userId": "u1", "ticketId": 0}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/reserve",
+            Some(json!({"userId": "u1", "ticketId": 0})),
+        )
+        .await;
     assert_eq!(r.status, 400);
     let a = api.req("GET", "/api/ticket/available", None).await.json();
-    assert!(!a["availableTickets"].as_array().unwrap().contains(&json!(5)));
+    assert!(!a["availableTickets"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(5)));
 
-    let r = api.req("POST", "/api/ticket/buy", Some(json!({"ticketId": 5, "userId": "u2"}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/buy",
+            Some(json!({"ticketId": 5, "userId": "u2"})),
+        )
+        .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.json()["success"], false);
     assert!(r.json()["reason"].is_string());
-    let r = api.req("POST", "/api/ticket/buy", Some(json!({"ticketId": 5, "userId": "u1"}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/buy",
+            Some(json!({"ticketId": 5, "userId": "u1"})),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["success"], true);
     let oid = r.json()["orderId"].as_str().unwrap().to_string();
-    assert_eq!(api.req("GET", &format!("/v1/orders/{oid}"), None).await.json()["ticketIds"], json!([5]));
-    let r = api.req("POST", "/api/ticket/buy", Some(json!({"ticketId": 5, "userId": "u1"}))).await;
+    assert_eq!(
+        api.req("GET", &format!("/v1/orders/{oid}"), None)
+            .await
+            .json()["ticketIds"],
+        json!([5])
+    );
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/buy",
+            Some(json!({"ticketId": 5, "userId": "u1"})),
+        )
+        .await;
     assert_eq!(r.status, 409);
 
-    api.req("POST", "/api/ticket/reserve", Some(json!({"userId": "u3", "ticketId": 7}))).await;
-    let r = api.req("POST", "/api/ticket/release", Some(json!({"ticketId": 7}))).await;
+    api.req(
+        "POST",
+        "/api/ticket/reserve",
+        Some(json!({"userId": "u3", "ticketId": 7})),
+    )
+    .await;
+    let r = api
+        .req("POST", "/api/ticket/release", Some(json!({"ticketId": 7})))
+        .await;
     assert_eq!(r.status, 401);
-    let r = api.admin("POST", "/api/ticket/release", Some(json!({"ticketId": 7}))).await;
+    let r = api
+        .admin("POST", "/api/ticket/release", Some(json!({"ticketId": 7})))
+        .await;
     assert_eq!((r.status, r.json()["success"].as_bool()), (200, Some(true)));
-    let r = api.admin("POST", "/api/ticket/release", Some(json!({"ticketId": 7}))).await;
-    assert_eq!((r.status, r.json()["success"].as_bool()), (409, Some(false)));
-    let r = api.admin("POST", "/api/ticket/release", Some(json!({"ticketId": 5}))).await;
+    let r = api
+        .admin("POST", "/api/ticket/release", Some(json!({"ticketId": 7})))
+        .await;
+    assert_eq!(
+        (r.status, r.json()["success"].as_bool()),
+        (409, Some(false))
+    );
+    let r = api
+        .admin("POST", "/api/ticket/release", Some(json!({"ticketId": 5})))
+        .await;
     assert_eq!(r.status, 409, "a sold ticket is not held");
-    let r = api.req("POST", "/api/ticket/reserve", Some(json!({"userId": "u4", "ticketId": 7}))).await;
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/reserve",
+            Some(json!({"userId": "u4", "ticketId": 7})),
+        )
+        .await;
     assert_eq!(r.status, 200);
 }
 
@@ -338,11 +813,18 @@ async fn health_readiness_and_metrics() {
     let (mut redis, api) = api().await;
     assert_eq!(api.req("GET", "/healthz", None).await.status, 200);
     assert_eq!(api.req("GET", "/readyz", None).await.status, 200);
-    api.req("POST", "/v1/events/default/holds", Some(json!({"userId": "a", "quantity": 1}))).await;
+    api.req(
+        "POST",
+        "/v1/events/default/holds",
+        Some(json!({"userId": "a", "quantity": 1})),
+    )
+    .await;
     let m = api.req("GET", "/metrics", None).await;
     assert_eq!(m.status, 200);
     assert!(m.text.contains(r#"ticketctl_http_requests_total{method="POST",route="/v1/events/{id}/holds",status="201"} 1"#), "{}", m.text);
-    assert!(m.text.contains("ticketctl_http_request_duration_seconds_bucket"));
+    assert!(m
+        .text
+        .contains("ticketctl_http_request_duration_seconds_bucket"));
     assert!(m.text.contains("ticketctl_holds_created_total 1"));
 
     // Redis goes away: 503 with Retry-After, health still fine; it comes back: recovered without a restart.
@@ -350,9 +832,23 @@ async fn health_readiness_and_metrics() {
     redis.kill();
     let r = api.req("GET", "/readyz", None).await;
     assert_eq!(r.status, 503);
-    let r = api.req("POST", "/v1/events/default/holds", Some(json!({"userId": "a", "quantity": 1}))).await;
-    assert_eq!((r.status, r.code()), (503, "unavailable".into()), "{}", r.text);
-    assert_eq!(r.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "a", "quantity": 1})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (503, "unavailable".into()),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
     assert!(!r.text.to_lowercase().contains("refused"), "{}", r.text);
     assert_eq!(api.req("GET", "/healthz", None).await.status, 200);
     let _redis2 = Redis::start_on(port, &[]);
@@ -368,4 +864,56 @@ async fn health_readiness_and_metrics() {
     // The fresh Redis has no events: the API answers 404, not 500.
     let r = api.req("GET", "/v1/events/default", None).await;
     assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn a_long_trail_of_cancelled_holds_never_hides_expired_ones() {
+    use ticketctl::store::{HoldOutcome, HoldRef, HoldRequest};
+    let (_r, api) = api().await;
+    let r = api
+        .admin(
+            "POST",
+            "/v1/events",
+            Some(json!({"id": "tiny", "capacity": 2, "holdTtlSeconds": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    // Thousands of cancelled holds stay in the schedule until its head passes them.
+    for i in 0..4001 {
+        let user = format!("u{i}");
+        let HoldOutcome::Held { hold, .. } = api
+            .store
+            .hold("tiny", &user, &HoldRequest::Quantity(1), None)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        api.store
+            .cancel(&HoldRef::Id(&hold.id), Some(&user))
+            .await
+            .unwrap();
+    }
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/tiny/holds",
+            Some(json!({"userId": "late", "quantity": 2})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/tiny/holds",
+            Some(json!({"userId": "next", "quantity": 2})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let e = api.req("GET", "/v1/events/tiny", None).await.json();
+    assert_eq!(
+        (e["available"].as_u64(), e["held"].as_u64()),
+        (Some(0), Some(2))
+    );
 }

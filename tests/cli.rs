@@ -20,14 +20,22 @@ fn config_errors_exit_2_naming_the_key() {
     let o = run_cli(&["event", "list", "--config", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    assert!(e.contains("listen_address") && e.lines().count() == 1, "{e}");
+    assert!(
+        e.contains("listen_address") && e.lines().count() == 1,
+        "{e}"
+    );
 
     std::fs::write(&bad, "[purchase]\nclaim_idle = \"whenever\"\n").unwrap();
     let o = run_cli(&["event", "list", "--config", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("claim_idle"), "{}", stderr(&o));
 
-    let o = run_cli(&["event", "list", "--config", dir.join("missing.toml").to_str().unwrap()]);
+    let o = run_cli(&[
+        "event",
+        "list",
+        "--config",
+        dir.join("missing.toml").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("missing.toml"));
 
@@ -51,7 +59,14 @@ fn config_errors_exit_2_naming_the_key() {
 fn the_example_config_is_accepted() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/ticketctl.toml.example");
     let port = common::free_port();
-    let o = run_cli(&["event", "list", "--config", example, "--redis", &format!("redis://127.0.0.1:{port}")]);
+    let o = run_cli(&[
+        "event",
+        "list",
+        "--config",
+        example,
+        "--redis",
+        &format!("redis://127.0.0.1:{port}"),
+    ]);
     // Valid config, no Redis there: a runtime failure, not a config error.
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
@@ -60,11 +75,20 @@ fn the_example_config_is_accepted() {
 fn unreachable_redis_exits_1_with_one_line() {
     let port = common::free_port();
     let start = Instant::now();
-    let o = run_cli(&["serve", "--redis", &format!("redis://127.0.0.1:{port}"), "--listen", "127.0.0.1:0"]);
+    let o = run_cli(&[
+        "serve",
+        "--redis",
+        &format!("redis://127.0.0.1:{port}"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     let last = e.lines().last().unwrap_or_default();
-    assert!(last.contains("Redis") && last.contains(&port.to_string()), "{e}");
+    assert!(
+        last.contains("Redis") && last.contains(&port.to_string()),
+        "{e}"
+    );
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -72,12 +96,44 @@ fn unreachable_redis_exits_1_with_one_line() {
 fn events_are_created_and_listed() {
     let redis = Redis::start();
     let url = redis.url();
-    let o = run_cli(&["event", "create", "gig", "--capacity", "50", "--hold-ttl", "2m", "--max-per-hold", "4", "--redis", &url]);
+    let o = run_cli(&[
+        "event",
+        "create",
+        "gig",
+        "--capacity",
+        "50",
+        "--hold-ttl",
+        "2m",
+        "--max-per-hold",
+        "4",
+        "--redis",
+        &url,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("created event gig"));
-    let o = run_cli(&["event", "create", "gig", "--capacity", "50", "--hold-ttl", "2m", "--max-per-hold", "4", "--redis", &url]);
+    let o = run_cli(&[
+        "event",
+        "create",
+        "gig",
+        "--capacity",
+        "50",
+        "--hold-ttl",
+        "2m",
+        "--max-per-hold",
+        "4",
+        "--redis",
+        &url,
+    ]);
     assert_eq!(o.status.code(), Some(0));
-    let o = run_cli(&["event", "create", "gig", "--capacity", "51", "--redis", &url]);
+    let o = run_cli(&[
+        "event",
+        "create",
+        "gig",
+        "--capacity",
+        "51",
+        "--redis",
+        &url,
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("other settings"));
     let o = run_cli(&["event", "list", "--json", "--redis", &url]);
@@ -87,7 +143,10 @@ fn events_are_created_and_listed() {
     assert_eq!(v["events"][0]["available"], 50);
     let o = run_cli(&["event", "list", "--redis", &url]);
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains("gig") && table.contains("available"), "{table}");
+    assert!(
+        table.contains("gig") && table.contains("available"),
+        "{table}"
+    );
 }
 
 #[tokio::test]

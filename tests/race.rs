@@ -30,8 +30,19 @@ impl Rng {
 }
 
 async fn post(addr: SocketAddr, path: &str, body: Value) -> (u16, Value) {
-    let r = request(addr, "POST", path, Some(body.to_string()), &[("content-type", "application/json")]).await;
-    let v = if r.text.is_empty() { Value::Null } else { r.json() };
+    let r = request(
+        addr,
+        "POST",
+        path,
+        Some(body.to_string()),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let v = if r.text.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
     (r.status, v)
 }
 
@@ -51,7 +62,8 @@ async fn two_servers_never_sell_a_ticket_twice() {
         let (orders, accepted) = (orders.clone(), accepted.clone());
         let servers = [a.addr, b.addr];
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let mut rng =
+                Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
             let user = format!("user-{c}");
             for _ in 0..ROUNDS {
                 let srv = servers[rng.below(2) as usize];
@@ -63,7 +75,12 @@ async fn two_servers_never_sell_a_ticket_twice() {
                         tickets.push(t);
                     }
                 }
-                let (st, hold) = post(srv, "/v1/events/race/holds", json!({"userId": user, "ticketIds": tickets})).await;
+                let (st, hold) = post(
+                    srv,
+                    "/v1/events/race/holds",
+                    json!({"userId": user, "ticketIds": tickets}),
+                )
+                .await;
                 if st != 201 {
                     assert!(st == 409, "hold answered {st}: {hold}");
                     continue;
@@ -71,16 +88,25 @@ async fn two_servers_never_sell_a_ticket_twice() {
                 let id = hold["holdId"].as_str().unwrap().to_string();
                 match rng.below(3) {
                     0 => {
-                        let (st, _) = request(servers[rng.below(2) as usize], "DELETE", &format!("/v1/holds/{id}"),
-                            Some(json!({"userId": user}).to_string()), &[("content-type", "application/json")]).await
-                            .pipe(|r| (r.status, ()));
+                        let (st, _) = request(
+                            servers[rng.below(2) as usize],
+                            "DELETE",
+                            &format!("/v1/holds/{id}"),
+                            Some(json!({"userId": user}).to_string()),
+                            &[("content-type", "application/json")],
+                        )
+                        .await
+                        .pipe(|r| (r.status, ()));
                         assert!(st == 204 || st == 404, "cancel answered {st}");
                     }
                     _ => {
                         // Two buys of the same hold at once, on both servers.
                         let path = format!("/v1/holds/{id}/purchase");
                         let body = json!({"userId": user});
-                        let (r1, r2) = tokio::join!(post(servers[0], &path, body.clone()), post(servers[1], &path, body));
+                        let (r1, r2) = tokio::join!(
+                            post(servers[0], &path, body.clone()),
+                            post(servers[1], &path, body)
+                        );
                         for (st, order) in [r1, r2] {
                             assert!(st == 202 || st == 409, "purchase answered {st}: {order}");
                             if st == 202 {
@@ -88,7 +114,10 @@ async fn two_servers_never_sell_a_ticket_twice() {
                                 let oid = order["orderId"].as_str().unwrap().to_string();
                                 let mut map = orders.lock().unwrap();
                                 if let Some(prev) = map.get(&oid) {
-                                    assert_eq!(prev, &order, "the same hold bought twice gave different orders");
+                                    assert_eq!(
+                                        prev, &order,
+                                        "the same hold bought twice gave different orders"
+                                    );
                                 }
                                 map.insert(oid, order);
                             }
@@ -115,15 +144,33 @@ async fn two_servers_never_sell_a_ticket_twice() {
     }
     let jobs: usize = redis.cli(&["XLEN", "tc:{ev:race}:jobs"]).parse().unwrap();
     assert_eq!(jobs, orders.len(), "one job per order");
-    let e = request(a.addr, "GET", "/v1/events/race", None, &[]).await.json();
-    let (av, held, s) = (e["available"].as_u64().unwrap(), e["held"].as_u64().unwrap(), e["sold"].as_u64().unwrap());
+    let e = request(a.addr, "GET", "/v1/events/race", None, &[])
+        .await
+        .json();
+    let (av, held, s) = (
+        e["available"].as_u64().unwrap(),
+        e["held"].as_u64().unwrap(),
+        e["sold"].as_u64().unwrap(),
+    );
     assert_eq!(av + held + s, CAPACITY);
     assert_eq!(s as usize, sold.len());
-    let listed_sold = request(a.addr, "GET", "/v1/events/race/tickets?status=sold", None, &[]).await.json();
+    let listed_sold = request(
+        a.addr,
+        "GET",
+        "/v1/events/race/tickets?status=sold",
+        None,
+        &[],
+    )
+    .await
+    .json();
     let mut expect: Vec<u64> = sold.into_iter().collect();
     expect.sort();
     assert_eq!(listed_sold["ticketIds"], json!(expect));
-    eprintln!("{} purchase answers accepted, {} distinct orders, {s} tickets sold", accepted.lock().unwrap(), orders.len());
+    eprintln!(
+        "{} purchase answers accepted, {} distinct orders, {s} tickets sold",
+        accepted.lock().unwrap(),
+        orders.len()
+    );
 }
 
 trait Pipe: Sized {

@@ -53,7 +53,11 @@ async fn list(cfg: &crate::config::Config, as_json: bool) -> anyhow::Result<()> 
     let store = super::connect(cfg).await?;
     let mut events = Vec::new();
     for id in store.list_events().await.context("cannot list events")? {
-        if let Some(c) = store.event_counts(&id).await.with_context(|| format!("cannot read event {id}"))? {
+        if let Some(c) = store
+            .event_counts(&id)
+            .await
+            .with_context(|| format!("cannot read event {id}"))?
+        {
             events.push(c);
         }
     }
@@ -70,7 +74,15 @@ async fn list(cfg: &crate::config::Config, as_json: bool) -> anyhow::Result<()> 
 pub fn table(events: &[EventCounts]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["event", "capacity", "available", "held", "sold", "hold ttl", "max/hold"]);
+    t.set_header([
+        "event",
+        "capacity",
+        "available",
+        "held",
+        "sold",
+        "hold ttl",
+        "max/hold",
+    ]);
     for c in events {
         t.add_row([
             c.settings.id.clone(),

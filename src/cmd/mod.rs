@@ -22,13 +22,19 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
 /// Loads the configuration with the global flags (and `listen`) applied.
 pub(crate) fn load_config(global: &GlobalOpts, listen: Option<String>) -> anyhow::Result<Config> {
-    let overrides = Overrides { redis_url: global.redis.clone(), listen };
+    let overrides = Overrides {
+        redis_url: global.redis.clone(),
+        listen,
+    };
     Ok(Config::load(global.config.as_deref(), &overrides)?)
 }
 
 /// Connects to the configured Redis, with a message naming it on failure.
 pub(crate) async fn connect(cfg: &Config) -> anyhow::Result<Store> {
-    Store::connect(&cfg.redis)
-        .await
-        .with_context(|| format!("cannot use Redis at {}", crate::config::redact_url(&cfg.redis.url)))
+    Store::connect(&cfg.redis).await.with_context(|| {
+        format!(
+            "cannot use Redis at {}",
+            crate::config::redact_url(&cfg.redis.url)
+        )
+    })
 }

@@ -24,7 +24,11 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let mut workers = Vec::new();
     if args.with_workers {
-        let pa = PurchaseArgs { once: false, batch: None, consumer: None };
+        let pa = PurchaseArgs {
+            once: false,
+            batch: None,
+            consumer: None,
+        };
         workers.push(work::spawn_release(&cfg, false, token.clone(), metrics.clone()).await?);
         workers.push(work::spawn_purchase(&cfg, &pa, token.clone(), metrics.clone()).await?);
     }
@@ -51,8 +55,14 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
 pub(crate) async fn seed_events(store: &Store, cfg: &crate::config::Config) -> anyhow::Result<()> {
     for seed in &cfg.events {
         let settings = http::v1::settings_of(seed);
-        match store.create_event(&settings).await.with_context(|| format!("cannot create event {}", seed.id))? {
-            CreateEvent::Created => tracing::info!(event = %seed.id, capacity = seed.capacity, "event created"),
+        match store
+            .create_event(&settings)
+            .await
+            .with_context(|| format!("cannot create event {}", seed.id))?
+        {
+            CreateEvent::Created => {
+                tracing::info!(event = %seed.id, capacity = seed.capacity, "event created")
+            }
             CreateEvent::Exists => {}
             CreateEvent::Conflict(existing) => tracing::warn!(
                 event = %seed.id,

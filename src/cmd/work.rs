@@ -31,7 +31,11 @@ pub async fn run(global: &GlobalOpts, cmd: WorkCommand) -> anyhow::Result<()> {
 }
 
 /// Waits for a worker; once shutdown begins, waits at most `grace` more.
-pub(crate) async fn finish(mut handle: JoinHandle<anyhow::Result<()>>, token: &CancellationToken, grace: Duration) -> anyhow::Result<()> {
+pub(crate) async fn finish(
+    mut handle: JoinHandle<anyhow::Result<()>>,
+    token: &CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
     tokio::select! {
         r = &mut handle => return r.context("worker task failed")?,
         () = token.cancelled() => {}
@@ -47,27 +51,50 @@ pub(crate) async fn finish(mut handle: JoinHandle<anyhow::Result<()>>, token: &C
 }
 
 /// Starts the release worker on its own connection.
-pub(crate) async fn spawn_release(cfg: &Config, once: bool, token: CancellationToken, metrics: Arc<Metrics>) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+pub(crate) async fn spawn_release(
+    cfg: &Config,
+    once: bool,
+    token: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let store = super::connect(cfg).await?;
     let rc = cfg.release.clone();
     Ok(tokio::spawn(async move {
-        worker::release::run(store, rc, once, token, Arc::new(ReleaseStats::default()), metrics)
-            .await
-            .context("release worker")
+        worker::release::run(
+            store,
+            rc,
+            once,
+            token,
+            Arc::new(ReleaseStats::default()),
+            metrics,
+        )
+        .await
+        .context("release worker")
     }))
 }
 
 /// Starts the purchase worker on its own connection (it blocks on it).
-pub(crate) async fn spawn_purchase(cfg: &Config, args: &PurchaseArgs, token: CancellationToken, metrics: Arc<Metrics>) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+pub(crate) async fn spawn_purchase(
+    cfg: &Config,
+    args: &PurchaseArgs,
+    token: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     let store = super::connect(cfg).await?;
     let opts = PurchaseOpts {
         once: args.once,
         batch: args.batch.map(|b| b as usize).unwrap_or(cfg.purchase.batch),
-        consumer: args.consumer.clone().unwrap_or_else(worker::default_consumer_name),
+        consumer: args
+            .consumer
+            .clone()
+            .unwrap_or_else(worker::default_consumer_name),
         block: (cfg.redis.timeout / 2).min(Duration::from_secs(1)),
     };
     let pc = cfg.purchase.clone();
     Ok(tokio::spawn(async move {
-        worker::purchase::run(store, pc, opts, token, metrics).await.map(|_| ()).context("purchase worker")
+        worker::purchase::run(store, pc, opts, token, metrics)
+            .await
+            .map(|_| ())
+            .context("purchase worker")
     }))
 }

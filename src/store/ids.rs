@@ -34,7 +34,11 @@ pub struct OrderId {
 
 impl std::fmt::Display for HoldId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.h{}.{}.{}", self.event, self.seq, self.deadline_ms, self.secret)
+        write!(
+            f,
+            "{}.h{}.{}.{}",
+            self.event, self.seq, self.deadline_ms, self.secret
+        )
     }
 }
 
@@ -47,7 +51,9 @@ impl std::fmt::Display for OrderId {
 const SECRET_LEN: usize = 22;
 
 fn valid_secret(s: &str) -> bool {
-    s.len() == SECRET_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == SECRET_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_seq(s: &str, prefix: char) -> Option<u64> {
@@ -62,11 +68,16 @@ impl HoldId {
     /// Parses a hold id; `None` for anything that is not one.
     pub fn parse(s: &str) -> Option<HoldId> {
         let mut parts = s.split('.');
-        let (event, seq, deadline, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret) {
+        let (event, seq, deadline, secret) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret)
+        {
             return None;
         }
-        if deadline.is_empty() || deadline.len() > 15 || !deadline.bytes().all(|b| b.is_ascii_digit()) {
+        if deadline.is_empty()
+            || deadline.len() > 15
+            || !deadline.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         Some(HoldId {
@@ -83,10 +94,15 @@ impl OrderId {
     pub fn parse(s: &str) -> Option<OrderId> {
         let mut parts = s.split('.');
         let (event, seq, secret) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret) {
+        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret)
+        {
             return None;
         }
-        Some(OrderId { event: event.into(), seq: parse_seq(seq, 'o')?, secret: secret.into() })
+        Some(OrderId {
+            event: event.into(),
+            seq: parse_seq(seq, 'o')?,
+            secret: secret.into(),
+        })
     }
 }
 
@@ -103,17 +119,35 @@ mod tests {
 
     #[test]
     fn ids_round_trip() {
-        let h = HoldId { event: "gig_1".into(), seq: 42, deadline_ms: 1_764_085_000_123, secret: new_secret() };
+        let h = HoldId {
+            event: "gig_1".into(),
+            seq: 42,
+            deadline_ms: 1_764_085_000_123,
+            secret: new_secret(),
+        };
         assert_eq!(HoldId::parse(&h.to_string()), Some(h.clone()));
-        let o = OrderId { event: "gig_1".into(), seq: 42, secret: new_secret() };
+        let o = OrderId {
+            event: "gig_1".into(),
+            seq: 42,
+            secret: new_secret(),
+        };
         assert_eq!(OrderId::parse(&o.to_string()), Some(o));
         assert_eq!(OrderId::parse(&h.to_string()), None);
     }
 
     #[test]
     fn garbage_is_not_an_id() {
-        for s in ["", "x", "a.h1.2", "a.h1.2.short", "a b.h1.2.AAAAAAAAAAAAAAAAAAAAAA", "a.x1.2.AAAAAAAAAAAAAAAAAAAAAA",
-            "a.h.2.AAAAAAAAAAAAAAAAAAAAAA", "a.h1.2.AAAAAAAAAAAAAAAAAAAAAA.x", "a.h-1.2.AAAAAAAAAAAAAAAAAAAAAA"] {
+        for s in [
+            "",
+            "x",
+            "a.h1.2",
+            "a.h1.2.short",
+            "a b.h1.2.AAAAAAAAAAAAAAAAAAAAAA",
+            "a.x1.2.AAAAAAAAAAAAAAAAAAAAAA",
+            "a.h.2.AAAAAAAAAAAAAAAAAAAAAA",
+            "a.h1.2.AAAAAAAAAAAAAAAAAAAAAA.x",
+            "a.h-1.2.AAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert_eq!(HoldId::parse(s), None, "{s}");
         }
         assert!(HoldId::parse("a.h1.2.AAAAAAAAAAAAAAAAAAAAAA").is_some());

@@ -89,31 +89,52 @@ fn parse_fields(event: &str, fields: &[Value]) -> std::result::Result<JobOrder, 
             }
         }
     }
-    let get = |k: &str| map.get(k).cloned().ok_or_else(|| format!("job has no field {k}"));
-    let seq = get("seq")?.parse().map_err(|_| "job field seq is not a number".to_string())?;
+    let get = |k: &str| {
+        map.get(k)
+            .cloned()
+            .ok_or_else(|| format!("job has no field {k}"))
+    };
+    let seq = get("seq")?
+        .parse()
+        .map_err(|_| "job field seq is not a number".to_string())?;
     let secret = get("secret")?;
     Ok(JobOrder {
-        order: OrderId { event: event.into(), seq, secret },
+        order: OrderId {
+            event: event.into(),
+            seq,
+            secret,
+        },
         user: get("userId")?,
         tickets: parse_csv(&get("ticketIds")?).ok_or("job field ticketIds is not a ticket list")?,
-        created_ms: get("createdMs")?.parse().map_err(|_| "job field createdMs is not a number".to_string())?,
+        created_ms: get("createdMs")?
+            .parse()
+            .map_err(|_| "job field createdMs is not a number".to_string())?,
     })
 }
 
 /// Parses an XREADGROUP/XCLAIM entry list `[[id, [k, v, ..]], ..]`.
 fn parse_entries(event: &str, v: &Value, deliveries: &HashMap<String, u64>) -> Vec<Job> {
-    let Value::Array(entries) = v else { return Vec::new() };
+    let Value::Array(entries) = v else {
+        return Vec::new();
+    };
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         let Value::Array(parts) = e else { continue };
-        let Some(id) = parts.first().and_then(text) else { continue };
+        let Some(id) = parts.first().and_then(text) else {
+            continue;
+        };
         let body = match parts.get(1) {
             Some(Value::Array(fields)) => parse_fields(event, fields),
             // Deleted while pending: nothing to process.
             _ => continue,
         };
         let d = deliveries.get(&id).copied().unwrap_or(1);
-        out.push(Job { event: event.into(), stream_id: id, deliveries: d, body });
+        out.push(Job {
+            event: event.into(),
+            stream_id: id,
+            deliveries: d,
+            body,
+        });
     }
     out
 }
@@ -134,7 +155,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(keys::JOBS_GROUP).arg(consumer).arg("COUNT").arg(count);
+        cmd.arg("GROUP")
+            .arg(keys::JOBS_GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
         if let Some(b) = block {
             cmd.arg("BLOCK").arg(b.as_millis() as u64);
         }
@@ -146,7 +171,10 @@ impl Store {
         for _ in events {
             cmd.arg(if own_pending { "0" } else { ">" });
         }
-        let v: Value = match self.run(|mut c| async move { cmd.query_async(&mut c).await }).await {
+        let v: Value = match self
+            .run(|mut c| async move { cmd.query_async(&mut c).await })
+            .await
+        {
             Err(StoreError::Redis(m)) if m.contains("NOGROUP") => {
                 for e in events {
                     self.ensure_group(e).await?;
@@ -155,14 +183,24 @@ impl Store {
             }
             other => other?,
         };
-        let by_key: HashMap<&str, &str> = streams.iter().map(String::as_str).zip(events.iter().map(String::as_str)).collect();
+        let by_key: HashMap<&str, &str> = streams
+            .iter()
+            .map(String::as_str)
+            .zip(events.iter().map(String::as_str))
+            .collect();
         let mut jobs = Vec::new();
-        let Value::Array(per_stream) = v else { return Ok(jobs) };
+        let Value::Array(per_stream) = v else {
+            return Ok(jobs);
+        };
         let none = HashMap::new();
         for s in &per_stream {
             let Value::Array(pair) = s else { continue };
-            let (Some(key), Some(entries)) = (pair.first().and_then(text), pair.get(1)) else { continue };
-            let Some(event) = by_key.get(key.as_str()) else { continue };
+            let (Some(key), Some(entries)) = (pair.first().and_then(text), pair.get(1)) else {
+                continue;
+            };
+            let Some(event) = by_key.get(key.as_str()) else {
+                continue;
+            };
             jobs.extend(parse_entries(event, entries, &none));
         }
         Ok(jobs)
@@ -173,7 +211,14 @@ impl Store {
         let key = EventKeys::new(event).jobs();
         let r: redis::RedisResult<()> = async {
             let mut c = self.conn.clone();
-            redis::cmd("XGROUP").arg("CREATE").arg(key).arg(keys::JOBS_GROUP).arg("0").arg("MKSTREAM").query_async(&mut c).await
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg(keys::JOBS_GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut c)
+                .await
         }
         .await;
         match r {
@@ -184,18 +229,33 @@ impl Store {
 
     /// Takes over up to `count` jobs of `event` that no consumer acknowledged
     /// within `min_idle`. Each job's `deliveries` counts this one.
-    pub async fn claim_stale(&self, event: &str, consumer: &str, min_idle: Duration, count: usize) -> Result<Vec<Job>> {
+    pub async fn claim_stale(
+        &self,
+        event: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Job>> {
         let key = EventKeys::new(event).jobs();
         let idle = min_idle.as_millis() as u64;
         let k = key.clone();
         let pending: Value = self
             .run(|mut c| async move {
-                redis::cmd("XPENDING").arg(k).arg(keys::JOBS_GROUP).arg("IDLE").arg(idle).arg("-").arg("+").arg(count)
+                redis::cmd("XPENDING")
+                    .arg(k)
+                    .arg(keys::JOBS_GROUP)
+                    .arg("IDLE")
+                    .arg(idle)
+                    .arg("-")
+                    .arg("+")
+                    .arg(count)
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        let Value::Array(rows) = pending else { return Ok(Vec::new()) };
+        let Value::Array(rows) = pending else {
+            return Ok(Vec::new());
+        };
         let mut deliveries = HashMap::new();
         for row in &rows {
             if let Value::Array(f) = row {
@@ -211,7 +271,14 @@ impl Store {
         let consumer = consumer.to_string();
         let claimed: Value = self
             .run(|mut c| async move {
-                redis::cmd("XCLAIM").arg(key).arg(keys::JOBS_GROUP).arg(consumer).arg(idle).arg(&ids).query_async(&mut c).await
+                redis::cmd("XCLAIM")
+                    .arg(key)
+                    .arg(keys::JOBS_GROUP)
+                    .arg(consumer)
+                    .arg(idle)
+                    .arg(&ids)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         let mut jobs = parse_entries(event, &claimed, &deliveries);
@@ -236,7 +303,11 @@ impl Store {
 
     /// Moves jobs to the event's dead-letter stream with their error; their
     /// orders become `failed`. Entries: (stream id, seq if known, attempts, error).
-    pub async fn dead_letter(&self, event: &str, jobs: &[(&str, Option<u64>, u64, &str)]) -> Result<u64> {
+    pub async fn dead_letter(
+        &self,
+        event: &str,
+        jobs: &[(&str, Option<u64>, u64, &str)],
+    ) -> Result<u64> {
         if jobs.is_empty() {
             return Ok(0);
         }
@@ -244,21 +315,37 @@ impl Store {
         let mut inv = invocation(&DEAD_LETTER, &keys, None);
         inv.key(keys.dead()).key(keys.job_errors());
         for (id, seq, attempts, err) in jobs {
-            inv.arg(*id).arg(seq.map(|s| s.to_string()).unwrap_or_default()).arg(*attempts).arg(*err);
+            inv.arg(*id)
+                .arg(seq.map(|s| s.to_string()).unwrap_or_default())
+                .arg(*attempts)
+                .arg(*err);
         }
         self.eval(inv, "dead_letter").await?.uint(0)
     }
 
     /// Appends messages to a sink stream, skipping orders it already has.
     /// Returns how many were appended.
-    pub async fn publish_to_stream(&self, stream: &str, retention: Duration, msgs: &[SinkMessage]) -> Result<u64> {
+    pub async fn publish_to_stream(
+        &self,
+        stream: &str,
+        retention: Duration,
+        msgs: &[SinkMessage],
+    ) -> Result<u64> {
         let mut inv = PUBLISH_STREAM.prepare_invoke();
-        inv.key(stream).key(keys::sink_published(stream)).arg(retention.as_millis() as u64);
+        inv.key(stream)
+            .key(keys::sink_published(stream))
+            .arg(retention.as_millis() as u64);
         for m in msgs {
             let tickets = serde_json::to_string(&m.ticket_ids).unwrap_or_else(|_| "[]".into());
-            inv.arg(&m.order_id).arg(&m.event_id).arg(&m.user_id).arg(tickets).arg(&m.created_at);
+            inv.arg(&m.order_id)
+                .arg(&m.event_id)
+                .arg(&m.user_id)
+                .arg(tickets)
+                .arg(&m.created_at);
         }
-        let v: Value = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        let v: Value = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
         match v {
             Value::Int(n) => Ok(n.max(0) as u64),
             other => Err(StoreError::Reply(format!("publish_stream: {other:?}"))),
@@ -276,7 +363,8 @@ impl Store {
         for id in ids {
             cmd.arg(*id).arg(error);
         }
-        self.run(|mut c| async move { cmd.query_async::<()>(&mut c).await }).await
+        self.run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
+            .await
     }
 
     /// Jobs of `consumer` still unacknowledged in `event`.
@@ -285,7 +373,15 @@ impl Store {
         let consumer = consumer.to_string();
         let v: Value = self
             .run(|mut c| async move {
-                redis::cmd("XPENDING").arg(key).arg(keys::JOBS_GROUP).arg("-").arg("+").arg(1).arg(consumer).query_async(&mut c).await
+                redis::cmd("XPENDING")
+                    .arg(key)
+                    .arg(keys::JOBS_GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1)
+                    .arg(consumer)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         Ok(matches!(v, Value::Array(ref a) if !a.is_empty()) as u64)
@@ -300,7 +396,13 @@ impl Store {
         let key = EventKeys::new(event).jobs();
         let consumer = consumer.to_string();
         self.run(|mut c| async move {
-            redis::cmd("XGROUP").arg("DELCONSUMER").arg(key).arg(keys::JOBS_GROUP).arg(consumer).query_async::<i64>(&mut c).await
+            redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(key)
+                .arg(keys::JOBS_GROUP)
+                .arg(consumer)
+                .query_async::<i64>(&mut c)
+                .await
         })
         .await
         .map(|_| ())
@@ -309,14 +411,17 @@ impl Store {
     /// Number of entries in a stream (0 when it does not exist).
     pub async fn stream_len(&self, key: &str) -> Result<u64> {
         let key = key.to_string();
-        self.run(|mut c| async move { redis::cmd("XLEN").arg(key).query_async(&mut c).await }).await
+        self.run(|mut c| async move { redis::cmd("XLEN").arg(key).query_async(&mut c).await })
+            .await
     }
 
     /// Notifies `wake` whenever a release wake-up is published, until
     /// `stop`; reconnects by itself after errors.
     pub async fn watch_release_wakeups(&self, wake: Arc<Notify>, stop: CancellationToken) {
         use futures_util::StreamExt;
-        let Some(client) = self.client.clone() else { return };
+        let Some(client) = self.client.clone() else {
+            return;
+        };
         while !stop.is_cancelled() {
             let sub = async {
                 let mut ps = client.get_async_pubsub().await?;
@@ -345,7 +450,6 @@ impl Store {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,14 +462,35 @@ mod tests {
     fn job_entries_parse_and_damaged_ones_are_reported() {
         let good = Value::Array(vec![
             bulk("1-0"),
-            Value::Array(["seq", "7", "secret", "S", "userId", "u", "ticketIds", "1,2", "createdMs", "1000"].map(bulk).to_vec()),
+            Value::Array(
+                [
+                    "seq",
+                    "7",
+                    "secret",
+                    "S",
+                    "userId",
+                    "u",
+                    "ticketIds",
+                    "1,2",
+                    "createdMs",
+                    "1000",
+                ]
+                .map(bulk)
+                .to_vec(),
+            ),
         ]);
-        let bad = Value::Array(vec![bulk("2-0"), Value::Array(["seq", "x"].map(bulk).to_vec())]);
+        let bad = Value::Array(vec![
+            bulk("2-0"),
+            Value::Array(["seq", "x"].map(bulk).to_vec()),
+        ]);
         let gone = Value::Array(vec![bulk("3-0"), Value::Nil]);
         let jobs = parse_entries("e", &Value::Array(vec![good, bad, gone]), &HashMap::new());
         assert_eq!(jobs.len(), 2);
         let o = jobs[0].body.as_ref().unwrap();
-        assert_eq!((o.order.seq, o.tickets.clone(), o.created_ms), (7, vec![1, 2], 1000));
+        assert_eq!(
+            (o.order.seq, o.tickets.clone(), o.created_ms),
+            (7, vec![1, 2], 1000)
+        );
         assert_eq!(o.message().order_id, "e.o7.S");
         assert!(jobs[1].body.is_err());
     }

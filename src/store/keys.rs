@@ -22,7 +22,9 @@ pub struct EventKeys {
 impl EventKeys {
     /// Keys of event `id` (an already validated id).
     pub fn new(id: &str) -> Self {
-        EventKeys { tag: format!("tc:{{ev:{id}}}") }
+        EventKeys {
+            tag: format!("tc:{{ev:{id}}}"),
+        }
     }
 
     fn key(&self, suffix: &str) -> String {
@@ -63,7 +65,10 @@ impl EventKeys {
     }
     /// The eight keys every per-event script receives, in order.
     pub fn script_keys(&self) -> [String; 8] {
-        ["meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs"].map(|s| self.key(s))
+        [
+            "meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs",
+        ]
+        .map(|s| self.key(s))
     }
     /// Idempotency record for `kind` (`hold` or `purchase`) and a client key.
     pub fn idempotency(&self, kind: &str, client_key: &str) -> String {

@@ -53,7 +53,10 @@ impl From<RedisError> for StoreError {
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
-            || matches!(e.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY"));
+            || matches!(
+                e.code(),
+                Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY")
+            );
         if transient {
             StoreError::Unavailable(e.to_string())
         } else {
@@ -79,7 +82,12 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
         }
     }
-    fn req_packed_commands<'a>(&'a mut self, p: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(p, offset, count),
         }
@@ -103,8 +111,9 @@ impl Store {
     /// Connects (and checks the connection with PING). Fails with
     /// [`StoreError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(cfg: &RedisConfig) -> Result<Store> {
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| StoreError::Redis(format!("invalid redis url {}: {e}", redact_url(&cfg.url))))?;
+        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| {
+            StoreError::Redis(format!("invalid redis url {}: {e}", redact_url(&cfg.url)))
+        })?;
         let mc = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.timeout))
@@ -113,14 +122,20 @@ impl Store {
         let connect = ConnectionManager::new_with_config(client.clone(), mc);
         let mgr = tokio::time::timeout(cfg.connect_timeout + cfg.timeout, connect)
             .await
-            .map_err(|_| StoreError::Unavailable(format!("no answer from {}", redact_url(&cfg.url))))?
+            .map_err(|_| {
+                StoreError::Unavailable(format!("no answer from {}", redact_url(&cfg.url)))
+            })?
             .map_err(|e| match StoreError::from(e) {
-                StoreError::Unavailable(m) | StoreError::Redis(m) => {
-                    StoreError::Unavailable(format!("cannot connect to {}: {m}", redact_url(&cfg.url)))
-                }
+                StoreError::Unavailable(m) | StoreError::Redis(m) => StoreError::Unavailable(
+                    format!("cannot connect to {}: {m}", redact_url(&cfg.url)),
+                ),
                 other => other,
             })?;
-        let store = Store { conn: Conn::Single(mgr), client: Some(client), timeout: cfg.timeout };
+        let store = Store {
+            conn: Conn::Single(mgr),
+            client: Some(client),
+            timeout: cfg.timeout,
+        };
         store.ping().await?;
         Ok(store)
     }
@@ -132,13 +147,18 @@ impl Store {
     {
         match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(r) => r.map_err(StoreError::from),
-            Err(_) => Err(StoreError::Unavailable(format!("no reply within {:?}", self.timeout))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no reply within {:?}",
+                self.timeout
+            ))),
         }
     }
 
     /// PING: is Redis reachable now?
     pub async fn ping(&self) -> Result<()> {
-        let pong: String = self.run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await }).await?;
+        let pong: String = self
+            .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
         if pong == "PONG" {
             Ok(())
         } else {

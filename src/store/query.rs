@@ -56,11 +56,20 @@ fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
     if secret != id.secret {
         return None;
     }
-    Some(Order { id: id.clone(), user, tickets, status, created_ms, completed_ms: completed.parse().ok() })
+    Some(Order {
+        id: id.clone(),
+        user,
+        tickets,
+        status,
+        created_ms,
+        completed_ms: completed.parse().ok(),
+    })
 }
 
 fn bit(bytes: &[u8], i: u64) -> bool {
-    bytes.get((i / 8) as usize).is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+    bytes
+        .get((i / 8) as usize)
+        .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
 }
 
 impl Store {
@@ -68,14 +77,30 @@ impl Store {
     pub async fn get_order(&self, id: &OrderId) -> Result<Option<Order>> {
         let key = EventKeys::new(&id.event).orders();
         let seq = id.seq;
-        let rec: Option<String> = self.run(|mut c| async move { redis::cmd("HGET").arg(key).arg(seq).query_async(&mut c).await }).await?;
+        let rec: Option<String> = self
+            .run(|mut c| async move {
+                redis::cmd("HGET")
+                    .arg(key)
+                    .arg(seq)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
         Ok(rec.and_then(|r| parse_order(id, &r)))
     }
 
     /// Lists tickets of `status` with ids greater than `after`, at most
     /// `limit`, ascending; `None` when the event does not exist.
-    pub async fn list_tickets(&self, event: &str, status: TicketStatus, after: u64, limit: usize) -> Result<Option<TicketPage>> {
-        let Some(counts) = self.event_counts(event).await? else { return Ok(None) };
+    pub async fn list_tickets(
+        &self,
+        event: &str,
+        status: TicketStatus,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<TicketPage>> {
+        let Some(counts) = self.event_counts(event).await? else {
+            return Ok(None);
+        };
         let capacity = counts.settings.capacity;
         let keys = EventKeys::new(event);
         let mut out = Vec::with_capacity(limit.min(4096) + 1);
@@ -88,8 +113,14 @@ impl Store {
                 .run(|mut c| async move {
                     redis::pipe()
                         .atomic()
-                        .cmd("GETRANGE").arg(taken).arg(first_byte).arg(last_byte)
-                        .cmd("GETRANGE").arg(sold).arg(first_byte).arg(last_byte)
+                        .cmd("GETRANGE")
+                        .arg(taken)
+                        .arg(first_byte)
+                        .arg(last_byte)
+                        .cmd("GETRANGE")
+                        .arg(sold)
+                        .arg(first_byte)
+                        .arg(last_byte)
                         .query_async(&mut c)
                         .await
                 })
@@ -117,7 +148,10 @@ impl Store {
         } else {
             None
         };
-        Ok(Some(TicketPage { ticket_ids: out, next }))
+        Ok(Some(TicketPage {
+            ticket_ids: out,
+            next,
+        }))
     }
 
     /// All event ids, sorted.
@@ -127,7 +161,13 @@ impl Store {
         loop {
             let (next, batch): (u64, Vec<String>) = self
                 .run(|mut c| async move {
-                    redis::cmd("SSCAN").arg(keys::EVENTS).arg(cursor).arg("COUNT").arg(500).query_async(&mut c).await
+                    redis::cmd("SSCAN")
+                        .arg(keys::EVENTS)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut c)
+                        .await
                 })
                 .await?;
             ids.extend(batch);
@@ -141,7 +181,6 @@ impl Store {
         Ok(ids)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -159,13 +198,22 @@ mod tests {
 
     #[test]
     fn order_records_parse_and_check_the_secret() {
-        let id = OrderId { event: "e".into(), seq: 3, secret: "S".into() };
+        let id = OrderId {
+            event: "e".into(),
+            seq: 3,
+            secret: "S".into(),
+        };
         let o = parse_order(&id, "completed|S|H|1000|2000|1,2|user|with|bars").unwrap();
         assert_eq!(o.status, OrderStatus::Completed);
         assert_eq!(o.tickets, vec![1, 2]);
         assert_eq!(o.user, "user|with|bars");
         assert_eq!(o.completed_ms, Some(2000));
         assert!(parse_order(&id, "pending|X|H|1000||1|u").is_none());
-        assert_eq!(parse_order(&id, "pending|S|H|1000||1|u").unwrap().completed_ms, None);
+        assert_eq!(
+            parse_order(&id, "pending|S|H|1000||1|u")
+                .unwrap()
+                .completed_ms,
+            None
+        );
     }
 }

@@ -15,7 +15,9 @@ impl Reply {
     pub(crate) fn new(script: &'static str, v: Value) -> Result<Reply> {
         match v {
             Value::Array(items) => Ok(Reply { script, items }),
-            other => Err(StoreError::Reply(format!("{script}: expected an array, got {other:?}"))),
+            other => Err(StoreError::Reply(format!(
+                "{script}: expected an array, got {other:?}"
+            ))),
         }
     }
 
@@ -24,12 +26,18 @@ impl Reply {
     }
 
     fn bad(&self, i: usize, what: &str) -> StoreError {
-        StoreError::Reply(format!("{}: element {i} is not {what}: {:?}", self.script, self.items.get(i)))
+        StoreError::Reply(format!(
+            "{}: element {i} is not {what}: {:?}",
+            self.script,
+            self.items.get(i)
+        ))
     }
 
     pub(crate) fn str(&self, i: usize) -> Result<String> {
         match self.items.get(i) {
-            Some(Value::BulkString(b)) => String::from_utf8(b.clone()).map_err(|_| self.bad(i, "UTF-8")),
+            Some(Value::BulkString(b)) => {
+                String::from_utf8(b.clone()).map_err(|_| self.bad(i, "UTF-8"))
+            }
             Some(Value::SimpleString(s)) => Ok(s.clone()),
             Some(Value::Int(n)) => Ok(n.to_string()),
             _ => Err(self.bad(i, "a string")),

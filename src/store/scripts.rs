@@ -16,7 +16,12 @@ macro_rules! lua {
         LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))))
     };
     ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("lua/lib.lua"), include_str!(concat!("lua/", $file)))))
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        })
     };
 }
 
@@ -114,6 +119,8 @@ pub enum HoldOutcome {
         hold: Hold,
         /// Expired holds released by this call.
         expired: u64,
+        /// The answer stored for a repeated Idempotency-Key (nothing new happened).
+        replayed: bool,
     },
     /// These requested tickets are held or sold (empty for a quantity request,
     /// with `available` saying how many are left).
@@ -247,7 +254,11 @@ pub struct Idempotency<'a> {
     pub fingerprint: String,
 }
 
-pub(super) fn invocation<'a>(script: &'a Script, keys: &EventKeys, idem: Option<(&str, &str)>) -> redis::ScriptInvocation<'a> {
+pub(super) fn invocation<'a>(
+    script: &'a Script,
+    keys: &EventKeys,
+    idem: Option<(&str, &str)>,
+) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
     for k in keys.script_keys() {
         inv.key(k);
@@ -259,12 +270,21 @@ pub(super) fn invocation<'a>(script: &'a Script, keys: &EventKeys, idem: Option<
 }
 
 fn schema_error(event: &str, r: &Reply) -> StoreError {
-    StoreError::Schema { event: event.into(), version: r.str(1).unwrap_or_default() }
+    StoreError::Schema {
+        event: event.into(),
+        version: r.str(1).unwrap_or_default(),
+    }
 }
 
 impl Store {
-    pub(super) async fn eval(&self, inv: redis::ScriptInvocation<'_>, name: &'static str) -> Result<Reply> {
-        let v: Value = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+    pub(super) async fn eval(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+        name: &'static str,
+    ) -> Result<Reply> {
+        let v: Value = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
         Reply::new(name, v)
     }
 
@@ -288,13 +308,26 @@ impl Store {
             other => return Err(StoreError::Reply(format!("create_event: status {other:?}"))),
         };
         let id = s.id.clone();
-        let _: i64 = self.run(|mut c| async move { redis::cmd("SADD").arg(keys::EVENTS).arg(id).query_async(&mut c).await }).await?;
+        let _: i64 = self
+            .run(|mut c| async move {
+                redis::cmd("SADD")
+                    .arg(keys::EVENTS)
+                    .arg(id)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
         Ok(outcome)
     }
 
     /// Releases up to `max` expired holds of an event and returns its exact
     /// counts; `None` when the event does not exist.
-    pub async fn release_expired(&self, event: &str, max: usize, with_lags: bool) -> Result<Option<Sweep>> {
+    pub async fn release_expired(
+        &self,
+        event: &str,
+        max: usize,
+        with_lags: bool,
+    ) -> Result<Option<Sweep>> {
         let keys = EventKeys::new(event);
         let mut inv = invocation(&RELEASE_EXPIRED, &keys, None);
         inv.arg(max).arg(if with_lags { "1" } else { "0" });
@@ -311,7 +344,12 @@ impl Store {
             next_deadline_ms: u64::try_from(next).ok(),
             now_ms: r.uint(2)?,
             counts: EventCounts {
-                settings: EventSettings { id: event.into(), capacity, hold_ttl_ms: r.uint(6)?, max_per_hold: r.uint(7)? },
+                settings: EventSettings {
+                    id: event.into(),
+                    capacity,
+                    hold_ttl_ms: r.uint(6)?,
+                    max_per_hold: r.uint(7)?,
+                },
                 available: capacity.saturating_sub(held + sold),
                 held,
                 sold,
@@ -334,35 +372,90 @@ impl Store {
     }
 
     /// Holds tickets for `user`, all or nothing.
-    pub async fn hold(&self, event: &str, user: &str, req: &HoldRequest, idem: Option<&Idempotency<'_>>) -> Result<HoldOutcome> {
+    pub async fn hold(
+        &self,
+        event: &str,
+        user: &str,
+        req: &HoldRequest,
+        idem: Option<&Idempotency<'_>>,
+    ) -> Result<HoldOutcome> {
+        // A quantity hold meeting a long backlog of expired holds asks for
+        // them to be released first, in bounded passes, then tries again.
+        for _ in 0..3 {
+            match self.hold_once(event, user, req, idem).await? {
+                None => {
+                    self.event_counts(event).await?;
+                }
+                Some(outcome) => return Ok(outcome),
+            }
+        }
+        Ok(self
+            .hold_once(event, user, req, idem)
+            .await?
+            .unwrap_or(HoldOutcome::Unavailable {
+                tickets: vec![],
+                available: Some(0),
+            }))
+    }
+
+    async fn hold_once(
+        &self,
+        event: &str,
+        user: &str,
+        req: &HoldRequest,
+        idem: Option<&Idempotency<'_>>,
+    ) -> Result<Option<HoldOutcome>> {
         let keys = EventKeys::new(event);
         let mut inv = invocation(&HOLD, &keys, idem.map(|i| ("hold", i.key)));
         inv.arg(new_secret()).arg(user);
         match req {
-            HoldRequest::Tickets(t) => inv.arg("t").arg(t.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+            HoldRequest::Tickets(t) => inv
+                .arg("t")
+                .arg(t.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
             HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
         };
-        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or("")).arg(keys::RELEASE_WAKE_CHANNEL).arg(event);
+        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""))
+            .arg(keys::RELEASE_WAKE_CHANNEL)
+            .arg(event);
         let r = self.eval(inv, "hold").await?;
-        Ok(match r.status()?.as_str() {
+        Ok(Some(match r.status()?.as_str() {
             "ok" => {
                 let deadline_ms = r.uint(4)?;
-                let id = HoldId { event: event.into(), seq: r.uint(3)?, deadline_ms, secret: r.str(2)? };
+                let id = HoldId {
+                    event: event.into(),
+                    seq: r.uint(3)?,
+                    deadline_ms,
+                    secret: r.str(2)?,
+                };
+                let expired = r.int(1)?;
                 HoldOutcome::Held {
-                    hold: Hold { id, user: user.into(), tickets: r.uints_from(6)?, now_ms: r.uint(5)? },
-                    expired: r.uint(1)?,
+                    hold: Hold {
+                        id,
+                        user: user.into(),
+                        tickets: r.uints_from(6)?,
+                        now_ms: r.uint(5)?,
+                    },
+                    expired: expired.max(0) as u64,
+                    replayed: expired < 0,
                 }
             }
+            "sweep_more" => return Ok(None),
             "unavailable" => match req {
-                HoldRequest::Tickets(_) => HoldOutcome::Unavailable { tickets: r.uints_from(2)?, available: None },
-                HoldRequest::Quantity(_) => HoldOutcome::Unavailable { tickets: vec![], available: Some(r.uint(2)?) },
+                HoldRequest::Tickets(_) => HoldOutcome::Unavailable {
+                    tickets: r.uints_from(2)?,
+                    available: None,
+                },
+                HoldRequest::Quantity(_) => HoldOutcome::Unavailable {
+                    tickets: vec![],
+                    available: Some(r.uint(2)?),
+                },
             },
             "invalid" => HoldOutcome::Invalid(r.str(1)?),
             "not_found" => HoldOutcome::NoEvent,
             "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
             "schema" => return Err(schema_error(event, &r)),
             other => return Err(StoreError::Reply(format!("hold: status {other:?}"))),
-        })
+        }))
     }
 
     /// Reads a live hold; `None` once it expired, was cancelled or bought.
@@ -374,9 +467,13 @@ impl Store {
         if r.status()? != "ok" {
             return Ok(None);
         }
-        let tickets = parse_csv(&r.str(3)?).ok_or_else(|| StoreError::Reply("get_hold: ticket list".into()))?;
+        let tickets = parse_csv(&r.str(3)?)
+            .ok_or_else(|| StoreError::Reply("get_hold: ticket list".into()))?;
         Ok(Some(Hold {
-            id: HoldId { deadline_ms: r.uint(1)?, ..id.clone() },
+            id: HoldId {
+                deadline_ms: r.uint(1)?,
+                ..id.clone()
+            },
             user: r.str(4)?,
             tickets,
             now_ms: r.uint(2)?,
@@ -384,7 +481,12 @@ impl Store {
     }
 
     /// Buys a hold (by id, or by a ticket of it for the compatibility routes).
-    pub async fn purchase(&self, hold: &HoldRef<'_>, user: &str, idem: Option<&Idempotency<'_>>) -> Result<PurchaseOutcome> {
+    pub async fn purchase(
+        &self,
+        hold: &HoldRef<'_>,
+        user: &str,
+        idem: Option<&Idempotency<'_>>,
+    ) -> Result<PurchaseOutcome> {
         let event = hold.event().to_string();
         let keys = EventKeys::new(&event);
         let mut inv = invocation(&PURCHASE, &keys, idem.map(|i| ("purchase", i.key)));
@@ -392,7 +494,9 @@ impl Store {
             HoldRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(h.deadline_ms),
             HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg(0),
         };
-        inv.arg(user).arg(new_secret()).arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        inv.arg(user)
+            .arg(new_secret())
+            .arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
         let r = self.eval(inv, "purchase").await?;
         Ok(match r.status()?.as_str() {
             "ok" => {
@@ -401,16 +505,26 @@ impl Store {
                     .ok_or_else(|| StoreError::Reply("purchase: order status".into()))?;
                 let completed = r.str(6)?;
                 let order = Order {
-                    id: OrderId { event: event.clone(), seq, secret: r.str(4)? },
+                    id: OrderId {
+                        event: event.clone(),
+                        seq,
+                        secret: r.str(4)?,
+                    },
                     created_ms: r.uint(5)?,
                     completed_ms: completed.parse().ok(),
-                    tickets: parse_csv(&r.str(7)?).ok_or_else(|| StoreError::Reply("purchase: ticket list".into()))?,
+                    tickets: parse_csv(&r.str(7)?)
+                        .ok_or_else(|| StoreError::Reply("purchase: ticket list".into()))?,
                     user: r.str(8)?,
                     status,
                 };
-                PurchaseOutcome::Bought { order, created: r.int(1)? == 1 }
+                PurchaseOutcome::Bought {
+                    order,
+                    created: r.int(1)? == 1,
+                }
             }
-            "not_found" if r.len() == 1 && matches!(hold, HoldRef::Ticket { .. }) => PurchaseOutcome::NoEvent,
+            "not_found" if r.len() == 1 && matches!(hold, HoldRef::Ticket { .. }) => {
+                PurchaseOutcome::NoEvent
+            }
             "not_found" => PurchaseOutcome::NotFound,
             "forbidden" => PurchaseOutcome::Forbidden,
             "expired" => PurchaseOutcome::Expired,
@@ -427,7 +541,11 @@ impl Store {
         let keys = EventKeys::new(&event);
         let mut inv = invocation(&CANCEL, &keys, None);
         match hold {
-            HoldRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(user.unwrap_or("")),
+            HoldRef::Id(h) => inv
+                .arg("h")
+                .arg(h.seq)
+                .arg(&h.secret)
+                .arg(user.unwrap_or("")),
             HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg(""),
         };
         let r = self.eval(inv, "cancel").await?;

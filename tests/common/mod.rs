@@ -21,7 +21,11 @@ use ticketctl::store::Store;
 /// A free loopback port (bound and released; the OS will not hand it out
 /// again immediately).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A private redis-server.
@@ -43,12 +47,22 @@ impl Redis {
     }
 
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
-        let dir = std::env::temp_dir().join(format!("ticketctl-test-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ticketctl-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.extend(["--dir".to_string(), dir.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new("redis-server")
@@ -65,7 +79,10 @@ impl Redis {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(out) = Command::new("redis-cli").args(["-p", &self.port.to_string(), "PING"]).output() {
+            if let Ok(out) = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "PING"])
+                .output()
+            {
                 if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
                     return;
                 }
@@ -81,7 +98,11 @@ impl Redis {
 
     /// Runs a redis-cli command and returns its raw output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -117,21 +138,39 @@ pub struct Api {
 
 impl Api {
     pub async fn start(cfg: Config) -> Api {
-        let store = Store::connect(&cfg.redis).await.expect("connect to test redis");
+        let store = Store::connect(&cfg.redis)
+            .await
+            .expect("connect to test redis");
         for seed in &cfg.events {
-            store.create_event(&http::v1::settings_of(seed)).await.unwrap();
+            store
+                .create_event(&http::v1::settings_of(seed))
+                .await
+                .unwrap();
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = http::router(AppState::new(store.clone(), Arc::new(Metrics::default()), &cfg), cfg.server.body_limit);
+        let app = http::router(
+            AppState::new(store.clone(), Arc::new(Metrics::default()), &cfg),
+            cfg.server.body_limit,
+        );
         let token = CancellationToken::new();
         let limits = Limits {
             max_connections: cfg.server.max_connections,
             header_timeout: cfg.server.header_timeout,
             shutdown_timeout: cfg.server.shutdown_timeout,
         };
-        let handle = tokio::spawn(http::serve(listener, app, limits, token.clone().cancelled_owned()));
-        Api { addr, store, token, handle: Some(handle) }
+        let handle = tokio::spawn(http::serve(
+            listener,
+            app,
+            limits,
+            token.clone().cancelled_owned(),
+        ));
+        Api {
+            addr,
+            store,
+            token,
+            handle: Some(handle),
+        }
     }
 
     pub async fn stop(mut self) -> bool {
@@ -140,7 +179,14 @@ impl Api {
     }
 
     pub async fn req(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
-        request(self.addr, method, path, body.map(|b| b.to_string()), &[("content-type", "application/json")]).await
+        request(
+            self.addr,
+            method,
+            path,
+            body.map(|b| b.to_string()),
+            &[("content-type", "application/json")],
+        )
+        .await
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
@@ -149,12 +195,21 @@ impl Api {
             method,
             path,
             body.map(|b| b.to_string()),
-            &[("content-type", "application/json"), ("authorization", "Bearer test-token")],
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer test-token"),
+            ],
         )
         .await
     }
 
-    pub async fn raw(&self, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         request(self.addr, method, path, body, headers).await
     }
 }
@@ -175,28 +230,50 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
     }
     pub fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
 /// One request on a fresh connection.
-pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> Resp {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let mut b = hyper::Request::builder().method(method).uri(path).header("host", addr.to_string());
+    let mut b = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let req = b.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    let req = b
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
     let resp = sender.send_request(req).await.expect("response");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+    Resp {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
 }
 
 /// Path to the built binary.
@@ -227,7 +304,13 @@ impl ServeProc {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Command::new(bin())
-            .args(["serve", "--redis", &redis.url(), "--listen", &addr.to_string()])
+            .args([
+                "serve",
+                "--redis",
+                &redis.url(),
+                "--listen",
+                &addr.to_string(),
+            ])
             .args(extra)
             .env("TICKETCTL_ADMIN_TOKEN", "test-token")
             .current_dir(std::env::temp_dir())
@@ -244,7 +327,10 @@ impl ServeProc {
     }
 
     pub fn signal(&self, sig: &str) {
-        Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
     }
 }
 

@@ -13,15 +13,24 @@ use super::error::{ApiError, ApiResult};
 use super::input;
 use super::metrics::Metrics;
 use super::AppState;
-use crate::store::{CancelOutcome, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, TicketStatus};
+use crate::store::{
+    CancelOutcome, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, TicketStatus,
+};
 use crate::time::rfc3339_ms;
 
 fn no_event(st: &AppState) -> ApiError {
-    ApiError::NotFound(format!("the compatibility event {} does not exist", st.compat_event))
+    ApiError::NotFound(format!(
+        "the compatibility event {} does not exist",
+        st.compat_event
+    ))
 }
 
 fn conflict(field: &str, text: &str) -> Response {
-    (StatusCode::CONFLICT, Json(json!({ "success": false, field: text }))).into_response()
+    (
+        StatusCode::CONFLICT,
+        Json(json!({ "success": false, field: text })),
+    )
+        .into_response()
 }
 
 /// `GET /api/ticket/available`: every available ticket id, ascending.
@@ -45,13 +54,30 @@ pub async fn available(State(st): State<AppState>) -> ApiResult<Json<serde_json:
 }
 
 /// `POST /api/ticket/reserve` with `{"userId","ticketId"}`.
-pub async fn reserve(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn reserve(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let body = input::json_object(&headers, body)?;
     let user = input::user_id(&body)?;
     let ticket = input::ticket_id(&body)?;
-    match st.store.hold(&st.compat_event, &user, &HoldRequest::Tickets(vec![ticket]), None).await? {
-        HoldOutcome::Held { hold, expired } => {
-            Metrics::add(&st.metrics.holds_created, 1);
+    match st
+        .store
+        .hold(
+            &st.compat_event,
+            &user,
+            &HoldRequest::Tickets(vec![ticket]),
+            None,
+        )
+        .await?
+    {
+        HoldOutcome::Held {
+            hold,
+            expired,
+            replayed,
+        } => {
+            Metrics::add(&st.metrics.holds_created, u64::from(!replayed));
             Metrics::add(&st.metrics.holds_expired, expired);
             Ok(Json(json!({
                 "success": true,
@@ -70,11 +96,18 @@ pub async fn reserve(State(st): State<AppState>, headers: HeaderMap, body: Resul
 
 /// `POST /api/ticket/buy` with `{"ticketId","userId"}`: buys the live hold of
 /// this user that holds the ticket.
-pub async fn buy(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn buy(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let body = input::json_object(&headers, body)?;
     let ticket = input::ticket_id(&body)?;
     let user = input::user_id(&body)?;
-    let hold = HoldRef::Ticket { event: &st.compat_event, ticket };
+    let hold = HoldRef::Ticket {
+        event: &st.compat_event,
+        ticket,
+    };
     match st.store.purchase(&hold, &user, None).await? {
         PurchaseOutcome::Bought { order, created } => {
             if created {
@@ -98,19 +131,28 @@ pub async fn buy(State(st): State<AppState>, headers: HeaderMap, body: Result<By
 
 /// `POST /api/ticket/release` with `{"ticketId"}` (admin): releases the hold
 /// that holds the ticket.
-pub async fn release(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn release(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     if !input::is_admin(&headers, &st.admin_token) {
         return Err(ApiError::Unauthorized);
     }
     let body = input::json_object(&headers, body)?;
     let ticket = input::ticket_id(&body)?;
-    let hold = HoldRef::Ticket { event: &st.compat_event, ticket };
+    let hold = HoldRef::Ticket {
+        event: &st.compat_event,
+        ticket,
+    };
     match st.store.cancel(&hold, None).await? {
         CancelOutcome::Cancelled(_) => {
             Metrics::add(&st.metrics.holds_cancelled, 1);
             Ok(Json(json!({ "success": true, "message": "Ticket released." })).into_response())
         }
-        CancelOutcome::NotHeld | CancelOutcome::Forbidden => Ok(conflict("error", "Ticket is not held.")),
+        CancelOutcome::NotHeld | CancelOutcome::Forbidden => {
+            Ok(conflict("error", "Ticket is not held."))
+        }
         CancelOutcome::NotFound => Err(no_event(&st)),
     }
 }

@@ -55,13 +55,19 @@ impl ApiError {
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
-            ApiError::MethodNotAllowed => {
-                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this path".into())
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed on this path".into(),
+            ),
+            ApiError::Conflict { code, message, .. } => {
+                (StatusCode::CONFLICT, code, message.clone())
             }
-            ApiError::Conflict { code, message, .. } => (StatusCode::CONFLICT, code, message.clone()),
-            ApiError::PayloadTooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".into())
-            }
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large".into(),
+            ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -78,9 +84,11 @@ impl ApiError {
                 "timeout",
                 "the request took too long; retry shortly".into(),
             ),
-            ApiError::Internal => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged".into())
-            }
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; it has been logged".into(),
+            ),
         }
     }
 }
@@ -104,12 +112,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         let mut body = json!({ "code": code, "message": message });
-        if let (ApiError::Conflict { extra: Some(Value::Object(extra)), .. }, Value::Object(obj)) = (&self, &mut body) {
+        if let (
+            ApiError::Conflict {
+                extra: Some(Value::Object(extra)),
+                ..
+            },
+            Value::Object(obj),
+        ) = (&self, &mut body)
+        {
             obj.extend(extra.clone());
         }
         let mut resp = (status, axum::Json(json!({ "error": body }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

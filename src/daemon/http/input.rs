@@ -17,11 +17,16 @@ pub const MAX_TICKETS_IN_REQUEST: usize = 1000;
 
 /// The body as a JSON object. `body` is the extractor's result, so a body
 /// over the limit arrives here as a rejection.
-pub fn json_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Map<String, Value>> {
+pub fn json_object(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Map<String, Value>> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
-        if !(essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))) {
+        if !(essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json")))
+        {
             return Err(ApiError::UnsupportedMediaType);
         }
     }
@@ -33,11 +38,15 @@ pub fn json_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> 
         }
     })?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("a JSON object body is required".into()));
+        return Err(ApiError::BadRequest(
+            "a JSON object body is required".into(),
+        ));
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        )),
         Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
     }
 }
@@ -51,21 +60,30 @@ pub fn user_id(body: &Map<String, Value>) -> ApiResult<String> {
             if s.is_empty() {
                 Err(ApiError::BadRequest("userId must not be empty".into()))
             } else if s.chars().count() > MAX_USER_ID_CHARS {
-                Err(ApiError::BadRequest(format!("userId must be at most {MAX_USER_ID_CHARS} characters")))
+                Err(ApiError::BadRequest(format!(
+                    "userId must be at most {MAX_USER_ID_CHARS} characters"
+                )))
             } else if s.chars().any(char::is_control) {
-                Err(ApiError::BadRequest("userId must not contain control characters".into()))
+                Err(ApiError::BadRequest(
+                    "userId must not contain control characters".into(),
+                ))
             } else {
                 Ok(s.clone())
             }
         }
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-        Some(_) => Err(ApiError::BadRequest("userId must be a string or an integer".into())),
+        Some(_) => Err(ApiError::BadRequest(
+            "userId must be a string or an integer".into(),
+        )),
     }
 }
 
 /// One ticket id: a JSON integer >= 1 (the upper bound is the event's).
 pub fn ticket_id_value(v: &Value, field: &str) -> ApiResult<u64> {
     match v.as_u64() {
+        Some(t) if t > crate::config::MAX_CAPACITY => Err(ApiError::BadRequest(format!(
+            "{field}: ticket {t} is out of range (no event has that many tickets)"
+        ))),
         Some(t) if t >= 1 && (v.is_u64() || v.is_i64()) => Ok(t),
         _ if v.is_number() && (v.is_u64() || v.is_i64()) => {
             Err(ApiError::BadRequest(format!("{field} must be at least 1")))
@@ -96,14 +114,20 @@ pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldAsk> {
     let tickets = body.get("ticketIds").filter(|v| !v.is_null());
     let quantity = body.get("quantity").filter(|v| !v.is_null());
     match (tickets, quantity) {
-        (Some(_), Some(_)) => Err(ApiError::BadRequest("give either ticketIds or quantity, not both".into())),
-        (None, None) => Err(ApiError::BadRequest("ticketIds or quantity is required".into())),
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "give either ticketIds or quantity, not both".into(),
+        )),
+        (None, None) => Err(ApiError::BadRequest(
+            "ticketIds or quantity is required".into(),
+        )),
         (Some(Value::Array(items)), None) => {
             if items.is_empty() {
                 return Err(ApiError::BadRequest("ticketIds must not be empty".into()));
             }
             if items.len() > MAX_TICKETS_IN_REQUEST {
-                return Err(ApiError::BadRequest(format!("too many tickets: at most {MAX_TICKETS_IN_REQUEST}")));
+                return Err(ApiError::BadRequest(format!(
+                    "too many tickets: at most {MAX_TICKETS_IN_REQUEST}"
+                )));
             }
             let mut ids = Vec::with_capacity(items.len());
             for v in items {
@@ -112,26 +136,41 @@ pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldAsk> {
             let mut sorted = ids.clone();
             sorted.sort_unstable();
             if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-                return Err(ApiError::BadRequest(format!("ticketIds lists ticket {} twice", w[0])));
+                return Err(ApiError::BadRequest(format!(
+                    "ticketIds lists ticket {} twice",
+                    w[0]
+                )));
             }
             Ok(HoldAsk::Tickets(ids))
         }
-        (Some(_), None) => Err(ApiError::BadRequest("ticketIds must be an array of integers".into())),
+        (Some(_), None) => Err(ApiError::BadRequest(
+            "ticketIds must be an array of integers".into(),
+        )),
         (None, Some(v)) => match v.as_u64() {
             Some(n) if n >= 1 && n as usize <= MAX_TICKETS_IN_REQUEST => Ok(HoldAsk::Quantity(n)),
-            Some(n) if n >= 1 => Err(ApiError::BadRequest(format!("too many tickets: at most {MAX_TICKETS_IN_REQUEST}"))),
-            _ => Err(ApiError::BadRequest("quantity must be an integer of at least 1".into())),
+            Some(n) if n >= 1 => Err(ApiError::BadRequest(format!(
+                "too many tickets: at most {MAX_TICKETS_IN_REQUEST}"
+            ))),
+            _ => Err(ApiError::BadRequest(
+                "quantity must be an integer of at least 1".into(),
+            )),
         },
     }
 }
 
 /// The `Idempotency-Key` header: 1–255 printable ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let s = v.to_str().ok().filter(|s| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| (0x20..0x7f).contains(&b)));
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let s = v.to_str().ok().filter(|s| {
+        !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+    });
     match s {
         Some(s) => Ok(Some(s.to_string())),
-        None => Err(ApiError::BadRequest("Idempotency-Key must be 1-255 printable characters".into())),
+        None => Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1-255 printable characters".into(),
+        )),
     }
 }
 
@@ -141,8 +180,15 @@ pub fn is_admin(headers: &HeaderMap, token: &str) -> bool {
     if token.is_empty() {
         return false;
     }
-    let Some(given) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(given) = given.strip_prefix("Bearer ") else { return false };
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(given) = given.strip_prefix("Bearer ") else {
+        return false;
+    };
     constant_time_eq(given.trim().as_bytes(), token.as_bytes())
 }
 
@@ -168,23 +214,53 @@ mod tests {
         assert_eq!(user_id(&obj(json!({"userId": "alice"}))).unwrap(), "alice");
         assert_eq!(user_id(&obj(json!({"userId": 42}))).unwrap(), "42");
         assert_eq!(user_id(&obj(json!({"userId": -7}))).unwrap(), "-7");
-        for bad in [json!({}), json!({"userId": null}), json!({"userId": ""}), json!({"userId": 1.5}),
-            json!({"userId": true}), json!({"userId": ["a"]}), json!({"userId": "a\u{0007}b"}),
-            json!({"userId": "x".repeat(129)})] {
-            assert!(matches!(user_id(&obj(bad.clone())), Err(ApiError::BadRequest(_))), "{bad}");
+        for bad in [
+            json!({}),
+            json!({"userId": null}),
+            json!({"userId": ""}),
+            json!({"userId": 1.5}),
+            json!({"userId": true}),
+            json!({"userId": ["a"]}),
+            json!({"userId": "a\u{0007}b"}),
+            json!({"userId": "x".repeat(129)}),
+        ] {
+            assert!(
+                matches!(user_id(&obj(bad.clone())), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
         }
         assert!(user_id(&obj(json!({"userId": "é".repeat(128)}))).is_ok());
     }
 
     #[test]
     fn hold_asks() {
-        assert_eq!(hold_ask(&obj(json!({"ticketIds": [3, 1]}))).unwrap(), HoldAsk::Tickets(vec![3, 1]));
-        assert_eq!(hold_ask(&obj(json!({"quantity": 2}))).unwrap(), HoldAsk::Quantity(2));
-        for bad in [json!({}), json!({"ticketIds": []}), json!({"ticketIds": [1, 1]}), json!({"ticketIds": [0]}),
-            json!({"ticketIds": [-1]}), json!({"ticketIds": ["1"]}), json!({"ticketIds": [1.5]}), json!({"ticketIds": 1}),
-            json!({"quantity": 0}), json!({"quantity": "2"}), json!({"quantity": 2, "ticketIds": [1]}),
-            json!({"ticketIds": (1..=1001).collect::<Vec<u64>>()})] {
-            assert!(matches!(hold_ask(&obj(bad.clone())), Err(ApiError::BadRequest(_))), "{bad}");
+        assert_eq!(
+            hold_ask(&obj(json!({"ticketIds": [3, 1]}))).unwrap(),
+            HoldAsk::Tickets(vec![3, 1])
+        );
+        assert_eq!(
+            hold_ask(&obj(json!({"quantity": 2}))).unwrap(),
+            HoldAsk::Quantity(2)
+        );
+        for bad in [
+            json!({}),
+            json!({"ticketIds": []}),
+            json!({"ticketIds": [1, 1]}),
+            json!({"ticketIds": [0]}),
+            json!({"ticketIds": [-1]}),
+            json!({"ticketIds": ["1"]}),
+            json!({"ticketIds": [u64::MAX]}),
+            json!({"ticketIds": [1.5]}),
+            json!({"ticketIds": 1}),
+            json!({"quantity": 0}),
+            json!({"quantity": "2"}),
+            json!({"quantity": 2, "ticketIds": [1]}),
+            json!({"ticketIds": (1..=1001).collect::<Vec<u64>>()}),
+        ] {
+            assert!(
+                matches!(hold_ask(&obj(bad.clone())), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -192,12 +268,27 @@ mod tests {
     fn bodies() {
         let mut h = HeaderMap::new();
         assert!(json_object(&h, Ok(Bytes::from_static(b"{\"a\":1}"))).is_ok());
-        assert!(matches!(json_object(&h, Ok(Bytes::from_static(b"{"))), Err(ApiError::BadRequest(_))));
-        assert!(matches!(json_object(&h, Ok(Bytes::from_static(b"[]"))), Err(ApiError::BadRequest(_))));
-        assert!(matches!(json_object(&h, Ok(Bytes::new())), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            json_object(&h, Ok(Bytes::from_static(b"{"))),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            json_object(&h, Ok(Bytes::from_static(b"[]"))),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            json_object(&h, Ok(Bytes::new())),
+            Err(ApiError::BadRequest(_))
+        ));
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert!(matches!(json_object(&h, Ok(Bytes::from_static(b"{}"))), Err(ApiError::UnsupportedMediaType)));
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        assert!(matches!(
+            json_object(&h, Ok(Bytes::from_static(b"{}"))),
+            Err(ApiError::UnsupportedMediaType)
+        ));
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert!(json_object(&h, Ok(Bytes::from_static(b"{}"))).is_ok());
     }
 

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency buckets.
-const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Default, Clone)]
 struct Series {
@@ -38,7 +40,13 @@ pub struct Metrics {
 
 impl Metrics {
     /// Records one finished request.
-    pub fn observe(&self, method: &'static str, route: &'static str, status: u16, elapsed: Duration) {
+    pub fn observe(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let secs = elapsed.as_secs_f64();
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let s = map.entry((method, route, status)).or_default();
@@ -56,12 +64,20 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let map = self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let map = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP ticketctl_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE ticketctl_http_requests_total counter\n");
         for ((m, r, st), s) in &map {
-            let _ = writeln!(out, "ticketctl_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{st}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "ticketctl_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{st}\"}} {}",
+                s.count
+            );
         }
         out.push_str("# HELP ticketctl_http_request_duration_seconds HTTP request latency by route and status.\n");
         out.push_str("# TYPE ticketctl_http_request_duration_seconds histogram\n");
@@ -70,21 +86,64 @@ impl Metrics {
             let mut cum = 0;
             for (b, n) in BUCKETS.iter().zip(s.buckets) {
                 cum += n;
-                let _ = writeln!(out, "ticketctl_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {cum}");
+                let _ = writeln!(
+                    out,
+                    "ticketctl_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {cum}"
+                );
             }
-            let _ = writeln!(out, "ticketctl_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "ticketctl_http_request_duration_seconds_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "ticketctl_http_request_duration_seconds_count{{{labels}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "ticketctl_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "ticketctl_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "ticketctl_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
         }
         for (name, help, c) in [
-            ("ticketctl_holds_created_total", "Holds created.", &self.holds_created),
-            ("ticketctl_holds_expired_total", "Expired holds released by this process.", &self.holds_expired),
-            ("ticketctl_holds_cancelled_total", "Holds cancelled.", &self.holds_cancelled),
-            ("ticketctl_purchases_total", "Purchases accepted (new orders).", &self.purchases),
-            ("ticketctl_purchase_jobs_completed_total", "Purchase jobs published to every sink.", &self.jobs_completed),
-            ("ticketctl_purchase_jobs_dead_lettered_total", "Purchase jobs dead-lettered.", &self.jobs_dead_lettered),
+            (
+                "ticketctl_holds_created_total",
+                "Holds created.",
+                &self.holds_created,
+            ),
+            (
+                "ticketctl_holds_expired_total",
+                "Expired holds released by this process.",
+                &self.holds_expired,
+            ),
+            (
+                "ticketctl_holds_cancelled_total",
+                "Holds cancelled.",
+                &self.holds_cancelled,
+            ),
+            (
+                "ticketctl_purchases_total",
+                "Purchases accepted (new orders).",
+                &self.purchases,
+            ),
+            (
+                "ticketctl_purchase_jobs_completed_total",
+                "Purchase jobs published to every sink.",
+                &self.jobs_completed,
+            ),
+            (
+                "ticketctl_purchase_jobs_dead_lettered_total",
+                "Purchase jobs dead-lettered.",
+                &self.jobs_dead_lettered,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         out
     }
@@ -97,8 +156,18 @@ mod tests {
     #[test]
     fn renders_counts_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.observe("POST", "/v1/events/{id}/holds", 201, Duration::from_micros(800));
-        m.observe("POST", "/v1/events/{id}/holds", 201, Duration::from_millis(3));
+        m.observe(
+            "POST",
+            "/v1/events/{id}/holds",
+            201,
+            Duration::from_micros(800),
+        );
+        m.observe(
+            "POST",
+            "/v1/events/{id}/holds",
+            201,
+            Duration::from_millis(3),
+        );
         Metrics::add(&m.holds_created, 2);
         let text = m.render();
         assert!(text.contains("ticketctl_http_requests_total{method=\"POST\",route=\"/v1/events/{id}/holds\",status=\"201\"} 2"));

@@ -89,7 +89,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/v1/events/{id}", get(v1::get_event))
         .route("/v1/events/{id}/tickets", get(v1::list_tickets))
         .route("/v1/events/{id}/holds", post(v1::create_hold))
-        .route("/v1/holds/{hold_id}", get(v1::get_hold).delete(v1::cancel_hold))
+        .route(
+            "/v1/holds/{hold_id}",
+            get(v1::get_hold).delete(v1::cancel_hold),
+        )
         .route("/v1/holds/{hold_id}/purchase", post(v1::purchase))
         .route("/v1/orders/{order_id}", get(v1::get_order))
         .route("/api/ticket/available", get(compat::available))
@@ -128,7 +131,8 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         Ok(r) => r,
         Err(_) => ApiError::Timeout.into_response(),
     };
-    st.metrics.observe(method, route, resp.status().as_u16(), start.elapsed());
+    st.metrics
+        .observe(method, route, resp.status().as_u16(), start.elapsed());
     resp
 }
 
@@ -146,7 +150,10 @@ async fn readyz(State(st): State<AppState>) -> Response {
 async fn metrics_text(State(st): State<AppState>) -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.metrics.render(),
     )
         .into_response()

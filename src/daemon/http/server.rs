@@ -27,11 +27,19 @@ pub struct Limits {
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 /// Returns true when every connection finished within the timeout.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) -> bool {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -54,7 +62,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
         };
         backoff = Duration::from_millis(5);
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -64,5 +73,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
         });
     }
     drop(listener);
-    tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_ok()
+    tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_ok()
 }

@@ -16,8 +16,8 @@ use super::metrics::Metrics;
 use super::AppState;
 use crate::config::{valid_event_id, EventSeed};
 use crate::store::{
-    CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRef, HoldRequest,
-    Idempotency, Order, OrderId, PurchaseOutcome, TicketStatus,
+    CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRef,
+    HoldRequest, Idempotency, Order, OrderId, PurchaseOutcome, TicketStatus,
 };
 use crate::time::rfc3339_ms;
 
@@ -74,7 +74,9 @@ fn event_path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
 }
 
 fn hold_path(p: Result<Path<String>, PathRejection>) -> ApiResult<HoldId> {
-    p.ok().and_then(|Path(id)| HoldId::parse(&id)).ok_or_else(|| ApiError::NotFound("no such hold".into()))
+    p.ok()
+        .and_then(|Path(id)| HoldId::parse(&id))
+        .ok_or_else(|| ApiError::NotFound("no such hold".into()))
 }
 
 fn no_event() -> ApiError {
@@ -82,7 +84,11 @@ fn no_event() -> ApiError {
 }
 
 /// `POST /v1/events` (admin).
-pub async fn create_event(State(st): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn create_event(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     if !input::is_admin(&headers, &st.admin_token) {
         return Err(ApiError::Unauthorized);
     }
@@ -95,8 +101,12 @@ pub async fn create_event(State(st): State<AppState>, headers: HeaderMap, body: 
     let int = |field: &str, default: Option<u64>| -> ApiResult<u64> {
         match (body.get(field), default) {
             (None | Some(Value::Null), Some(d)) => Ok(d),
-            (None | Some(Value::Null), None) => Err(ApiError::BadRequest(format!("{field} is required"))),
-            (Some(v), _) => v.as_u64().ok_or_else(|| ApiError::BadRequest(format!("{field} must be a positive integer"))),
+            (None | Some(Value::Null), None) => {
+                Err(ApiError::BadRequest(format!("{field} is required")))
+            }
+            (Some(v), _) => v
+                .as_u64()
+                .ok_or_else(|| ApiError::BadRequest(format!("{field} must be a positive integer"))),
         }
     };
     let seed = EventSeed {
@@ -152,7 +162,10 @@ pub async fn list_events(State(st): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 /// `GET /v1/events/{id}`
-pub async fn get_event(State(st): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult<Json<Value>> {
+pub async fn get_event(
+    State(st): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
     let id = event_path(p)?;
     let counts = st.store.event_counts(&id).await?.ok_or_else(no_event)?;
     Ok(Json(event_json(&counts)))
@@ -177,14 +190,24 @@ pub async fn list_tickets(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit must be an integer in 1..={MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be an integer in 1..={MAX_PAGE}"))
+            })?,
     };
     let after = match q.get("after").map(String::as_str) {
         None | Some("") => 0,
-        Some(s) => s.parse::<u64>().map_err(|_| ApiError::BadRequest("after must be a ticket id (integer >= 0)".into()))?,
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest("after must be a ticket id (integer >= 0)".into()))?,
     };
-    let page = st.store.list_tickets(&id, status, after, limit).await?.ok_or_else(no_event)?;
-    Ok(Json(json!({ "ticketIds": page.ticket_ids, "next": page.next })))
+    let page = st
+        .store
+        .list_tickets(&id, status, after, limit)
+        .await?
+        .ok_or_else(no_event)?;
+    Ok(Json(
+        json!({ "ticketIds": page.ticket_ids, "next": page.next }),
+    ))
 }
 
 fn fingerprint(parts: &[&str]) -> String {
@@ -209,10 +232,17 @@ pub async fn create_hold(
         }
         HoldAsk::Quantity(n) => (HoldRequest::Quantity(n), format!("q:{n}")),
     };
-    let idem = key.as_deref().map(|k| Idempotency { key: k, fingerprint: fingerprint(&[&user, &what]) });
+    let idem = key.as_deref().map(|k| Idempotency {
+        key: k,
+        fingerprint: fingerprint(&[&user, &what]),
+    });
     match st.store.hold(&event, &user, &req, idem.as_ref()).await? {
-        HoldOutcome::Held { hold, expired } => {
-            Metrics::add(&st.metrics.holds_created, 1);
+        HoldOutcome::Held {
+            hold,
+            expired,
+            replayed,
+        } => {
+            Metrics::add(&st.metrics.holds_created, u64::from(!replayed));
             Metrics::add(&st.metrics.holds_expired, expired);
             Ok((StatusCode::CREATED, Json(hold_json(&hold))).into_response())
         }
@@ -221,10 +251,18 @@ pub async fn create_hold(
                 Some(n) => format!("not enough tickets available ({n} left)"),
                 None => format!(
                     "tickets not available: {}",
-                    tickets.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                    tickets
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
-            Err(ApiError::Conflict { code: "tickets_unavailable", message, extra: Some(json!({ "ticketIds": tickets })) })
+            Err(ApiError::Conflict {
+                code: "tickets_unavailable",
+                message,
+                extra: Some(json!({ "ticketIds": tickets })),
+            })
         }
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
         HoldOutcome::NoEvent => Err(no_event()),
@@ -240,9 +278,16 @@ fn idem_mismatch() -> ApiError {
 }
 
 /// `GET /v1/holds/{holdId}`
-pub async fn get_hold(State(st): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult<Json<Value>> {
+pub async fn get_hold(
+    State(st): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
     let id = hold_path(p)?;
-    let hold = st.store.get_hold(&id).await?.ok_or_else(|| ApiError::NotFound("no such hold".into()))?;
+    let hold = st
+        .store
+        .get_hold(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such hold".into()))?;
     Ok(Json(hold_json(&hold)))
 }
 
@@ -262,7 +307,9 @@ pub async fn cancel_hold(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         CancelOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
-        CancelOutcome::NotFound | CancelOutcome::NotHeld => Err(ApiError::NotFound("no such hold".into())),
+        CancelOutcome::NotFound | CancelOutcome::NotHeld => {
+            Err(ApiError::NotFound("no such hold".into()))
+        }
     }
 }
 
@@ -278,8 +325,15 @@ pub async fn purchase(
     let body = input::json_object(&headers, body)?;
     let user = input::user_id(&body)?;
     let hold_id = id.to_string();
-    let idem = key.as_deref().map(|k| Idempotency { key: k, fingerprint: fingerprint(&[&user, &hold_id]) });
-    match st.store.purchase(&HoldRef::Id(&id), &user, idem.as_ref()).await? {
+    let idem = key.as_deref().map(|k| Idempotency {
+        key: k,
+        fingerprint: fingerprint(&[&user, &hold_id]),
+    });
+    match st
+        .store
+        .purchase(&HoldRef::Id(&id), &user, idem.as_ref())
+        .await?
+    {
         PurchaseOutcome::Bought { order, created } => {
             if created {
                 Metrics::add(&st.metrics.purchases, 1);
@@ -300,9 +354,15 @@ pub async fn purchase(
 }
 
 /// `GET /v1/orders/{orderId}`
-pub async fn get_order(State(st): State<AppState>, p: Result<Path<String>, PathRejection>) -> ApiResult<Json<Value>> {
+pub async fn get_order(
+    State(st): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
     let not_found = || ApiError::NotFound("no such order".into());
-    let id = p.ok().and_then(|Path(id)| OrderId::parse(&id)).ok_or_else(not_found)?;
+    let id = p
+        .ok()
+        .and_then(|Path(id)| OrderId::parse(&id))
+        .ok_or_else(not_found)?;
     let order = st.store.get_order(&id).await?.ok_or_else(not_found)?;
     Ok(Json(order_json(&order)))
 }

@@ -50,7 +50,11 @@ fn sinks(cfg: &PurchaseConfig) -> Result<Vec<Sink>, String> {
         .iter()
         .map(|s| match s {
             SinkConfig::RedisStream { stream } => Ok(Sink::Stream(stream.clone())),
-            SinkConfig::Webhook { url, secret, timeout } => Webhook::new(url, secret, *timeout).map(Sink::Webhook),
+            SinkConfig::Webhook {
+                url,
+                secret,
+                timeout,
+            } => Webhook::new(url, secret, *timeout).map(Sink::Webhook),
         })
         .collect()
 }
@@ -88,15 +92,28 @@ impl Worker {
         let mut good = Vec::new();
         for j in jobs {
             match &j.body {
-                Err(e) => dead.entry(j.event.clone()).or_default().push((j.stream_id.clone(), None, j.deliveries, format!("unreadable job: {e}"))),
+                Err(e) => dead.entry(j.event.clone()).or_default().push((
+                    j.stream_id.clone(),
+                    None,
+                    j.deliveries,
+                    format!("unreadable job: {e}"),
+                )),
                 Ok(o) if j.deliveries > u64::from(self.cfg.max_attempts) => {
-                    dead.entry(j.event.clone()).or_default().push((j.stream_id.clone(), Some(o.order.seq), j.deliveries - 1, String::new()))
+                    dead.entry(j.event.clone()).or_default().push((
+                        j.stream_id.clone(),
+                        Some(o.order.seq),
+                        j.deliveries - 1,
+                        String::new(),
+                    ))
                 }
                 Ok(_) => good.push(j),
             }
         }
         for (event, items) in &dead {
-            let refs: Vec<_> = items.iter().map(|(id, seq, a, e)| (id.as_str(), *seq, *a, e.as_str())).collect();
+            let refs: Vec<_> = items
+                .iter()
+                .map(|(id, seq, a, e)| (id.as_str(), *seq, *a, e.as_str()))
+                .collect();
             let n = self.store.dead_letter(event, &refs).await?;
             tracing::warn!(event = %event, jobs = items.len(), "purchase jobs dead-lettered");
             self.summary.dead_lettered += n;
@@ -105,13 +122,19 @@ impl Worker {
         if good.is_empty() {
             return Ok(());
         }
-        let msgs: Vec<SinkMessage> = good.iter().filter_map(|j| j.body.as_ref().ok().map(|o| o.message())).collect();
+        let msgs: Vec<SinkMessage> = good
+            .iter()
+            .filter_map(|j| j.body.as_ref().ok().map(|o| o.message()))
+            .collect();
         if let Err(error) = self.publish(&msgs).await {
             self.summary.failed_batches += 1;
             tracing::warn!(jobs = good.len(), %error, "purchase batch failed; its jobs will be retried");
             let mut by_event: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for j in &good {
-                by_event.entry(j.event.as_str()).or_default().push(j.stream_id.as_str());
+                by_event
+                    .entry(j.event.as_str())
+                    .or_default()
+                    .push(j.stream_id.as_str());
             }
             for (event, ids) in by_event {
                 self.store.record_job_errors(event, &ids, &error).await?;
@@ -121,7 +144,10 @@ impl Worker {
         let mut by_event: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
         for j in &good {
             if let Ok(o) = &j.body {
-                by_event.entry(j.event.as_str()).or_default().push((j.stream_id.as_str(), o.order.seq));
+                by_event
+                    .entry(j.event.as_str())
+                    .or_default()
+                    .push((j.stream_id.as_str(), o.order.seq));
             }
         }
         for (event, items) in by_event {
@@ -152,7 +178,10 @@ impl Worker {
         let mut n = 0;
         for e in events {
             loop {
-                let jobs = self.store.claim_stale(e, &self.opts.consumer, self.cfg.claim_idle, self.opts.batch).await?;
+                let jobs = self
+                    .store
+                    .claim_stale(e, &self.opts.consumer, self.cfg.claim_idle, self.opts.batch)
+                    .await?;
                 if jobs.is_empty() {
                     break;
                 }
@@ -166,7 +195,10 @@ impl Worker {
 
     async fn drain_own_pending(&mut self, events: &[String]) -> Result<(), StoreError> {
         loop {
-            let jobs = self.store.read_jobs(events, &self.opts.consumer, self.opts.batch, None, true).await?;
+            let jobs = self
+                .store
+                .read_jobs(events, &self.opts.consumer, self.opts.batch, None, true)
+                .await?;
             if jobs.is_empty() {
                 return Ok(());
             }
@@ -185,7 +217,14 @@ pub async fn run(
     metrics: Arc<Metrics>,
 ) -> Result<PurchaseSummary, StoreError> {
     let sinks = sinks(&cfg).map_err(StoreError::Reply)?;
-    let mut w = Worker { store, cfg, opts, sinks, metrics, summary: PurchaseSummary::default() };
+    let mut w = Worker {
+        store,
+        cfg,
+        opts,
+        sinks,
+        metrics,
+        summary: PurchaseSummary::default(),
+    };
     let mut events = w.store.list_events().await?;
     // Jobs this consumer took before a restart come first.
     w.drain_own_pending(&events).await?;
@@ -215,9 +254,13 @@ pub async fn run(
         };
         match jobs {
             Ok(jobs) if jobs.is_empty() && w.opts.once => break,
-            Ok(jobs) => w.process(jobs).await.or_else(|e| if w.opts.once { Err(e) } else {
-                tracing::warn!(error = %e, "purchase batch failed");
-                Ok(())
+            Ok(jobs) => w.process(jobs).await.or_else(|e| {
+                if w.opts.once {
+                    Err(e)
+                } else {
+                    tracing::warn!(error = %e, "purchase batch failed");
+                    Ok(())
+                }
             })?,
             Err(e) if w.opts.once => return Err(e),
             Err(e) => {
@@ -228,9 +271,16 @@ pub async fn run(
                 }
             }
         }
-        if last_report.0.elapsed() >= Duration::from_secs(10) && w.summary.completed != last_report.1 {
-            let rate = (w.summary.completed - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
-            tracing::info!(completed = w.summary.completed, per_sec = rate as u64, "purchase worker progress");
+        if last_report.0.elapsed() >= Duration::from_secs(10)
+            && w.summary.completed != last_report.1
+        {
+            let rate = (w.summary.completed - last_report.1) as f64
+                / last_report.0.elapsed().as_secs_f64();
+            tracing::info!(
+                completed = w.summary.completed,
+                per_sec = rate as u64,
+                "purchase worker progress"
+            );
             last_report = (Instant::now(), w.summary.completed);
         }
     }

@@ -24,7 +24,10 @@ pub struct ReleaseStats {
 
 impl Default for ReleaseStats {
     fn default() -> Self {
-        ReleaseStats { released: AtomicU64::new(0), lag: Mutex::new(Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")) }
+        ReleaseStats {
+            released: AtomicU64::new(0),
+            lag: Mutex::new(Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")),
+        }
     }
 }
 
@@ -48,23 +51,36 @@ impl ReleaseStats {
             // Histograms start at 1; a release in the same millisecond counts as 1 ms.
             let _ = h.record((*l).max(1));
         }
-        self.released.fetch_add(lags.len() as u64, Ordering::Relaxed);
+        self.released
+            .fetch_add(lags.len() as u64, Ordering::Relaxed);
     }
 
     /// The lateness so far.
     pub fn lag(&self) -> LagSummary {
         let h = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-        LagSummary { count: h.len(), p50_ms: h.value_at_quantile(0.5), p99_ms: h.value_at_quantile(0.99), max_ms: h.max() }
+        LagSummary {
+            count: h.len(),
+            p50_ms: h.value_at_quantile(0.5),
+            p99_ms: h.value_at_quantile(0.99),
+            max_ms: h.max(),
+        }
     }
 }
 
 /// One pass over every event: releases all that is due. Returns how long
 /// until the next deadline (by the Redis clock), if any is scheduled.
-pub async fn release_pass(store: &Store, batch: usize, stats: &ReleaseStats, metrics: &Metrics) -> Result<Option<Duration>, StoreError> {
+pub async fn release_pass(
+    store: &Store,
+    batch: usize,
+    stats: &ReleaseStats,
+    metrics: &Metrics,
+) -> Result<Option<Duration>, StoreError> {
     let mut next: Option<Duration> = None;
     for event in store.list_events().await? {
         loop {
-            let Some(sweep) = store.release_expired(&event, batch, true).await? else { break };
+            let Some(sweep) = store.release_expired(&event, batch, true).await? else {
+                break;
+            };
             if sweep.released > 0 {
                 stats.record(&sweep.lags_ms);
                 Metrics::add(&metrics.holds_expired, sweep.released);
@@ -130,5 +146,11 @@ pub async fn run(
 
 fn report(stats: &ReleaseStats) {
     let l = stats.lag();
-    tracing::info!(released = l.count, lag_p50_ms = l.p50_ms, lag_p99_ms = l.p99_ms, lag_max_ms = l.max_ms, "holds expired");
+    tracing::info!(
+        released = l.count,
+        lag_p50_ms = l.p50_ms,
+        lag_p99_ms = l.p99_ms,
+        lag_max_ms = l.max_ms,
+        "holds expired"
+    );
 }

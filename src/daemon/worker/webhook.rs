@@ -29,19 +29,32 @@ pub struct Webhook {
 impl Webhook {
     /// Parses an `http://host[:port][/path]` URL.
     pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<Webhook, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| format!("webhook url {url:?} must start with http://"))?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("webhook url {url:?} must start with http://"))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("webhook url {url:?} has a bad port"))?),
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("webhook url {url:?} has a bad port"))?,
+            ),
             None => (authority, 80),
         };
         if host.is_empty() {
             return Err(format!("webhook url {url:?} has no host"));
         }
-        Ok(Webhook { host: host.into(), port, path: path.into(), url: url.into(), secret: secret.into(), timeout })
+        Ok(Webhook {
+            host: host.into(),
+            port,
+            path: path.into(),
+            url: url.into(),
+            secret: secret.into(),
+            timeout,
+        })
     }
 
     /// Delivers one body, retrying; the error names the last failure.
@@ -63,19 +76,28 @@ impl Webhook {
     }
 
     async fn post(&self, body: &[u8], signature: &str) -> Result<(), String> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| format!("handshake: {e}"))?;
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
         let req = hyper::Request::post(&self.path)
             .header("host", format!("{}:{}", self.host, self.port))
             .header("content-type", "application/json")
-            .header("user-agent", concat!("ticketctl/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "user-agent",
+                concat!("ticketctl/", env!("CARGO_PKG_VERSION")),
+            )
             .header("x-ticketctl-signature", signature)
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| format!("request: {e}"))?;
-        let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
         if status.is_success() {
@@ -88,7 +110,8 @@ impl Webhook {
 
 /// `sha256=<hex HMAC-SHA256 of the body>`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -110,8 +133,16 @@ mod tests {
 
     #[test]
     fn urls_parse() {
-        let w = Webhook::new("http://127.0.0.1:8080/hooks/orders", "", Duration::from_secs(1)).unwrap();
-        assert_eq!((w.host.as_str(), w.port, w.path.as_str()), ("127.0.0.1", 8080, "/hooks/orders"));
+        let w = Webhook::new(
+            "http://127.0.0.1:8080/hooks/orders",
+            "",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            (w.host.as_str(), w.port, w.path.as_str()),
+            ("127.0.0.1", 8080, "/hooks/orders")
+        );
         let w = Webhook::new("http://example.test", "", Duration::from_secs(1)).unwrap();
         assert_eq!((w.port, w.path.as_str()), (80, "/"));
         assert!(Webhook::new("https://x", "", Duration::from_secs(1)).is_err());

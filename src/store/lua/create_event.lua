@@ -11,13 +11,11 @@ if m[1] then
   return { same and 'exists' or 'conflict', tonumber(m[1]), tonumber(m[2]), tonumber(m[3]) }
 end
 -- Leftovers of an event that was deleted by hand would corrupt the counts.
-redis.call('DEL', K.taken, K.sold, K.owner, K.holds, K.sched, K.orders)
+redis.call('DEL', K.taken, K.sold, K.owner, K.holds, K.sched, K.orders, K.jobs)
 redis.call('HSET', K.meta, 'capacity', cap, 'ttl_ms', ttl, 'max_per_hold', max,
   'held', 0, 'sold', 0, 'seq', 0, 'hint', 1, 'v', SCHEMA)
 -- Bit 0 is no ticket. Writing the whole bitmap once sizes it exactly (SETBIT
 -- would over-allocate while growing) and keeps BITPOS within the string.
 redis.call('SET', K.taken, '\128' .. string.rep('\0', math.floor(cap / 8)))
-if redis.call('EXISTS', K.jobs) == 0 then
-  redis.call('XGROUP', 'CREATE', K.jobs, 'purchase', '0', 'MKSTREAM')
-end
+redis.call('XGROUP', 'CREATE', K.jobs, 'purchase', '0', 'MKSTREAM')
 return { 'created', cap, ttl, max }

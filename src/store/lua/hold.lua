@@ -7,7 +7,11 @@
 -- scheduled, so a sleeping release worker learns of a sooner deadline.
 -- Returns: { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. }
 --        | { 'unavailable', expired, t1, .. } (quantity: { 'unavailable', expired, available })
+--        | { 'sweep_more', expired }: expired holds may be in the way; release
+--          them (release_expired) and call again
 --        | { 'invalid', message } | { 'not_found' } | { 'idem_mismatch' } | { 'schema', v }
+-- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
+-- Every outcome but not_found/schema/sweep_more is kept for the key.
 local replay = idem_replay(ARGV[5])
 if replay then return replay end
 
@@ -20,11 +24,11 @@ local tickets = {}
 if ARGV[3] == 't' then
   tickets = split_csv(ARGV[4])
   if #tickets > meta.max_per_hold then
-    return { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
+    return idem_finish(ARGV[5], { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' })
   end
   for _, t in ipairs(tickets) do
     if t > meta.capacity then
-      return { 'invalid', 'ticketId ' .. fmt_int(t) .. ' is out of range 1..' .. meta.capacity }
+      return idem_finish(ARGV[5], { 'invalid', 'ticketId ' .. fmt_int(t) .. ' is out of range 1..' .. meta.capacity })
     end
   end
   local busy = {}
@@ -47,6 +51,7 @@ if ARGV[3] == 't' then
           redis.call('HDEL', K.owner, t)
           redis.call('SETBIT', K.taken, t, 0)
           redis.call('HINCRBY', K.meta, 'held', -1)
+          if t < tonumber(redis.call('HGET', K.meta, 'hint') or '1') then redis.call('HSET', K.meta, 'hint', t) end
           gone = true
         end
       end
@@ -56,23 +61,27 @@ if ARGV[3] == 't' then
   if #busy > 0 then
     local reply = { 'unavailable', expired }
     for _, t in ipairs(busy) do reply[#reply + 1] = t end
-    return reply
+    local stored = { 'unavailable', -1 }
+    for _, t in ipairs(busy) do stored[#stored + 1] = t end
+    return idem_finish(ARGV[5], reply, stored)
   end
 else
   local n = tonumber(ARGV[4])
   if n > meta.max_per_hold then
-    return { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
+    return idem_finish(ARGV[5], { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' })
   end
   local avail = meta.capacity - meta.held - meta.sold
   if avail < n then
-    expired = sweep(now, 1000)
+    local nxt
+    expired, nxt = sweep(now, 1000)
     avail = meta.capacity - tonumber(redis.call('HGET', K.meta, 'held')) - meta.sold
+    if avail < n and nxt == now then return { 'sweep_more', expired } end
   end
-  if avail < n then return { 'unavailable', expired, avail } end
+  if avail < n then return idem_finish(ARGV[5], { 'unavailable', expired, avail }, { 'unavailable', -1, avail }) end
   local pos = tonumber(redis.call('HGET', K.meta, 'hint') or '1')
   while #tickets < n do
     local p = redis.call('BITPOS', K.taken, 0, pos, meta.capacity, 'BIT')
-    if p < 1 then break end
+    if p < 1 or p > meta.capacity then break end
     tickets[#tickets + 1] = p
     pos = p + 1
   end
@@ -91,11 +100,17 @@ for _, t in ipairs(tickets) do
 end
 local csv = table.concat(tickets, ',')
 redis.call('HSET', K.holds, seq, ARGV[1] .. '|' .. fmt_int(deadline) .. '|' .. csv .. '|' .. ARGV[2])
-if redis.call('RPUSH', K.sched, seq) == 1 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+local first_scheduled = redis.call('RPUSH', K.sched, seq) == 1
 redis.call('HINCRBY', K.meta, 'held', #tickets)
 
-local reply = { 'ok', 0, ARGV[1], seq, deadline, now }
-for _, t in ipairs(tickets) do reply[#reply + 1] = t end
-idem_store(ARGV[5], reply)
-reply[2] = expired
+local reply = { 'ok', expired, ARGV[1], seq, deadline, now }
+local stored = { 'ok', -1, ARGV[1], seq, deadline, now }
+for _, t in ipairs(tickets) do
+  reply[#reply + 1] = t
+  stored[#stored + 1] = t
+end
+idem_finish(ARGV[5], reply, stored)
+-- Last, and allowed to fail (say, an ACL without channel rights): the hold
+-- is complete whether or not the wake-up goes out.
+if first_scheduled then redis.pcall('PUBLISH', ARGV[6], ARGV[7]) end
 return reply

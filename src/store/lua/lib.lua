@@ -88,21 +88,22 @@ local function free_hold(seq, h)
 end
 
 -- Releases expired holds from the head of the schedule, at most `max` of
--- them. Entries of holds that were bought or cancelled are dropped on the way.
--- Returns released, next deadline (-1: none scheduled; `now`: more due), and
--- the lateness (now - deadline, ms) of each release when `lags` is a table.
+-- them. Entries of holds that were bought or cancelled are dropped on the way
+-- (up to 16 * max of them, so one call stays short).
+-- Returns released, next deadline (-1: none scheduled; `now`: more to do),
+-- and fills `lags` (when a table) with each release's lateness in ms.
 local function sweep(now, max, lags)
-  local released, scanned, next_deadline = 0, 0, now
-  while scanned < max * 4 do
+  local released, dropped, next_deadline = 0, 0, now
+  while dropped < max * 16 do
     local head = redis.call('LINDEX', K.sched, 0)
     if not head then next_deadline = -1; break end
-    local seq = tonumber(head)
     local h = parse_hold(redis.call('HGET', K.holds, head))
     if not h then
       redis.call('LPOP', K.sched)
+      dropped = dropped + 1
     elseif h.deadline <= now then
       if released >= max then break end
-      free_hold(seq, h)
+      free_hold(tonumber(head), h)
       redis.call('LPOP', K.sched)
       released = released + 1
       if lags then lags[#lags + 1] = now - h.deadline end
@@ -110,7 +111,6 @@ local function sweep(now, max, lags)
       next_deadline = h.deadline
       break
     end
-    scanned = scanned + 1
   end
   if released > 0 then redis.call('HINCRBY', K.meta, 'expired', released) end
   return released, next_deadline
@@ -132,8 +132,11 @@ local function idem_replay(fingerprint)
   return rec.reply
 end
 
-local function idem_store(fingerprint, reply)
-  if not K.idem then return end
-  redis.call('SET', K.idem, cjson.encode({ fp = fingerprint, reply = reply }), 'EX', 86400)
+-- Stores `stored` as the answer to replay for this key, returns `reply`.
+local function idem_finish(fingerprint, reply, stored)
+  if K.idem then
+    redis.call('SET', K.idem, cjson.encode({ fp = fingerprint, reply = stored or reply }), 'EX', 86400)
+  end
+  return reply
 end
 

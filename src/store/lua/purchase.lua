@@ -8,6 +8,7 @@
 -- Returns: { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
 --        | { 'idem_mismatch' } | { 'schema', v }
+-- Every outcome but schema is kept for an Idempotency-Key (created = 0 when replayed).
 local replay = idem_replay(ARGV[7])
 if replay then return replay end
 
@@ -24,21 +25,19 @@ end
 if ARGV[1] == 'h' then
   seq = tonumber(ARGV[2])
   h = parse_hold(redis.call('HGET', K.holds, seq))
-  if h and h.secret ~= ARGV[3] then return { 'not_found' } end
+  if h and h.secret ~= ARGV[3] then return idem_finish(ARGV[7], { 'not_found' }) end
   if not h then
     local o = parse_order(redis.call('HGET', K.orders, seq))
     if o and o.hold_secret == ARGV[3] then
-      if o.user ~= user then return { 'forbidden' } end
-      local reply = order_reply(0, seq, o)
-      idem_store(ARGV[7], reply)
-      return reply
+      if o.user ~= user then return idem_finish(ARGV[7], { 'forbidden' }) end
+      return idem_finish(ARGV[7], order_reply(0, seq, o))
     end
-    if o then return { 'not_found' } end
+    if o then return idem_finish(ARGV[7], { 'not_found' }) end
     -- Gone without an order: it expired (and was released) or was cancelled.
-    if tonumber(ARGV[4]) <= now then return { 'expired' } end
-    return { 'not_found' }
+    if tonumber(ARGV[4]) <= now then return idem_finish(ARGV[7], { 'expired' }) end
+    return idem_finish(ARGV[7], { 'not_found' })
   end
-  if h.user ~= user then return { 'forbidden' } end
+  if h.user ~= user then return idem_finish(ARGV[7], { 'forbidden' }) end
 else
   local owner = redis.call('HGET', K.owner, tonumber(ARGV[2]))
   if not owner then return { 'not_held' } end
@@ -50,7 +49,7 @@ end
 if h.deadline <= now then
   free_hold(seq, h)
   count_expired(1)
-  return { 'expired' }
+  return idem_finish(ARGV[7], { 'expired' })
 end
 
 for _, t in ipairs(h.tickets) do
@@ -65,6 +64,4 @@ local o = { status = 'pending', secret = ARGV[6], created = fmt_int(now), comple
 redis.call('HSET', K.orders, seq, table.concat({ o.status, o.secret, h.secret, o.created, '', h.csv, h.user }, '|'))
 redis.call('XADD', K.jobs, '*', 'seq', seq, 'secret', o.secret, 'userId', h.user,
   'ticketIds', h.csv, 'createdMs', o.created)
-local reply = order_reply(1, seq, o)
-idem_store(ARGV[7], reply)
-return reply
+return idem_finish(ARGV[7], order_reply(1, seq, o), order_reply(0, seq, o))

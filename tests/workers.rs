@@ -1,0 +1,470 @@
+//! The workers against a private Redis: holds released on time (one and two
+//! release workers, woken by a new hold), orders published exactly once to
+//! each stream sink, a purchase worker killed mid-batch, webhooks that fail
+//! (dead letters) or are slow (retried).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{bin, config, Redis};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use ticketctl::config::{Config, SinkConfig};
+use ticketctl::daemon::http::metrics::Metrics;
+use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
+use ticketctl::daemon::worker::release::{self, ReleaseStats};
+use ticketctl::store::{
+    EventSettings, HoldOutcome, HoldRef, HoldRequest, OrderStatus, PurchaseOutcome, Store,
+};
+
+async fn store(redis: &Redis) -> Store {
+    Store::connect(&config(redis).redis).await.unwrap()
+}
+
+async fn event(store: &Store, id: &str, capacity: u64, ttl_ms: u64) {
+    store
+        .create_event(&EventSettings {
+            id: id.into(),
+            capacity,
+            hold_ttl_ms: ttl_ms,
+            max_per_hold: 10,
+        })
+        .await
+        .unwrap();
+}
+
+async fn hold(store: &Store, event: &str, user: &str, n: u64) -> ticketctl::store::Hold {
+    match store
+        .hold(event, user, &HoldRequest::Quantity(n), None)
+        .await
+        .unwrap()
+    {
+        HoldOutcome::Held { hold, .. } => hold,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn buy(store: &Store, event: &str, user: &str) -> ticketctl::store::Order {
+    let h = hold(store, event, user, 1).await;
+    match store
+        .purchase(&HoldRef::Id(&h.id), user, None)
+        .await
+        .unwrap()
+    {
+        PurchaseOutcome::Bought { order, .. } => order,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn meta(redis: &Redis, event: &str, field: &str) -> u64 {
+    redis
+        .cli(&["HGET", &format!("tc:{{ev:{event}}}:meta"), field])
+        .parse()
+        .unwrap_or(0)
+}
+
+async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    f()
+}
+
+fn start_release(store: Store, cfg: &Config, stop: &CancellationToken) -> Arc<ReleaseStats> {
+    let stats = Arc::new(ReleaseStats::default());
+    let (s, c, t, st) = (store, cfg.release.clone(), stop.clone(), stats.clone());
+    tokio::spawn(
+        async move { release::run(s, c, false, t, st, Arc::new(Metrics::default())).await },
+    );
+    stats
+}
+
+#[tokio::test]
+async fn holds_come_back_on_time_with_only_the_release_worker() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 100, 1000).await;
+    for i in 0..30 {
+        hold(&s, "e", &format!("u{i}"), 2).await;
+    }
+    assert_eq!(meta(&redis, "e", "held"), 60);
+    let stop = CancellationToken::new();
+    let stats = start_release(store(&redis).await, &config(&redis), &stop);
+    assert!(
+        wait_until(Duration::from_secs(5), || meta(&redis, "e", "held") == 0).await,
+        "holds were not released"
+    );
+    assert_eq!(meta(&redis, "e", "expired"), 30);
+    let lag = stats.lag();
+    assert_eq!(lag.count, 30);
+    assert!(
+        lag.max_ms < 1000,
+        "released {} ms after the deadline",
+        lag.max_ms
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn two_release_workers_release_each_hold_exactly_once() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "a", 500, 1000).await;
+    event(&s, "b", 500, 1000).await;
+    for i in 0..100 {
+        hold(&s, "a", &format!("u{i}"), 1).await;
+        hold(&s, "b", &format!("u{i}"), 3).await;
+    }
+    let stop = CancellationToken::new();
+    let cfg = config(&redis);
+    let s1 = start_release(store(&redis).await, &cfg, &stop);
+    let s2 = start_release(store(&redis).await, &cfg, &stop);
+    let done = wait_until(Duration::from_secs(5), || {
+        meta(&redis, "a", "held") + meta(&redis, "b", "held") == 0
+    })
+    .await;
+    assert!(done, "holds were not released");
+    assert_eq!(
+        meta(&redis, "a", "expired") + meta(&redis, "b", "expired"),
+        200
+    );
+    let total = s1.released.load(Ordering::Relaxed) + s2.released.load(Ordering::Relaxed);
+    assert_eq!(total, 200, "each hold released by exactly one worker");
+    assert!(s1.lag().max_ms < 1000 && s2.lag().max_ms < 1000);
+    assert_eq!(meta(&redis, "a", "held") + meta(&redis, "a", "sold"), 0);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_sleeping_release_worker_wakes_for_a_new_hold() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 10, 1000).await;
+    let mut cfg = config(&redis);
+    cfg.release.max_sleep = Duration::from_secs(60);
+    let stop = CancellationToken::new();
+    let stats = start_release(store(&redis).await, &cfg, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the worker is asleep with nothing scheduled
+    hold(&s, "e", "u", 1).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || stats
+            .released
+            .load(Ordering::Relaxed)
+            == 1)
+        .await
+    );
+    assert!(stats.lag().max_ms < 1000, "{:?}", stats.lag());
+    stop.cancel();
+}
+
+fn purchase_opts(once: bool, consumer: &str) -> PurchaseOpts {
+    PurchaseOpts {
+        once,
+        batch: 64,
+        consumer: consumer.into(),
+        block: Duration::from_millis(200),
+    }
+}
+
+fn stream_order_ids(redis: &Redis, stream: &str) -> Vec<String> {
+    let out = redis.cli(&["XRANGE", stream, "-", "+"]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "orderId")
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn orders_are_published_once_to_every_stream_and_completed() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 1000, 60_000).await;
+    let mut orders = Vec::new();
+    for i in 0..150 {
+        orders.push(buy(&s, "e", &format!("u{i}")).await);
+    }
+    let cfg = config(&redis);
+    let summary = purchase::run(
+        store(&redis).await,
+        cfg.purchase.clone(),
+        purchase_opts(true, "c1"),
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.completed, 150);
+    for o in &orders {
+        let got = s.get_order(&o.id).await.unwrap().unwrap();
+        assert_eq!(got.status, OrderStatus::Completed);
+        assert!(got.completed_ms.unwrap() >= got.created_ms);
+    }
+    for stream in ["tc:payments", "tc:fulfillment"] {
+        let mut ids = stream_order_ids(&redis, stream);
+        assert_eq!(ids.len(), 150, "{stream}");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 150, "{stream} has duplicates");
+    }
+    let first = redis.cli(&["XRANGE", "tc:payments", "-", "+", "COUNT", "1"]);
+    for field in ["orderId", "eventId", "userId", "ticketIds", "createdAt"] {
+        assert!(
+            first.lines().any(|l| l == field),
+            "{field} missing: {first}"
+        );
+    }
+    assert!(first.contains("[1]"), "{first}");
+    assert_eq!(
+        redis.cli(&["XLEN", "tc:{ev:e}:jobs"]),
+        "0",
+        "jobs are deleted once done"
+    );
+    // Running again publishes nothing more.
+    let again = purchase::run(
+        store(&redis).await,
+        cfg.purchase.clone(),
+        purchase_opts(true, "c2"),
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.completed, 0);
+    assert_eq!(stream_order_ids(&redis, "tc:payments").len(), 150);
+}
+
+/// A local webhook receiver: answers `status`, after `delay` for the first
+/// `slow_first` requests.
+struct Hook {
+    addr: SocketAddr,
+    requests: Arc<AtomicU64>,
+}
+
+async fn hook(status: u16, delay: Duration, slow_first: u64) -> Hook {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let counter = counter.clone();
+                        async move {
+                            let n = counter.fetch_add(1, Ordering::SeqCst);
+                            assert!(req
+                                .headers()
+                                .get("x-ticketctl-signature")
+                                .unwrap()
+                                .to_str()
+                                .unwrap()
+                                .starts_with("sha256="));
+                            if n < slow_first {
+                                tokio::time::sleep(delay).await;
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from_static(b"{}")))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Hook { addr, requests }
+}
+
+#[tokio::test]
+async fn a_failing_webhook_drives_orders_to_the_dead_letter_stream() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 100, 60_000).await;
+    let mut orders = Vec::new();
+    for i in 0..5 {
+        orders.push(buy(&s, "e", &format!("u{i}")).await);
+    }
+    let h = hook(500, Duration::ZERO, 0).await;
+    let mut cfg = config(&redis);
+    cfg.purchase.max_attempts = 3;
+    cfg.purchase.claim_idle = Duration::from_millis(200);
+    cfg.purchase.sinks = vec![SinkConfig::Webhook {
+        url: format!("http://{}/orders", h.addr),
+        secret: "k".into(),
+        timeout: Duration::from_secs(1),
+    }];
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(purchase::run(
+        store(&redis).await,
+        cfg.purchase.clone(),
+        purchase_opts(false, "w"),
+        stop.clone(),
+        Arc::default(),
+    ));
+    let done = wait_until(Duration::from_secs(20), || {
+        redis.cli(&["XLEN", "tc:{ev:e}:dead"]) == "5"
+    })
+    .await;
+    assert!(
+        done,
+        "dead letters: {}",
+        redis.cli(&["XLEN", "tc:{ev:e}:dead"])
+    );
+    stop.cancel();
+    let summary = worker.await.unwrap().unwrap();
+    assert_eq!(summary.dead_lettered, 5);
+    assert!(summary.failed_batches >= 3);
+    for o in &orders {
+        assert_eq!(
+            s.get_order(&o.id).await.unwrap().unwrap().status,
+            OrderStatus::Failed
+        );
+    }
+    let dead = redis.cli(&["XRANGE", "tc:{ev:e}:dead", "-", "+", "COUNT", "1"]);
+    assert!(dead.contains("answered 500"), "{dead}");
+    let attempts: Vec<&str> = dead.lines().collect();
+    let i = attempts.iter().position(|l| *l == "attempts").unwrap();
+    assert_eq!(attempts[i + 1], "3");
+    assert!(h.requests.load(Ordering::SeqCst) >= 3);
+    assert_eq!(redis.cli(&["XLEN", "tc:{ev:e}:jobs"]), "0");
+}
+
+#[tokio::test]
+async fn a_slow_webhook_is_retried_and_succeeds() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 100, 60_000).await;
+    let order = buy(&s, "e", "u").await;
+    let h = hook(200, Duration::from_secs(2), 1).await;
+    let mut cfg = config(&redis);
+    cfg.purchase.sinks = vec![SinkConfig::Webhook {
+        url: format!("http://{}/", h.addr),
+        secret: String::new(),
+        timeout: Duration::from_millis(300),
+    }];
+    let summary = purchase::run(
+        store(&redis).await,
+        cfg.purchase.clone(),
+        purchase_opts(true, "w"),
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.completed, 1);
+    assert!(h.requests.load(Ordering::SeqCst) >= 2);
+    assert_eq!(
+        s.get_order(&order.id).await.unwrap().unwrap().status,
+        OrderStatus::Completed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 5000, 600_000).await;
+    const N: usize = 1200;
+    for i in 0..N {
+        buy(&s, "e", &format!("u{i}")).await;
+    }
+    // A slow webhook after the stream sinks makes every batch take a while,
+    // so the kill lands after the streams got a batch and before its ack.
+    let h = hook(200, Duration::from_millis(150), u64::MAX).await;
+    let dir = redis.dir.clone();
+    let cfg_path = dir.join("workers.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[purchase]\nbatch = 100\nclaim_idle = \"500ms\"\n\
+             [[purchase.sinks]]\nkind = \"redis-stream\"\nstream = \"tc:payments\"\n\
+             [[purchase.sinks]]\nkind = \"redis-stream\"\nstream = \"tc:fulfillment\"\n\
+             [[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://{}/\"\ntimeout = \"5s\"\n",
+            h.addr
+        ),
+    )
+    .unwrap();
+    let spawn = |name: &str| {
+        std::process::Command::new(bin())
+            .args([
+                "work",
+                "purchase",
+                "--config",
+                cfg_path.to_str().unwrap(),
+                "--redis",
+                &redis.url(),
+                "--consumer",
+                name,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut victim = spawn("victim");
+    // Wait until the victim is inside a batch: the webhook saw it.
+    assert!(
+        wait_until(Duration::from_secs(10), || h
+            .requests
+            .load(Ordering::SeqCst)
+            >= 2)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let pending_after_kill = redis.cli(&["XPENDING", "tc:{ev:e}:jobs", "purchase"]);
+    let mut survivor = spawn("survivor");
+    let done = wait_until(Duration::from_secs(60), || {
+        redis.cli(&["XLEN", "tc:{ev:e}:jobs"]) == "0"
+    })
+    .await;
+    let _ = survivor.kill();
+    let _ = survivor.wait();
+    assert!(
+        done,
+        "jobs left: {}",
+        redis.cli(&["XLEN", "tc:{ev:e}:jobs"])
+    );
+    assert!(
+        !pending_after_kill.starts_with('0'),
+        "the kill should leave jobs pending: {pending_after_kill}"
+    );
+    for stream in ["tc:payments", "tc:fulfillment"] {
+        let mut ids = stream_order_ids(&redis, stream);
+        assert_eq!(ids.len(), N, "{stream}: every order exactly once");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), N, "{stream} has duplicates");
+    }
+    let orders = redis.cli(&["HVALS", "tc:{ev:e}:orders"]);
+    assert_eq!(
+        orders
+            .lines()
+            .filter(|l| l.starts_with("completed|"))
+            .count(),
+        N
+    );
+}
