@@ -158,20 +158,25 @@ impl Worker {
         Ok(())
     }
 
-    /// Publishes to every sink; the error names the sink that failed.
+    /// Publishes to every sink at once (the stream sinks share the
+    /// pipelined connection); the error names a sink that failed.
     async fn publish(&self, msgs: &[SinkMessage]) -> Result<(), String> {
-        for sink in &self.sinks {
-            match sink {
-                Sink::Stream(stream) => {
-                    self.store
+        let body = self.sinks.iter().any(|s| matches!(s, Sink::Webhook(_))).then(|| webhook_body(msgs));
+        let deliveries = self.sinks.iter().map(|sink| {
+            let body = body.as_deref().unwrap_or_default();
+            async move {
+                match sink {
+                    Sink::Stream(stream) => self
+                        .store
                         .publish_to_stream(stream, self.cfg.dedupe_retention, msgs)
                         .await
-                        .map_err(|e| format!("stream {stream}: {e}"))?;
+                        .map(|_| ())
+                        .map_err(|e| format!("stream {stream}: {e}")),
+                    Sink::Webhook(w) => w.deliver(body).await,
                 }
-                Sink::Webhook(w) => w.deliver(&webhook_body(msgs)).await?,
             }
-        }
-        Ok(())
+        });
+        futures_util::future::join_all(deliveries).await.into_iter().collect()
     }
 
     async fn claim_pass(&mut self, events: &[String]) -> Result<usize, StoreError> {

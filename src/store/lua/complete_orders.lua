@@ -1,21 +1,28 @@
 -- complete_orders: marks orders completed once every sink has them, then
--- acknowledges and deletes their jobs. Safe to repeat (a second call for the
--- same job changes nothing).
+-- acknowledges their jobs and trims acknowledged jobs off the stream. Safe to
+-- repeat (a second call for the same job changes nothing).
 -- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: last errors of jobs (hash)
 -- ARGV: streamId, seq, streamId, seq, ...
 -- Returns: { orders completed now, nowMs }
-local now = now_ms()
-local done = 0
+local now = fmt_int(now_ms())
+local done, ids, seqs = 0, {}, {}
 for i = 1, #ARGV, 2 do
-  local id, seq = ARGV[i], ARGV[i + 1]
-  local o = parse_order(redis.call('HGET', K.orders, seq))
-  if o and o.status == 'pending' then
-    redis.call('HSET', K.orders, seq,
-      table.concat({ 'completed', o.secret, o.hold_secret, o.created, fmt_int(now), o.csv, o.user }, '|'))
+  ids[#ids + 1] = ARGV[i]
+  seqs[#seqs + 1] = ARGV[i + 1]
+end
+local recs = redis.call('HMGET', K.orders, unpack(seqs))
+local updates = {}
+for i, rec in ipairs(recs) do
+  -- Only a pending order changes: 'pending|' is the record's first 8 bytes.
+  if rec and string.sub(rec, 1, 8) == 'pending|' then
+    local o = parse_order(rec)
+    updates[#updates + 1] = seqs[i]
+    updates[#updates + 1] = table.concat({ 'completed', o.secret, o.hold_secret, o.created, now, o.csv, o.user }, '|')
     done = done + 1
   end
-  redis.call('XACK', K.jobs, 'purchase', id)
-  redis.call('XDEL', K.jobs, id)
-  redis.call('HDEL', KEYS[9], id)
 end
-return { done, now }
+if #updates > 0 then redis.call('HSET', K.orders, unpack(updates)) end
+redis.call('XACK', K.jobs, 'purchase', unpack(ids))
+trim_jobs()
+redis.call('HDEL', KEYS[9], unpack(ids))
+return { done, tonumber(now) }
