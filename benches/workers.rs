@@ -18,11 +18,22 @@ use ticketctl::daemon::worker::release::{self, ReleaseStats};
 use ticketctl::store::{EventSettings, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, Store};
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn make_event(store: &Store, id: &str, capacity: u64, ttl_ms: u64) {
-    store.create_event(&EventSettings { id: id.into(), capacity, hold_ttl_ms: ttl_ms, max_per_hold: 10 }).await.unwrap();
+    store
+        .create_event(&EventSettings {
+            id: id.into(),
+            capacity,
+            hold_ttl_ms: ttl_ms,
+            max_per_hold: 10,
+        })
+        .await
+        .unwrap();
 }
 
 /// Runs `n` operations over `tasks` concurrent tasks.
@@ -56,19 +67,49 @@ async fn purchases_drained(store: Store, cfg: &Config) {
         let s = s.clone();
         async move {
             let user = format!("u{i}");
-            let HoldOutcome::Held { hold, .. } = s.hold("bench-buy", &user, &HoldRequest::Quantity(1), None).await.unwrap() else { panic!("hold refused") };
-            let PurchaseOutcome::Bought { .. } = s.purchase(&HoldRef::Id(&hold.id), &user, None).await.unwrap() else { panic!("purchase refused") };
+            let HoldOutcome::Held { hold, .. } = s
+                .hold("bench-buy", &user, &HoldRequest::Quantity(1), None)
+                .await
+                .unwrap()
+            else {
+                panic!("hold refused")
+            };
+            let PurchaseOutcome::Bought { .. } = s
+                .purchase(&HoldRef::Id(&hold.id), &user, None)
+                .await
+                .unwrap()
+            else {
+                panic!("purchase refused")
+            };
         }
     })
     .await;
     let seed_secs = t0.elapsed().as_secs_f64();
     println!("RESULT purchases_seeded_per_sec {:.0} ops/s ({n} hold+purchase pairs through the store, 64 tasks)", n as f64 / seed_secs);
-    let opts = PurchaseOpts { once: true, batch: cfg.purchase.batch, consumer: "bench".into(), block: Duration::from_millis(500) };
+    let opts = PurchaseOpts {
+        once: true,
+        batch: cfg.purchase.batch,
+        consumer: "bench".into(),
+        block: Duration::from_millis(500),
+    };
     let t0 = Instant::now();
-    let summary = purchase::run(store, cfg.purchase.clone(), opts, CancellationToken::new(), Arc::new(Metrics::default())).await.unwrap();
+    let summary = purchase::run(
+        store,
+        cfg.purchase.clone(),
+        opts,
+        CancellationToken::new(),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(summary.completed, n, "every order completed");
-    println!("RESULT purchases_drained_per_sec {:.0} jobs/s ({n} jobs, batch {}, {} sinks, {secs:.2}s)", n as f64 / secs, cfg.purchase.batch, cfg.purchase.sinks.len());
+    println!(
+        "RESULT purchases_drained_per_sec {:.0} jobs/s ({n} jobs, batch {}, {} sinks, {secs:.2}s)",
+        n as f64 / secs,
+        cfg.purchase.batch,
+        cfg.purchase.sinks.len()
+    );
 }
 
 async fn holds_released(store: Store, cfg: &Config) {
@@ -78,18 +119,35 @@ async fn holds_released(store: Store, cfg: &Config) {
     fan_out(n, 64, move |i| {
         let s = s.clone();
         async move {
-            let HoldOutcome::Held { .. } = s.hold("bench-rel", &format!("u{i}"), &HoldRequest::Quantity(1), None).await.unwrap() else { panic!("hold refused") };
+            let HoldOutcome::Held { .. } = s
+                .hold(
+                    "bench-rel",
+                    &format!("u{i}"),
+                    &HoldRequest::Quantity(1),
+                    None,
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("hold refused")
+            };
         }
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let stats = ReleaseStats::default();
     let t0 = Instant::now();
-    release::release_pass(&store, cfg.release.batch, &stats, &Metrics::default()).await.unwrap();
+    release::release_pass(&store, cfg.release.batch, &stats, &Metrics::default())
+        .await
+        .unwrap();
     let secs = t0.elapsed().as_secs_f64();
     let released = stats.released.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(released, n, "every hold released");
-    println!("RESULT holds_released_per_sec {:.0} holds/s ({n} holds, batch {}, {secs:.2}s)", n as f64 / secs, cfg.release.batch);
+    println!(
+        "RESULT holds_released_per_sec {:.0} holds/s ({n} holds, batch {}, {secs:.2}s)",
+        n as f64 / secs,
+        cfg.release.batch
+    );
 }
 
 async fn release_lag(store: Store, cfg: &Config) {
@@ -99,7 +157,14 @@ async fn release_lag(store: Store, cfg: &Config) {
     let stop = CancellationToken::new();
     let stats = Arc::new(ReleaseStats::default());
     let worker_store = Store::connect(&cfg.redis).await.unwrap();
-    let w = tokio::spawn(release::run(worker_store, cfg.release.clone(), false, stop.clone(), stats.clone(), Arc::new(Metrics::default())));
+    let w = tokio::spawn(release::run(
+        worker_store,
+        cfg.release.clone(),
+        false,
+        stop.clone(),
+        stats.clone(),
+        Arc::new(Metrics::default()),
+    ));
     let total = rate * secs;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let per_tick = (rate / 100).max(1);
@@ -110,13 +175,17 @@ async fn release_lag(store: Store, cfg: &Config) {
             let s = store.clone();
             let user = format!("u{made}");
             tokio::spawn(async move {
-                let _ = s.hold("bench-lag", &user, &HoldRequest::Quantity(1), None).await;
+                let _ = s
+                    .hold("bench-lag", &user, &HoldRequest::Quantity(1), None)
+                    .await;
             });
             made += 1;
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stats.released.load(std::sync::atomic::Ordering::Relaxed) < total && Instant::now() < deadline {
+    while stats.released.load(std::sync::atomic::Ordering::Relaxed) < total
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
@@ -131,15 +200,24 @@ async fn release_lag(store: Store, cfg: &Config) {
 async fn used_memory(url: &str) -> i64 {
     let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await.unwrap();
-    info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).unwrap()
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }
 
 async fn memory(store: Store, url: &str) {
     let before = used_memory(url).await;
     make_event(&store, "bench-mem", 1_000_000, 3_600_000).await;
     let at_rest = used_memory(url).await - before;
-    println!("RESULT event_1m_at_rest_bytes {at_rest} bytes (one 1,000,000-ticket event, no holds)");
+    println!(
+        "RESULT event_1m_at_rest_bytes {at_rest} bytes (one 1,000,000-ticket event, no holds)"
+    );
     let n = env_u64("BENCH_MEM_HOLDS", 100_000);
     let before = used_memory(url).await;
     let s = store.clone();
@@ -148,7 +226,15 @@ async fn memory(store: Store, url: &str) {
         async move {
             // Spread over the whole event, as random reservations are.
             let t = 1 + (i * 7_919) % 1_000_000;
-            let r = s.hold("bench-mem", &format!("user-{i}"), &HoldRequest::Tickets(vec![t]), None).await.unwrap();
+            let r = s
+                .hold(
+                    "bench-mem",
+                    &format!("user-{i}"),
+                    &HoldRequest::Tickets(vec![t]),
+                    None,
+                )
+                .await
+                .unwrap();
             assert!(matches!(r, HoldOutcome::Held { .. }), "{r:?}");
         }
     })
@@ -162,11 +248,16 @@ fn main() {
         eprintln!("set TICKETCTL_BENCH_REDIS to a Redis URL you can write to (scripts/bench starts a private one)");
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut cfg = Config::with_default_events();
         cfg.redis.url = url;
-        let store = Store::connect(&cfg.redis).await.expect("bench redis reachable");
+        let store = Store::connect(&cfg.redis)
+            .await
+            .expect("bench redis reachable");
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         if only == "memory" {
             memory(store, &cfg.redis.url).await;

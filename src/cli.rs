@@ -52,6 +52,87 @@ pub enum Command {
     /// Run a worker.
     #[command(subcommand)]
     Work(WorkCommand),
+    /// Show events, live holds, queues or orders.
+    Inspect(InspectArgs),
+    /// Dead-lettered purchase jobs.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Operator actions on holds.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+}
+
+/// `inspect`
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// What to show (default: events, holds and queues).
+    #[arg(value_enum)]
+    pub section: Option<crate::inspect::Section>,
+    /// With `orders`: one order by id.
+    pub order_id: Option<String>,
+    /// Only this event.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only holds of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Redraw every SECS seconds until Ctrl-C.
+    #[arg(long, value_name = "SECS", value_parser = parse_watch)]
+    pub watch: Option<Duration>,
+    /// Print JSON (one document per snapshot) instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Most holds and orders shown.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub limit: u64,
+}
+
+/// `dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered jobs.
+    List {
+        /// Only this event.
+        #[arg(long)]
+        event: Option<String>,
+        /// Most entries per event.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead-lettered jobs back on the queue (their orders become pending).
+    Retry {
+        /// The order whose job to retry.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        order_id: Option<String>,
+        /// Retry every dead-lettered job.
+        #[arg(long)]
+        all: bool,
+        /// With --all: only this event.
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Delete dead-lettered jobs (their orders stay failed).
+    Purge {
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+        /// Only this event.
+        #[arg(long)]
+        event: Option<String>,
+    },
+}
+
+/// `hold ...`
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Release a live hold now (its tickets become available).
+    Release {
+        /// The hold id.
+        hold_id: String,
+    },
 }
 
 /// `work ...`
@@ -123,6 +204,16 @@ pub struct EventCreateArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s)
+}
+
+fn parse_watch(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&secs) {
+        return Err("--watch takes 0.1 to 3600 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

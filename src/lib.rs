@@ -5,12 +5,14 @@
 //! - [`cmd`]: one module per subcommand, glue from flags to the library.
 //! - [`store`]: the only code that talks to Redis (keys, Lua scripts, queries).
 //! - [`daemon`]: the HTTP API and the workers.
+//! - [`inspect`]: operator snapshots and their tables.
 //! - [`time`]: timestamp formatting.
 
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod inspect;
 pub mod store;
 pub mod time;
 

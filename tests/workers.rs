@@ -66,8 +66,16 @@ async fn buy(store: &Store, event: &str, user: &str) -> ticketctl::store::Order 
 fn jobs_outstanding(redis: &Redis, event: &str) -> u64 {
     let out = redis.cli(&["XINFO", "GROUPS", &format!("tc:{{ev:{event}}}:jobs")]);
     let lines: Vec<&str> = out.lines().collect();
-    let field = |name: &str| lines.iter().position(|l| *l == name).and_then(|i| lines.get(i + 1)).and_then(|v| v.parse::<u64>().ok());
-    field("pending").unwrap_or(u64::MAX).saturating_add(field("lag").unwrap_or(u64::MAX))
+    let field = |name: &str| {
+        lines
+            .iter()
+            .position(|l| *l == name)
+            .and_then(|i| lines.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    field("pending")
+        .unwrap_or(u64::MAX)
+        .saturating_add(field("lag").unwrap_or(u64::MAX))
 }
 
 fn meta(redis: &Redis, event: &str, field: &str) -> u64 {
@@ -234,11 +242,7 @@ async fn orders_are_published_once_to_every_stream_and_completed() {
         );
     }
     assert!(first.contains("[1]"), "{first}");
-    assert_eq!(
-        jobs_outstanding(&redis, "e"),
-        0,
-        "every job acknowledged"
-    );
+    assert_eq!(jobs_outstanding(&redis, "e"), 0, "every job acknowledged");
     // Running again publishes nothing more.
     let again = purchase::run(
         store(&redis).await,
@@ -451,11 +455,7 @@ async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     .await;
     let _ = survivor.kill();
     let _ = survivor.wait();
-    assert!(
-        done,
-        "jobs left: {}",
-        jobs_outstanding(&redis, "e")
-    );
+    assert!(done, "jobs left: {}", jobs_outstanding(&redis, "e"));
     assert!(
         !pending_after_kill.starts_with('0'),
         "the kill should leave jobs pending: {pending_after_kill}"

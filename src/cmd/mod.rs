@@ -1,7 +1,10 @@
 //! One module per subcommand: turns flags and configuration into calls on
 //! the library. Errors get their context here (`anyhow`).
 
+mod dlq;
 mod event;
+mod hold;
+mod inspect;
 mod serve;
 mod work;
 
@@ -17,6 +20,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Event(cmd) => event::run(&cli.global, cmd).await,
         Command::Work(cmd) => work::run(&cli.global, cmd).await,
+        Command::Inspect(args) => inspect::run(&cli.global, args).await,
+        Command::Dlq(cmd) => dlq::run(&cli.global, cmd).await,
+        Command::Hold(cmd) => hold::run(&cli.global, cmd).await,
     }
 }
 

@@ -6,6 +6,7 @@
 //! out in anything but a [`StoreError`] meant for logs.
 
 pub mod ids;
+pub mod inspect;
 mod jobs;
 pub mod keys;
 mod query;

@@ -43,6 +43,19 @@ pub struct TicketPage {
 /// Tickets read per round trip (bits of one bitmap chunk).
 const CHUNK_TICKETS: u64 = 256 * 1024;
 
+/// Parses an order record whose secret is not known in advance.
+pub(super) fn parse_order_record(event: &str, seq: u64, rec: &str) -> Option<Order> {
+    let secret = rec.split('|').nth(1)?;
+    parse_order(
+        &OrderId {
+            event: event.into(),
+            seq,
+            secret: secret.into(),
+        },
+        rec,
+    )
+}
+
 /// Parses an order record: `status|orderSecret|holdSecret|createdMs|completedMs|t1,..|userId`.
 fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
     let mut f = rec.splitn(7, '|');

@@ -33,6 +33,8 @@ static GET_HOLD: LazyLock<Script> = lua!("get_hold.lua");
 static RELEASE_EXPIRED: LazyLock<Script> = lua!("release_expired.lua");
 pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!("complete_orders.lua");
 pub(super) static DEAD_LETTER: LazyLock<Script> = lua!("dead_letter.lua");
+pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
+pub(super) static DLQ_RETRY: LazyLock<Script> = lua!("dlq_retry.lua");
 pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!(standalone "publish_stream.lua");
 
 /// An event's fixed settings.

@@ -161,7 +161,11 @@ impl Worker {
     /// Publishes to every sink at once (the stream sinks share the
     /// pipelined connection); the error names a sink that failed.
     async fn publish(&self, msgs: &[SinkMessage]) -> Result<(), String> {
-        let body = self.sinks.iter().any(|s| matches!(s, Sink::Webhook(_))).then(|| webhook_body(msgs));
+        let body = self
+            .sinks
+            .iter()
+            .any(|s| matches!(s, Sink::Webhook(_)))
+            .then(|| webhook_body(msgs));
         let deliveries = self.sinks.iter().map(|sink| {
             let body = body.as_deref().unwrap_or_default();
             async move {
@@ -176,7 +180,10 @@ impl Worker {
                 }
             }
         });
-        futures_util::future::join_all(deliveries).await.into_iter().collect()
+        futures_util::future::join_all(deliveries)
+            .await
+            .into_iter()
+            .collect()
     }
 
     async fn claim_pass(&mut self, events: &[String]) -> Result<usize, StoreError> {

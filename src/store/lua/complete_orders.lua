@@ -21,7 +21,10 @@ for i, rec in ipairs(recs) do
     done = done + 1
   end
 end
-if #updates > 0 then redis.call('HSET', K.orders, unpack(updates)) end
+if #updates > 0 then
+  redis.call('HSET', K.orders, unpack(updates))
+  redis.call('HINCRBY', K.meta, 'completed', done)
+end
 redis.call('XACK', K.jobs, 'purchase', unpack(ids))
 trim_jobs()
 redis.call('HDEL', KEYS[9], unpack(ids))

@@ -25,6 +25,7 @@ for i = 1, #ARGV, 4 do
     if o and o.status == 'pending' then
       redis.call('HSET', K.orders, seq,
         table.concat({ 'failed', o.secret, o.hold_secret, o.created, fmt_int(now), o.csv, o.user }, '|'))
+      redis.call('HINCRBY', K.meta, 'failed', 1)
     end
   end
   redis.call('XACK', K.jobs, 'purchase', id)

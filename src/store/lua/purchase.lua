@@ -59,6 +59,7 @@ end
 redis.call('HDEL', K.holds, seq)
 redis.call('HINCRBY', K.meta, 'held', -#h.tickets)
 redis.call('HINCRBY', K.meta, 'sold', #h.tickets)
+redis.call('HINCRBY', K.meta, 'orders', 1)
 local o = { status = 'pending', secret = ARGV[6], created = fmt_int(now), completed = '',
             csv = h.csv, user = h.user }
 redis.call('HSET', K.orders, seq, table.concat({ o.status, o.secret, h.secret, o.created, '', h.csv, h.user }, '|'))

@@ -1,0 +1,293 @@
+//! Tables for people (comfy-table). Each function returns a `Table` or a
+//! `String`, so tests read them without a terminal.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+
+use super::{Section, Snapshot};
+use crate::store::Order;
+use crate::time::rfc3339_ms;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.to_vec());
+    t
+}
+
+/// `1.5s`, `2m05s`, `1h02m`.
+pub fn human_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{}.{}s", s, (ms % 1000) / 100),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn tickets(t: &[u64]) -> String {
+    const SHOW: usize = 6;
+    let mut s = t
+        .iter()
+        .take(SHOW)
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if t.len() > SHOW {
+        s.push_str(&format!(",… ({})", t.len()));
+    }
+    s
+}
+
+/// Events with counts.
+pub fn events(snap: &Snapshot) -> Table {
+    let mut t = table(&[
+        "event",
+        "capacity",
+        "available",
+        "held",
+        "sold",
+        "expiring 10s",
+        "expiring 60s",
+        "expired total",
+    ]);
+    for e in &snap.events {
+        let approx = if e.complete { "" } else { "+" };
+        t.add_row(vec![
+            e.id.clone(),
+            e.capacity.to_string(),
+            e.available.to_string(),
+            e.held.to_string(),
+            e.sold.to_string(),
+            format!("{}{approx}", e.expiring.0),
+            format!("{}{approx}", e.expiring.1),
+            e.expired_total.to_string(),
+        ]);
+    }
+    t
+}
+
+/// Live holds, soonest first.
+pub fn holds(snap: &Snapshot) -> Table {
+    let mut t = table(&["hold", "event", "user", "tickets", "expires in"]);
+    for h in &snap.holds {
+        t.add_row(vec![
+            h.id.to_string(),
+            h.id.event.clone(),
+            h.user.clone(),
+            tickets(&h.tickets),
+            human_ms(h.ttl_ms),
+        ]);
+    }
+    t
+}
+
+/// Release schedule and purchase queue per event, then consumers and sinks.
+pub fn queues(snap: &Snapshot) -> String {
+    let mut t = table(&[
+        "event",
+        "holds scheduled",
+        "overdue",
+        "oldest overdue",
+        "jobs queued",
+        "jobs in flight",
+        "dead letters",
+    ]);
+    for (e, (_, q)) in snap.events.iter().zip(&snap.queues) {
+        t.add_row(vec![
+            e.id.clone(),
+            e.scheduled.to_string(),
+            e.overdue.to_string(),
+            e.oldest_overdue_ms
+                .map(|d| human_ms(e.now_ms.saturating_sub(d)))
+                .unwrap_or_else(|| "-".into()),
+            q.queued.to_string(),
+            q.in_flight.to_string(),
+            q.dead.to_string(),
+        ]);
+    }
+    let mut c = table(&[
+        "event",
+        "consumer",
+        "pending",
+        "idle",
+        "oldest pending",
+        "deliveries",
+    ]);
+    let mut any = false;
+    for (event, q) in &snap.queues {
+        for con in &q.consumers {
+            any = true;
+            c.add_row(vec![
+                event.clone(),
+                con.name.clone(),
+                con.pending.to_string(),
+                human_ms(con.idle_ms),
+                con.oldest
+                    .map(|o| human_ms(o.0))
+                    .unwrap_or_else(|| "-".into()),
+                con.oldest
+                    .map(|o| o.1.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ]);
+        }
+    }
+    let mut s = table(&["sink stream", "entries"]);
+    for (name, n) in &snap.sinks {
+        s.add_row(vec![name.clone(), n.to_string()]);
+    }
+    let mut out = t.to_string();
+    if any {
+        out.push_str("\n");
+        out.push_str(&c.to_string());
+    }
+    if !snap.sinks.is_empty() {
+        out.push_str("\n");
+        out.push_str(&s.to_string());
+    }
+    out
+}
+
+/// Orders, newest first.
+pub fn orders(list: &[Order]) -> Table {
+    let mut t = table(&[
+        "order",
+        "event",
+        "user",
+        "tickets",
+        "status",
+        "created",
+        "completed",
+    ]);
+    for o in list {
+        t.add_row(vec![
+            o.id.to_string(),
+            o.id.event.clone(),
+            o.user.clone(),
+            tickets(&o.tickets),
+            o.status.as_str().to_string(),
+            rfc3339_ms(o.created_ms),
+            o.completed_ms.map(rfc3339_ms).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t
+}
+
+/// The whole text for one section (or the default view).
+pub fn text(snap: &Snapshot, section: Option<Section>) -> String {
+    match section {
+        None => format!("{}\n{}\n{}", events(snap), holds(snap), queues(snap)),
+        Some(Section::Events) => events(snap).to_string(),
+        Some(Section::Holds) => holds(snap).to_string(),
+        Some(Section::Queues) => queues(snap),
+        Some(Section::Orders) => match &snap.order {
+            Some(Some(o)) => orders(std::slice::from_ref(o)).to_string(),
+            Some(None) => "no such order".into(),
+            None => orders(&snap.orders).to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::inspect::{ConsumerView, EventView, HoldView, QueueView};
+    use crate::store::HoldId;
+
+    fn snap() -> Snapshot {
+        let hold = HoldView {
+            id: HoldId {
+                event: "gig".into(),
+                seq: 3,
+                deadline_ms: 61_000,
+                secret: "S".repeat(22),
+            },
+            user: "alice".into(),
+            tickets: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            ttl_ms: 12_345,
+        };
+        let e = EventView {
+            id: "gig".into(),
+            now_ms: 48_655,
+            capacity: 100,
+            available: 90,
+            held: 8,
+            sold: 2,
+            hold_ttl_ms: 60_000,
+            expired_total: 4,
+            orders: (1, 1, 0),
+            scheduled: 2,
+            overdue: 1,
+            oldest_overdue_ms: Some(40_000),
+            expiring: (0, 1),
+            complete: true,
+            holds: vec![hold.clone()],
+        };
+        let q = QueueView {
+            queued: 5,
+            in_flight: 2,
+            dead: 1,
+            consumers: vec![ConsumerView {
+                name: "w-1".into(),
+                pending: 2,
+                idle_ms: 1500,
+                oldest: Some((90_000, 3)),
+            }],
+        };
+        Snapshot {
+            events: vec![e],
+            queues: vec![("gig".into(), q)],
+            sinks: vec![("tc:payments".into(), 7)],
+            holds: vec![hold],
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_ms(12_345), "12.3s");
+        assert_eq!(human_ms(125_000), "2m05s");
+        assert_eq!(human_ms(3_720_000), "1h02m");
+    }
+
+    #[test]
+    fn tables_have_the_rows() {
+        let s = snap();
+        let ev = events(&s).to_string();
+        assert!(
+            ev.contains("gig") && ev.contains("90") && ev.contains("expiring 10s"),
+            "{ev}"
+        );
+        let h = holds(&s).to_string();
+        assert!(
+            h.contains("gig.h3.61000.")
+                && h.contains("alice")
+                && h.contains("1,2,3,4,5,6,… (8)")
+                && h.contains("12.3s"),
+            "{h}"
+        );
+        let q = queues(&s);
+        assert!(
+            q.contains("8.6s")
+                && q.contains("w-1")
+                && q.contains("1m30s")
+                && q.contains("tc:payments"),
+            "{q}"
+        );
+    }
+
+    #[test]
+    fn json_without_section_is_the_contract_shape() {
+        let v = super::super::to_json(&snap(), None);
+        assert_eq!(
+            v["events"][0],
+            serde_json::json!({"id":"gig","capacity":100,"available":90,"held":8,"sold":2})
+        );
+        assert_eq!(
+            v["queues"],
+            serde_json::json!({"releaseScheduled":2,"releaseOverdue":1,"purchaseQueued":5,"purchaseInFlight":2,"deadLetters":1})
+        );
+        assert_eq!(v["holds"][0]["ticketIds"].as_array().unwrap().len(), 8);
+        assert_eq!(v["holds"][0]["ttlMs"], 12_345);
+        assert_eq!(v.as_object().unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,429 @@
+//! Read-only views for operators (`ticketctl inspect`), and the operator
+//! actions on dead letters. Every read is bounded (a capped schedule walk,
+//! `COUNT`-limited ranges), so inspection never blocks Redis.
+
+use redis::Value;
+
+use super::ids::{HoldId, OrderId};
+use super::keys::{self, EventKeys};
+use super::reply::parse_csv;
+use super::scripts::{invocation, Order, DLQ_RETRY, INSPECT_EVENT};
+use super::{Result, Store, StoreError};
+
+/// Schedule entries one inspection reads at most per event.
+pub const MAX_WALK: usize = 20_000;
+
+/// One event as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventView {
+    /// Event id.
+    pub id: String,
+    /// Redis time of the view (ms).
+    pub now_ms: u64,
+    /// Tickets.
+    pub capacity: u64,
+    /// Available, counting overdue holds' tickets as available (as every script does).
+    pub available: u64,
+    /// In live holds.
+    pub held: u64,
+    /// Sold.
+    pub sold: u64,
+    /// Hold time (ms).
+    pub hold_ttl_ms: u64,
+    /// Holds released at or after their deadline so far.
+    pub expired_total: u64,
+    /// Orders created, completed, failed.
+    pub orders: (u64, u64, u64),
+    /// Holds awaiting release (live and overdue).
+    pub scheduled: u64,
+    /// Holds past their deadline not released yet.
+    pub overdue: u64,
+    /// Deadline of the oldest overdue hold.
+    pub oldest_overdue_ms: Option<u64>,
+    /// Live holds expiring within 10 s and 60 s.
+    pub expiring: (u64, u64),
+    /// False when the walk stopped at its cap (figures are lower bounds).
+    pub complete: bool,
+    /// Live holds, soonest deadline first.
+    pub holds: Vec<HoldView>,
+}
+
+/// A live hold as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldView {
+    /// Its id.
+    pub id: HoldId,
+    /// Its user.
+    pub user: String,
+    /// Its tickets.
+    pub tickets: Vec<u64>,
+    /// Time left (ms).
+    pub ttl_ms: u64,
+}
+
+/// One consumer of an event's purchase jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerView {
+    /// Consumer name.
+    pub name: String,
+    /// Jobs it holds unacknowledged.
+    pub pending: u64,
+    /// Since its last read (ms).
+    pub idle_ms: u64,
+    /// Age of its oldest unacknowledged job (ms since enqueued) and that job's deliveries.
+    pub oldest: Option<(u64, u64)>,
+}
+
+/// An event's purchase queue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueView {
+    /// Jobs never delivered.
+    pub queued: u64,
+    /// Jobs delivered and not acknowledged.
+    pub in_flight: u64,
+    /// Consumers of the group.
+    pub consumers: Vec<ConsumerView>,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+/// A dead-lettered job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Event id.
+    pub event: String,
+    /// Entry id in the dead-letter stream.
+    pub entry: String,
+    /// The order (when the job named one).
+    pub order: Option<OrderId>,
+    /// Buyer.
+    pub user: String,
+    /// Tickets.
+    pub tickets: Vec<u64>,
+    /// Deliveries before it was given up.
+    pub attempts: u64,
+    /// Last error.
+    pub error: String,
+    /// When it was dead-lettered (ms).
+    pub failed_ms: u64,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn int(v: &Value) -> u64 {
+    match v {
+        Value::Int(n) => (*n).max(0) as u64,
+        other => text(other).parse().unwrap_or(0),
+    }
+}
+
+/// Field/value pairs of a Redis reply (flat array or map) as a lookup.
+fn fields(v: &Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|p| match p {
+                [k, v] => Some((text(k), v.clone())),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), v.clone())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn get<'a>(f: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
+    f.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// Milliseconds encoded in a stream entry id (`<ms>-<n>`).
+fn id_ms(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// One event's view with at most `max_holds` live holds (of `user`, if given).
+    pub async fn inspect_event(
+        &self,
+        event: &str,
+        max_holds: usize,
+        user: Option<&str>,
+    ) -> Result<Option<EventView>> {
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&INSPECT_EVENT, &keys, None);
+        inv.arg(MAX_WALK).arg(max_holds).arg(user.unwrap_or(""));
+        let r = self.eval(inv, "inspect_event").await?;
+        match r.status()?.as_str() {
+            "not_found" => return Ok(None),
+            "schema" => {
+                return Err(StoreError::Schema {
+                    event: event.into(),
+                    version: r.str(1).unwrap_or_default(),
+                })
+            }
+            _ => {}
+        }
+        let now = r.uint(0)?;
+        let (capacity, held_meta, sold) = (r.uint(1)?, r.uint(2)?, r.uint(3)?);
+        let overdue_tickets = r.uint(12)?;
+        let held = held_meta.saturating_sub(overdue_tickets);
+        let oldest = r.int(13)?;
+        let mut holds = Vec::new();
+        let mut i = 17;
+        while i + 5 <= r.len() {
+            let deadline_ms = r.uint(i + 2)?;
+            holds.push(HoldView {
+                id: HoldId {
+                    event: event.into(),
+                    seq: r.uint(i)?,
+                    deadline_ms,
+                    secret: r.str(i + 1)?,
+                },
+                tickets: parse_csv(&r.str(i + 3)?).unwrap_or_default(),
+                user: r.str(i + 4)?,
+                ttl_ms: deadline_ms.saturating_sub(now),
+            });
+            i += 5;
+        }
+        Ok(Some(EventView {
+            id: event.into(),
+            now_ms: now,
+            capacity,
+            available: capacity.saturating_sub(held + sold),
+            held,
+            sold,
+            hold_ttl_ms: r.uint(4)?,
+            expired_total: r.uint(6)?,
+            orders: (r.uint(7)?, r.uint(8)?, r.uint(9)?),
+            scheduled: r.uint(10)?,
+            overdue: r.uint(11)?,
+            oldest_overdue_ms: u64::try_from(oldest).ok(),
+            expiring: (r.uint(14)?, r.uint(15)?),
+            complete: r.int(16)? == 1,
+            holds,
+        }))
+    }
+
+    /// The purchase queue of one event; `now_ms` ages the oldest pending jobs.
+    pub async fn inspect_queue(&self, event: &str, now_ms: u64) -> Result<QueueView> {
+        let keys = EventKeys::new(event);
+        let (jobs, dead) = (keys.jobs(), keys.dead());
+        let (groups, consumers, dead_len): (Value, Value, u64) = match self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(&jobs)
+                    .cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&jobs)
+                    .arg(keys::JOBS_GROUP)
+                    .cmd("XLEN")
+                    .arg(&dead)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+        {
+            Ok(v) => v,
+            // No job stream (or group) yet: an empty queue.
+            Err(StoreError::Redis(m)) if m.contains("no such key") || m.contains("NOGROUP") => {
+                return Ok(QueueView {
+                    dead: self.stream_len(&keys.dead()).await?,
+                    ..QueueView::default()
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut view = QueueView {
+            dead: dead_len,
+            ..QueueView::default()
+        };
+        if let Value::Array(gs) = &groups {
+            for g in gs {
+                let f = fields(g);
+                if get(&f, "name").map(text).as_deref() == Some(keys::JOBS_GROUP) {
+                    view.in_flight = get(&f, "pending").map(int).unwrap_or(0);
+                    view.queued = get(&f, "lag").map(int).unwrap_or(0);
+                }
+            }
+        }
+        if let Value::Array(cs) = &consumers {
+            for c in cs {
+                let f = fields(c);
+                let name = get(&f, "name").map(text).unwrap_or_default();
+                let pending = get(&f, "pending").map(int).unwrap_or(0);
+                let idle_ms = get(&f, "idle").map(int).unwrap_or(0);
+                let mut oldest = None;
+                if pending > 0 {
+                    let (j, n) = (keys.jobs(), name.clone());
+                    let v: Value = self
+                        .run(|mut c| async move {
+                            redis::cmd("XPENDING")
+                                .arg(j)
+                                .arg(keys::JOBS_GROUP)
+                                .arg("-")
+                                .arg("+")
+                                .arg(1)
+                                .arg(n)
+                                .query_async(&mut c)
+                                .await
+                        })
+                        .await?;
+                    if let Value::Array(rows) = v {
+                        if let Some(Value::Array(row)) = rows.first() {
+                            let id = row.first().map(text).unwrap_or_default();
+                            let deliveries = row.get(3).map(int).unwrap_or(0);
+                            oldest = Some((now_ms.saturating_sub(id_ms(&id)), deliveries));
+                        }
+                    }
+                }
+                view.consumers.push(ConsumerView {
+                    name,
+                    pending,
+                    idle_ms,
+                    oldest,
+                });
+            }
+        }
+        Ok(view)
+    }
+
+    /// Up to `limit` dead letters of an event, oldest first.
+    pub async fn dead_letters(&self, event: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        let key = EventKeys::new(event).dead();
+        let v: Value = self
+            .run(|mut c| async move {
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Value::Array(entries) = v else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in &entries {
+            let Value::Array(parts) = e else { continue };
+            let (Some(id), Some(body)) = (parts.first(), parts.get(1)) else {
+                continue;
+            };
+            let f = fields(body);
+            let s = |k: &str| get(&f, k).map(text).unwrap_or_default();
+            let order = s("seq")
+                .parse()
+                .ok()
+                .filter(|_| !s("secret").is_empty())
+                .map(|seq| OrderId {
+                    event: event.into(),
+                    seq,
+                    secret: s("secret"),
+                });
+            out.push(DeadLetter {
+                event: event.into(),
+                entry: text(id),
+                order,
+                user: s("userId"),
+                tickets: parse_csv(&s("ticketIds")).unwrap_or_default(),
+                attempts: s("attempts").parse().unwrap_or(0),
+                error: s("error"),
+                failed_ms: s("failedMs").parse().unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts dead letters of an event back on its job stream: those of one
+    /// order (`seq`), or all. Returns (retried, still dead).
+    pub async fn retry_dead_letters(&self, event: &str, seq: Option<u64>) -> Result<(u64, u64)> {
+        let keys = EventKeys::new(event);
+        let mut total = 0;
+        loop {
+            let mut inv = invocation(&DLQ_RETRY, &keys, None);
+            inv.key(keys.dead())
+                .arg(seq.map(|s| s.to_string()).unwrap_or_default())
+                .arg(500);
+            let r = self.eval(inv, "dlq_retry").await?;
+            let (n, left) = (r.uint(0)?, r.uint(1)?);
+            total += n;
+            if n < 500 || seq.is_some() {
+                return Ok((total, left));
+            }
+        }
+    }
+
+    /// Deletes an event's dead letters (their orders stay `failed`); returns how many.
+    pub async fn purge_dead_letters(&self, event: &str) -> Result<u64> {
+        let key = EventKeys::new(event).dead();
+        let (n, _): (u64, u64) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("XLEN")
+                    .arg(&key)
+                    .cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(n)
+    }
+
+    /// Up to `limit` most recent orders of an event, newest first (reads at
+    /// most `MAX_WALK` hold numbers back).
+    pub async fn recent_orders(&self, event: &str, limit: usize) -> Result<Vec<Order>> {
+        let keys = EventKeys::new(event);
+        let (meta, orders) = (keys.meta(), keys.orders());
+        let top: Option<u64> = self
+            .run(|mut c| async move {
+                redis::cmd("HGET")
+                    .arg(meta)
+                    .arg("seq")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let mut seq = top.unwrap_or(0);
+        let floor = seq.saturating_sub(MAX_WALK as u64);
+        let mut out = Vec::new();
+        while seq > floor && out.len() < limit {
+            let from = seq.saturating_sub(499).max(floor + 1);
+            let seqs: Vec<u64> = (from..=seq).rev().collect();
+            let (o, s2) = (orders.clone(), seqs.clone());
+            let recs: Vec<Option<String>> =
+                self.run(|mut c| async move {
+                    redis::cmd("HMGET").arg(o).arg(s2).query_async(&mut c).await
+                })
+                .await?;
+            for (s, rec) in seqs.iter().zip(recs) {
+                if let Some(order) = rec
+                    .as_deref()
+                    .and_then(|r| super::query::parse_order_record(event, *s, r))
+                {
+                    out.push(order);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            seq = from - 1;
+        }
+        Ok(out)
+    }
+}

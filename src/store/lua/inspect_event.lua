@@ -1,0 +1,56 @@
+-- inspect_event: a read-only view of one event for operators: counters, the
+-- holds due soonest, and what is overdue (past its deadline, not released
+-- yet). Walks at most ARGV[1] schedule entries, so it never blocks Redis for
+-- long however many holds there are.
+-- KEYS[1..8]: the event's keys (see lib.lua)
+-- ARGV[1]: most schedule entries to read   ARGV[2]: most holds to return
+-- ARGV[3]: only holds of this userId ('' for all)
+-- Returns: { nowMs, capacity, held, sold, ttl_ms, max_per_hold, expired, orders, completed, failed,
+--            liveHolds (scheduled), overdueHolds, overdueTickets, oldestOverdueDeadlineMs (-1),
+--            expiringIn10s, expiringIn60s, complete (1: the walk saw every due hold),
+--            then 5 fields per returned hold: seq, secret, deadlineMs, 't1,..', userId }
+--        | { 'not_found' } | { 'schema', v }
+local meta, err = load_meta()
+if not meta then return err end
+local now = now_ms()
+local max_walk, max_holds, user = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local m = redis.call('HMGET', K.meta, 'expired', 'orders', 'completed', 'failed')
+local overdue, overdue_tickets, oldest, in10, in60 = 0, 0, -1, 0, 0
+local holds, returned = {}, 0
+local walked, complete = 0, 0
+local chunk = 500
+while true do
+  if walked >= max_walk then break end
+  local seqs = redis.call('LRANGE', K.sched, walked, walked + chunk - 1)
+  if #seqs == 0 then complete = 1; break end
+  local recs = redis.call('HMGET', K.holds, unpack(seqs))
+  local past_window = false
+  for i, rec in ipairs(recs) do
+    local h = parse_hold(rec)
+    if h then
+      if h.deadline <= now then
+        overdue = overdue + 1
+        overdue_tickets = overdue_tickets + #h.tickets
+        if oldest < 0 or h.deadline < oldest then oldest = h.deadline end
+      else
+        if h.deadline <= now + 10000 then in10 = in10 + 1 end
+        if h.deadline <= now + 60000 then in60 = in60 + 1 else past_window = true end
+        if returned < max_holds and (user == '' or h.user == user) then
+          returned = returned + 1
+          holds[#holds + 1] = seqs[i]
+          holds[#holds + 1] = h.secret
+          holds[#holds + 1] = h.deadline
+          holds[#holds + 1] = h.csv
+          holds[#holds + 1] = h.user
+        end
+      end
+    end
+  end
+  walked = walked + #seqs
+  if past_window and returned >= max_holds then complete = 1; break end
+end
+local reply = { now, meta.capacity, meta.held, meta.sold, meta.ttl_ms, meta.max_per_hold,
+  tonumber(m[1] or '0'), tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'),
+  redis.call('HLEN', K.holds), overdue, overdue_tickets, oldest, in10, in60, complete }
+for _, v in ipairs(holds) do reply[#reply + 1] = v end
+return reply
