@@ -3,6 +3,7 @@
 
 mod event;
 mod serve;
+mod stress;
 mod work;
 
 use anyhow::Context;
@@ -17,6 +18,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Event(cmd) => event::run(&cli.global, cmd).await,
         Command::Work(cmd) => work::run(&cli.global, cmd).await,
+        Command::Stress(args) => stress::run(args).await,
     }
 }
 
