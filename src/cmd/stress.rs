@@ -29,10 +29,7 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
     })?;
 
     let violations = rules::violations(&rules, &report.stats);
-    {
-        let mut out = std::io::stdout().lock();
-        report::write_text(&mut out, &report, &violations).context("cannot print the report")?;
-    }
+    // Files first: a closed stdout (a pager quit early) must not lose them.
     if let Some(path) = &a.json {
         let doc = report::json(&report, &a.fail_if, &violations);
         let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
@@ -42,6 +39,13 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.plot {
         std::fs::write(path, report::svg(&report.stats))
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let printed = report::write_text(&mut std::io::stdout().lock(), &report, &violations);
+    match printed {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot print the report")
+        }
+        _ => {}
     }
     if let Some(audit) = report.audit.as_ref().filter(|a| !a.violations.is_empty()) {
         return Err(CheckFailed::Audit(format!(
