@@ -48,11 +48,9 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
         _ => {}
     }
     if let Some(audit) = report.audit.as_ref().filter(|a| !a.violations.is_empty()) {
-        return Err(CheckFailed::Audit(format!(
-            "audit failed: {}",
-            audit.violations.join("; ")
-        ))
-        .into());
+        return Err(
+            CheckFailed::Audit(format!("audit failed: {}", audit.violations.join("; "))).into(),
+        );
     }
     if !violations.is_empty() {
         let list: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
@@ -85,7 +83,10 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
         }
     }
     if !(0.0..=100.0).contains(&a.abandon) {
-        return Err(usage(format!("--abandon must be 0..=100 (got {})", a.abandon)));
+        return Err(usage(format!(
+            "--abandon must be 0..=100 (got {})",
+            a.abandon
+        )));
     }
     if a.timeout.is_zero() {
         return Err(usage("--timeout must be greater than 0".into()));
@@ -103,7 +104,9 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
     }
     let stop = match (a.requests, a.duration) {
         (Some(n), _) => Stop::Requests(n),
-        (None, Some(d)) if d.is_zero() => return Err(usage("--duration must be greater than 0".into())),
+        (None, Some(d)) if d.is_zero() => {
+            return Err(usage("--duration must be greater than 0".into()))
+        }
         (None, Some(d)) => Stop::Duration(d),
         (None, None) => Stop::Duration(std::time::Duration::from_secs(10)),
     };

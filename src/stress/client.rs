@@ -41,12 +41,13 @@ impl Target {
             .ok_or_else(|| format!("--url {url:?} has no host"))?;
         let port = auth.port_u16().unwrap_or(80);
         let host_port = format!("{}:{port}", auth.host().trim_matches(['[', ']']));
-        let addr = tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host(&host_port))
-            .await
-            .map_err(|_| format!("cannot resolve {}: timed out", auth.host()))?
-            .map_err(|e| format!("cannot resolve {}: {e}", auth.host()))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {}: no address", auth.host()))?;
+        let addr =
+            tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host(&host_port))
+                .await
+                .map_err(|_| format!("cannot resolve {}: timed out", auth.host()))?
+                .map_err(|e| format!("cannot resolve {}: {e}", auth.host()))?
+                .next()
+                .ok_or_else(|| format!("cannot resolve {}: no address", auth.host()))?;
         Ok(Target {
             url: url.to_string(),
             addr,

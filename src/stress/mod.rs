@@ -176,7 +176,10 @@ pub struct Live {
 
 /// Runs the load until it is done or `shutdown` resolves (then the report
 /// is partial and says so).
-pub async fn run(mode: WorkMode, shutdown: impl Future<Output = ()>) -> Result<Report, StressError> {
+pub async fn run(
+    mode: WorkMode,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Report, StressError> {
     let mut probe = Client::new(mode.target.clone(), PREFLIGHT_TIMEOUT.min(mode.timeout));
     let before = read_event(&mut probe, &mode).await?;
     if let Some(q) = mode.quantity {
@@ -221,7 +224,8 @@ pub async fn run(mode: WorkMode, shutdown: impl Future<Output = ()>) -> Result<R
                 for s in &batch {
                     stats.record(s);
                 }
-                live.requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                live.requests
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 live.errors.fetch_add(errors as u64, Ordering::Relaxed);
             }
             stats
@@ -574,13 +578,19 @@ impl Worker {
         self.body.clear();
         match sh.mode.quantity.filter(|_| !hot) {
             Some(q) => write!(self.body, r#"{{"userId":"u{user}","quantity":{q}}}"#),
-            None => write!(self.body, r#"{{"userId":"u{user}","ticketIds":[{ticket}]}}"#),
+            None => write!(
+                self.body,
+                r#"{{"userId":"u{user}","ticketIds":[{ticket}]}}"#
+            ),
         }
         .expect("writing to a String");
         self.path.clear();
         self.path.push_str(&sh.holds_path);
         let body = Bytes::copy_from_slice(self.body.as_bytes());
-        let Some(done) = self.request(Op::Hold, Method::POST, Some(body), intended).await else {
+        let Some(done) = self
+            .request(Op::Hold, Method::POST, Some(body), intended)
+            .await
+        else {
             return false;
         };
         if done.outcome != Outcome::Won || !(buy || sh.mode.audit) {
@@ -610,7 +620,10 @@ impl Worker {
         self.body.clear();
         write!(self.body, r#"{{"userId":"u{user}"}}"#).expect("writing to a String");
         let body = Bytes::copy_from_slice(self.body.as_bytes());
-        let Some(done) = self.request(Op::Purchase, Method::POST, Some(body), None).await else {
+        let Some(done) = self
+            .request(Op::Purchase, Method::POST, Some(body), None)
+            .await
+        else {
             return false;
         };
         if let (Outcome::Won, Some(i)) = (done.outcome, logged) {
@@ -625,8 +638,12 @@ impl Worker {
         self.path.clear();
         if self.rng.below(2) == 0 {
             let after = self.rng.below(sh.capacity);
-            write!(self.path, "{}/tickets?limit=100&after={after}", sh.events_path)
-                .expect("writing to a String");
+            write!(
+                self.path,
+                "{}/tickets?limit=100&after={after}",
+                sh.events_path
+            )
+            .expect("writing to a String");
         } else {
             self.path.push_str(&sh.events_path);
         }
@@ -653,14 +670,18 @@ mod tests {
 
     #[test]
     fn the_random_stream_is_reproducible_and_in_range() {
-        let a: Vec<u64> = (0..5).map({
-            let mut r = Rng::new(7, 3);
-            move |_| r.below(10)
-        }).collect();
-        let b: Vec<u64> = (0..5).map({
-            let mut r = Rng::new(7, 3);
-            move |_| r.below(10)
-        }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 3);
+                move |_| r.below(10)
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 3);
+                move |_| r.below(10)
+            })
+            .collect();
         assert_eq!(a, b);
         let mut r = Rng::new(7, 4);
         assert!((0..1000).all(|_| r.below(3) < 3));

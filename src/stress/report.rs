@@ -49,7 +49,14 @@ pub fn latency_table(stats: &Stats) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header([
-        "operation", "outcome", "count", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
+        "operation",
+        "outcome",
+        "count",
+        "rate/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
         "max ms",
     ]);
     let row = |t: &mut Table, op: &str, outcome: &str, count: u64, h: &Histogram<u64>| {
@@ -76,7 +83,13 @@ pub fn latency_table(stats: &Stats) -> Table {
             }
         }
     }
-    row(&mut t, "total", "", stats.requests(), &stats.overall.latency);
+    row(
+        &mut t,
+        "total",
+        "",
+        stats.requests(),
+        &stats.overall.latency,
+    );
     for i in 2..9 {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
@@ -114,7 +127,9 @@ fn timeline_rows(stats: &Stats) -> Vec<(usize, usize, u64, u64, Latency)> {
 pub fn timeline_table(stats: &Stats) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["second", "requests", "rate/s", "errors", "p50 ms", "p99 ms", "max ms"]);
+    t.set_header([
+        "second", "requests", "rate/s", "errors", "p50 ms", "p99 ms", "max ms",
+    ]);
     for (from, width, requests, errors, l) in timeline_rows(stats) {
         let label = if width == 1 {
             format!("{from}")
@@ -314,7 +329,11 @@ pub fn svg(stats: &Stats) -> String {
     out.push_str(r#"<rect width="100%" height="100%" fill="white"/>"#);
 
     // Top: p50/p90/p99 per second.
-    let secs: Vec<Latency> = stats.timeline.iter().map(|s| Latency::of(&s.latency)).collect();
+    let secs: Vec<Latency> = stats
+        .timeline
+        .iter()
+        .map(|s| Latency::of(&s.latency))
+        .collect();
     let ymax = secs.iter().map(|l| l.p99).fold(0.0f64, f64::max).max(0.001);
     out.push_str(&format!(
         r#"<text x="{LEFT}" y="20">latency per second (ms, max {}): p50 blue, p90 green, p99 red</text>"#,
@@ -324,11 +343,7 @@ pub fn svg(stats: &Stats) -> String {
         r##"<rect x="{LEFT}" y="30" width="{PLOT_W}" height="{TOP_H}" fill="none" stroke="#999"/>"##
     ));
     let n = secs.len().max(2) as f64 - 1.0;
-    for (pick, colour) in [
-        (0usize, "#1f77b4"),
-        (1, "#2ca02c"),
-        (2, "#d62728"),
-    ] {
+    for (pick, colour) in [(0usize, "#1f77b4"), (1, "#2ca02c"), (2, "#d62728")] {
         let points: Vec<String> = secs
             .iter()
             .enumerate()
@@ -461,7 +476,10 @@ mod tests {
         assert_eq!(v["statusCounts"]["201"], 100);
         assert_eq!(v["statusCounts"]["409"], 100);
         assert_eq!(v["errors"], json!({"timeout": 1}));
-        assert_eq!(v["operations"]["hold"]["outcomes"]["unavailable"]["count"], 100);
+        assert_eq!(
+            v["operations"]["hold"]["outcomes"]["unavailable"]["count"],
+            100
+        );
         assert_eq!(v["operations"]["purchase"]["count"], 101);
         assert_eq!(v["timeline"].as_array().unwrap().len(), 3);
         assert_eq!(v["seed"], 42);

@@ -125,7 +125,10 @@ impl Rule {
             _ => None,
         };
         let (metric, value) = if let Some(p) = percentile {
-            (Metric::Latency(p), parse_ms(rhs).ok_or_else(|| bad("bad latency"))?)
+            (
+                Metric::Latency(p),
+                parse_ms(rhs).ok_or_else(|| bad("bad latency"))?,
+            )
         } else {
             let outcome = match name.as_str() {
                 "errors" => Some(None),
@@ -137,10 +140,19 @@ impl Rule {
             let number = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
             match (name.as_str(), outcome) {
                 ("rps", _) => (Metric::Rps, number(rhs).ok_or_else(|| bad("bad number"))?),
-                ("requests", _) => (Metric::Requests, number(rhs).ok_or_else(|| bad("bad number"))?),
+                ("requests", _) => (
+                    Metric::Requests,
+                    number(rhs).ok_or_else(|| bad("bad number"))?,
+                ),
                 (_, Some(o)) => match rhs.strip_suffix('%') {
-                    Some(p) => (Metric::Percent(o), number(p).ok_or_else(|| bad("bad percentage"))?),
-                    None => (Metric::Count(o), number(rhs).ok_or_else(|| bad("bad number"))?),
+                    Some(p) => (
+                        Metric::Percent(o),
+                        number(p).ok_or_else(|| bad("bad percentage"))?,
+                    ),
+                    None => (
+                        Metric::Count(o),
+                        number(rhs).ok_or_else(|| bad("bad number"))?,
+                    ),
                 },
                 _ => return Err(bad(&format!("unknown metric {name:?}"))),
             }
@@ -178,7 +190,10 @@ impl Rule {
         match self.metric {
             Metric::Latency(p) => {
                 let l = match self.op {
-                    Some(op) => stats.op(op).map(|g| Latency::of(&g.latency)).unwrap_or_default(),
+                    Some(op) => stats
+                        .op(op)
+                        .map(|g| Latency::of(&g.latency))
+                        .unwrap_or_default(),
                     None => Latency::of(&stats.overall.latency),
                 };
                 match p {
@@ -281,7 +296,14 @@ mod tests {
     #[test]
     fn rejects_nonsense_with_a_message() {
         for bad in [
-            "", "p99", "p98>5ms", "p99>fast", "errors>-1", "rps<x", "ship.p99>1ms", "p99=5ms",
+            "",
+            "p99",
+            "p98>5ms",
+            "p99>fast",
+            "errors>-1",
+            "rps<x",
+            "ship.p99>1ms",
+            "p99=5ms",
         ] {
             let e = Rule::parse(bad).unwrap_err();
             assert!(e.contains("--fail-if"), "{bad}: {e}");
@@ -291,7 +313,11 @@ mod tests {
     fn stats() -> Stats {
         let mut s = Stats::new();
         for i in 1..=100u64 {
-            let (op, status) = if i <= 90 { (Op::Hold, 201) } else { (Op::Purchase, 503) };
+            let (op, status) = if i <= 90 {
+                (Op::Hold, 201)
+            } else {
+                (Op::Purchase, 503)
+            };
             s.record(&Sample {
                 op,
                 outcome: Outcome::of_status(op, status),
