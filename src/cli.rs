@@ -141,7 +141,7 @@ pub struct StressArgs {
     #[arg(short = 'c', long = "connections", default_value_t = 50, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub connections: u64,
-    /// Stop after this many requests in all.
+    /// Stop after this many requests in all (holds, purchases and reads alike).
     #[arg(short = 'n', long = "requests", value_name = "N", conflicts_with = "duration",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,

@@ -40,6 +40,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const CHANNEL_BATCHES: usize = 1024;
 /// Longest wait for the first answer of the target.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause after a connection error before the task tries again.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// Random user ids are drawn from this many.
 const USERS: u64 = 1_000_000_000;
 
@@ -547,6 +549,11 @@ impl Worker {
         });
         if self.batch.len() >= BATCH || self.last_flush.elapsed() >= FLUSH_EVERY {
             self.flush().await;
+        }
+        if outcome == Outcome::ConnectionError {
+            // A refused connection fails in microseconds: without a pause
+            // every task would spin on connect() while the target is down.
+            tokio::time::sleep(CONNECT_BACKOFF).await;
         }
         Some(Done {
             outcome,
