@@ -42,6 +42,8 @@ pub enum LogFormat {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API.
@@ -60,6 +62,8 @@ pub enum Command {
     /// Operator actions on holds.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Load-test a running service and check its invariants.
+    Stress(StressArgs),
 }
 
 /// `inspect`
@@ -200,6 +204,85 @@ pub struct EventCreateArgs {
     /// Most tickets in one hold.
     #[arg(long, default_value_t = 10)]
     pub max_per_hold: u64,
+}
+
+/// `stress`
+#[derive(Debug, Args)]
+pub struct StressArgs {
+    /// Base URL of the service, e.g. http://127.0.0.1:3000.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Event to load.
+    #[arg(long, default_value = "default", value_name = "ID")]
+    pub event: String,
+    /// What every client does.
+    #[arg(long, value_enum, default_value_t = ScenarioArg::Reserve)]
+    pub scenario: ScenarioArg,
+    /// Concurrent clients, one keep-alive connection each.
+    #[arg(short = 'c', long = "connections", default_value_t = 50, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub connections: u64,
+    /// Stop after this many requests in all (holds, purchases and reads alike).
+    #[arg(short = 'n', long = "requests", value_name = "N", conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Stop after this long (default 10s when -n is not given).
+    #[arg(short = 'd', long = "duration", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Open model: this many requests per second over all clients, latency
+    /// counted from each request's intended start.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Ramp up from 0 to the rate (or to all connections) over this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
+    /// Hold this many tickets chosen by the service instead of one random ticket.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub quantity: Option<u64>,
+    /// reserve-buy, hot: pause between a won hold and its purchase.
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+    pub think: Duration,
+    /// reserve-buy, hot: percentage of won holds left to expire instead of bought.
+    #[arg(long, default_value_t = 0.0, value_name = "PCT")]
+    pub abandon: f64,
+    /// hot: how many tickets every client fights over.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub hot_tickets: u64,
+    /// Seed of every random choice, to replay a run (default: random, printed).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Longest wait for one answer.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw latency over time and the latency histogram to FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Exit 3 when the rule holds, e.g. 'p99>50ms', 'errors>0', 'rps<1000' (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR")]
+    pub fail_if: Vec<String>,
+    /// After the run, check the event's invariants against what the run saw; exit 4 on a violation.
+    #[arg(long)]
+    pub audit: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// `stress --scenario`
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ScenarioArg {
+    /// Hold one random ticket (or --quantity).
+    Reserve,
+    /// Hold, think, buy (or --abandon a share of holds).
+    ReserveBuy,
+    /// Every client fights over the same --hot-tickets tickets.
+    Hot,
+    /// Availability reads.
+    Browse,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

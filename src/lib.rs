@@ -6,6 +6,7 @@
 //! - [`store`]: the only code that talks to Redis (keys, Lua scripts, queries).
 //! - [`daemon`]: the HTTP API and the workers.
 //! - [`inspect`]: operator snapshots and their tables.
+//! - [`stress`]: the load generator and invariant auditor.
 //! - [`time`]: timestamp formatting.
 
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod inspect;
 pub mod store;
+pub mod stress;
 pub mod time;
 
 use cli::{Cli, LogFormat};
@@ -28,6 +30,22 @@ pub const EXIT_FAILURE: i32 = 1;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Exit status when a `stress --fail-if` rule is violated.
+pub const EXIT_RULE: i32 = 3;
+/// Exit status when `stress --audit` finds a broken invariant.
+pub const EXIT_AUDIT: i32 = 4;
+
+/// A run that completed but failed a check the user asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailed {
+    /// A `--fail-if` rule held (exit status 3).
+    #[error("{0}")]
+    Rule(String),
+    /// An invariant was broken (exit status 4).
+    #[error("{0}")]
+    Audit(String),
+}
+
 /// Runs one command line to completion.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(cli.global.log_format);
@@ -39,6 +57,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Exit status for an error returned by [`run`].
 pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(c) = err.chain().find_map(|e| e.downcast_ref::<CheckFailed>()) {
+        return match c {
+            CheckFailed::Rule(_) => EXIT_RULE,
+            CheckFailed::Audit(_) => EXIT_AUDIT,
+        };
+    }
     let usage = err
         .chain()
         .any(|e| e.is::<config::ConfigError>() || e.is::<UsageError>());

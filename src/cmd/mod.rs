@@ -6,6 +6,7 @@ mod event;
 mod hold;
 mod inspect;
 mod serve;
+mod stress;
 mod work;
 
 use anyhow::Context;
@@ -23,6 +24,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&cli.global, args).await,
         Command::Dlq(cmd) => dlq::run(&cli.global, cmd).await,
         Command::Hold(cmd) => hold::run(&cli.global, cmd).await,
+        Command::Stress(args) => stress::run(args).await,
     }
 }
 

@@ -1,0 +1,147 @@
+//! `ticketctl stress`: checks the flags and turns them into a
+//! [`WorkMode`] before any request, runs the load with Ctrl-C as the
+//! shutdown signal (a partial report still follows), prints the report,
+//! writes `--json` and `--plot`, and turns broken `--fail-if` rules and
+//! audit violations into their exit statuses.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+
+use crate::cli::{ScenarioArg, StressArgs};
+use crate::stress::client::Target;
+use crate::stress::{self, report, rules, ProgressMode, Scenario, Stop, StressError, WorkMode};
+use crate::{CheckFailed, UsageError};
+
+pub async fn run(a: StressArgs) -> anyhow::Result<()> {
+    let rules = rules::parse_all(&a.fail_if).map_err(UsageError)?;
+    let mode = work_mode(&a).await?;
+    let shutdown = async {
+        // Without a signal handler the run simply cannot be interrupted;
+        // it must not be interrupted at once.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = stress::run(mode, shutdown).await.map_err(|e| match e {
+        StressError::Usage(m) => anyhow::Error::new(UsageError(m)),
+        other => anyhow::Error::new(other),
+    })?;
+
+    let violations = rules::violations(&rules, &report.stats);
+    // Files first: a closed stdout (a pager quit early) must not lose them.
+    if let Some(path) = &a.json {
+        let doc = report::json(&report, &a.fail_if, &violations);
+        let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &a.plot {
+        std::fs::write(path, report::svg(&report.stats))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let printed = report::write_text(&mut std::io::stdout().lock(), &report, &violations);
+    match printed {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot print the report")
+        }
+        _ => {}
+    }
+    if let Some(audit) = report.audit.as_ref().filter(|a| !a.violations.is_empty()) {
+        return Err(
+            CheckFailed::Audit(format!("audit failed: {}", audit.violations.join("; "))).into(),
+        );
+    }
+    if !violations.is_empty() {
+        let list: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
+        return Err(CheckFailed::Rule(format!("--fail-if violated: {}", list.join("; "))).into());
+    }
+    Ok(())
+}
+
+/// Checks every flag and decides the whole run.
+async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
+    let usage = |m: String| anyhow::Error::new(UsageError(m));
+    if !crate::config::valid_event_id(&a.event) {
+        return Err(usage(format!(
+            "--event {:?} must be 1-64 characters of a-z A-Z 0-9 - _",
+            a.event
+        )));
+    }
+    match a.url.parse::<hyper::Uri>() {
+        Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => {}
+        _ => {
+            return Err(usage(format!(
+                "--url {:?} must be an http:// URL such as http://127.0.0.1:3000",
+                a.url
+            )))
+        }
+    }
+    if let Some(r) = a.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(usage(format!("--rate must be a positive number (got {r})")));
+        }
+    }
+    if !(0.0..=100.0).contains(&a.abandon) {
+        return Err(usage(format!(
+            "--abandon must be 0..=100 (got {})",
+            a.abandon
+        )));
+    }
+    if a.timeout.is_zero() {
+        return Err(usage("--timeout must be greater than 0".into()));
+    }
+    let scenario = match a.scenario {
+        ScenarioArg::Reserve => Scenario::Reserve,
+        ScenarioArg::ReserveBuy => Scenario::ReserveBuy,
+        ScenarioArg::Hot => Scenario::Hot,
+        ScenarioArg::Browse => Scenario::Browse,
+    };
+    if a.quantity.is_some() && matches!(scenario, Scenario::Hot | Scenario::Browse) {
+        return Err(usage(
+            "--quantity applies to the reserve and reserve-buy scenarios".into(),
+        ));
+    }
+    let stop = match (a.requests, a.duration) {
+        (Some(n), _) => Stop::Requests(n),
+        (None, Some(d)) if d.is_zero() => {
+            return Err(usage("--duration must be greater than 0".into()))
+        }
+        (None, Some(d)) => Stop::Duration(d),
+        (None, None) => Stop::Duration(std::time::Duration::from_secs(10)),
+    };
+    let target = Target::resolve(&a.url)
+        .await
+        .map_err(|m| anyhow::anyhow!(m))?;
+    let seed = a.seed.unwrap_or_else(|| {
+        getrandom::u64().unwrap_or_else(|_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        })
+    });
+    let progress = if a.quiet {
+        ProgressMode::Off
+    } else if std::io::stderr().is_terminal() {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Lines
+    };
+    Ok(WorkMode {
+        target,
+        event: a.event.clone(),
+        scenario,
+        connections: a.connections as usize,
+        stop,
+        rate: a.rate,
+        ramp: a.ramp,
+        quantity: a.quantity,
+        think: a.think,
+        abandon: a.abandon / 100.0,
+        hot_tickets: a.hot_tickets,
+        seed,
+        timeout: a.timeout,
+        audit: a.audit,
+        progress,
+    })
+}

@@ -1,0 +1,697 @@
+//! The load generator behind `ticketctl stress`: turns a [`WorkMode`] into
+//! N client tasks, each with one keep-alive connection, that play a
+//! ticketing scenario and send compact [`Sample`]s in batches over a bounded
+//! channel to one collector that owns the [`Stats`]. Closed model (each
+//! task sends as soon as its last answer came) or open model (`--rate`: a
+//! global schedule of intended start times; latency counts from the
+//! intended start, so a slow service cannot hide its queueing, as in wrk2).
+//! Display lives in `progress.rs` and `report.rs`; judging in `rules.rs`
+//! and `audit.rs`.
+
+pub mod audit;
+pub mod client;
+pub mod progress;
+pub mod report;
+pub mod rules;
+pub mod stats;
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Bytes;
+use hyper::Method;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use audit::{AuditLog, AuditReport, Counts, WonHold};
+use client::{Client, Reply, Target};
+use stats::{Op, Outcome, Sample, Stats};
+
+/// Samples a task gathers before sending them to the collector.
+const BATCH: usize = 256;
+/// Longest a sample waits in a task's batch, so progress stays live.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Batches in flight to the collector before tasks wait (back-pressure).
+const CHANNEL_BATCHES: usize = 1024;
+/// Longest wait for the first answer of the target.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause after a connection error before the task tries again.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// Random user ids are drawn from this many.
+const USERS: u64 = 1_000_000_000;
+
+/// What each client task plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Hold one random ticket (or `quantity` tickets) and keep it.
+    Reserve,
+    /// Hold, think, then buy (or abandon a share of holds to expiry).
+    ReserveBuy,
+    /// Every client fights over the same few tickets, buying what it wins.
+    Hot,
+    /// Availability reads: ticket pages and event counts.
+    Browse,
+}
+
+impl Scenario {
+    /// Name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Reserve => "reserve",
+            Scenario::ReserveBuy => "reserve-buy",
+            Scenario::Hot => "hot",
+            Scenario::Browse => "browse",
+        }
+    }
+}
+
+/// When the run stops issuing requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// After this many requests in all.
+    Requests(u64),
+    /// After this long; iterations under way finish.
+    Duration(Duration),
+}
+
+/// How the run reports progress while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// An indicatif bar (a terminal).
+    Bar,
+    /// A plain line per second (a log or a pipe).
+    Lines,
+    /// Nothing.
+    Off,
+}
+
+/// Everything a run needs, decided before any request is sent.
+#[derive(Debug, Clone)]
+pub struct WorkMode {
+    /// The service.
+    pub target: Target,
+    /// Event id.
+    pub event: String,
+    /// What the clients do.
+    pub scenario: Scenario,
+    /// Client tasks, each with one connection.
+    pub connections: usize,
+    /// When to stop.
+    pub stop: Stop,
+    /// Open model: requests per second over all clients.
+    pub rate: Option<f64>,
+    /// Ramp from 0 to the rate (or to all connections) over this long.
+    pub ramp: Option<Duration>,
+    /// Hold this many tickets picked by the service instead of one random ticket.
+    pub quantity: Option<u64>,
+    /// Pause between a won hold and its purchase.
+    pub think: Duration,
+    /// Share of won holds left to expire instead of bought, 0.0..=1.0.
+    pub abandon: f64,
+    /// `hot`: how many tickets everybody fights over.
+    pub hot_tickets: u64,
+    /// Seed of every random choice (users, tickets, abandons).
+    pub seed: u64,
+    /// Longest wait for one answer.
+    pub timeout: Duration,
+    /// Track holds and purchases and check the invariants afterwards.
+    pub audit: bool,
+    /// Progress display.
+    pub progress: ProgressMode,
+}
+
+/// Why a run could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StressError {
+    /// The target does not answer.
+    #[error("cannot reach {url}: {cause}")]
+    Unreachable {
+        /// `--url`
+        url: String,
+        /// What failed.
+        cause: String,
+    },
+    /// The event does not exist there.
+    #[error("event {event:?} does not exist at {url}")]
+    NoEvent {
+        /// `--event`
+        event: String,
+        /// `--url`
+        url: String,
+    },
+    /// The flags do not fit the event.
+    #[error("{0}")]
+    Usage(String),
+    /// The target answered something unexpected.
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Report {
+    /// The plan it followed.
+    pub mode: WorkMode,
+    /// The event's capacity.
+    pub capacity: u64,
+    /// The measurements.
+    pub stats: Stats,
+    /// `--audit` results.
+    pub audit: Option<AuditReport>,
+    /// Stopped early by Ctrl-C.
+    pub interrupted: bool,
+}
+
+/// Counts of the run so far, for the progress display.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Requests finished.
+    pub requests: AtomicU64,
+    /// Of those, errors.
+    pub errors: AtomicU64,
+}
+
+/// Runs the load until it is done or `shutdown` resolves (then the report
+/// is partial and says so).
+pub async fn run(
+    mode: WorkMode,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Report, StressError> {
+    let mut probe = Client::new(mode.target.clone(), PREFLIGHT_TIMEOUT.min(mode.timeout));
+    let before = read_event(&mut probe, &mode).await?;
+    if let Some(q) = mode.quantity {
+        if q > before.max_per_hold {
+            return Err(StressError::Usage(format!(
+                "--quantity {q} exceeds the event's maxTicketsPerHold {}",
+                before.max_per_hold
+            )));
+        }
+    }
+    let capacity = before.counts.capacity;
+    let stop = CancellationToken::new();
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        hot: mode.hot_tickets.clamp(1, capacity),
+        capacity,
+        deadline: match mode.stop {
+            Stop::Duration(d) => Some(start + d),
+            Stop::Requests(_) => None,
+        },
+        limit: match mode.stop {
+            Stop::Requests(n) => n,
+            Stop::Duration(_) => u64::MAX,
+        },
+        issued: AtomicU64::new(0),
+        slots: AtomicU64::new(0),
+        start,
+        stop: stop.clone(),
+        events_path: format!("/v1/events/{}", mode.event),
+        holds_path: format!("/v1/events/{}/holds", mode.event),
+        mode: mode.clone(),
+    });
+
+    let live = Arc::new(Live::default());
+    let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(CHANNEL_BATCHES);
+    let collector = {
+        let live = live.clone();
+        tokio::spawn(async move {
+            let mut stats = Stats::new();
+            while let Some(batch) = rx.recv().await {
+                let errors = batch.iter().filter(|s| s.outcome.is_error()).count();
+                for s in &batch {
+                    stats.record(s);
+                }
+                live.requests
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                live.errors.fetch_add(errors as u64, Ordering::Relaxed);
+            }
+            stats
+        })
+    };
+    let progress_done = CancellationToken::new();
+    let progress = tokio::spawn(progress::show(
+        mode.progress,
+        mode.stop,
+        live.clone(),
+        start,
+        progress_done.clone(),
+    ));
+
+    let mut tasks = JoinSet::new();
+    for id in 0..mode.connections {
+        tasks.spawn(client_task(id, shared.clone(), tx.clone()));
+    }
+    drop(tx);
+
+    let mut logs = Vec::new();
+    let mut interrupted = false;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok(log)) => logs.push(log),
+                Some(Err(e)) => return Err(StressError::Unexpected(format!("a client task failed: {e}"))),
+                None => break,
+            },
+            _ = &mut shutdown, if !interrupted => {
+                interrupted = true;
+                stop.cancel();
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let mut stats = collector
+        .await
+        .map_err(|e| StressError::Unexpected(format!("the collector failed: {e}")))?;
+    stats.duration = elapsed;
+    progress_done.cancel();
+    let _ = progress.await;
+
+    let audit = if mode.audit {
+        let after = read_event(&mut probe, &mode).await?;
+        let read_recv_us = start.elapsed().as_micros() as u64;
+        Some(audit::check(logs, after.counts, read_recv_us))
+    } else {
+        None
+    };
+    Ok(Report {
+        mode,
+        capacity,
+        stats,
+        audit,
+        interrupted,
+    })
+}
+
+/// The event as `GET /v1/events/{id}` shows it.
+struct EventInfo {
+    counts: Counts,
+    max_per_hold: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventBody {
+    capacity: u64,
+    available: u64,
+    held: u64,
+    sold: u64,
+    #[serde(default)]
+    max_tickets_per_hold: Option<u64>,
+}
+
+async fn read_event(client: &mut Client, mode: &WorkMode) -> Result<EventInfo, StressError> {
+    let url = mode.target.url.clone();
+    let path = format!("/v1/events/{}", mode.event);
+    match client.send(Method::GET, &path, None).await {
+        Reply::Response { status: 200, body } => {
+            let e: EventBody = serde_json::from_slice(&body).map_err(|e| {
+                StressError::Unexpected(format!("GET {path} at {url} is not an event: {e}"))
+            })?;
+            Ok(EventInfo {
+                counts: Counts {
+                    capacity: e.capacity,
+                    available: e.available,
+                    held: e.held,
+                    sold: e.sold,
+                },
+                max_per_hold: e.max_tickets_per_hold.unwrap_or(u64::MAX),
+            })
+        }
+        Reply::Response { status: 404, .. } => Err(StressError::NoEvent {
+            event: mode.event.clone(),
+            url,
+        }),
+        Reply::Response { status, .. } => Err(StressError::Unexpected(format!(
+            "GET {path} at {url} answered {status}"
+        ))),
+        Reply::Timeout => Err(StressError::Unreachable {
+            url,
+            cause: format!("no answer within {:?}", PREFLIGHT_TIMEOUT.min(mode.timeout)),
+        }),
+        Reply::Connection(cause) => Err(StressError::Unreachable { url, cause }),
+    }
+}
+
+/// What every client task shares.
+struct Shared {
+    mode: WorkMode,
+    capacity: u64,
+    hot: u64,
+    start: Instant,
+    deadline: Option<Instant>,
+    limit: u64,
+    /// Requests claimed so far (against `-n`).
+    issued: AtomicU64,
+    /// Open-model slots claimed so far.
+    slots: AtomicU64,
+    stop: CancellationToken,
+    events_path: String,
+    holds_path: String,
+}
+
+/// Offset of the `k`-th request of the open model from the start: `k/rate`,
+/// or along a linear ramp from 0 to `rate` over `ramp` and then steady.
+pub fn schedule(k: u64, rate: f64, ramp: Option<Duration>) -> Duration {
+    let k = k as f64;
+    let secs = match ramp {
+        Some(r) if !r.is_zero() => {
+            let t = r.as_secs_f64();
+            // Requests sent during the ramp: rate * t / 2.
+            let during = rate * t / 2.0;
+            if k < during {
+                (2.0 * t * k / rate).sqrt()
+            } else {
+                t + (k - during) / rate
+            }
+        }
+        _ => k / rate,
+    };
+    Duration::from_secs_f64(secs)
+}
+
+/// splitmix64: tiny, fast and reproducible from `--seed`.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, stream: usize) -> Rng {
+        let mut r = Rng(seed ^ (stream as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+        r.next();
+        r
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Uniform in `0.0..1.0`.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HoldBody {
+    hold_id: String,
+    ticket_ids: Vec<u64>,
+    #[serde(default)]
+    ttl_ms: u64,
+}
+
+/// One client task's state: its connection, random stream and buffers.
+struct Worker {
+    id: usize,
+    sh: Arc<Shared>,
+    client: Client,
+    rng: Rng,
+    tx: mpsc::Sender<Vec<Sample>>,
+    batch: Vec<Sample>,
+    last_flush: Instant,
+    body: String,
+    path: String,
+    log: AuditLog,
+}
+
+/// A request's result as the scenario needs it.
+struct Done {
+    outcome: Outcome,
+    body: Bytes,
+    sent_us: u64,
+    recv_us: u64,
+}
+
+async fn client_task(id: usize, sh: Arc<Shared>, tx: mpsc::Sender<Vec<Sample>>) -> AuditLog {
+    let mut w = Worker {
+        id,
+        client: Client::new(sh.mode.target.clone(), sh.mode.timeout),
+        rng: Rng::new(sh.mode.seed, id),
+        tx,
+        batch: Vec::with_capacity(BATCH),
+        last_flush: Instant::now(),
+        body: String::with_capacity(128),
+        path: String::with_capacity(128),
+        log: AuditLog::default(),
+        sh,
+    };
+    w.run().await;
+    w.flush().await;
+    w.log
+}
+
+impl Worker {
+    async fn run(&mut self) {
+        let sh = self.sh.clone();
+        // Closed model with a ramp: connections join one by one.
+        if let (None, Some(ramp)) = (sh.mode.rate, sh.mode.ramp) {
+            let at = sh.start + ramp.mul_f64(self.id as f64 / sh.mode.connections as f64);
+            if !self.sleep_until(at).await {
+                return;
+            }
+        }
+        while let Some(intended) = self.pace().await {
+            let go_on = match sh.mode.scenario {
+                Scenario::Reserve => self.hold_flow(intended, false, false).await,
+                Scenario::ReserveBuy => self.hold_flow(intended, true, false).await,
+                Scenario::Hot => self.hold_flow(intended, true, true).await,
+                Scenario::Browse => self.browse(intended).await,
+            };
+            if !go_on {
+                break;
+            }
+        }
+    }
+
+    /// Sleeps until `at`; false when the run was interrupted meanwhile.
+    async fn sleep_until(&self, at: Instant) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => true,
+            _ = self.sh.stop.cancelled() => false,
+        }
+    }
+
+    /// Waits for the next iteration's turn. `None`: stop. `Some(Some(t))`:
+    /// open model, `t` is the intended start.
+    async fn pace(&mut self) -> Option<Option<Instant>> {
+        let sh = self.sh.clone();
+        if sh.stop.is_cancelled() || sh.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let Some(rate) = sh.mode.rate else {
+            return Some(None);
+        };
+        let k = sh.slots.fetch_add(1, Ordering::Relaxed);
+        let at = sh.start + schedule(k, rate, sh.mode.ramp);
+        if sh.deadline.is_some_and(|d| at >= d) || !self.sleep_until(at).await {
+            return None;
+        }
+        Some(Some(at))
+    }
+
+    /// Claims one request against `-n`.
+    fn claim(&self) -> bool {
+        self.sh.issued.fetch_add(1, Ordering::Relaxed) < self.sh.limit
+    }
+
+    fn micros(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.sh.start).as_micros() as u64
+    }
+
+    /// Sends one request and records its sample; `None` when the run was
+    /// interrupted or `-n` is used up.
+    async fn request(
+        &mut self,
+        op: Op,
+        method: Method,
+        body: Option<Bytes>,
+        intended: Option<Instant>,
+    ) -> Option<Done> {
+        if !self.claim() {
+            return None;
+        }
+        let sent = Instant::now();
+        let path = std::mem::take(&mut self.path);
+        let reply = tokio::select! {
+            r = self.client.send(method, &path, body) => r,
+            _ = self.sh.stop.cancelled() => {
+                self.path = path;
+                return None;
+            }
+        };
+        self.path = path;
+        let end = Instant::now();
+        let (outcome, status, body) = match reply {
+            Reply::Response { status, body } => (Outcome::of_status(op, status), status, body),
+            Reply::Timeout => (Outcome::Timeout, 0, Bytes::new()),
+            Reply::Connection(_) => (Outcome::ConnectionError, 0, Bytes::new()),
+        };
+        let from = intended.unwrap_or(sent).min(sent);
+        self.batch.push(Sample {
+            op,
+            outcome,
+            status,
+            end_us: self.micros(end),
+            latency_us: end.duration_since(from).as_micros() as u64,
+        });
+        if self.batch.len() >= BATCH || self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush().await;
+        }
+        if outcome == Outcome::ConnectionError {
+            // A refused connection fails in microseconds: without a pause
+            // every task would spin on connect() while the target is down.
+            tokio::time::sleep(CONNECT_BACKOFF).await;
+        }
+        Some(Done {
+            outcome,
+            body,
+            sent_us: self.micros(sent),
+            recv_us: self.micros(end),
+        })
+    }
+
+    async fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        // The collector only goes away when the run is over.
+        let _ = self.tx.send(batch).await;
+    }
+
+    fn user(&mut self) -> u64 {
+        self.rng.below(USERS)
+    }
+
+    /// Hold (and perhaps buy). False: stop the task.
+    async fn hold_flow(&mut self, intended: Option<Instant>, buy: bool, hot: bool) -> bool {
+        let sh = self.sh.clone();
+        let user = self.user();
+        let ticket = 1 + self.rng.below(if hot { sh.hot } else { sh.capacity });
+        self.body.clear();
+        match sh.mode.quantity.filter(|_| !hot) {
+            Some(q) => write!(self.body, r#"{{"userId":"u{user}","quantity":{q}}}"#),
+            None => write!(
+                self.body,
+                r#"{{"userId":"u{user}","ticketIds":[{ticket}]}}"#
+            ),
+        }
+        .expect("writing to a String");
+        self.path.clear();
+        self.path.push_str(&sh.holds_path);
+        let body = Bytes::copy_from_slice(self.body.as_bytes());
+        let Some(done) = self
+            .request(Op::Hold, Method::POST, Some(body), intended)
+            .await
+        else {
+            return false;
+        };
+        if done.outcome != Outcome::Won || !(buy || sh.mode.audit) {
+            return true;
+        }
+        let Ok(hold) = serde_json::from_slice::<HoldBody>(&done.body) else {
+            return true;
+        };
+        let logged = sh.mode.audit.then(|| {
+            self.log.holds.push(WonHold {
+                tickets: hold.ticket_ids,
+                sent_us: done.sent_us,
+                recv_us: done.recv_us,
+                ttl_us: hold.ttl_ms * 1000,
+                purchased: false,
+            });
+            self.log.holds.len() - 1
+        });
+        if !buy || self.rng.unit() < sh.mode.abandon {
+            return true;
+        }
+        if !sh.mode.think.is_zero() && !self.sleep_until(Instant::now() + sh.mode.think).await {
+            return false;
+        }
+        self.path.clear();
+        write!(self.path, "/v1/holds/{}/purchase", hold.hold_id).expect("writing to a String");
+        self.body.clear();
+        write!(self.body, r#"{{"userId":"u{user}"}}"#).expect("writing to a String");
+        let body = Bytes::copy_from_slice(self.body.as_bytes());
+        let Some(done) = self
+            .request(Op::Purchase, Method::POST, Some(body), None)
+            .await
+        else {
+            return false;
+        };
+        if let (Outcome::Won, Some(i)) = (done.outcome, logged) {
+            self.log.holds[i].purchased = true;
+        }
+        true
+    }
+
+    /// One availability read: a page of available tickets or the counts.
+    async fn browse(&mut self, intended: Option<Instant>) -> bool {
+        let sh = self.sh.clone();
+        self.path.clear();
+        if self.rng.below(2) == 0 {
+            let after = self.rng.below(sh.capacity);
+            write!(
+                self.path,
+                "{}/tickets?limit=100&after={after}",
+                sh.events_path
+            )
+            .expect("writing to a String");
+        } else {
+            self.path.push_str(&sh.events_path);
+        }
+        self.request(Op::Read, Method::GET, None, intended)
+            .await
+            .is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_schedule_is_even_and_ramps_linearly() {
+        assert_eq!(schedule(0, 100.0, None), Duration::ZERO);
+        assert_eq!(schedule(50, 100.0, None), Duration::from_millis(500));
+        let ramp = Some(Duration::from_secs(2));
+        // 100/s ramped over 2 s: 100 requests during the ramp, the 25th at 1 s.
+        assert!((schedule(25, 100.0, ramp).as_secs_f64() - 1.0).abs() < 1e-9);
+        assert!((schedule(100, 100.0, ramp).as_secs_f64() - 2.0).abs() < 1e-9);
+        assert!((schedule(200, 100.0, ramp).as_secs_f64() - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_random_stream_is_reproducible_and_in_range() {
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 3);
+                move |_| r.below(10)
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7, 3);
+                move |_| r.below(10)
+            })
+            .collect();
+        assert_eq!(a, b);
+        let mut r = Rng::new(7, 4);
+        assert!((0..1000).all(|_| r.below(3) < 3));
+        assert!((0..1000).all(|_| (0.0..1.0).contains(&r.unit())));
+    }
+}

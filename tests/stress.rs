@@ -1,0 +1,351 @@
+//! `ticketctl stress` against a real `serve` and a private Redis: every
+//! scenario with its JSON checked, `--fail-if` and `--audit` exit
+//! statuses (an audit failure against a deliberately lying service), and
+//! a target that is down.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::{run_cli, Redis, ServeProc};
+use serde_json::{json, Value};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A `serve` with an event `gig` of `capacity` tickets.
+fn serve(capacity: u64) -> (Redis, ServeProc) {
+    let redis = Redis::start();
+    let o = run_cli(&[
+        "event",
+        "create",
+        "gig",
+        "--capacity",
+        &capacity.to_string(),
+        "--redis",
+        &redis.url(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let serve = ServeProc::start(&redis, &[]);
+    (redis, serve)
+}
+
+fn json_file(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tc-stress-{}-{name}.json", std::process::id()))
+}
+
+/// Runs `stress` with `args` plus `--json`, returning the output and the document.
+fn stress(serve: &ServeProc, name: &str, args: &[&str]) -> (std::process::Output, Value) {
+    let file = json_file(name);
+    let url = format!("http://{}", serve.addr);
+    let mut all = vec!["stress", "--url", &url, "--json", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = run_cli(&all);
+    let doc = std::fs::read_to_string(&file)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    let _ = std::fs::remove_file(&file);
+    (o, doc)
+}
+
+fn status(doc: &Value, code: &str) -> u64 {
+    doc["statusCounts"][code].as_u64().unwrap_or(0)
+}
+
+fn assert_contract_fields(doc: &Value) {
+    for k in ["requests", "durationSecs", "rps"] {
+        assert!(doc[k].is_number(), "{k} in {doc}");
+    }
+    for k in ["p50", "p90", "p99", "p999", "max", "mean"] {
+        assert!(doc["latencyMs"][k].is_number(), "latencyMs.{k} in {doc}");
+    }
+    assert!(doc["statusCounts"].is_object() && doc["errors"].is_object());
+    let counted: u64 = doc["statusCounts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, doc["requests"].as_u64().unwrap(), "{doc}");
+}
+
+#[test]
+fn reserve_holds_each_ticket_once() {
+    let (_r, serve) = serve(100);
+    let (o, doc) = stress(
+        &serve,
+        "reserve",
+        &[
+            "--event", "gig", "-c", "8", "-n", "300", "--seed", "1", "--audit",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    assert_contract_fields(&doc);
+    assert_eq!(doc["requests"], 300);
+    assert_eq!(doc["errors"], json!({}));
+    let won = status(&doc, "201");
+    assert!(won > 0 && won <= 100, "{doc}");
+    assert_eq!(won + status(&doc, "409"), 300);
+    let hold = &doc["operations"]["hold"];
+    assert_eq!(hold["outcomes"]["won"]["count"], won);
+    assert_eq!(doc["audit"]["held"], won, "{doc}");
+    assert_eq!(doc["audit"]["violations"], json!([]));
+    let text = stdout(&o);
+    assert!(
+        text.contains("p99.9 ms") && text.contains("unavailable"),
+        "{text}"
+    );
+}
+
+#[test]
+fn reserve_buy_buys_and_abandons_and_the_audit_agrees() {
+    let (_r, serve) = serve(100_000);
+    let (o, doc) = stress(
+        &serve,
+        "reserve-buy",
+        &[
+            "--event",
+            "gig",
+            "--scenario",
+            "reserve-buy",
+            "-c",
+            "6",
+            "-d",
+            "1s",
+            "--abandon",
+            "25",
+            "--audit",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    assert_contract_fields(&doc);
+    let bought = status(&doc, "202");
+    let held = status(&doc, "201");
+    assert!(bought > 0 && bought < held, "{doc}");
+    assert_eq!(doc["operations"]["purchase"]["count"], bought);
+    assert_eq!(doc["audit"]["ticketsBought"], bought);
+    assert_eq!(doc["audit"]["sold"], bought);
+    assert_eq!(doc["audit"]["held"], held - bought);
+    assert_eq!(doc["audit"]["violations"], json!([]));
+    assert!(!doc["timeline"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn hot_tickets_are_sold_once_each() {
+    let (_r, serve) = serve(1000);
+    let (o, doc) = stress(
+        &serve,
+        "hot",
+        &[
+            "--event",
+            "gig",
+            "--scenario",
+            "hot",
+            "--hot-tickets",
+            "3",
+            "-c",
+            "16",
+            "-n",
+            "400",
+            "--audit",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    assert_contract_fields(&doc);
+    assert!(status(&doc, "202") <= 3, "{doc}");
+    assert!(status(&doc, "409") >= 390, "{doc}");
+    assert!(doc["audit"]["sold"].as_u64().unwrap() <= 3);
+    assert_eq!(doc["audit"]["violations"], json!([]));
+}
+
+#[test]
+fn browse_at_a_fixed_rate() {
+    let (_r, serve) = serve(500);
+    let plot = std::env::temp_dir().join(format!("tc-stress-{}.svg", std::process::id()));
+    let (o, doc) = stress(
+        &serve,
+        "browse",
+        &[
+            "--event",
+            "gig",
+            "--scenario",
+            "browse",
+            "--rate",
+            "400",
+            "-n",
+            "200",
+            "-c",
+            "4",
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    assert_contract_fields(&doc);
+    assert_eq!(doc["statusCounts"], json!({"200": 200}));
+    assert_eq!(doc["operations"]["read"]["count"], 200);
+    // 200 requests at 400/s take half a second, whatever the service's speed.
+    let secs = doc["durationSecs"].as_f64().unwrap();
+    assert!((0.45..3.0).contains(&secs), "{secs}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    let _ = std::fs::remove_file(plot);
+}
+
+#[test]
+fn fail_if_exits_3_naming_the_rule_and_2_when_malformed() {
+    let (_r, serve) = serve(1000);
+    let (o, doc) = stress(
+        &serve,
+        "fail-if",
+        &[
+            "--event",
+            "gig",
+            "-n",
+            "50",
+            "--fail-if",
+            "rps<1",
+            "--fail-if",
+            "p99>0ms",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("p99>0ms") && !stderr(&o).contains("rps<1"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(doc["failIf"]["violations"][0]["rule"], "p99>0ms");
+
+    let (o, _) = stress(
+        &serve,
+        "pass",
+        &["--event", "gig", "-n", "50", "--fail-if", "errors>0"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let (o, _) = stress(
+        &serve,
+        "bad",
+        &["--event", "gig", "-n", "5", "--fail-if", "p99~5"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("p99~5"), "{}", stderr(&o));
+}
+
+/// A service that breaks every invariant: every hold gets ticket 1, every
+/// purchase succeeds, and its counts do not add up.
+async fn lying_service() -> std::net::SocketAddr {
+    let app = Router::new()
+        .route(
+            "/v1/events/{id}",
+            get(|| async {
+                Json(
+                    json!({"id": "gig", "capacity": 10, "available": 10, "held": 0, "sold": 5,
+                            "holdTtlSeconds": 60, "maxTicketsPerHold": 10}),
+                )
+            }),
+        )
+        .route(
+            "/v1/events/{id}/holds",
+            post(|| async {
+                (
+                    axum::http::StatusCode::CREATED,
+                    Json(
+                        json!({"holdId": "h1", "eventId": "gig", "userId": "u", "ticketIds": [1],
+                                "expiresAt": "2030-01-01T00:00:00.000Z", "ttlMs": 60000}),
+                    ),
+                )
+            }),
+        )
+        .route(
+            "/v1/holds/{id}/purchase",
+            post(|| async {
+                (
+                    axum::http::StatusCode::ACCEPTED,
+                    Json(json!({"orderId": "o1"})),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn audit_violations_exit_4() {
+    let addr = lying_service().await;
+    let o = tokio::task::spawn_blocking(move || {
+        run_cli(&[
+            "stress",
+            "--url",
+            &format!("http://{addr}"),
+            "--event",
+            "gig",
+            "--scenario",
+            "reserve-buy",
+            "-c",
+            "1",
+            "-n",
+            "10",
+            "--audit",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", stderr(&o), stdout(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("ticket 1 was bought in 5 different purchases"),
+        "{e}"
+    );
+    assert!(e.contains("not the capacity 10"), "{e}");
+    assert!(stdout(&o).contains("audit violation"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_target_that_is_down_fails_fast_with_one_line() {
+    let port = common::free_port();
+    let start = Instant::now();
+    let o = run_cli(&[
+        "stress",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "-d",
+        "30s",
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("cannot reach") && e.lines().count() == 1, "{e}");
+
+    let (_r, serve) = serve(10);
+    let (o, _) = stress(&serve, "missing", &["--event", "nope", "-d", "30s"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("\"nope\" does not exist"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run_cli(&["stress", "--url", "ftp://x", "-n", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run_cli(&[
+        "stress",
+        "--url",
+        "http://127.0.0.1:1",
+        "-n",
+        "1",
+        "-d",
+        "1s",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
