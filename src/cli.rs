@@ -249,6 +249,9 @@ pub struct StressArgs {
     #[arg(long, default_value_t = 10, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub hot_tickets: u64,
+    /// browse: GET this path on every request instead of the event's listings.
+    #[arg(long, value_name = "PATH", value_parser = parse_path)]
+    pub path: Option<String>,
     /// Seed of every random choice, to replay a run (default: random, printed).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -287,6 +290,14 @@ pub enum ScenarioArg {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s)
+}
+
+fn parse_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && !s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Ok(s.to_string())
+    } else {
+        Err("--path must start with / and contain no spaces".into())
+    }
 }
 
 fn parse_watch(s: &str) -> Result<Duration, String> {

@@ -3,6 +3,10 @@
 
 use clap::Parser;
 
+// glibc malloc showed up as a sixth of the server's profile under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = ticketctl::cli::Cli::parse();
     if let Err(e) = ticketctl::run(cli) {

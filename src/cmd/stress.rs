@@ -139,6 +139,7 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
         think: a.think,
         abandon: a.abandon / 100.0,
         hot_tickets: a.hot_tickets,
+        path: a.path.clone(),
         seed,
         timeout: a.timeout,
         audit: a.audit,

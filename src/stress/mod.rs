@@ -115,6 +115,9 @@ pub struct WorkMode {
     pub abandon: f64,
     /// `hot`: how many tickets everybody fights over.
     pub hot_tickets: u64,
+    /// `browse`: GET this path instead of the event's listings (e.g. `/healthz`,
+    /// to measure the generator against a server doing no work).
+    pub path: Option<String>,
     /// Seed of every random choice (users, tickets, abandons).
     pub seed: u64,
     /// Longest wait for one answer.
@@ -643,7 +646,9 @@ impl Worker {
     async fn browse(&mut self, intended: Option<Instant>) -> bool {
         let sh = self.sh.clone();
         self.path.clear();
-        if self.rng.below(2) == 0 {
+        if let Some(p) = &sh.mode.path {
+            self.path.push_str(p);
+        } else if self.rng.below(2) == 0 {
             let after = self.rng.below(sh.capacity);
             write!(
                 self.path,

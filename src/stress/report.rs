@@ -452,6 +452,7 @@ mod tests {
                 think: Duration::ZERO,
                 abandon: 0.0,
                 hot_tickets: 10,
+                path: None,
                 seed: 42,
                 timeout: Duration::from_secs(5),
                 audit: false,

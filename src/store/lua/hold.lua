@@ -31,9 +31,13 @@ if ARGV[3] == 't' then
       return idem_finish(ARGV[5], { 'invalid', 'ticketId ' .. fmt_int(t) .. ' is out of range 1..' .. meta.capacity })
     end
   end
-  local busy = {}
+  -- SETBIT answers the old bit, so one call both claims a free ticket and
+  -- finds a taken one; claims are undone below if any ticket is taken.
+  local busy, claimed = {}, {}
   for _, t in ipairs(tickets) do
-    if redis.call('GETBIT', K.taken, t) == 1 then
+    if redis.call('SETBIT', K.taken, t, 1) == 0 then
+      claimed[#claimed + 1] = t
+    else
       local gone = false
       if redis.call('GETBIT', K.sold, t) == 0 then
         -- Held: an expired holder counts as gone, whether or not a release
@@ -47,23 +51,31 @@ if ARGV[3] == 't' then
           gone = true
         elseif not h then
           -- Owner index without a hold record (state damaged by hand): the
-          -- ticket is not held by anyone, so repair the bit.
+          -- ticket is not held by anyone, so repair the counters.
           redis.call('HDEL', K.owner, t)
-          redis.call('SETBIT', K.taken, t, 0)
           redis.call('HINCRBY', K.meta, 'held', -1)
-          if t < tonumber(redis.call('HGET', K.meta, 'hint') or '1') then redis.call('HSET', K.meta, 'hint', t) end
           gone = true
         end
       end
-      if not gone then busy[#busy + 1] = t end
+      if gone then
+        redis.call('SETBIT', K.taken, t, 1)
+        claimed[#claimed + 1] = t
+      else
+        busy[#busy + 1] = t
+      end
     end
   end
   if #busy > 0 then
+    -- They were free before this call, so the hint already lies below them.
+    for _, t in ipairs(claimed) do redis.call('SETBIT', K.taken, t, 0) end
     local reply = { 'unavailable', expired }
     for _, t in ipairs(busy) do reply[#reply + 1] = t end
-    local stored = { 'unavailable', -1 }
-    for _, t in ipairs(busy) do stored[#stored + 1] = t end
-    return idem_finish(ARGV[5], reply, stored)
+    if K.idem then
+      local stored = { 'unavailable', -1 }
+      for _, t in ipairs(busy) do stored[#stored + 1] = t end
+      idem_finish(ARGV[5], reply, stored)
+    end
+    return reply
   end
 else
   local n = tonumber(ARGV[4])
@@ -94,22 +106,25 @@ end
 
 local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
 local deadline = now + meta.ttl_ms
+local owners = {}
 for _, t in ipairs(tickets) do
-  redis.call('SETBIT', K.taken, t, 1)
-  redis.call('HSET', K.owner, t, seq)
+  if ARGV[3] == 'q' then redis.call('SETBIT', K.taken, t, 1) end
+  owners[#owners + 1] = t
+  owners[#owners + 1] = seq
 end
+redis.call('HSET', K.owner, unpack(owners))
 local csv = table.concat(tickets, ',')
 redis.call('HSET', K.holds, seq, ARGV[1] .. '|' .. fmt_int(deadline) .. '|' .. csv .. '|' .. ARGV[2])
 local first_scheduled = redis.call('RPUSH', K.sched, seq) == 1
 redis.call('HINCRBY', K.meta, 'held', #tickets)
 
 local reply = { 'ok', expired, ARGV[1], seq, deadline, now }
-local stored = { 'ok', -1, ARGV[1], seq, deadline, now }
-for _, t in ipairs(tickets) do
-  reply[#reply + 1] = t
-  stored[#stored + 1] = t
+for _, t in ipairs(tickets) do reply[#reply + 1] = t end
+if K.idem then
+  local stored = { 'ok', -1, ARGV[1], seq, deadline, now }
+  for _, t in ipairs(tickets) do stored[#stored + 1] = t end
+  idem_finish(ARGV[5], reply, stored)
 end
-idem_finish(ARGV[5], reply, stored)
 -- Last, and allowed to fail (say, an ACL without channel rights): the hold
 -- is complete whether or not the wake-up goes out.
 if first_scheduled then redis.pcall('PUBLISH', ARGV[6], ARGV[7]) end
