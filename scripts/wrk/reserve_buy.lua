@@ -1,12 +1,11 @@
 -- wrk: the proof of concept's flow on the compat event: reserve a random
--- ticket, and buy every ticket won before reserving the next. Counts buys.
+-- ticket; every ticket won is bought by the same user with the next request
+-- this thread sends. Prints the number of purchases as "BUYS n".
 local capacity = tonumber(os.getenv("BENCH_CAPACITY") or "1000000")
 local headers = { ["Content-Type"] = "application/json" }
-local n = 0
 local id = tostring({}):sub(8)
-local pending = nil   -- ticket won and not bought yet
-local last = nil      -- ticket of the reserve in flight
-local buys = 0
+local won = {}        -- tickets reserved and not bought yet (any connection)
+buys = 0              -- global so that done() can read it per thread
 local threads = {}
 
 function setup(thread)
@@ -18,24 +17,23 @@ function init(args)
 end
 
 function request()
-  if pending then
-    local t = pending
-    pending = nil
-    last = nil
+  local t = table.remove(won)
+  if t then
     return wrk.format("POST", "/api/ticket/buy", headers,
       '{"ticketId":' .. t .. ',"userId":"b' .. id .. '-' .. t .. '"}')
   end
-  n = n + 1
-  last = math.random(1, capacity)
+  t = math.random(1, capacity)
   return wrk.format("POST", "/api/ticket/reserve", headers,
-    '{"userId":"b' .. id .. '-' .. last .. '","ticketId":' .. last .. '}')
+    '{"userId":"b' .. id .. '-' .. t .. '","ticketId":' .. t .. '}')
 end
 
 function response(status, headers, body)
-  if last and status == 200 then
-    pending = last
-  elseif not last and status == 200 then
+  if status ~= 200 then return end
+  if body:find('"orderId"', 1, true) then
     buys = buys + 1
+  else
+    local t = body:match('"ticketId":(%d+)')
+    if t then table.insert(won, t) end
   end
 end
 

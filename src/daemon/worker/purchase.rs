@@ -245,6 +245,7 @@ pub async fn run(
     let mut last_refresh = Instant::now();
     let mut last_report = (Instant::now(), 0u64);
     let started = Instant::now();
+    let mut prefetched: Option<Vec<Job>> = None;
     while !stop.is_cancelled() {
         if last_refresh.elapsed() >= Duration::from_secs(2) {
             match w.store.list_events().await {
@@ -260,12 +261,36 @@ pub async fn run(
             last_claim = Instant::now();
         }
         let block = (!w.opts.once).then_some(w.opts.block);
-        let jobs = tokio::select! {
-            r = w.store.read_jobs(&events, &w.opts.consumer, w.opts.batch, block, false) => r,
-            () = stop.cancelled() => break,
+        let jobs = match prefetched.take() {
+            Some(jobs) => Ok(jobs),
+            None => tokio::select! {
+                r = w.store.read_jobs(&events, &w.opts.consumer, w.opts.batch, block, false) => r,
+                () = stop.cancelled() => break,
+            },
         };
         match jobs {
             Ok(jobs) if jobs.is_empty() && w.opts.once => break,
+            Ok(jobs) if jobs.len() >= w.opts.batch => {
+                // A full batch: more is likely queued, so read the next batch
+                // (without blocking, which would stall the shared connection)
+                // while this one is published.
+                let (store, consumer, batch) = (w.store.clone(), w.opts.consumer.clone(), w.opts.batch);
+                let (done, next) = tokio::join!(
+                    w.process(jobs),
+                    store.read_jobs(&events, &consumer, batch, None, false)
+                );
+                if let Ok(next) = next {
+                    prefetched = Some(next).filter(|n| !n.is_empty());
+                }
+                done.or_else(|e| {
+                    if w.opts.once {
+                        Err(e)
+                    } else {
+                        tracing::warn!(error = %e, "purchase batch failed");
+                        Ok(())
+                    }
+                })?
+            }
             Ok(jobs) => w.process(jobs).await.or_else(|e| {
                 if w.opts.once {
                     Err(e)
@@ -294,6 +319,12 @@ pub async fn run(
                 "purchase worker progress"
             );
             last_report = (Instant::now(), w.summary.completed);
+        }
+    }
+    // Jobs already read are in hand: finish them before leaving.
+    if let Some(jobs) = prefetched.take() {
+        if let Err(e) = w.process(jobs).await {
+            tracing::warn!(error = %e, "purchase batch failed during shutdown");
         }
     }
     for e in &events {
