@@ -49,6 +49,36 @@ pub struct Config {
     pub release: ReleaseConfig,
     /// The purchase worker and its sinks.
     pub purchase: PurchaseConfig,
+    /// Abuse limits of the HTTP API.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Live holds one user may have in one event (0: no limit).
+    pub max_holds_per_user: u64,
+    /// Requests per second one client IP may make, sustained (0: no limit).
+    pub per_ip_rate: f64,
+    /// Requests one client IP may make at once above its rate.
+    pub per_ip_burst: f64,
+    /// Hold, purchase and cancel requests per second one userId may make (0: no limit).
+    pub per_user_rate: f64,
+    /// Requests one userId may make at once above its rate.
+    pub per_user_burst: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_holds_per_user: 100,
+            per_ip_rate: 0.0,
+            per_ip_burst: 200.0,
+            per_user_rate: 0.0,
+            per_user_burst: 20.0,
+        }
+    }
 }
 
 /// `[redis]`
@@ -423,6 +453,22 @@ impl Config {
                 return bad(format!("events: event {} is listed twice", e.id));
             }
         }
+        let l = &self.limits;
+        for (name, v) in [
+            ("per_ip_rate", l.per_ip_rate),
+            ("per_ip_burst", l.per_ip_burst),
+            ("per_user_rate", l.per_user_rate),
+            ("per_user_burst", l.per_user_burst),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(format!("limits.{name} must be a number >= 0"));
+            }
+        }
+        if (l.per_ip_rate > 0.0 && l.per_ip_burst < 1.0)
+            || (l.per_user_rate > 0.0 && l.per_user_burst < 1.0)
+        {
+            return bad("limits: a burst must be at least 1 when its rate is set".into());
+        }
         if self.release.batch == 0 {
             return bad("release.batch must be at least 1".into());
         }
@@ -490,6 +536,14 @@ mod tests {
         assert_eq!(cfg.purchase.max_attempts, d.purchase.max_attempts);
         assert_eq!(cfg.purchase.sinks, d.purchase.sinks);
         assert_eq!(cfg.release.batch, d.release.batch);
+        assert_eq!(cfg.limits, d.limits);
+        assert_eq!(cfg.server.header_timeout, d.server.header_timeout);
+        assert_eq!(cfg.server.shutdown_timeout, d.server.shutdown_timeout);
+        assert_eq!(cfg.redis.connect_timeout, d.redis.connect_timeout);
+        assert_eq!(cfg.purchase.dedupe_retention, d.purchase.dedupe_retention);
+        assert_eq!(cfg.purchase.shutdown_timeout, d.purchase.shutdown_timeout);
+        assert_eq!(cfg.release.max_sleep, d.release.max_sleep);
+        assert_eq!(cfg.server.admin_token, d.server.admin_token);
     }
 
     #[test]

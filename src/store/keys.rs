@@ -63,10 +63,10 @@ impl EventKeys {
     pub fn job_errors(&self) -> String {
         self.key("joberr")
     }
-    /// The eight keys every per-event script receives, in order.
-    pub fn script_keys(&self) -> [String; 8] {
+    /// The nine keys every per-event script receives, in order.
+    pub fn script_keys(&self) -> [String; 9] {
         [
-            "meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs",
+            "meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs", "uholds",
         ]
         .map(|s| self.key(s))
     }

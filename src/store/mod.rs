@@ -106,6 +106,7 @@ pub struct Store {
     conn: Conn,
     client: Option<redis::Client>,
     timeout: Duration,
+    max_holds_per_user: u64,
 }
 
 impl Store {
@@ -136,9 +137,16 @@ impl Store {
             conn: Conn::Single(mgr),
             client: Some(client),
             timeout: cfg.timeout,
+            max_holds_per_user: 0,
         };
         store.ping().await?;
         Ok(store)
+    }
+
+    /// Limits how many live holds one user may have in one event (0: no limit).
+    pub fn with_max_holds_per_user(mut self, n: u64) -> Store {
+        self.max_holds_per_user = n;
+        self
     }
 
     /// Runs one Redis call under the configured timeout.

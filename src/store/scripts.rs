@@ -134,6 +134,8 @@ pub enum HoldOutcome {
     },
     /// The request breaks one of the event's limits.
     Invalid(String),
+    /// The user already has this many live holds in the event.
+    HoldLimit(u64),
     /// No such event.
     NoEvent,
     /// The Idempotency-Key was used with a different request.
@@ -418,7 +420,8 @@ impl Store {
         };
         inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""))
             .arg(keys::RELEASE_WAKE_CHANNEL)
-            .arg(event);
+            .arg(event)
+            .arg(self.max_holds_per_user);
         let r = self.eval(inv, "hold").await?;
         Ok(Some(match r.status()?.as_str() {
             "ok" => {
@@ -453,6 +456,7 @@ impl Store {
                 },
             },
             "invalid" => HoldOutcome::Invalid(r.str(1)?),
+            "hold_limit" => HoldOutcome::HoldLimit(r.uint(1)?),
             "not_found" => HoldOutcome::NoEvent,
             "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
             "schema" => return Err(schema_error(event, &r)),

@@ -89,6 +89,13 @@ pub async fn reserve(
         }
         HoldOutcome::Unavailable { .. } => Ok(conflict("error", "Ticket not available.")),
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
+        HoldOutcome::HoldLimit(max) => Err(ApiError::TooMany {
+            code: "too_many_holds",
+            message: format!(
+                "this user already has {max} live holds in this event; buy or release one first"
+            ),
+            retry_after: 1,
+        }),
         HoldOutcome::NoEvent => Err(no_event(&st)),
         HoldOutcome::IdempotencyMismatch => Err(ApiError::Internal),
     }
@@ -104,6 +111,7 @@ pub async fn buy(
     let body = input::json_object(&headers, body)?;
     let ticket = input::ticket_id(&body)?;
     let user = input::user_id(&body)?;
+    st.check_user(&user)?;
     let hold = HoldRef::Ticket {
         event: &st.compat_event,
         ticket,

@@ -36,6 +36,15 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 422 with its own code.
     Unprocessable(&'static str, String),
+    /// 429 with its own code and `Retry-After` seconds.
+    TooMany {
+        /// Snake-case code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// 503 `unavailable` with `Retry-After`.
     Unavailable,
     /// 503 `timeout`: the request ran past `server.request_timeout`.
@@ -74,6 +83,9 @@ impl ApiError {
                 "the request body must be JSON (Content-Type: application/json)".into(),
             ),
             ApiError::Unprocessable(code, m) => (StatusCode::UNPROCESSABLE_ENTITY, code, m.clone()),
+            ApiError::TooMany { code, message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, code, message.clone())
+            }
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -126,6 +138,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooMany { retry_after, .. } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
         }
         resp
     }

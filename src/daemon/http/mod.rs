@@ -5,6 +5,7 @@
 mod compat;
 pub mod error;
 pub mod input;
+pub mod limit;
 pub mod metrics;
 mod server;
 pub mod v1;
@@ -42,6 +43,22 @@ pub struct Inner {
     /// `compat.event`.
     pub compat_event: String,
     request_timeout: Duration,
+    ip_limiter: Option<limit::RateLimiter>,
+    user_limiter: Option<limit::RateLimiter>,
+}
+
+impl Inner {
+    /// Applies the per-user rate limit (`limits.per_user_rate`).
+    pub fn check_user(&self, user: &str) -> Result<(), ApiError> {
+        match self.user_limiter.as_ref().map(|l| l.check(user)) {
+            Some(Err(wait)) => Err(ApiError::TooMany {
+                code: "rate_limited",
+                message: "too many requests for this user; slow down".into(),
+                retry_after: wait,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -55,11 +72,16 @@ impl AppState {
     /// Shared state for the router.
     pub fn new(store: Store, metrics: Arc<Metrics>, cfg: &Config) -> AppState {
         AppState(Arc::new(Inner {
-            store,
+            store: store.with_max_holds_per_user(cfg.limits.max_holds_per_user),
             metrics,
             admin_token: cfg.server.admin_token.clone(),
             compat_event: cfg.compat.event.clone(),
             request_timeout: cfg.server.request_timeout,
+            ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst),
+            user_limiter: limit::RateLimiter::new(
+                cfg.limits.per_user_rate,
+                cfg.limits.per_user_burst,
+            ),
         }))
     }
 }
@@ -109,10 +131,42 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-/// Times every request, answers 503 past `server.request_timeout`, and
-/// records the outcome by route pattern and status.
+/// A request id from the client's `X-Request-Id` when it is a sane token,
+/// else a new random one.
+fn request_id(req: &Request) -> String {
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    match given {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            id.to_string()
+        }
+        _ => {
+            let mut b = [0u8; 8];
+            let _ = getrandom::fill(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        }
+    }
+}
+
+/// Every request: a request id (echoed in `X-Request-Id`), the per-IP rate
+/// limit, 503 past `server.request_timeout`, metrics by route pattern and
+/// status, and one access log line.
 async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let id = request_id(&req);
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let path = req.uri().path().to_string();
     let method = match *req.method() {
         axum::http::Method::GET => "GET",
         axum::http::Method::POST => "POST",
@@ -127,12 +181,41 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         .get::<MatchedPath>()
         .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()).copied())
         .unwrap_or("unmatched");
-    let resp = match tokio::time::timeout(st.request_timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::Timeout.into_response(),
+    let exempt = matches!(route, "/healthz" | "/readyz" | "/metrics");
+    let limited = match (&st.ip_limiter, peer) {
+        (Some(l), Some(ip)) if !exempt => l.check(&ip.to_string()).err(),
+        _ => None,
     };
-    st.metrics
-        .observe(method, route, resp.status().as_u16(), start.elapsed());
+    let mut resp = if let Some(wait) = limited {
+        ApiError::TooMany {
+            code: "rate_limited",
+            message: "too many requests from this address; slow down".into(),
+            retry_after: wait,
+        }
+        .into_response()
+    } else {
+        match tokio::time::timeout(st.request_timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::Timeout.into_response(),
+        }
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    st.metrics.observe(method, route, status, elapsed);
+    tracing::info!(
+        target: "ticketctl::access",
+        request_id = %id,
+        method,
+        path = ?path,
+        route,
+        status,
+        latency_us = elapsed.as_micros() as u64,
+        peer = ?peer,
+        "request"
+    );
     resp
 }
 

@@ -225,6 +225,7 @@ pub async fn create_hold(
     let key = input::idempotency_key(&headers)?;
     let body = input::json_object(&headers, body)?;
     let user = input::user_id(&body)?;
+    st.check_user(&user)?;
     let (req, what) = match input::hold_ask(&body)? {
         HoldAsk::Tickets(t) => {
             let csv = t.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
@@ -265,6 +266,13 @@ pub async fn create_hold(
             })
         }
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
+        HoldOutcome::HoldLimit(max) => Err(ApiError::TooMany {
+            code: "too_many_holds",
+            message: format!(
+                "this user already has {max} live holds in this event; buy or release one first"
+            ),
+            retry_after: 1,
+        }),
         HoldOutcome::NoEvent => Err(no_event()),
         HoldOutcome::IdempotencyMismatch => Err(idem_mismatch()),
     }
@@ -301,6 +309,7 @@ pub async fn cancel_hold(
     let id = hold_path(p)?;
     let body = input::json_object(&headers, body)?;
     let user = input::user_id(&body)?;
+    st.check_user(&user)?;
     match st.store.cancel(&HoldRef::Id(&id), Some(&user)).await? {
         CancelOutcome::Cancelled(_) => {
             Metrics::add(&st.metrics.holds_cancelled, 1);
@@ -324,6 +333,7 @@ pub async fn purchase(
     let key = input::idempotency_key(&headers)?;
     let body = input::json_object(&headers, body)?;
     let user = input::user_id(&body)?;
+    st.check_user(&user)?;
     let hold_id = id.to_string();
     let idem = key.as_deref().map(|k| Idempotency {
         key: k,

@@ -274,7 +274,8 @@ pub async fn run(
                 // A full batch: more is likely queued, so read the next batch
                 // (without blocking, which would stall the shared connection)
                 // while this one is published.
-                let (store, consumer, batch) = (w.store.clone(), w.opts.consumer.clone(), w.opts.batch);
+                let (store, consumer, batch) =
+                    (w.store.clone(), w.opts.consumer.clone(), w.opts.batch);
                 let (done, next) = tokio::join!(
                     w.process(jobs),
                     store.read_jobs(&events, &consumer, batch, None, false)

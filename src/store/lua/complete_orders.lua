@@ -1,7 +1,7 @@
 -- complete_orders: marks orders completed once every sink has them, then
 -- acknowledges their jobs and trims acknowledged jobs off the stream. Safe to
 -- repeat (a second call for the same job changes nothing).
--- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: last errors of jobs (hash)
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: last errors of jobs (hash)
 -- ARGV: streamId, seq, streamId, seq, ...
 -- Returns: { orders completed now, nowMs }
 local now = fmt_int(now_ms())
@@ -27,5 +27,5 @@ if #updates > 0 then
 end
 redis.call('XACK', K.jobs, 'purchase', unpack(ids))
 trim_jobs()
-redis.call('HDEL', KEYS[9], unpack(ids))
+redis.call('HDEL', KEYS[10], unpack(ids))
 return { done, tonumber(now) }

@@ -1,6 +1,6 @@
 -- create_event: creates an event with all tickets available, or compares the
 -- settings of the existing one.
--- KEYS[1..8]: the event's keys (see lib.lua)
+-- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: capacity   ARGV[2]: hold time in ms   ARGV[3]: max tickets per hold
 -- Returns: { 'created'|'exists'|'conflict'|'schema', capacity, ttl_ms, max_per_hold }
 local cap, ttl, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -11,7 +11,7 @@ if m[1] then
   return { same and 'exists' or 'conflict', tonumber(m[1]), tonumber(m[2]), tonumber(m[3]) }
 end
 -- Leftovers of an event that was deleted by hand would corrupt the counts.
-redis.call('DEL', K.taken, K.sold, K.owner, K.holds, K.sched, K.orders, K.jobs)
+redis.call('DEL', K.taken, K.sold, K.owner, K.holds, K.sched, K.orders, K.jobs, K.uholds)
 redis.call('HSET', K.meta, 'capacity', cap, 'ttl_ms', ttl, 'max_per_hold', max,
   'held', 0, 'sold', 0, 'seq', 0, 'hint', 1, 'v', SCHEMA)
 -- Bit 0 is no ticket. Writing the whole bitmap once sizes it exactly (SETBIT

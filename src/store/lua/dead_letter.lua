@@ -1,7 +1,7 @@
 -- dead_letter: moves jobs that failed too often to the event's dead-letter
 -- stream with their last error, and marks their orders failed.
--- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: dead-letter stream
--- KEYS[10]: last errors of jobs (hash); an empty error argument takes the recorded one
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
+-- KEYS[11]: last errors of jobs (hash); an empty error argument takes the recorded one
 -- ARGV: streamId, seq, attempts, error, ... (seq may be '' for a job too
 --       damaged to name its order)
 -- Returns: { jobs moved }
@@ -9,7 +9,7 @@ local now = now_ms()
 local moved = 0
 for i = 1, #ARGV, 4 do
   local id, seq, attempts, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if err == '' then err = redis.call('HGET', KEYS[10], id) or 'delivery attempts exhausted' end
+  if err == '' then err = redis.call('HGET', KEYS[11], id) or 'delivery attempts exhausted' end
   local entry = redis.call('XRANGE', K.jobs, id, id)
   if #entry > 0 then
     local fields = entry[1][2]
@@ -17,7 +17,7 @@ for i = 1, #ARGV, 4 do
     fields[#fields + 1] = 'attempts'; fields[#fields + 1] = attempts
     fields[#fields + 1] = 'error'; fields[#fields + 1] = err
     fields[#fields + 1] = 'failedMs'; fields[#fields + 1] = fmt_int(now)
-    redis.call('XADD', KEYS[9], '*', unpack(fields))
+    redis.call('XADD', KEYS[10], '*', unpack(fields))
     moved = moved + 1
   end
   if seq ~= '' then
@@ -30,6 +30,6 @@ for i = 1, #ARGV, 4 do
   end
   redis.call('XACK', K.jobs, 'purchase', id)
   redis.call('XDEL', K.jobs, id)
-  redis.call('HDEL', KEYS[10], id)
+  redis.call('HDEL', KEYS[11], id)
 end
 return { moved }

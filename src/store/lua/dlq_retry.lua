@@ -1,7 +1,7 @@
 -- dlq_retry: puts dead-lettered jobs back on the job stream (their orders
 -- become pending again) and removes them from the dead-letter stream. Safe
 -- to run twice: a job already retried is no longer in the dead-letter stream.
--- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: dead-letter stream
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
 -- ARGV[1]: order seq to retry, or '' for all
 -- ARGV[2]: at most this many entries per call
 -- Returns: { retried, remaining dead letters }
@@ -9,7 +9,7 @@ local want, max = ARGV[1], tonumber(ARGV[2])
 local retried = 0
 local cursor = '-'
 while retried < max do
-  local entries = redis.call('XRANGE', KEYS[9], cursor, '+', 'COUNT', 200)
+  local entries = redis.call('XRANGE', KEYS[10], cursor, '+', 'COUNT', 200)
   if #entries == 0 then break end
   for _, e in ipairs(entries) do
     local id, f = e[1], e[2]
@@ -26,10 +26,10 @@ while retried < max do
           redis.call('HINCRBY', K.meta, 'failed', -1)
         end
       end
-      redis.call('XDEL', KEYS[9], id)
+      redis.call('XDEL', KEYS[10], id)
       retried = retried + 1
     end
     cursor = '(' .. id
   end
 end
-return { retried, redis.call('XLEN', KEYS[9]) }
+return { retried, redis.call('XLEN', KEYS[10]) }

@@ -1,6 +1,6 @@
 -- get_hold: reads a live hold, judging its deadline by the server clock.
 -- Read-only.
--- KEYS[1..8]: the event's keys (see lib.lua)
+-- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: hold seq   ARGV[2]: hold secret
 -- Returns: { 'ok', deadlineMs, nowMs, 't1,..', userId } | { 'not_found' }
 local h = parse_hold(redis.call('HGET', K.holds, tonumber(ARGV[1])))

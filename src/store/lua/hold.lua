@@ -1,8 +1,9 @@
 -- hold: reserves tickets of one event for one user, all or nothing.
--- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: optional idempotency record
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: optional idempotency record
 -- ARGV[1]: new hold secret   ARGV[2]: userId
 -- ARGV[3]: 't' (ARGV[4] = comma-separated ticket ids) or 'q' (ARGV[4] = quantity)
--- ARGV[5]: request fingerprint (with KEYS[9])   ARGV[6]: wake-up channel   ARGV[7]: event id
+-- ARGV[5]: request fingerprint (with KEYS[10])   ARGV[6]: wake-up channel   ARGV[7]: event id
+-- ARGV[8]: most live holds one user may have in the event (0: no limit)
 -- Publishes the event id on channel ARGV[6] when the hold is the only one
 -- scheduled, so a sleeping release worker learns of a sooner deadline.
 -- Returns: { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. }
@@ -10,6 +11,7 @@
 --        | { 'sweep_more', expired }: expired holds may be in the way; release
 --          them (release_expired) and call again
 --        | { 'invalid', message } | { 'not_found' } | { 'idem_mismatch' } | { 'schema', v }
+--        | { 'hold_limit', max }: the user already has that many live holds
 -- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
 -- Every outcome but not_found/schema/sweep_more is kept for the key.
 local replay = idem_replay(ARGV[5])
@@ -20,6 +22,15 @@ if not meta then return err end
 local now = now_ms()
 local expired = 0
 local tickets = {}
+local max_user = tonumber(ARGV[8] or '0')
+if max_user > 0 and tonumber(redis.call('HGET', K.uholds, ARGV[2]) or '0') >= max_user then
+  -- Holds past their deadline do not count: release this user's, oldest
+  -- first, as part of the general sweep, then look again.
+  sweep(now, 1000)
+  if tonumber(redis.call('HGET', K.uholds, ARGV[2]) or '0') >= max_user then
+    return idem_finish(ARGV[5], { 'hold_limit', max_user })
+  end
+end
 
 if ARGV[3] == 't' then
   tickets = split_csv(ARGV[4])
@@ -117,6 +128,7 @@ local csv = table.concat(tickets, ',')
 redis.call('HSET', K.holds, seq, ARGV[1] .. '|' .. fmt_int(deadline) .. '|' .. csv .. '|' .. ARGV[2])
 local first_scheduled = redis.call('RPUSH', K.sched, seq) == 1
 redis.call('HINCRBY', K.meta, 'held', #tickets)
+redis.call('HINCRBY', K.uholds, ARGV[2], 1)
 
 local reply = { 'ok', expired, ARGV[1], seq, deadline, now }
 for _, t in ipairs(tickets) do reply[#reply + 1] = t end

@@ -1,7 +1,7 @@
 -- Shared prelude: prepended to every script in this folder before it is
 -- loaded, so each script stays one atomic EVALSHA. Owns no keys of its own.
 --
--- Every per-event script receives the same eight keys, all carrying the
+-- Every per-event script receives the same nine keys, all carrying the
 -- event's hash tag (one Cluster slot):
 -- KEYS[1]: meta    hash   capacity, ttl_ms, max_per_hold, held, sold, seq, hint, v
 -- KEYS[2]: taken   bitmap bit t set while ticket t is held or sold (bit 0 always set)
@@ -12,13 +12,14 @@
 --                         hold time is fixed per event)
 -- KEYS[7]: orders  hash   hold seq -> "status|orderSecret|holdSecret|createdMs|completedMs|t1,..|userId"
 -- KEYS[8]: jobs    stream purchase jobs, consumer group "purchase"
--- KEYS[9]: idem    string optional Idempotency-Key record (only some scripts)
+-- KEYS[9]: uholds  hash   userId -> number of live holds (no entry at 0)
+-- KEYS[10]: idem   string optional Idempotency-Key record (only some scripts)
 
 local SCHEMA = 1
 local K = {
   meta = KEYS[1], taken = KEYS[2], sold = KEYS[3], owner = KEYS[4],
   holds = KEYS[5], sched = KEYS[6], orders = KEYS[7], jobs = KEYS[8],
-  idem = KEYS[9],
+  uholds = KEYS[9], idem = KEYS[10],
 }
 
 local function now_ms()
@@ -65,6 +66,11 @@ local function parse_order(rec)
            completed = completed, csv = tickets, user = user }
 end
 
+-- One live hold fewer for this user.
+local function user_hold_done(user)
+  if redis.call('HINCRBY', K.uholds, user, -1) <= 0 then redis.call('HDEL', K.uholds, user) end
+end
+
 -- Puts a hold's tickets back on sale and forgets the hold. A ticket is only
 -- freed while the owner index still names this hold, so a corrupt index can
 -- never free a ticket that belongs to someone else.
@@ -79,6 +85,7 @@ local function free_hold(seq, h)
     end
   end
   redis.call('HDEL', K.holds, seq)
+  user_hold_done(h.user)
   if freed > 0 then
     redis.call('HINCRBY', K.meta, 'held', -freed)
     local hint = tonumber(redis.call('HGET', K.meta, 'hint') or '1')

@@ -1,6 +1,6 @@
 -- purchase: turns a live hold into sold tickets, an order and one purchase
 -- job, in one step. Buying the same hold again returns the same order.
--- KEYS[1..8]: the event's keys (see lib.lua)   KEYS[9]: optional idempotency record
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: optional idempotency record
 -- ARGV[1]: 'h' (ARGV[2] = hold seq, ARGV[3] = hold secret, ARGV[4] = deadline
 --          named by the holdId) or 't' (ARGV[2] = ticket id: the hold of this
 --          user that holds it)
@@ -57,6 +57,7 @@ for _, t in ipairs(h.tickets) do
   redis.call('HDEL', K.owner, t)
 end
 redis.call('HDEL', K.holds, seq)
+user_hold_done(h.user)
 redis.call('HINCRBY', K.meta, 'held', -#h.tickets)
 redis.call('HINCRBY', K.meta, 'sold', #h.tickets)
 redis.call('HINCRBY', K.meta, 'orders', 1)

@@ -1,0 +1,240 @@
+//! Abuse limits and request ids: live holds per user, per-user and per-IP
+//! rate limits (429 with Retry-After), X-Request-Id.
+
+mod common;
+
+use common::{config, Api, Redis};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn live_holds_per_user_are_capped() {
+    let redis = Redis::start();
+    let mut cfg = config(&redis);
+    cfg.limits.max_holds_per_user = 2;
+    cfg.events.push(ticketctl::config::EventSeed {
+        id: "short".into(),
+        capacity: 10,
+        hold_ttl_seconds: 1,
+        max_tickets_per_hold: 3,
+    });
+    let api = Api::start(cfg).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = api
+            .req(
+                "POST",
+                "/v1/events/default/holds",
+                Some(json!({"userId": "greedy", "quantity": 1})),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+        ids.push(r.json()["holdId"].as_str().unwrap().to_string());
+    }
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "greedy", "quantity": 1})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (429, "too_many_holds".into()),
+        "{}",
+        r.text
+    );
+    assert!(r.headers.get("retry-after").is_some());
+    // Others are not affected; another event has its own count.
+    assert_eq!(
+        api.req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "other", "quantity": 1}))
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        api.req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "greedy", "quantity": 1}))
+        )
+        .await
+        .status,
+        201
+    );
+    // A purchase or a cancel frees a slot.
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{}/purchase", ids[0]),
+            Some(json!({"userId": "greedy"})),
+        )
+        .await;
+    assert_eq!(p.status, 202);
+    assert_eq!(
+        api.req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "greedy", "quantity": 1}))
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        api.req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "greedy", "quantity": 1}))
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        api.req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "greedy", "quantity": 1}))
+        )
+        .await
+        .status,
+        429
+    );
+    // Expired holds do not count, with no worker running.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        api.req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "greedy", "quantity": 1}))
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(redis.cli(&["HGET", "tc:{ev:short}:uholds", "greedy"]), "1");
+}
+
+#[tokio::test]
+async fn users_and_addresses_are_rate_limited() {
+    let redis = Redis::start();
+    let mut cfg = config(&redis);
+    cfg.limits.per_user_rate = 0.5;
+    cfg.limits.per_user_burst = 2.0;
+    let api = Api::start(cfg).await;
+    for _ in 0..2 {
+        assert_eq!(
+            api.req(
+                "POST",
+                "/v1/events/default/holds",
+                Some(json!({"userId": "fast", "quantity": 1}))
+            )
+            .await
+            .status,
+            201
+        );
+    }
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "fast", "quantity": 1})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited".into()));
+    let wait: u64 = r
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert_eq!(
+        api.req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "slow", "quantity": 1}))
+        )
+        .await
+        .status,
+        201
+    );
+    drop(api);
+
+    let mut cfg = config(&redis);
+    cfg.limits.per_ip_rate = 1.0;
+    cfg.limits.per_ip_burst = 3.0;
+    let api = Api::start(cfg).await;
+    let statuses: Vec<u16> =
+        futures_util::future::join_all((0..5).map(|_| api.req("GET", "/v1/events/default", None)))
+            .await
+            .iter()
+            .map(|r| r.status)
+            .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        api.req("GET", "/healthz", None).await.status,
+        200,
+        "health checks are never limited"
+    );
+    assert_eq!(api.req("GET", "/readyz", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let redis = Redis::start();
+    let api = Api::start(config(&redis)).await;
+    let r = api
+        .raw(
+            "GET",
+            "/v1/events/default",
+            None,
+            &[("x-request-id", "abc-123")],
+        )
+        .await;
+    assert_eq!(r.headers.get("x-request-id").unwrap(), "abc-123");
+    let r = api
+        .raw(
+            "GET",
+            "/v1/events/default",
+            None,
+            &[("x-request-id", "bad id with spaces")],
+        )
+        .await;
+    let made = r
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(made.len(), 16);
+    assert_ne!(made, "bad id with spaces");
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/nope/holds",
+            Some(json!({"userId": "a", "quantity": 1})),
+        )
+        .await;
+    assert!(
+        r.headers.get("x-request-id").is_some(),
+        "errors carry it too"
+    );
+}
