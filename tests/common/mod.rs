@@ -106,6 +106,10 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -249,11 +253,24 @@ pub async fn request(
     body: Option<String>,
     headers: &[(&str, &str)],
 ) -> Resp {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    try_request(addr, method, path, body, headers)
+        .await
+        .expect("response")
+}
+
+/// One request on a fresh connection; transport errors are returned.
+pub async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .unwrap();
+            .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let mut b = hyper::Request::builder()
         .method(method)
@@ -264,16 +281,21 @@ pub async fn request(
     }
     let req = b
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let resp = sender.send_request(req).await.expect("response");
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp {
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Resp {
         status,
         headers,
         text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    })
 }
 
 /// Path to the built binary.
@@ -301,8 +323,11 @@ pub struct ServeProc {
 
 impl ServeProc {
     pub fn start(redis: &Redis, extra: &[&str]) -> ServeProc {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_at(redis, addr, extra)
+    }
+
+    pub fn start_at(redis: &Redis, addr: SocketAddr, extra: &[&str]) -> ServeProc {
         let child = Command::new(bin())
             .args([
                 "serve",
@@ -324,6 +349,17 @@ impl ServeProc {
             std::thread::sleep(Duration::from_millis(20));
         }
         ServeProc { child, addr }
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn signal(&self, sig: &str) {
