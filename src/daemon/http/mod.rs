@@ -7,6 +7,7 @@ pub mod error;
 pub mod input;
 pub mod limit;
 pub mod metrics;
+pub mod openapi;
 mod server;
 pub mod v1;
 
@@ -86,23 +87,10 @@ impl AppState {
     }
 }
 
-/// Route patterns, as metric labels.
-const ROUTES: &[&str] = &[
-    "/v1/events",
-    "/v1/events/{id}",
-    "/v1/events/{id}/tickets",
-    "/v1/events/{id}/holds",
-    "/v1/holds/{hold_id}",
-    "/v1/holds/{hold_id}/purchase",
-    "/v1/orders/{order_id}",
-    "/api/ticket/available",
-    "/api/ticket/reserve",
-    "/api/ticket/buy",
-    "/api/ticket/release",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-];
+/// The metric label of a matched route pattern (from the route table).
+fn route_label(path: &str) -> &'static str {
+    openapi::ROUTES.iter().find(|r| r.path == path).map(|r| r.path).unwrap_or("unmatched")
+}
 
 /// The full router with its middleware.
 pub fn router(state: AppState, body_limit: usize) -> Router {
@@ -124,6 +112,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -176,11 +165,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         axum::http::Method::HEAD => "HEAD",
         _ => "OTHER",
     };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()).copied())
-        .unwrap_or("unmatched");
+    let route = req.extensions().get::<MatchedPath>().map(|m| route_label(m.as_str())).unwrap_or("unmatched");
     let exempt = matches!(route, "/healthz" | "/readyz" | "/metrics");
     let limited = match (&st.ip_limiter, peer) {
         (Some(l), Some(ip)) if !exempt => l.check(&ip.to_string()).err(),
@@ -217,6 +202,11 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         "request"
     );
     resp
+}
+
+async fn openapi_json() -> Json<serde_json::Value> {
+    static DOC: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(openapi::document);
+    Json(DOC.clone())
 }
 
 async fn healthz() -> Json<serde_json::Value> {

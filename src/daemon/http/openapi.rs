@@ -1,0 +1,178 @@
+//! The OpenAPI 3 document served at `/openapi.json`, built from the route
+//! table (`ROUTES`, the same list the router and the metrics use) and the
+//! JSON shapes the handlers read and write.
+
+use serde_json::{json, Value};
+
+/// One route: method, path template (axum syntax), summary, request body
+/// schema (a `#/components/schemas` name), success status and schema, and
+/// the error statuses it can answer.
+pub struct RouteSpec {
+    /// HTTP method, lower case.
+    pub method: &'static str,
+    /// Path template with `{name}` parameters.
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Request body schema name.
+    pub body: Option<&'static str>,
+    /// Success status and response schema name.
+    pub ok: (u16, Option<&'static str>),
+    /// Error statuses.
+    pub errors: &'static [u16],
+    /// Needs the admin bearer token.
+    pub admin: bool,
+}
+
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    body: Option<&'static str>,
+    ok: (u16, Option<&'static str>),
+    errors: &'static [u16],
+    admin: bool,
+) -> RouteSpec {
+    RouteSpec { method, path, summary, body, ok, errors, admin }
+}
+
+/// Every route of the API.
+pub const ROUTES: &[RouteSpec] = &[
+    r("post", "/v1/events", "Create an event (same settings again: 200)", Some("EventCreate"), (201, Some("Event")), &[400, 401, 409, 413, 415, 503], true),
+    r("get", "/v1/events", "List events with counts", None, (200, Some("EventList")), &[503], false),
+    r("get", "/v1/events/{id}", "An event with exact counts", None, (200, Some("Event")), &[404, 503], false),
+    r("get", "/v1/events/{id}/tickets", "Ticket ids by status, ascending, paginated", None, (200, Some("TicketPage")), &[400, 404, 503], false),
+    r("post", "/v1/events/{id}/holds", "Hold tickets for a user, all or nothing", Some("HoldCreate"), (201, Some("Hold")), &[400, 404, 409, 413, 415, 422, 429, 503], false),
+    r("get", "/v1/holds/{hold_id}", "A live hold", None, (200, Some("Hold")), &[404, 503], false),
+    r("delete", "/v1/holds/{hold_id}", "Cancel a hold (its user only)", Some("UserBody"), (204, None), &[400, 403, 404, 413, 415, 429, 503], false),
+    r("post", "/v1/holds/{hold_id}/purchase", "Buy a hold (again: the same order)", Some("UserBody"), (202, Some("Order")), &[400, 403, 404, 409, 413, 415, 422, 429, 503], false),
+    r("get", "/v1/orders/{order_id}", "An order", None, (200, Some("Order")), &[404, 503], false),
+    r("get", "/api/ticket/available", "Compatibility: every available ticket id", None, (200, Some("CompatAvailable")), &[404, 503], false),
+    r("post", "/api/ticket/reserve", "Compatibility: hold one ticket", Some("CompatReserve"), (200, Some("CompatReserved")), &[400, 404, 409, 413, 415, 429, 503], false),
+    r("post", "/api/ticket/buy", "Compatibility: buy the user's live hold of a ticket", Some("CompatReserve"), (200, Some("CompatBought")), &[400, 404, 409, 413, 415, 429, 503], false),
+    r("post", "/api/ticket/release", "Compatibility: release the hold of a ticket", Some("CompatRelease"), (200, Some("CompatReleased")), &[400, 401, 404, 409, 413, 415, 503], true),
+    r("get", "/healthz", "The process is up (no Redis call)", None, (200, None), &[], false),
+    r("get", "/readyz", "Redis is reachable", None, (200, None), &[503], false),
+    r("get", "/metrics", "Prometheus metrics", None, (200, None), &[], false),
+    r("get", "/openapi.json", "This document", None, (200, None), &[], false),
+];
+
+fn schemas() -> Value {
+    let user = json!({"oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": 128, "description": "no control characters"},
+        {"type": "integer"}
+    ]});
+    let ticket = json!({"type": "integer", "minimum": 1, "maximum": 10_000_000});
+    let ids = json!({"type": "array", "items": ticket, "minItems": 1, "uniqueItems": true});
+    let time = json!({"type": "string", "format": "date-time"});
+    json!({
+        "EventCreate": {"type": "object", "required": ["id", "capacity"], "properties": {
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            "capacity": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
+            "holdTtlSeconds": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 60},
+            "maxTicketsPerHold": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}},
+        "Event": {"type": "object", "required": ["id", "capacity", "available", "held", "sold", "holdTtlSeconds", "maxTicketsPerHold"], "properties": {
+            "id": {"type": "string"}, "capacity": {"type": "integer"}, "available": {"type": "integer"},
+            "held": {"type": "integer"}, "sold": {"type": "integer"},
+            "holdTtlSeconds": {"type": "integer"}, "maxTicketsPerHold": {"type": "integer"}}},
+        "EventList": {"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
+        "TicketPage": {"type": "object", "required": ["ticketIds", "next"], "properties": {
+            "ticketIds": {"type": "array", "items": {"type": "integer"}}, "next": {"type": ["integer", "null"]}}},
+        "HoldCreate": {"type": "object", "required": ["userId"], "properties": {
+            "userId": user, "ticketIds": ids, "quantity": {"type": "integer", "minimum": 1}},
+            "description": "exactly one of ticketIds and quantity"},
+        "Hold": {"type": "object", "required": ["holdId", "eventId", "userId", "ticketIds", "expiresAt", "ttlMs"], "properties": {
+            "holdId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
+            "ticketIds": {"type": "array", "items": {"type": "integer"}}, "expiresAt": time, "ttlMs": {"type": "integer"}}},
+        "UserBody": {"type": "object", "required": ["userId"], "properties": {"userId": user}},
+        "Order": {"type": "object", "required": ["orderId", "eventId", "userId", "ticketIds", "status", "createdAt"], "properties": {
+            "orderId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
+            "ticketIds": {"type": "array", "items": {"type": "integer"}},
+            "status": {"type": "string", "enum": ["pending", "completed", "failed"]},
+            "createdAt": time, "completedAt": time}},
+        "CompatAvailable": {"type": "object", "properties": {"availableTickets": {"type": "array", "items": {"type": "integer"}}}},
+        "CompatReserve": {"type": "object", "required": ["userId", "ticketId"], "properties": {"userId": user, "ticketId": ticket}},
+        "CompatRelease": {"type": "object", "required": ["ticketId"], "properties": {"ticketId": ticket}},
+        "CompatReserved": {"type": "object", "properties": {"success": {"type": "boolean"}, "ticketId": {"type": "integer"},
+            "holdId": {"type": "string"}, "expiresAt": time}},
+        "CompatBought": {"type": "object", "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}, "orderId": {"type": "string"}}},
+        "CompatReleased": {"type": "object", "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}}},
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"},
+            "ticketIds": {"type": "array", "items": {"type": "integer"}}}}}},
+    })
+}
+
+fn params(path: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    if path.ends_with("/tickets") {
+        out.push(json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": ["available", "held", "sold"]}}));
+        out.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}));
+        out.push(json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}}));
+    }
+    if path.ends_with("/holds") || path.ends_with("/purchase") {
+        out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
+    }
+    out
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let mut responses = serde_json::Map::new();
+        let ok = match route.ok.1 {
+            Some(s) => json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}")}}}}),
+            None => json!({"description": "success"}),
+        };
+        responses.insert(route.ok.0.to_string(), ok);
+        for code in route.errors {
+            responses.insert(
+                code.to_string(),
+                json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+        }
+        let mut op = json!({"summary": route.summary, "parameters": params(route.path), "responses": responses});
+        if let Some(b) = route.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+        }
+        if route.admin {
+            op["security"] = json!([{"admin": []}]);
+        }
+        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        entry[route.method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "ticketctl", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Ticket holds and purchases on Redis. Errors are {\"error\":{\"code\",\"message\"}}."},
+        "paths": paths,
+        "components": {"schemas": schemas(), "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_with_its_parameters() {
+        let doc = document();
+        assert_eq!(doc["paths"]["/v1/events/{id}/holds"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Hold");
+        assert_eq!(doc["paths"]["/v1/holds/{hold_id}"]["delete"]["parameters"][0]["name"], "hold_id");
+        assert!(doc["paths"]["/v1/events"]["post"]["security"].is_array());
+        for route in ROUTES {
+            assert!(doc["paths"][route.path][route.method].is_object(), "{} {}", route.method, route.path);
+            if let Some(b) = route.body {
+                assert!(doc["components"]["schemas"][b].is_object(), "{b}");
+            }
+            if let Some(s) = route.ok.1 {
+                assert!(doc["components"]["schemas"][s].is_object(), "{s}");
+            }
+        }
+    }
+}
