@@ -93,6 +93,13 @@ pub struct RedisConfig {
     /// Longest wait for a (re)connection to Redis.
     #[serde(deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
+    /// `rediss://` only: PEM file of the CA that signed the server's
+    /// certificate (default: the system's roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// `rediss://` only: PEM client certificate, for servers that ask for one.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `rediss://` only: PEM key of the client certificate.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -101,6 +108,9 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -423,6 +433,20 @@ impl Config {
                 "redis.url must start with redis://, rediss:// or unix:// (got {:?})",
                 redact_url(&self.redis.url)
             ));
+        }
+        for (key, file) in [
+            ("tls_ca_file", &self.redis.tls_ca_file),
+            ("tls_cert_file", &self.redis.tls_cert_file),
+            ("tls_key_file", &self.redis.tls_key_file),
+        ] {
+            if let Some(f) = file {
+                if std::fs::metadata(f).is_err() {
+                    return bad(format!("redis.{key}: cannot read {}", f.display()));
+                }
+            }
+        }
+        if self.redis.tls_cert_file.is_some() != self.redis.tls_key_file.is_some() {
+            return bad("redis.tls_cert_file and redis.tls_key_file go together".into());
         }
         if self.redis.timeout.is_zero() {
             return bad("redis.timeout must be greater than 0".into());

@@ -321,7 +321,12 @@ async fn serve_killed_and_restarted_loses_and_duplicates_nothing() {
         // Bought, but the answer was lost with the killed process: buying
         // again returns that same order.
         let user = h["userId"].as_str().unwrap();
-        let again = post(addr, &format!("/v1/holds/{id}/purchase"), json!({"userId": user})).await;
+        let again = post(
+            addr,
+            &format!("/v1/holds/{id}/purchase"),
+            json!({"userId": user}),
+        )
+        .await;
         let (st, order, _) = again.expect("answer");
         assert_eq!(st, 202, "hold {id} vanished: {order}");
         assert_eq!(order["ticketIds"], json!([t]));

@@ -33,8 +33,36 @@ impl Rng {
 }
 
 fn nasty_string(rng: &mut Rng) -> String {
-    let pieces = ["", "a", "default", "ü", "\u{0}", "\u{7}", "\n", "%", "%00", "..", "/", "{", "}", "'", "\"", "\\", "𝄞",
-        "null", "-1", "0", "1e309", "18446744073709551616", "<script>", " ", "\u{202e}", "tc:{ev:x}", "|", ","];
+    let pieces = [
+        "",
+        "a",
+        "default",
+        "ü",
+        "\u{0}",
+        "\u{7}",
+        "\n",
+        "%",
+        "%00",
+        "..",
+        "/",
+        "{",
+        "}",
+        "'",
+        "\"",
+        "\\",
+        "𝄞",
+        "null",
+        "-1",
+        "0",
+        "1e309",
+        "18446744073709551616",
+        "<script>",
+        " ",
+        "\u{202e}",
+        "tc:{ev:x}",
+        "|",
+        ",",
+    ];
     let mut s = String::new();
     for _ in 0..rng.below(6) {
         let p: &str = *rng.pick(&pieces);
@@ -54,10 +82,28 @@ fn json_value(rng: &mut Rng, depth: u32) -> Value {
         3 => json!(*rng.pick(&[0.5, -1.0, 1e300, f64::MIN_POSITIVE, 3.0])),
         4 => json!(nasty_string(rng)),
         5 => json!(*rng.pick(&[0u64, 1, 2, 99, 100, 101, 10_000_000, 10_000_001, u64::MAX])),
-        6 => Value::Array((0..rng.below(5)).map(|_| json_value(rng, depth + 1)).collect()),
+        6 => Value::Array(
+            (0..rng.below(5))
+                .map(|_| json_value(rng, depth + 1))
+                .collect(),
+        ),
         _ => {
-            let keys = ["userId", "ticketIds", "quantity", "ticketId", "id", "capacity", "holdTtlSeconds", "maxTicketsPerHold", "x"];
-            Value::Object((0..rng.below(5)).map(|_| (rng.pick(&keys).to_string(), json_value(rng, depth + 1))).collect())
+            let keys = [
+                "userId",
+                "ticketIds",
+                "quantity",
+                "ticketId",
+                "id",
+                "capacity",
+                "holdTtlSeconds",
+                "maxTicketsPerHold",
+                "x",
+            ];
+            Value::Object(
+                (0..rng.below(5))
+                    .map(|_| (rng.pick(&keys).to_string(), json_value(rng, depth + 1)))
+                    .collect(),
+            )
         }
     }
 }
@@ -76,7 +122,14 @@ fn near_valid(rng: &mut Rng) -> Value {
         v["quantity"] = json!(1 + rng.below(12));
     }
     if rng.chance(50) {
-        let keys = ["userId", "ticketIds", "ticketId", "quantity", "capacity", "id"];
+        let keys = [
+            "userId",
+            "ticketIds",
+            "ticketId",
+            "quantity",
+            "capacity",
+            "id",
+        ];
         let k = *rng.pick(&keys);
         v[k] = json_value(rng, 1);
     }
@@ -106,15 +159,30 @@ fn path_for(rng: &mut Rng, template: &str, holds: &[String]) -> String {
         }
     }
     if rng.chance(20) {
-        out.push_str(&format!("?status={}&limit={}&after={}", nasty_string(rng).replace(['&', '#', ' ', '%'], ""), rng.below(20_000), rng.below(200)));
+        out.push_str(&format!(
+            "?status={}&limit={}&after={}",
+            nasty_string(rng).replace(['&', '#', ' ', '%'], ""),
+            rng.below(20_000),
+            rng.below(200)
+        ));
     }
-    if out.is_empty() { "/".into() } else { out }
+    if out.is_empty() {
+        "/".into()
+    } else {
+        out
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_survives_random_input() {
-    let n: u64 = std::env::var("FUZZ_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2500);
-    let seed: u64 = std::env::var("FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5EED_CAFE);
+    let n: u64 = std::env::var("FUZZ_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2500);
+    let seed: u64 = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5EED_CAFE);
     let redis = Redis::start();
     let mut cfg = config(&redis);
     cfg.limits.max_holds_per_user = 5;
@@ -124,7 +192,12 @@ async fn every_route_survives_random_input() {
     let mut statuses = std::collections::BTreeMap::new();
     for i in 0..n {
         let route = rng.pick(ROUTES);
-        let method = if rng.chance(85) { route.method.to_uppercase() } else { rng.pick(&["GET", "POST", "DELETE", "PUT", "PATCH"]).to_string() };
+        let method = if rng.chance(85) {
+            route.method.to_uppercase()
+        } else {
+            rng.pick(&["GET", "POST", "DELETE", "PUT", "PATCH"])
+                .to_string()
+        };
         let path = path_for(&mut rng, route.path, &holds);
         let body = match rng.below(5) {
             0 => None,
@@ -140,10 +213,17 @@ async fn every_route_survives_random_input() {
             _ => headers.push(("content-type", "application/json".into())),
         }
         if rng.chance(30) {
-            headers.push(("authorization", rng.pick(&["Bearer test-token", "Bearer nope", "Basic x", ""]).to_string()));
+            headers.push((
+                "authorization",
+                rng.pick(&["Bearer test-token", "Bearer nope", "Basic x", ""])
+                    .to_string(),
+            ));
         }
         if rng.chance(15) {
-            headers.push(("idempotency-key", rng.pick(&["k1", "k2", "", "é"]).to_string()));
+            headers.push((
+                "idempotency-key",
+                rng.pick(&["k1", "k2", "", "é"]).to_string(),
+            ));
         }
         let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = match common::try_request(api.addr, &method, &path, body.clone(), &hdrs).await {
@@ -153,15 +233,30 @@ async fn every_route_survives_random_input() {
             Err(e) => panic!("#{i} {method} {path}: transport error {e}"),
         };
         *statuses.entry(r.status).or_insert(0u64) += 1;
-        let ctx = format!("#{i} {method} {path} body={body:?} -> {} {}", r.status, r.text);
+        let ctx = format!(
+            "#{i} {method} {path} body={body:?} -> {} {}",
+            r.status, r.text
+        );
         assert!(r.status < 500 || r.status == 503, "{ctx}");
         let lower = r.text.to_lowercase();
-        for bad in ["panicked", "src/", ".rs:", "redis error", "responseerror", "stack backtrace", "lua"] {
+        for bad in [
+            "panicked",
+            "src/",
+            ".rs:",
+            "redis error",
+            "responseerror",
+            "stack backtrace",
+            "lua",
+        ] {
             assert!(!lower.contains(bad), "internal text {bad:?} in {ctx}");
         }
         if r.status >= 400 && !(r.status == 409 && path.starts_with("/api/")) {
-            let v: Value = serde_json::from_str(&r.text).unwrap_or_else(|_| panic!("error body is not JSON: {ctx}"));
-            assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{ctx}");
+            let v: Value = serde_json::from_str(&r.text)
+                .unwrap_or_else(|_| panic!("error body is not JSON: {ctx}"));
+            assert!(
+                v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+                "{ctx}"
+            );
         }
         if r.status == 201 && path.ends_with("/holds") {
             if let Ok(v) = serde_json::from_str::<Value>(&r.text) {
@@ -177,15 +272,37 @@ async fn every_route_survives_random_input() {
             continue;
         }
         let e = e.json();
-        let (cap, av, held, sold) = (e["capacity"].as_u64().unwrap(), e["available"].as_u64().unwrap(), e["held"].as_u64().unwrap(), e["sold"].as_u64().unwrap());
+        let (cap, av, held, sold) = (
+            e["capacity"].as_u64().unwrap(),
+            e["available"].as_u64().unwrap(),
+            e["held"].as_u64().unwrap(),
+            e["sold"].as_u64().unwrap(),
+        );
         assert_eq!(av + held + sold, cap, "{e}");
         let listed = |status: &'static str| {
             let api = &api;
             async move {
-                api.req("GET", &format!("/v1/events/{event}/tickets?status={status}&limit=10000"), None).await.json()["ticketIds"].as_array().unwrap().len() as u64
+                api.req(
+                    "GET",
+                    &format!("/v1/events/{event}/tickets?status={status}&limit=10000"),
+                    None,
+                )
+                .await
+                .json()["ticketIds"]
+                    .as_array()
+                    .unwrap()
+                    .len() as u64
             }
         };
-        assert_eq!((listed("available").await, listed("held").await, listed("sold").await), (av, held, sold), "bitmaps and counters agree for {event}");
+        assert_eq!(
+            (
+                listed("available").await,
+                listed("held").await,
+                listed("sold").await
+            ),
+            (av, held, sold),
+            "bitmaps and counters agree for {event}"
+        );
     }
 }
 
@@ -196,7 +313,12 @@ async fn the_openapi_document_lists_every_route() {
     let doc = api.req("GET", "/openapi.json", None).await.json();
     assert_eq!(doc["openapi"], "3.0.3");
     for route in ROUTES {
-        assert!(doc["paths"][route.path][route.method].is_object(), "{} {}", route.method, route.path);
+        assert!(
+            doc["paths"][route.path][route.method].is_object(),
+            "{} {}",
+            route.method,
+            route.path
+        );
     }
     // Every route the router knows has its own metric label (it is in the table).
     api.req("GET", "/v1/orders/x", None).await;

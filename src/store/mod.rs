@@ -66,6 +66,52 @@ impl From<RedisError> for StoreError {
     }
 }
 
+/// A client for the configured URL; `rediss://` with the configured CA and
+/// client certificate, if any.
+fn client_for(cfg: &RedisConfig) -> Result<redis::Client> {
+    let bad = |e: String| {
+        StoreError::Redis(format!(
+            "invalid redis settings for {}: {e}",
+            redact_url(&cfg.url)
+        ))
+    };
+    if !cfg.url.starts_with("rediss://")
+        || (cfg.tls_ca_file.is_none() && cfg.tls_cert_file.is_none())
+    {
+        if cfg.url.starts_with("rediss://") {
+            install_crypto();
+        }
+        return redis::Client::open(cfg.url.as_str()).map_err(|e| bad(e.to_string()));
+    }
+    install_crypto();
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(|e| bad(format!("{}: {e}", p.display())));
+    let root_cert = cfg.tls_ca_file.as_deref().map(read).transpose()?;
+    let client_tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+            client_cert: read(c)?,
+            client_key: read(k)?,
+        }),
+        _ => None,
+    };
+    redis::Client::build_with_tls(
+        cfg.url.as_str(),
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| bad(e.to_string()))
+}
+
+/// TLS needs one process-wide crypto provider.
+fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Result of every store call.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -113,9 +159,7 @@ impl Store {
     /// Connects (and checks the connection with PING). Fails with
     /// [`StoreError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(cfg: &RedisConfig) -> Result<Store> {
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| {
-            StoreError::Redis(format!("invalid redis url {}: {e}", redact_url(&cfg.url)))
-        })?;
+        let client = client_for(cfg)?;
         let mc = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.timeout))

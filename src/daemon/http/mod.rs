@@ -89,7 +89,11 @@ impl AppState {
 
 /// The metric label of a matched route pattern (from the route table).
 fn route_label(path: &str) -> &'static str {
-    openapi::ROUTES.iter().find(|r| r.path == path).map(|r| r.path).unwrap_or("unmatched")
+    openapi::ROUTES
+        .iter()
+        .find(|r| r.path == path)
+        .map(|r| r.path)
+        .unwrap_or("unmatched")
 }
 
 /// The full router with its middleware.
@@ -165,7 +169,11 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         axum::http::Method::HEAD => "HEAD",
         _ => "OTHER",
     };
-    let route = req.extensions().get::<MatchedPath>().map(|m| route_label(m.as_str())).unwrap_or("unmatched");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| route_label(m.as_str()))
+        .unwrap_or("unmatched");
     let exempt = matches!(route, "/healthz" | "/readyz" | "/metrics");
     let limited = match (&st.ip_limiter, peer) {
         (Some(l), Some(ip)) if !exempt => l.check(&ip.to_string()).err(),
@@ -205,7 +213,8 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
 }
 
 async fn openapi_json() -> Json<serde_json::Value> {
-    static DOC: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(openapi::document);
+    static DOC: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(openapi::document);
     Json(DOC.clone())
 }
 

@@ -33,28 +33,172 @@ const fn r(
     errors: &'static [u16],
     admin: bool,
 ) -> RouteSpec {
-    RouteSpec { method, path, summary, body, ok, errors, admin }
+    RouteSpec {
+        method,
+        path,
+        summary,
+        body,
+        ok,
+        errors,
+        admin,
+    }
 }
 
 /// Every route of the API.
 pub const ROUTES: &[RouteSpec] = &[
-    r("post", "/v1/events", "Create an event (same settings again: 200)", Some("EventCreate"), (201, Some("Event")), &[400, 401, 409, 413, 415, 503], true),
-    r("get", "/v1/events", "List events with counts", None, (200, Some("EventList")), &[503], false),
-    r("get", "/v1/events/{id}", "An event with exact counts", None, (200, Some("Event")), &[404, 503], false),
-    r("get", "/v1/events/{id}/tickets", "Ticket ids by status, ascending, paginated", None, (200, Some("TicketPage")), &[400, 404, 503], false),
-    r("post", "/v1/events/{id}/holds", "Hold tickets for a user, all or nothing", Some("HoldCreate"), (201, Some("Hold")), &[400, 404, 409, 413, 415, 422, 429, 503], false),
-    r("get", "/v1/holds/{hold_id}", "A live hold", None, (200, Some("Hold")), &[404, 503], false),
-    r("delete", "/v1/holds/{hold_id}", "Cancel a hold (its user only)", Some("UserBody"), (204, None), &[400, 403, 404, 413, 415, 429, 503], false),
-    r("post", "/v1/holds/{hold_id}/purchase", "Buy a hold (again: the same order)", Some("UserBody"), (202, Some("Order")), &[400, 403, 404, 409, 413, 415, 422, 429, 503], false),
-    r("get", "/v1/orders/{order_id}", "An order", None, (200, Some("Order")), &[404, 503], false),
-    r("get", "/api/ticket/available", "Compatibility: every available ticket id", None, (200, Some("CompatAvailable")), &[404, 503], false),
-    r("post", "/api/ticket/reserve", "Compatibility: hold one ticket", Some("CompatReserve"), (200, Some("CompatReserved")), &[400, 404, 409, 413, 415, 429, 503], false),
-    r("post", "/api/ticket/buy", "Compatibility: buy the user's live hold of a ticket", Some("CompatReserve"), (200, Some("CompatBought")), &[400, 404, 409, 413, 415, 429, 503], false),
-    r("post", "/api/ticket/release", "Compatibility: release the hold of a ticket", Some("CompatRelease"), (200, Some("CompatReleased")), &[400, 401, 404, 409, 413, 415, 503], true),
-    r("get", "/healthz", "The process is up (no Redis call)", None, (200, None), &[], false),
-    r("get", "/readyz", "Redis is reachable", None, (200, None), &[503], false),
-    r("get", "/metrics", "Prometheus metrics", None, (200, None), &[], false),
-    r("get", "/openapi.json", "This document", None, (200, None), &[], false),
+    r(
+        "post",
+        "/v1/events",
+        "Create an event (same settings again: 200)",
+        Some("EventCreate"),
+        (201, Some("Event")),
+        &[400, 401, 409, 413, 415, 503],
+        true,
+    ),
+    r(
+        "get",
+        "/v1/events",
+        "List events with counts",
+        None,
+        (200, Some("EventList")),
+        &[503],
+        false,
+    ),
+    r(
+        "get",
+        "/v1/events/{id}",
+        "An event with exact counts",
+        None,
+        (200, Some("Event")),
+        &[404, 503],
+        false,
+    ),
+    r(
+        "get",
+        "/v1/events/{id}/tickets",
+        "Ticket ids by status, ascending, paginated",
+        None,
+        (200, Some("TicketPage")),
+        &[400, 404, 503],
+        false,
+    ),
+    r(
+        "post",
+        "/v1/events/{id}/holds",
+        "Hold tickets for a user, all or nothing",
+        Some("HoldCreate"),
+        (201, Some("Hold")),
+        &[400, 404, 409, 413, 415, 422, 429, 503],
+        false,
+    ),
+    r(
+        "get",
+        "/v1/holds/{hold_id}",
+        "A live hold",
+        None,
+        (200, Some("Hold")),
+        &[404, 503],
+        false,
+    ),
+    r(
+        "delete",
+        "/v1/holds/{hold_id}",
+        "Cancel a hold (its user only)",
+        Some("UserBody"),
+        (204, None),
+        &[400, 403, 404, 413, 415, 429, 503],
+        false,
+    ),
+    r(
+        "post",
+        "/v1/holds/{hold_id}/purchase",
+        "Buy a hold (again: the same order)",
+        Some("UserBody"),
+        (202, Some("Order")),
+        &[400, 403, 404, 409, 413, 415, 422, 429, 503],
+        false,
+    ),
+    r(
+        "get",
+        "/v1/orders/{order_id}",
+        "An order",
+        None,
+        (200, Some("Order")),
+        &[404, 503],
+        false,
+    ),
+    r(
+        "get",
+        "/api/ticket/available",
+        "Compatibility: every available ticket id",
+        None,
+        (200, Some("CompatAvailable")),
+        &[404, 503],
+        false,
+    ),
+    r(
+        "post",
+        "/api/ticket/reserve",
+        "Compatibility: hold one ticket",
+        Some("CompatReserve"),
+        (200, Some("CompatReserved")),
+        &[400, 404, 409, 413, 415, 429, 503],
+        false,
+    ),
+    r(
+        "post",
+        "/api/ticket/buy",
+        "Compatibility: buy the user's live hold of a ticket",
+        Some("CompatReserve"),
+        (200, Some("CompatBought")),
+        &[400, 404, 409, 413, 415, 429, 503],
+        false,
+    ),
+    r(
+        "post",
+        "/api/ticket/release",
+        "Compatibility: release the hold of a ticket",
+        Some("CompatRelease"),
+        (200, Some("CompatReleased")),
+        &[400, 401, 404, 409, 413, 415, 503],
+        true,
+    ),
+    r(
+        "get",
+        "/healthz",
+        "The process is up (no Redis call)",
+        None,
+        (200, None),
+        &[],
+        false,
+    ),
+    r(
+        "get",
+        "/readyz",
+        "Redis is reachable",
+        None,
+        (200, None),
+        &[503],
+        false,
+    ),
+    r(
+        "get",
+        "/metrics",
+        "Prometheus metrics",
+        None,
+        (200, None),
+        &[],
+        false,
+    ),
+    r(
+        "get",
+        "/openapi.json",
+        "This document",
+        None,
+        (200, None),
+        &[],
+        false,
+    ),
 ];
 
 fn schemas() -> Value {
@@ -112,7 +256,9 @@ fn params(path: &str) -> Vec<Value> {
     if path.ends_with("/tickets") {
         out.push(json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": ["available", "held", "sold"]}}));
         out.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}));
-        out.push(json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}}));
+        out.push(
+            json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}}),
+        );
     }
     if path.ends_with("/holds") || path.ends_with("/purchase") {
         out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
@@ -126,7 +272,9 @@ pub fn document() -> Value {
     for route in ROUTES {
         let mut responses = serde_json::Map::new();
         let ok = match route.ok.1 {
-            Some(s) => json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}")}}}}),
+            Some(s) => {
+                json!({"description": "success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}")}}}})
+            }
             None => json!({"description": "success"}),
         };
         responses.insert(route.ok.0.to_string(), ok);
@@ -143,7 +291,9 @@ pub fn document() -> Value {
         if route.admin {
             op["security"] = json!([{"admin": []}]);
         }
-        let entry = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
         entry[route.method] = op;
     }
     json!({
@@ -162,11 +312,23 @@ mod tests {
     #[test]
     fn every_route_is_documented_with_its_parameters() {
         let doc = document();
-        assert_eq!(doc["paths"]["/v1/events/{id}/holds"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Hold");
-        assert_eq!(doc["paths"]["/v1/holds/{hold_id}"]["delete"]["parameters"][0]["name"], "hold_id");
+        assert_eq!(
+            doc["paths"]["/v1/events/{id}/holds"]["post"]["responses"]["201"]["content"]
+                ["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Hold"
+        );
+        assert_eq!(
+            doc["paths"]["/v1/holds/{hold_id}"]["delete"]["parameters"][0]["name"],
+            "hold_id"
+        );
         assert!(doc["paths"]["/v1/events"]["post"]["security"].is_array());
         for route in ROUTES {
-            assert!(doc["paths"][route.path][route.method].is_object(), "{} {}", route.method, route.path);
+            assert!(
+                doc["paths"][route.path][route.method].is_object(),
+                "{} {}",
+                route.method,
+                route.path
+            );
             if let Some(b) = route.body {
                 assert!(doc["components"]["schemas"][b].is_object(), "{b}");
             }
