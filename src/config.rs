@@ -93,6 +93,12 @@ pub struct RedisConfig {
     /// Longest wait for a (re)connection to Redis.
     #[serde(deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
+    /// Seed nodes of a Redis Cluster (empty: `url` is one server, or a
+    /// node of a cluster, which is detected).
+    pub cluster: Vec<String>,
+    /// Replicas that must confirm a purchase before it is answered (`WAIT`;
+    /// 0: do not wait). With 1, a failover cannot lose a confirmed sale.
+    pub wait_replicas: u32,
     /// `rediss://` only: PEM file of the CA that signed the server's
     /// certificate (default: the system's roots).
     pub tls_ca_file: Option<PathBuf>,
@@ -108,6 +114,8 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
+            cluster: Vec::new(),
+            wait_replicas: 0,
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -425,10 +433,19 @@ impl Config {
     /// Checks every value that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if !(self.redis.url.starts_with("redis://")
-            || self.redis.url.starts_with("rediss://")
-            || self.redis.url.starts_with("unix://"))
-        {
+        for node in &self.redis.cluster {
+            if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+                return bad(format!(
+                    "redis.cluster: {:?} must be a redis:// or rediss:// URL",
+                    redact_url(node)
+                ));
+            }
+        }
+        if !self.redis.url.split(',').all(|u| {
+            u.trim().starts_with("redis://")
+                || u.trim().starts_with("rediss://")
+                || u.trim().starts_with("unix://")
+        }) {
             return bad(format!(
                 "redis.url must start with redis://, rediss:// or unix:// (got {:?})",
                 redact_url(&self.redis.url)

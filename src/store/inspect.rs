@@ -218,33 +218,43 @@ impl Store {
     pub async fn inspect_queue(&self, event: &str, now_ms: u64) -> Result<QueueView> {
         let keys = EventKeys::new(event);
         let (jobs, dead) = (keys.jobs(), keys.dead());
-        let (groups, consumers, dead_len): (Value, Value, u64) = match self
-            .run(|mut c| async move {
-                redis::pipe()
-                    .cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(&jobs)
-                    .cmd("XINFO")
-                    .arg("CONSUMERS")
-                    .arg(&jobs)
-                    .arg(keys::JOBS_GROUP)
-                    .cmd("XLEN")
-                    .arg(&dead)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await
-        {
+        // Separate calls rather than one pipeline: each names one key, so a
+        // cluster client routes each on its own.
+        let (j1, j2) = (jobs.clone(), jobs);
+        let infos = async {
+            let groups: Value = self
+                .run(|mut c| async move {
+                    redis::cmd("XINFO")
+                        .arg("GROUPS")
+                        .arg(j1)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let consumers: Value = self
+                .run(|mut c| async move {
+                    redis::cmd("XINFO")
+                        .arg("CONSUMERS")
+                        .arg(j2)
+                        .arg(keys::JOBS_GROUP)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok::<_, StoreError>((groups, consumers))
+        };
+        let (groups, consumers) = match infos.await {
             Ok(v) => v,
             // No job stream (or group) yet: an empty queue.
             Err(StoreError::Redis(m)) if m.contains("no such key") || m.contains("NOGROUP") => {
                 return Ok(QueueView {
-                    dead: self.stream_len(&keys.dead()).await?,
+                    dead: self.stream_len(&dead).await?,
                     ..QueueView::default()
                 })
             }
             Err(e) => return Err(e),
         };
+        let dead_len = self.stream_len(&dead).await?;
         let mut view = QueueView {
             dead: dead_len,
             ..QueueView::default()
@@ -370,17 +380,9 @@ impl Store {
     /// Deletes an event's dead letters (their orders stay `failed`); returns how many.
     pub async fn purge_dead_letters(&self, event: &str) -> Result<u64> {
         let key = EventKeys::new(event).dead();
-        let (n, _): (u64, u64) = self
-            .run(|mut c| async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("XLEN")
-                    .arg(&key)
-                    .cmd("DEL")
-                    .arg(&key)
-                    .query_async(&mut c)
-                    .await
-            })
+        let n = self.stream_len(&key).await?;
+        let _: i64 = self
+            .run(|mut c| async move { redis::cmd("DEL").arg(key).query_async(&mut c).await })
             .await?;
         Ok(n)
     }

@@ -154,6 +154,32 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        if self.is_cluster() && events.len() > 1 {
+            // Job streams of different events live in different slots, so
+            // one XREADGROUP cannot name them all: read each, at once,
+            // without blocking (a block would hold a node's connection), and
+            // poll briefly when all are empty.
+            let per_event = (count / events.len()).max(1);
+            let reads = events.iter().map(|e| {
+                self.read_jobs(
+                    std::slice::from_ref(e),
+                    consumer,
+                    per_event,
+                    None,
+                    own_pending,
+                )
+            });
+            let mut jobs = Vec::new();
+            for r in futures_util::future::join_all(reads).await {
+                jobs.extend(r?);
+            }
+            if jobs.is_empty() {
+                if let Some(b) = block {
+                    tokio::time::sleep(b.min(Duration::from_millis(50))).await;
+                }
+            }
+            return Ok(jobs);
+        }
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(keys::JOBS_GROUP)

@@ -13,6 +13,7 @@ mod query;
 mod reply;
 mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -121,12 +122,16 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub enum Conn {
     /// One Redis server.
     Single(ConnectionManager),
+    /// A Redis Cluster: commands go to the node owning their key's slot;
+    /// MOVED and ASK are followed and the slot map refreshed by the client.
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
     fn req_packed_commands<'a>(
@@ -137,12 +142,52 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(p, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
         }
     }
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// A cluster connection that can be rebuilt.
+struct ClusterHandle {
+    client: redis::cluster::ClusterClient,
+    conn: std::sync::RwLock<redis::cluster_async::ClusterConnection>,
+    rebuilding: std::sync::atomic::AtomicBool,
+    connect_timeout: Duration,
+}
+
+impl ClusterHandle {
+    fn current(&self) -> redis::cluster_async::ClusterConnection {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Starts one rebuild in the background (a no-op while one runs).
+    fn rebuild(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            // Spaced out: a cluster in the middle of a failover refuses for a while.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match tokio::time::timeout(me.connect_timeout * 3, me.client.get_async_connection())
+                .await
+            {
+                Ok(Ok(c)) => {
+                    *me.conn.write().unwrap_or_else(|p| p.into_inner()) = c;
+                    tracing::info!("reconnected to the cluster");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cluster reconnect failed"),
+                Err(_) => tracing::warn!("cluster reconnect timed out"),
+            }
+            me.rebuilding.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -150,15 +195,32 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 pub struct Store {
     conn: Conn,
+    /// On a cluster: the client and the current connection, which is
+    /// rebuilt from the seeds when the cluster stops answering (after a
+    /// failover the old connection may keep routing to a dead master).
+    cluster: Option<Arc<ClusterHandle>>,
+    /// For the release wake-up subscription (a cluster broadcasts PUBLISH
+    /// to every node, so one node is enough).
     client: Option<redis::Client>,
     timeout: Duration,
     max_holds_per_user: u64,
+    wait_replicas: u32,
 }
 
 impl Store {
     /// Connects (and checks the connection with PING). Fails with
     /// [`StoreError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(cfg: &RedisConfig) -> Result<Store> {
+        let seeds: Vec<String> = if !cfg.cluster.is_empty() {
+            cfg.cluster.clone()
+        } else if cfg.url.contains(',') {
+            cfg.url.split(',').map(|u| u.trim().to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        if !seeds.is_empty() {
+            return Self::connect_cluster(cfg, seeds).await;
+        }
         let client = client_for(cfg)?;
         let mc = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
@@ -179,12 +241,108 @@ impl Store {
             })?;
         let store = Store {
             conn: Conn::Single(mgr),
+            cluster: None,
             client: Some(client),
             timeout: cfg.timeout,
             max_holds_per_user: 0,
+            wait_replicas: cfg.wait_replicas,
+        };
+        store.ping().await?;
+        // A node of a cluster named by a plain URL: use it as the cluster's seed.
+        let info: String = store
+            .run(|mut c| async move { redis::cmd("INFO").arg("cluster").query_async(&mut c).await })
+            .await?;
+        if info.contains("cluster_enabled:1") {
+            return Self::connect_cluster(cfg, vec![cfg.url.clone()]).await;
+        }
+        Ok(store)
+    }
+
+    async fn connect_cluster(cfg: &RedisConfig, seeds: Vec<String>) -> Result<Store> {
+        let shown = seeds
+            .iter()
+            .map(|s| redact_url(s))
+            .collect::<Vec<_>>()
+            .join(",");
+        if seeds.iter().any(|s| s.starts_with("rediss://")) {
+            install_crypto();
+        }
+        let client = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+            .connection_timeout(cfg.connect_timeout)
+            .response_timeout(cfg.timeout)
+            .retries(3)
+            .build()
+            .map_err(|e| StoreError::Redis(format!("invalid cluster settings {shown}: {e}")))?;
+        let conn = tokio::time::timeout(
+            cfg.connect_timeout + cfg.timeout,
+            client.get_async_connection(),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("no answer from the cluster at {shown}")))?
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to the cluster at {shown}: {e}"))
+        })?;
+        let handle = Arc::new(ClusterHandle {
+            client,
+            conn: std::sync::RwLock::new(conn.clone()),
+            rebuilding: std::sync::atomic::AtomicBool::new(false),
+            connect_timeout: cfg.connect_timeout,
+        });
+        let store = Store {
+            conn: Conn::Cluster(conn),
+            cluster: Some(handle),
+            client: redis::Client::open(seeds[0].as_str()).ok(),
+            timeout: cfg.timeout,
+            max_holds_per_user: 0,
+            wait_replicas: cfg.wait_replicas,
         };
         store.ping().await?;
         Ok(store)
+    }
+
+    /// True on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// Waits until `wait_replicas` replicas have every write made so far on
+    /// the node owning `key` (no-op when 0). A purchase is answered only
+    /// after this, so a failover cannot lose a sale that was confirmed.
+    pub(crate) async fn wait_for_replicas(&self, key: &str) -> Result<()> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let n = self.wait_replicas;
+        let ms = self.timeout.as_millis() as u64 / 2;
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(n).arg(ms);
+        let acked: i64 = match &self.conn {
+            Conn::Single(_) => {
+                self.run(|mut c| async move { cmd.query_async(&mut c).await })
+                    .await?
+            }
+            Conn::Cluster(_) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(keys::slot(key), SlotAddr::Master),
+                ));
+                let v = self
+                    .run(|c| async move {
+                        let Conn::Cluster(mut c) = c else {
+                            unreachable!()
+                        };
+                        c.route_command(cmd, route).await
+                    })
+                    .await?;
+                redis::from_redis_value(v).map_err(|e| StoreError::Reply(format!("WAIT: {e}")))?
+            }
+        };
+        if acked < i64::from(n) {
+            return Err(StoreError::Unavailable(format!(
+                "only {acked} of {n} replicas confirmed the write"
+            )));
+        }
+        Ok(())
     }
 
     /// Limits how many live holds one user may have in one event (0: no limit).
@@ -198,13 +356,21 @@ impl Store {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+        let conn = match &self.cluster {
+            Some(h) => Conn::Cluster(h.current()),
+            None => self.conn.clone(),
+        };
+        let r = match tokio::time::timeout(self.timeout, f(conn)).await {
             Ok(r) => r.map_err(StoreError::from),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no reply within {:?}",
                 self.timeout
             ))),
+        };
+        if let (Err(StoreError::Unavailable(_)), Some(h)) = (&r, &self.cluster) {
+            h.rebuild();
         }
+        r
     }
 
     /// PING: is Redis reachable now?

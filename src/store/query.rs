@@ -5,7 +5,7 @@
 use super::ids::OrderId;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
-use super::scripts::{Order, OrderStatus};
+use super::scripts::{Order, OrderStatus, READ_BITMAPS};
 use super::{Result, Store};
 
 /// Which tickets to list.
@@ -122,21 +122,10 @@ impl Store {
             let end = (start + CHUNK_TICKETS - 1).min(capacity);
             let (first_byte, last_byte) = (start / 8, end / 8);
             let (taken, sold) = (keys.taken(), keys.sold());
+            let mut inv = READ_BITMAPS.prepare_invoke();
+            inv.key(taken).key(sold).arg(first_byte).arg(last_byte);
             let (taken, sold): (Vec<u8>, Vec<u8>) = self
-                .run(|mut c| async move {
-                    redis::pipe()
-                        .atomic()
-                        .cmd("GETRANGE")
-                        .arg(taken)
-                        .arg(first_byte)
-                        .arg(last_byte)
-                        .cmd("GETRANGE")
-                        .arg(sold)
-                        .arg(first_byte)
-                        .arg(last_byte)
-                        .query_async(&mut c)
-                        .await
-                })
+                .run(|mut c| async move { inv.invoke_async(&mut c).await })
                 .await?;
             let base = first_byte * 8;
             for t in start..=end {

@@ -35,6 +35,7 @@ pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!("complete_orders.lua"
 pub(super) static DEAD_LETTER: LazyLock<Script> = lua!("dead_letter.lua");
 pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
 pub(super) static DLQ_RETRY: LazyLock<Script> = lua!("dlq_retry.lua");
+pub(super) static READ_BITMAPS: LazyLock<Script> = lua!(standalone "read_bitmaps.lua");
 pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!(standalone "publish_stream.lua");
 
 /// An event's fixed settings.
@@ -523,9 +524,12 @@ impl Store {
                     user: r.str(8)?,
                     status,
                 };
-                PurchaseOutcome::Bought {
-                    order,
-                    created: r.int(1)? == 1,
+                {
+                    let created = r.int(1)? == 1;
+                    if created {
+                        self.wait_for_replicas(&keys.meta()).await?;
+                    }
+                    PurchaseOutcome::Bought { order, created }
                 }
             }
             "not_found" if r.len() == 1 && matches!(hold, HoldRef::Ticket { .. }) => {

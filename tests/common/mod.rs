@@ -376,3 +376,153 @@ impl Drop for ServeProc {
         let _ = self.child.wait();
     }
 }
+
+/// A private Redis Cluster: `masters` masters with `replicas` replicas each,
+/// on loopback ports whose cluster-bus ports (+10000) are free too. Killed on
+/// drop.
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+fn free_cluster_port() -> u16 {
+    loop {
+        let l = StdListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port() % 20000 + 20000;
+        drop(l);
+        if StdListener::bind(("127.0.0.1", p)).is_ok()
+            && StdListener::bind(("127.0.0.1", p + 10000)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+/// Arguments of a cluster node. A replica may always fail over: without
+/// `cluster-replica-validity-factor 0`, replicas of an idle master here
+/// judged their data too old and never took over.
+pub fn cluster_node_args(conf: &str) -> Vec<&str> {
+    vec![
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        conf,
+        "--cluster-node-timeout",
+        "1000",
+        "--cluster-replica-validity-factor",
+        "0",
+        // Start replicating at once (the default waits 5 s for more replicas).
+        "--repl-diskless-sync-delay",
+        "0",
+    ]
+}
+
+impl Cluster {
+    pub fn start(masters: usize, replicas: usize) -> Cluster {
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let port = free_cluster_port();
+            let conf = format!("nodes-{port}.conf");
+            nodes.push(Redis::start_on(port, &cluster_node_args(&conf)));
+        }
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+        args.extend([
+            "--cluster-replicas".into(),
+            replicas.to_string(),
+            "--cluster-yes".into(),
+        ]);
+        let out = Command::new("redis-cli").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let c = Cluster { nodes };
+        c.wait_ok();
+        // Every replica in sync before the cluster is used.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !c.nodes.iter().all(|n| {
+            let info = n.cli(&["INFO", "replication"]);
+            info.contains("role:master") || info.contains("master_link_status:up")
+        }) {
+            assert!(Instant::now() < deadline, "replicas did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    /// Waits until every live node says the cluster is ok.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self
+                .nodes
+                .iter()
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Seed URLs, comma-separated (what `--redis` takes).
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.url())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node (index) that is master for `key`'s slot.
+    pub fn master_of(&self, key: &str) -> usize {
+        self.master_of_seen_by(0, key)
+    }
+
+    /// The master for `key`'s slot as node `asked` sees it.
+    pub fn master_of_seen_by(&self, asked: usize, key: &str) -> usize {
+        self.try_master_of_seen_by(asked, key)
+            .unwrap_or_else(|| panic!("no master for {key}"))
+    }
+
+    /// The master for `key`'s slot as node `asked` sees it, if any.
+    pub fn try_master_of_seen_by(&self, asked: usize, key: &str) -> Option<usize> {
+        let slot: u16 = self.nodes[asked]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .unwrap();
+        let shards = self.nodes[asked].cli(&["CLUSTER", "NODES"]);
+        for line in shards.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = f[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+            for range in &f[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) {
+                    if (a..=b).contains(&slot) {
+                        return self.nodes.iter().position(|n| n.port == port);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// A redis-cli command on the node owning `key`.
+    pub fn cli_for(&self, key: &str, args: &[&str]) -> String {
+        self.nodes[self.master_of(key)].cli(args)
+    }
+}
+
+/// Test configuration for a cluster.
+pub fn cluster_config(cluster: &Cluster) -> Config {
+    let mut cfg = Config::with_default_events();
+    cfg.redis.cluster = cluster.nodes.iter().map(|n| n.url()).collect();
+    cfg.redis.timeout = Duration::from_millis(1000);
+    cfg.server.admin_token = "test-token".into();
+    cfg
+}

@@ -1,0 +1,437 @@
+//! ticketctl on a private 3-master Redis Cluster: the core flows across
+//! events in different slots, both workers, two `serve` processes racing,
+//! and a master killed and failed over with no ticket sold twice.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{cluster_config, request, Api, Cluster};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use ticketctl::config::EventSeed;
+use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
+use ticketctl::daemon::worker::release::{self, ReleaseStats};
+use ticketctl::store::Store;
+
+fn seed(id: &str, capacity: u64, ttl: u64) -> EventSeed {
+    EventSeed {
+        id: id.into(),
+        capacity,
+        hold_ttl_seconds: ttl,
+        max_tickets_per_hold: 5,
+    }
+}
+
+/// Event ids whose keys land on three different masters.
+fn spread_events(cluster: &Cluster) -> Vec<String> {
+    let mut by_master = std::collections::BTreeMap::new();
+    for i in 0..200 {
+        let id = format!("e{i}");
+        by_master
+            .entry(cluster.master_of(&format!("tc:{{ev:{id}}}:meta")))
+            .or_insert(id);
+        if by_master.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(by_master.len(), 3);
+    by_master.into_values().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_flows_and_workers_run_unchanged_on_a_cluster() {
+    let cluster = Cluster::start(3, 0);
+    let events = spread_events(&cluster);
+    let mut cfg = cluster_config(&cluster);
+    for e in &events {
+        cfg.events.push(seed(e, 50, 1));
+    }
+    let api = Api::start(cfg.clone()).await;
+    assert!(api.store.is_cluster());
+    let mut orders = Vec::new();
+    for e in &events {
+        let h = api
+            .req(
+                "POST",
+                &format!("/v1/events/{e}/holds"),
+                Some(json!({"userId": "a", "ticketIds": [1, 2]})),
+            )
+            .await;
+        assert_eq!(h.status, 201, "{}", h.text);
+        let c = api
+            .req(
+                "POST",
+                &format!("/v1/events/{e}/holds"),
+                Some(json!({"userId": "b", "ticketIds": [2]})),
+            )
+            .await;
+        assert_eq!(c.status, 409);
+        let id = h.json()["holdId"].as_str().unwrap().to_string();
+        let p = api
+            .req(
+                "POST",
+                &format!("/v1/holds/{id}/purchase"),
+                Some(json!({"userId": "a"})),
+            )
+            .await;
+        assert_eq!(p.status, 202, "{}", p.text);
+        orders.push(p.json()["orderId"].as_str().unwrap().to_string());
+        let again = api
+            .raw(
+                "POST",
+                &format!("/v1/events/{e}/holds"),
+                Some(json!({"userId": "c", "quantity": 2}).to_string()),
+                &[("idempotency-key", "k")],
+            )
+            .await;
+        let twice = api
+            .raw(
+                "POST",
+                &format!("/v1/events/{e}/holds"),
+                Some(json!({"userId": "c", "quantity": 2}).to_string()),
+                &[("idempotency-key", "k")],
+            )
+            .await;
+        assert_eq!((again.status, again.json()), (201, twice.json()));
+        let list = api
+            .req("GET", &format!("/v1/events/{e}/tickets?status=held"), None)
+            .await
+            .json();
+        assert_eq!(list["ticketIds"], json!([3, 4]));
+    }
+    let all = api.req("GET", "/v1/events", None).await.json();
+    assert_eq!(all["events"].as_array().unwrap().len(), 4);
+
+    // The holds of "c" expire (1 s); with no worker, counts are already exact.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for e in &events {
+        let v = api
+            .req("GET", &format!("/v1/events/{e}"), None)
+            .await
+            .json();
+        assert_eq!(
+            (
+                v["available"].as_u64(),
+                v["held"].as_u64(),
+                v["sold"].as_u64()
+            ),
+            (Some(48), Some(0), Some(2)),
+            "{v}"
+        );
+    }
+
+    // Workers consume every event, on whichever master it lives.
+    let store = Store::connect(&cfg.redis).await.unwrap();
+    let opts = PurchaseOpts {
+        once: true,
+        batch: 64,
+        consumer: "c1".into(),
+        block: Duration::from_millis(100),
+    };
+    let s = purchase::run(
+        store.clone(),
+        cfg.purchase.clone(),
+        opts,
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.completed, 3);
+    for oid in &orders {
+        assert_eq!(
+            api.req("GET", &format!("/v1/orders/{oid}"), None)
+                .await
+                .json()["status"],
+            "completed"
+        );
+    }
+    let payments: u64 = cluster
+        .cli_for("tc:payments", &["XLEN", "tc:payments"])
+        .parse()
+        .unwrap();
+    assert_eq!(payments, 3);
+    for e in &events {
+        api.req(
+            "POST",
+            &format!("/v1/events/{e}/holds"),
+            Some(json!({"userId": "d", "quantity": 1})),
+        )
+        .await;
+    }
+    let stats = Arc::new(ReleaseStats::default());
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(release::run(
+        store.clone(),
+        cfg.release.clone(),
+        false,
+        stop.clone(),
+        stats.clone(),
+        Arc::default(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.released.load(Ordering::Relaxed) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "released {}",
+            stats.released.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    w.await.unwrap().unwrap();
+
+    // inspect reads every master.
+    let o = common::run_cli(&["inspect", "--json", "--redis", &cluster.url()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["events"].as_array().unwrap().len(), 4);
+    assert_eq!(v["queues"]["purchaseQueued"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
+    let cluster = Cluster::start(3, 1);
+    let dir = std::env::temp_dir().join(format!("tc-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("c.toml");
+    let seeds: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("\"{}\"", n.url()))
+        .collect();
+    std::fs::write(
+        &toml,
+        format!(
+            "[redis]\ncluster = [{}]\ntimeout = \"1s\"\nwait_replicas = 1\n",
+            seeds.join(",")
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        let port = common::free_port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = std::process::Command::new(common::bin())
+            .args([
+                "serve",
+                "--config",
+                toml.to_str().unwrap(),
+                "--listen",
+                &addr.to_string(),
+            ])
+            .env("TICKETCTL_ADMIN_TOKEN", "test-token")
+            .env("TICKETCTL_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        common::ServeProc { child, addr }
+    };
+    let a = spawn();
+    let b = spawn();
+    let r = request(
+        a.addr,
+        "POST",
+        "/v1/events",
+        Some(json!({"id": "race", "capacity": 2000, "holdTtlSeconds": 60}).to_string()),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer test-token"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let orders: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for c in 0..40u64 {
+        let (stop, orders, errors) = (stop.clone(), orders.clone(), errors.clone());
+        let servers = [a.addr, b.addr];
+        tasks.push(tokio::spawn(async move {
+            let mut n = c;
+            while !stop.load(Ordering::Relaxed) {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let srv = servers[(n >> 33) as usize % 2];
+                let t = 1 + (n >> 40) % 2000;
+                let user = format!("u{c}");
+                let Ok(h) = common::try_request(
+                    srv,
+                    "POST",
+                    "/v1/events/race/holds",
+                    Some(json!({"userId": user, "ticketIds": [t]}).to_string()),
+                    &[("content-type", "application/json")],
+                )
+                .await
+                else {
+                    continue;
+                };
+                match h.status {
+                    201 => {}
+                    409 | 503 => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    s => {
+                        errors.lock().unwrap().push(format!("hold {s}: {}", h.text));
+                        continue;
+                    }
+                }
+                let id = h.json()["holdId"].as_str().unwrap().to_string();
+                let other = servers[((n >> 34) % 2) as usize];
+                // Retry a purchase that met the failover: buying again is safe.
+                for _ in 0..50 {
+                    let Ok(p) = common::try_request(
+                        other,
+                        "POST",
+                        &format!("/v1/holds/{id}/purchase"),
+                        Some(json!({"userId": user}).to_string()),
+                        &[("content-type", "application/json")],
+                    )
+                    .await
+                    else {
+                        continue;
+                    };
+                    match p.status {
+                        202 => {
+                            orders.lock().unwrap().push(p.json());
+                            break;
+                        }
+                        503 => tokio::time::sleep(Duration::from_millis(100)).await,
+                        404 | 409 => break,
+                        s => {
+                            errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("purchase {s}: {}", p.text));
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Kill the master that owns the event; its replica takes over.
+    let victim = cluster.master_of("tc:{ev:race}:meta");
+    let victim_port = cluster.nodes[victim].port;
+    std::process::Command::new("kill")
+        .args(["-9", &cluster.nodes[victim].pid().to_string()])
+        .status()
+        .unwrap();
+    let witness = (0..cluster.nodes.len()).find(|i| *i != victim).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Failed over: another node now owns the slot, and the cluster is ok again.
+        let owner = cluster.try_master_of_seen_by(witness, "tc:{ev:race}:meta");
+        if owner.is_some_and(|o| o != victim)
+            && cluster.nodes[witness]
+                .cli(&["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The old master comes back and rejoins as a replica, so purchases can
+    // again be confirmed by one replica (wait_replicas = 1).
+    let conf = format!("nodes-{victim_port}.conf");
+    let _back = common::Redis::start_on(victim_port, &common::cluster_node_args(&conf));
+    // Service resumes by itself: a hold on the event succeeds through both servers.
+    for srv in [a.addr, b.addr] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = common::try_request(
+                srv,
+                "POST",
+                "/v1/events/race/holds",
+                Some(json!({"userId": "probe", "quantity": 1}).to_string()),
+                &[("content-type", "application/json")],
+            )
+            .await;
+            if matches!(r, Ok(ref r) if r.status == 201) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let views: Vec<String> = cluster
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        format!(
+                            "{}: exists={} role={}",
+                            n.port,
+                            n.cli(&["EXISTS", "tc:{ev:race}:meta"]),
+                            n.cli(&["ROLE"]).lines().next().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                panic!("no service after the failover: {r:?}\n{views:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let before = orders.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while orders.lock().unwrap().len() == before {
+        assert!(Instant::now() < deadline, "no purchase after the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    let orders = orders.lock().unwrap().clone();
+    let mut ids = HashSet::new();
+    let mut sold = HashSet::new();
+    for o in &orders {
+        let oid = o["orderId"].as_str().unwrap();
+        if !ids.insert(oid.to_string()) {
+            continue;
+        }
+        for t in o["ticketIds"].as_array().unwrap() {
+            assert!(sold.insert(t.as_u64().unwrap()), "ticket {t} sold twice");
+        }
+        let got = request(b.addr, "GET", &format!("/v1/orders/{oid}"), None, &[]).await;
+        assert_eq!(
+            got.status, 200,
+            "a confirmed order was lost in the failover: {oid}"
+        );
+    }
+    let e = request(a.addr, "GET", "/v1/events/race", None, &[])
+        .await
+        .json();
+    let (av, held, s) = (
+        e["available"].as_u64().unwrap(),
+        e["held"].as_u64().unwrap(),
+        e["sold"].as_u64().unwrap(),
+    );
+    assert_eq!(av + held + s, 2000);
+    assert_eq!(
+        s as usize,
+        sold.len(),
+        "sold count and confirmed orders agree"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
