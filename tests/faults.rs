@@ -14,15 +14,7 @@ use std::time::{Duration, Instant};
 use common::{request, Redis, ServeProc};
 use serde_json::{json, Value};
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use common::Rng;
 
 async fn post(addr: SocketAddr, path: &str, body: Value) -> Option<(u16, Value, Option<String>)> {
     let r = tokio::time::timeout(

@@ -16,18 +16,7 @@ const CLIENTS: usize = 200;
 const ROUNDS: usize = 12;
 const CAPACITY: u64 = 20;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::Rng;
 
 async fn post(addr: SocketAddr, path: &str, body: Value) -> (u16, Value) {
     let r = request(

@@ -109,12 +109,7 @@ pub struct DeadLetter {
 }
 
 fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(n) => n.to_string(),
-        _ => String::new(),
-    }
+    super::reply::value_text(v).unwrap_or_default()
 }
 
 fn int(v: &Value) -> u64 {

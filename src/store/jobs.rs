@@ -71,14 +71,7 @@ impl JobOrder {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+use super::reply::value_text as text;
 
 fn parse_fields(event: &str, fields: &[Value]) -> std::result::Result<JobOrder, String> {
     let mut map = HashMap::new();

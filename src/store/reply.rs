@@ -70,6 +70,16 @@ impl Reply {
     }
 }
 
+/// A bulk, simple or integer reply as text.
+pub(crate) fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Parses `1,2,3` as stored in hold and order records.
 pub(crate) fn parse_csv(s: &str) -> Option<Vec<u64>> {
     if s.is_empty() {

@@ -77,8 +77,7 @@ pub async fn reserve(
             expired,
             replayed,
         } => {
-            Metrics::add(&st.metrics.holds_created, u64::from(!replayed));
-            Metrics::add(&st.metrics.holds_expired, expired);
+            st.metrics.hold_made(expired, replayed);
             Ok(Json(json!({
                 "success": true,
                 "ticketId": ticket,
@@ -89,13 +88,7 @@ pub async fn reserve(
         }
         HoldOutcome::Unavailable { .. } => Ok(conflict("error", "Ticket not available.")),
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
-        HoldOutcome::HoldLimit(max) => Err(ApiError::TooMany {
-            code: "too_many_holds",
-            message: format!(
-                "this user already has {max} live holds in this event; buy or release one first"
-            ),
-            retry_after: 1,
-        }),
+        HoldOutcome::HoldLimit(max) => Err(ApiError::too_many_holds(max)),
         HoldOutcome::NoEvent => Err(no_event(&st)),
         HoldOutcome::IdempotencyMismatch => Err(ApiError::Internal),
     }

@@ -105,6 +105,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 429 `too_many_holds`: the user has `max` live holds in the event.
+    pub fn too_many_holds(max: u64) -> ApiError {
+        ApiError::TooMany {
+            code: "too_many_holds",
+            message: format!(
+                "this user already has {max} live holds in this event; buy or release one first"
+            ),
+            retry_after: 1,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

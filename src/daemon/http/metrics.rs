@@ -57,6 +57,13 @@ impl Metrics {
         }
     }
 
+    /// Counts a hold answer: a new hold (not a replayed one) and the
+    /// expired holds released on the way.
+    pub fn hold_made(&self, expired: u64, replayed: bool) {
+        Self::add(&self.holds_created, u64::from(!replayed));
+        Self::add(&self.holds_expired, expired);
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

@@ -243,8 +243,7 @@ pub async fn create_hold(
             expired,
             replayed,
         } => {
-            Metrics::add(&st.metrics.holds_created, u64::from(!replayed));
-            Metrics::add(&st.metrics.holds_expired, expired);
+            st.metrics.hold_made(expired, replayed);
             Ok((StatusCode::CREATED, Json(hold_json(&hold))).into_response())
         }
         HoldOutcome::Unavailable { tickets, available } => {
@@ -266,13 +265,7 @@ pub async fn create_hold(
             })
         }
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
-        HoldOutcome::HoldLimit(max) => Err(ApiError::TooMany {
-            code: "too_many_holds",
-            message: format!(
-                "this user already has {max} live holds in this event; buy or release one first"
-            ),
-            retry_after: 1,
-        }),
+        HoldOutcome::HoldLimit(max) => Err(ApiError::too_many_holds(max)),
         HoldOutcome::NoEvent => Err(no_event()),
         HoldOutcome::IdempotencyMismatch => Err(idem_mismatch()),
     }
