@@ -516,6 +516,18 @@ impl Config {
         if self.purchase.batch == 0 || self.purchase.batch > 10_000 {
             return bad("purchase.batch must be 1..=10000".into());
         }
+        if self.purchase.claim_idle < Duration::from_millis(100) {
+            return bad("purchase.claim_idle must be at least 100ms (a shorter one takes over jobs still being worked on)".into());
+        }
+        if self.purchase.dedupe_retention < Duration::from_secs(60) {
+            return bad("purchase.dedupe_retention must be at least 60s (it is what keeps stream sinks free of duplicates)".into());
+        }
+        if self.release.max_sleep.is_zero()
+            || self.server.request_timeout.is_zero()
+            || self.server.header_timeout.is_zero()
+        {
+            return bad("release.max_sleep, server.request_timeout and server.header_timeout must be greater than 0".into());
+        }
         if self.purchase.max_attempts == 0 {
             return bad("purchase.max_attempts must be at least 1".into());
         }

@@ -917,3 +917,49 @@ async fn a_long_trail_of_cancelled_holds_never_hides_expired_ones() {
         (Some(0), Some(2))
     );
 }
+
+#[tokio::test]
+async fn ids_and_tickets_that_never_existed_are_refused_plainly() {
+    let (_r, api) = api().await;
+    // A well-formed hold id with a number this event never issued: 404, not 409.
+    let p = api
+        .req(
+            "POST",
+            "/v1/holds/default.h987654.1.AAAAAAAAAAAAAAAAAAAAAA/purchase",
+            Some(json!({"userId": "a"})),
+        )
+        .await;
+    assert_eq!(
+        (p.status, p.code()),
+        (404, "not_found".into()),
+        "{}",
+        p.text
+    );
+    // Compatibility routes: a ticket out of range is bad input, not a conflict.
+    let r = api
+        .req(
+            "POST",
+            "/api/ticket/buy",
+            Some(json!({"ticketId": 1000, "userId": "a"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "invalid_request".into()),
+        "{}",
+        r.text
+    );
+    let r = api
+        .admin(
+            "POST",
+            "/api/ticket/release",
+            Some(json!({"ticketId": 1000})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "invalid_request".into()),
+        "{}",
+        r.text
+    );
+}

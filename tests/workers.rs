@@ -476,3 +476,91 @@ async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         N
     );
 }
+
+#[tokio::test]
+async fn a_sink_that_failed_mid_write_gets_the_order_on_the_retry() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 10, 60_000).await;
+    let order = buy(&s, "e", "u").await;
+    // The payments stream is broken (a string where the stream should be): the append fails.
+    redis.cli(&["SET", "tc:payments", "not a stream"]);
+    let cfg = config(&redis);
+    let first = purchase::run(
+        store(&redis).await,
+        cfg.purchase.clone(),
+        purchase_opts(true, "w"),
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((first.completed, first.failed_batches), (0, 1));
+    redis.cli(&["DEL", "tc:payments"]);
+    // Same consumer again: it takes back its own pending job and publishes it.
+    let second = purchase::run(
+        store(&redis).await,
+        cfg.purchase.clone(),
+        purchase_opts(true, "w"),
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.completed, 1);
+    assert_eq!(
+        stream_order_ids(&redis, "tc:payments"),
+        vec![order.id.to_string()]
+    );
+    assert_eq!(
+        stream_order_ids(&redis, "tc:fulfillment"),
+        vec![order.id.to_string()],
+        "no duplicate in the sink that had it"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_worker_with_a_failing_sink_stops_retrying_and_dead_letters() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 10, 60_000).await;
+    let order = buy(&s, "e", "u").await;
+    let mut cfg = config(&redis);
+    cfg.purchase.max_attempts = 3;
+    cfg.purchase.claim_idle = Duration::from_millis(100);
+    cfg.purchase.sinks = vec![SinkConfig::Webhook {
+        url: format!("http://127.0.0.1:{}/", common::free_port()),
+        secret: String::new(),
+        timeout: Duration::from_millis(200),
+    }];
+    // Repeated --once runs under one consumer name: each ends, and the job is
+    // dead-lettered after its third delivery instead of being retried forever.
+    for run in 0..10 {
+        let r = tokio::time::timeout(
+            Duration::from_secs(20),
+            purchase::run(
+                store(&redis).await,
+                cfg.purchase.clone(),
+                purchase_opts(true, "same"),
+                CancellationToken::new(),
+                Arc::default(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("run {run} did not end"))
+        .unwrap();
+        if r.dead_lettered == 1 {
+            assert_eq!(
+                s.get_order(&order.id).await.unwrap().unwrap().status,
+                OrderStatus::Failed
+            );
+            let dead = redis.cli(&["XRANGE", "tc:{ev:e}:dead", "-", "+"]);
+            let lines: Vec<&str> = dead.lines().collect();
+            let i = lines.iter().position(|l| *l == "attempts").unwrap();
+            assert_eq!(lines[i + 1], "3");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    panic!("never dead-lettered");
+}

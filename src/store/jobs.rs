@@ -228,21 +228,21 @@ impl Store {
     /// (Re)creates an event's consumer group, for a job stream deleted by hand.
     pub async fn ensure_group(&self, event: &str) -> Result<()> {
         let key = EventKeys::new(event).jobs();
-        let r: redis::RedisResult<()> = async {
-            let mut c = self.conn.clone();
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(key)
-                .arg(keys::JOBS_GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut c)
-                .await
-        }
-        .await;
+        let r: Result<()> = self
+            .run(|mut c| async move {
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(key)
+                    .arg(keys::JOBS_GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
         match r {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => Ok(other?),
+            Err(StoreError::Redis(m)) if m.contains("BUSYGROUP") => Ok(()),
+            other => other,
         }
     }
 
@@ -255,22 +255,39 @@ impl Store {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Job>> {
+        self.claim_pending(event, consumer, min_idle, None, None, count)
+            .await
+    }
+
+    /// Takes back up to `count` of this consumer's own unacknowledged jobs
+    /// (after a restart). Deliveries are counted as for any other take-over,
+    /// so a job that keeps failing still reaches the dead-letter stream.
+    pub async fn claim_own(&self, event: &str, consumer: &str, count: usize) -> Result<Vec<Job>> {
+        self.claim_pending(event, consumer, Duration::ZERO, Some(consumer), None, count)
+            .await
+    }
+
+    async fn claim_pending(
+        &self,
+        event: &str,
+        consumer: &str,
+        min_idle: Duration,
+        only_of: Option<&str>,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Job>> {
         let key = EventKeys::new(event).jobs();
         let idle = min_idle.as_millis() as u64;
-        let k = key.clone();
+        let mut cmd = redis::cmd("XPENDING");
+        cmd.arg(&key).arg(keys::JOBS_GROUP).arg("IDLE").arg(idle);
+        cmd.arg(after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into()))
+            .arg("+")
+            .arg(count);
+        if let Some(owner) = only_of {
+            cmd.arg(owner);
+        }
         let pending: Value = self
-            .run(|mut c| async move {
-                redis::cmd("XPENDING")
-                    .arg(k)
-                    .arg(keys::JOBS_GROUP)
-                    .arg("IDLE")
-                    .arg(idle)
-                    .arg("-")
-                    .arg("+")
-                    .arg(count)
-                    .query_async(&mut c)
-                    .await
-            })
+            .run(|mut c| async move { cmd.query_async(&mut c).await })
             .await?;
         let Value::Array(rows) = pending else {
             return Ok(Vec::new());

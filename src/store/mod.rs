@@ -57,8 +57,14 @@ impl From<RedisError> for StoreError {
             || e.is_connection_refusal()
             || matches!(
                 e.code(),
-                Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY")
-            );
+                Some(
+                    "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY" | "READONLY" | "MOVED"
+                        | "ASK" | "NOREPLICAS"
+                )
+            )
+            // During a failover a command may reach a node that just became
+            // a replica (WAIT there is refused): retry later, not a bug.
+            || e.to_string().contains("replica");
         if transient {
             StoreError::Unavailable(e.to_string())
         } else {
@@ -291,7 +297,11 @@ impl Store {
         let store = Store {
             conn: Conn::Cluster(conn),
             cluster: Some(handle),
-            client: redis::Client::open(seeds[0].as_str()).ok(),
+            client: client_for(&RedisConfig {
+                url: seeds[0].clone(),
+                ..cfg.clone()
+            })
+            .ok(),
             timeout: cfg.timeout,
             max_holds_per_user: 0,
             wait_replicas: cfg.wait_replicas,

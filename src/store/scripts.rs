@@ -208,6 +208,8 @@ pub enum PurchaseOutcome {
     Expired,
     /// (by ticket) no live hold of this user holds the ticket.
     NotHeld,
+    /// (by ticket) the ticket id is out of the event's range.
+    Invalid(String),
     /// No such event.
     NoEvent,
     /// The Idempotency-Key was used with a different request.
@@ -225,6 +227,8 @@ pub enum CancelOutcome {
     Forbidden,
     /// (by ticket) the ticket is not held.
     NotHeld,
+    /// (by ticket) the ticket id is out of the event's range.
+    Invalid(String),
 }
 
 /// Which hold a purchase or cancel acts on.
@@ -525,11 +529,13 @@ impl Store {
                     status,
                 };
                 {
-                    let created = r.int(1)? == 1;
-                    if created {
-                        self.wait_for_replicas(&keys.meta()).await?;
+                    // Also when the order existed: a first answer may have been a
+                    // 503 because the replicas had not confirmed it yet.
+                    self.wait_for_replicas(&keys.meta()).await?;
+                    PurchaseOutcome::Bought {
+                        order,
+                        created: r.int(1)? == 1,
                     }
-                    PurchaseOutcome::Bought { order, created }
                 }
             }
             "not_found" if r.len() == 1 && matches!(hold, HoldRef::Ticket { .. }) => {
@@ -539,6 +545,7 @@ impl Store {
             "forbidden" => PurchaseOutcome::Forbidden,
             "expired" => PurchaseOutcome::Expired,
             "not_held" => PurchaseOutcome::NotHeld,
+            "invalid" => PurchaseOutcome::Invalid(r.str(1)?),
             "idem_mismatch" => PurchaseOutcome::IdempotencyMismatch,
             "schema" => return Err(schema_error(&event, &r)),
             other => return Err(StoreError::Reply(format!("purchase: status {other:?}"))),
@@ -563,6 +570,7 @@ impl Store {
             "ok" => CancelOutcome::Cancelled(r.uint(1)?),
             "forbidden" => CancelOutcome::Forbidden,
             "not_held" => CancelOutcome::NotHeld,
+            "invalid" => CancelOutcome::Invalid(r.str(1)?),
             "not_found" => CancelOutcome::NotFound,
             "schema" => return Err(schema_error(&event, &r)),
             other => return Err(StoreError::Reply(format!("cancel: status {other:?}"))),

@@ -62,6 +62,7 @@ pub async fn reserve(
     let body = input::json_object(&headers, body)?;
     let user = input::user_id(&body)?;
     let ticket = input::ticket_id(&body)?;
+    st.check_user(&user)?;
     match st
         .store
         .hold(
@@ -126,6 +127,7 @@ pub async fn buy(
             Ok(conflict("reason", "You do not hold this ticket."))
         }
         PurchaseOutcome::NoEvent => Err(no_event(&st)),
+        PurchaseOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
         PurchaseOutcome::IdempotencyMismatch => Err(ApiError::Internal),
     }
 }
@@ -155,5 +157,6 @@ pub async fn release(
             Ok(conflict("error", "Ticket is not held."))
         }
         CancelOutcome::NotFound => Err(no_event(&st)),
+        CancelOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
     }
 }

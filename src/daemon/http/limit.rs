@@ -35,12 +35,21 @@ impl RateLimiter {
     fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_KEYS && !map.contains_key(key) {
+            // Forget the keys with the most tokens first: idle clients, whose
+            // bucket would be full anyway. Keys being limited are kept, so a
+            // flood of new keys cannot reset them.
             let (rate, burst) = (self.rate, self.burst);
-            map.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
-            });
+            let level = |(tokens, at): &(f64, Instant)| {
+                (tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst)
+            };
+            map.retain(|_, b| level(b) < burst);
             if map.len() >= MAX_KEYS {
-                map.clear();
+                let mut by_level: Vec<(f64, String)> =
+                    map.iter().map(|(k, b)| (level(b), k.clone())).collect();
+                by_level.sort_by(|a, b| b.0.total_cmp(&a.0));
+                for (_, k) in by_level.into_iter().take(MAX_KEYS / 10) {
+                    map.remove(&k);
+                }
             }
         }
         let (tokens, at) = map.entry(key.to_string()).or_insert((self.burst, now));

@@ -309,7 +309,7 @@ pub async fn cancel_hold(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         CancelOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
-        CancelOutcome::NotFound | CancelOutcome::NotHeld => {
+        CancelOutcome::NotFound | CancelOutcome::NotHeld | CancelOutcome::Invalid(_) => {
             Err(ApiError::NotFound("no such hold".into()))
         }
     }
@@ -350,9 +350,10 @@ pub async fn purchase(
             extra: None,
         }),
         PurchaseOutcome::IdempotencyMismatch => Err(idem_mismatch()),
-        PurchaseOutcome::NotFound | PurchaseOutcome::NotHeld | PurchaseOutcome::NoEvent => {
-            Err(ApiError::NotFound("no such hold".into()))
-        }
+        PurchaseOutcome::NotFound
+        | PurchaseOutcome::NotHeld
+        | PurchaseOutcome::NoEvent
+        | PurchaseOutcome::Invalid(_) => Err(ApiError::NotFound("no such hold".into())),
     }
 }
 

@@ -84,9 +84,10 @@ struct Worker {
 
 impl Worker {
     /// Publishes to every sink and completes, or dead-letters, one batch.
-    async fn process(&mut self, jobs: Vec<Job>) -> Result<(), StoreError> {
+    /// False when a sink failed (the jobs stay pending for a later try).
+    async fn process(&mut self, jobs: Vec<Job>) -> Result<bool, StoreError> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut dead: BTreeMap<String, Vec<(String, Option<u64>, u64, String)>> = BTreeMap::new();
         let mut good = Vec::new();
@@ -120,7 +121,7 @@ impl Worker {
             Metrics::add(&self.metrics.jobs_dead_lettered, n);
         }
         if good.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let msgs: Vec<SinkMessage> = good
             .iter()
@@ -139,7 +140,7 @@ impl Worker {
             for (event, ids) in by_event {
                 self.store.record_job_errors(event, &ids, &error).await?;
             }
-            return Ok(());
+            return Ok(false);
         }
         let mut by_event: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
         for j in &good {
@@ -155,7 +156,7 @@ impl Worker {
             self.summary.completed += n;
             Metrics::add(&self.metrics.jobs_completed, n);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Publishes to every sink at once (the stream sinks share the
@@ -199,23 +200,38 @@ impl Worker {
                 }
                 n += jobs.len();
                 tracing::info!(event = %e, jobs = jobs.len(), "took over stale purchase jobs");
-                self.process(jobs).await?;
+                if !self.process(jobs).await? {
+                    // The sink is failing: leave the rest for the next pass.
+                    return Ok(n);
+                }
             }
         }
         Ok(n)
     }
 
-    async fn drain_own_pending(&mut self, events: &[String]) -> Result<(), StoreError> {
-        loop {
-            let jobs = self
-                .store
-                .read_jobs(events, &self.opts.consumer, self.opts.batch, None, true)
-                .await?;
-            if jobs.is_empty() {
-                return Ok(());
+    /// Takes back this consumer's own unacknowledged jobs (a restart under
+    /// the same `--consumer` name), until done, a sink fails, or `stop`.
+    async fn drain_own_pending(
+        &mut self,
+        events: &[String],
+        stop: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        for e in events {
+            while !stop.is_cancelled() {
+                let jobs = self
+                    .store
+                    .claim_own(e, &self.opts.consumer, self.opts.batch)
+                    .await?;
+                if jobs.is_empty() {
+                    break;
+                }
+                tracing::info!(event = %e, jobs = jobs.len(), "taking back this consumer's pending jobs");
+                if !self.process(jobs).await? {
+                    return Ok(());
+                }
             }
-            self.process(jobs).await?;
         }
+        Ok(())
     }
 }
 
@@ -239,7 +255,7 @@ pub async fn run(
     };
     let mut events = w.store.list_events().await?;
     // Jobs this consumer took before a restart come first.
-    w.drain_own_pending(&events).await?;
+    w.drain_own_pending(&events, &stop).await?;
     let claim_every = (w.cfg.claim_idle / 2).max(Duration::from_millis(50));
     let mut last_claim = Instant::now() - claim_every;
     let mut last_refresh = Instant::now();
@@ -254,11 +270,22 @@ pub async fn run(
             }
             last_refresh = Instant::now();
         }
-        if !w.opts.once && last_claim.elapsed() >= claim_every {
+        if last_claim.elapsed() >= claim_every {
             if let Err(e) = w.claim_pass(&events).await {
                 tracing::warn!(error = %e, "claiming stale jobs failed");
             }
             last_claim = Instant::now();
+        }
+        if events.is_empty() {
+            // Nothing to read yet: wait for events to appear (or exit with --once).
+            if w.opts.once {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(w.opts.block.max(Duration::from_millis(100))) => {}
+                () = stop.cancelled() => break,
+            }
+            continue;
         }
         let block = (!w.opts.once).then_some(w.opts.block);
         let jobs = match prefetched.take() {
@@ -283,7 +310,7 @@ pub async fn run(
                 if let Ok(next) = next {
                     prefetched = Some(next).filter(|n| !n.is_empty());
                 }
-                done.or_else(|e| {
+                done.map(|_| ()).or_else(|e| {
                     if w.opts.once {
                         Err(e)
                     } else {
@@ -292,7 +319,7 @@ pub async fn run(
                     }
                 })?
             }
-            Ok(jobs) => w.process(jobs).await.or_else(|e| {
+            Ok(jobs) => w.process(jobs).await.map(|_| ()).or_else(|e| {
                 if w.opts.once {
                     Err(e)
                 } else {

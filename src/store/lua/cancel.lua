@@ -4,6 +4,7 @@
 --          or '' for an operator acting for the user)
 --          | 't' (ARGV[2] = ticket id: the hold holding it, operator only)
 -- Returns: { 'ok', tickets released } | { 'not_found' } | { 'forbidden' } | { 'not_held' } | { 'schema', v }
+--        | { 'invalid', message } (by ticket: out of range)
 local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
@@ -14,6 +15,9 @@ if ARGV[1] == 'h' then
   if not h or h.secret ~= ARGV[3] then return { 'not_found' } end
   if ARGV[4] ~= '' and h.user ~= ARGV[4] then return { 'forbidden' } end
 else
+  if tonumber(ARGV[2]) > meta.capacity then
+    return { 'invalid', 'ticketId ' .. ARGV[2] .. ' is out of range 1..' .. meta.capacity }
+  end
   local owner = redis.call('HGET', K.owner, tonumber(ARGV[2]))
   if not owner then return { 'not_held' } end
   seq = tonumber(owner)

@@ -11,9 +11,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
 local added = 0
 for i = 2, #ARGV, 5 do
-  if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i]) == 1 then
+  -- Append first, then remember: should the append fail, the order is not
+  -- marked as published and the retry appends it.
+  if not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
     redis.call('XADD', KEYS[1], '*', 'orderId', ARGV[i], 'eventId', ARGV[i + 1], 'userId', ARGV[i + 2],
       'ticketIds', ARGV[i + 3], 'createdAt', ARGV[i + 4])
+    redis.call('ZADD', KEYS[2], now, ARGV[i])
     added = added + 1
   end
 end

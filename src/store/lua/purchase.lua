@@ -7,7 +7,7 @@
 -- ARGV[5]: userId   ARGV[6]: new order secret   ARGV[7]: request fingerprint
 -- Returns: { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
---        | { 'idem_mismatch' } | { 'schema', v }
+--        | { 'idem_mismatch' } | { 'schema', v } | { 'invalid', message } (by ticket)
 -- Every outcome but schema is kept for an Idempotency-Key (created = 0 when replayed).
 local replay = idem_replay(ARGV[7])
 if replay then return replay end
@@ -34,11 +34,17 @@ if ARGV[1] == 'h' then
     end
     if o then return idem_finish(ARGV[7], { 'not_found' }) end
     -- Gone without an order: it expired (and was released) or was cancelled.
-    if tonumber(ARGV[4]) <= now then return idem_finish(ARGV[7], { 'expired' }) end
+    -- Its secret can no longer be checked, so only a hold number this event
+    -- has issued counts as expired; any other id is unknown.
+    local issued = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
+    if seq <= issued and tonumber(ARGV[4]) <= now then return idem_finish(ARGV[7], { 'expired' }) end
     return idem_finish(ARGV[7], { 'not_found' })
   end
   if h.user ~= user then return idem_finish(ARGV[7], { 'forbidden' }) end
 else
+  if tonumber(ARGV[2]) > meta.capacity then
+    return { 'invalid', 'ticketId ' .. ARGV[2] .. ' is out of range 1..' .. meta.capacity }
+  end
   local owner = redis.call('HGET', K.owner, tonumber(ARGV[2]))
   if not owner then return { 'not_held' } end
   seq = tonumber(owner)
