@@ -344,7 +344,14 @@ impl Store {
                         c.route_command(cmd, route).await
                     })
                     .await?;
-                redis::from_redis_value(v).map_err(|e| StoreError::Reply(format!("WAIT: {e}")))?
+                match v {
+                    redis::Value::Int(n) => n,
+                    // Mid-failover the slot's node may still be a replica
+                    // (WAIT is refused there): try again shortly.
+                    other => {
+                        return Err(StoreError::Unavailable(format!("WAIT answered {other:?}")))
+                    }
+                }
             }
         };
         if acked < i64::from(n) {
