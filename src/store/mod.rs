@@ -73,6 +73,29 @@ impl From<RedisError> for StoreError {
     }
 }
 
+/// The CA and client certificate configured for `rediss://`, if any.
+fn tls_certificates(cfg: &RedisConfig) -> Result<Option<redis::TlsCertificates>> {
+    if cfg.tls_ca_file.is_none() && cfg.tls_cert_file.is_none() {
+        return Ok(None);
+    }
+    install_crypto();
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| StoreError::Redis(format!("cannot read {}: {e}", p.display())))
+    };
+    let root_cert = cfg.tls_ca_file.as_deref().map(read).transpose()?;
+    let client_tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+            client_cert: read(c)?,
+            client_key: read(k)?,
+        }),
+        _ => None,
+    };
+    Ok(Some(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
 /// A client for the configured URL; `rediss://` with the configured CA and
 /// client certificate, if any.
 fn client_for(cfg: &RedisConfig) -> Result<redis::Client> {
@@ -82,33 +105,14 @@ fn client_for(cfg: &RedisConfig) -> Result<redis::Client> {
             redact_url(&cfg.url)
         ))
     };
-    if !cfg.url.starts_with("rediss://")
-        || (cfg.tls_ca_file.is_none() && cfg.tls_cert_file.is_none())
-    {
-        if cfg.url.starts_with("rediss://") {
-            install_crypto();
+    if cfg.url.starts_with("rediss://") {
+        install_crypto();
+        if let Some(certs) = tls_certificates(cfg)? {
+            return redis::Client::build_with_tls(cfg.url.as_str(), certs)
+                .map_err(|e| bad(e.to_string()));
         }
-        return redis::Client::open(cfg.url.as_str()).map_err(|e| bad(e.to_string()));
     }
-    install_crypto();
-    let read =
-        |p: &std::path::Path| std::fs::read(p).map_err(|e| bad(format!("{}: {e}", p.display())));
-    let root_cert = cfg.tls_ca_file.as_deref().map(read).transpose()?;
-    let client_tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-        (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
-            client_cert: read(c)?,
-            client_key: read(k)?,
-        }),
-        _ => None,
-    };
-    redis::Client::build_with_tls(
-        cfg.url.as_str(),
-        redis::TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .map_err(|e| bad(e.to_string()))
+    redis::Client::open(cfg.url.as_str()).map_err(|e| bad(e.to_string()))
 }
 
 /// TLS needs one process-wide crypto provider.
@@ -273,10 +277,14 @@ impl Store {
         if seeds.iter().any(|s| s.starts_with("rediss://")) {
             install_crypto();
         }
-        let client = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+        let mut builder = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
             .connection_timeout(cfg.connect_timeout)
             .response_timeout(cfg.timeout)
-            .retries(3)
+            .retries(3);
+        if let Some(certs) = tls_certificates(cfg)? {
+            builder = builder.certs(certs);
+        }
+        let client = builder
             .build()
             .map_err(|e| StoreError::Redis(format!("invalid cluster settings {shown}: {e}")))?;
         let conn = tokio::time::timeout(
