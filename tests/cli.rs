@@ -167,3 +167,69 @@ async fn serve_seeds_the_default_event_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn serve_with_workers_completes_orders_and_releases_holds() {
+    use serde_json::json;
+    let redis = Redis::start();
+    let s = ServeProc::start(&redis, &["--with-workers"]);
+    let post = |path: String, body: serde_json::Value, admin: bool| {
+        let addr = s.addr;
+        async move {
+            let mut h = vec![("content-type", "application/json")];
+            if admin {
+                h.push(("authorization", "Bearer test-token"));
+            }
+            common::request(addr, "POST", &path, Some(body.to_string()), &h).await
+        }
+    };
+    assert_eq!(
+        post(
+            "/v1/events".into(),
+            json!({"id": "w", "capacity": 10, "holdTtlSeconds": 1}),
+            true
+        )
+        .await
+        .status,
+        201
+    );
+    let h = post(
+        "/v1/events/w/holds".into(),
+        json!({"userId": "a", "quantity": 2}),
+        false,
+    )
+    .await;
+    let id = h.json()["holdId"].as_str().unwrap().to_string();
+    let o = post(
+        format!("/v1/holds/{id}/purchase"),
+        json!({"userId": "a"}),
+        false,
+    )
+    .await;
+    assert_eq!(o.status, 202);
+    let oid = o.json()["orderId"].as_str().unwrap().to_string();
+    post(
+        "/v1/events/w/holds".into(),
+        json!({"userId": "b", "quantity": 3}),
+        false,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let order = common::request(s.addr, "GET", &format!("/v1/orders/{oid}"), None, &[])
+            .await
+            .json();
+        // The release worker (not a read) frees b's expired hold.
+        let expired = redis.cli(&["HGET", "tc:{ev:w}:meta", "expired"]);
+        if order["status"] == "completed" && expired == "1" {
+            assert!(order["completedAt"].is_string());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {order}, expired {expired}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(redis.cli(&["XLEN", "tc:payments"]), "1");
+}
