@@ -564,3 +564,64 @@ async fn a_restarted_worker_with_a_failing_sink_stops_retrying_and_dead_letters(
     }
     panic!("never dead-lettered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_purchase_worker_finish_its_batch_and_exit_0() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 1000, 600_000).await;
+    for i in 0..300 {
+        buy(&s, "e", &format!("u{i}")).await;
+    }
+    let h = hook(200, Duration::from_millis(400), u64::MAX).await;
+    let cfg_path = redis.dir.join("term.toml");
+    std::fs::write(&cfg_path, format!("[purchase]\nbatch = 50\n[[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://{}/\"\n", h.addr)).unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "work",
+            "purchase",
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+            "--consumer",
+            "t",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || h
+            .requests
+            .load(Ordering::SeqCst)
+            >= 1)
+        .await
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    // The batch in hand was published and acknowledged: nothing is left pending.
+    let completed = redis
+        .cli(&["HGET", "tc:{ev:e}:meta", "completed"])
+        .parse::<u64>()
+        .unwrap_or(0);
+    assert!(completed >= 50, "completed {completed}");
+    let pending = redis.cli(&["XPENDING", "tc:{ev:e}:jobs", "purchase"]);
+    assert!(pending.starts_with('0'), "{pending}");
+    assert!(
+        completed < 300,
+        "it stopped reading rather than draining everything"
+    );
+}
