@@ -73,10 +73,15 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     }
 }
 
+/// Default log filter: our own records at info; the Redis client's own
+/// warnings (each failed node connection) stay out of the way of the one-line
+/// errors the commands print.
+const DEFAULT_LOG: &str = "info,redis=error";
+
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
-        EnvFilter::try_from_env("TICKETCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        EnvFilter::try_from_env("TICKETCTL_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

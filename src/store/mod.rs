@@ -240,13 +240,11 @@ impl Store {
         let connect = ConnectionManager::new_with_config(client.clone(), mc);
         let mgr = tokio::time::timeout(cfg.connect_timeout + cfg.timeout, connect)
             .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!("no answer from {}", redact_url(&cfg.url)))
-            })?
+            .map_err(|_| StoreError::Unavailable("no answer".to_string()))?
             .map_err(|e| match StoreError::from(e) {
-                StoreError::Unavailable(m) | StoreError::Redis(m) => StoreError::Unavailable(
-                    format!("cannot connect to {}: {m}", redact_url(&cfg.url)),
-                ),
+                StoreError::Unavailable(m) | StoreError::Redis(m) => {
+                    StoreError::Unavailable(format!("cannot connect: {m}"))
+                }
                 other => other,
             })?;
         let store = Store {
@@ -292,10 +290,8 @@ impl Store {
             client.get_async_connection(),
         )
         .await
-        .map_err(|_| StoreError::Unavailable(format!("no answer from the cluster at {shown}")))?
-        .map_err(|e| {
-            StoreError::Unavailable(format!("cannot connect to the cluster at {shown}: {e}"))
-        })?;
+        .map_err(|_| StoreError::Unavailable("no answer from the cluster".to_string()))?
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to the cluster: {e}")))?;
         let handle = Arc::new(ClusterHandle {
             client,
             conn: std::sync::RwLock::new(conn.clone()),
