@@ -60,6 +60,7 @@ pub async fn reserve(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = input::json_object(&headers, body)?;
+    // Both fields are validated before the rate limit is charged.
     let user = input::user_id(&body)?;
     let ticket = input::ticket_id(&body)?;
     st.check_user(&user)?;
@@ -104,8 +105,7 @@ pub async fn buy(
 ) -> ApiResult<Response> {
     let body = input::json_object(&headers, body)?;
     let ticket = input::ticket_id(&body)?;
-    let user = input::user_id(&body)?;
-    st.check_user(&user)?;
+    let user = st.user_of(&body)?;
     let hold = HoldRef::Ticket {
         event: &st.compat_event,
         ticket,

@@ -49,6 +49,16 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// The body's `userId`, validated and within its rate limit.
+    pub fn user_of(
+        &self,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, ApiError> {
+        let user = input::user_id(body)?;
+        self.check_user(&user)?;
+        Ok(user)
+    }
+
     /// Applies the per-user rate limit (`limits.per_user_rate`).
     pub fn check_user(&self, user: &str) -> Result<(), ApiError> {
         match self.user_limiter.as_ref().map(|l| l.check(user)) {

@@ -224,8 +224,7 @@ pub async fn create_hold(
     let event = event_path(p)?;
     let key = input::idempotency_key(&headers)?;
     let body = input::json_object(&headers, body)?;
-    let user = input::user_id(&body)?;
-    st.check_user(&user)?;
+    let user = st.user_of(&body)?;
     let (req, what) = match input::hold_ask(&body)? {
         HoldAsk::Tickets(t) => {
             let csv = t.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
@@ -301,8 +300,7 @@ pub async fn cancel_hold(
 ) -> ApiResult<Response> {
     let id = hold_path(p)?;
     let body = input::json_object(&headers, body)?;
-    let user = input::user_id(&body)?;
-    st.check_user(&user)?;
+    let user = st.user_of(&body)?;
     match st.store.cancel(&HoldRef::Id(&id), Some(&user)).await? {
         CancelOutcome::Cancelled(_) => {
             Metrics::add(&st.metrics.holds_cancelled, 1);
@@ -325,8 +323,7 @@ pub async fn purchase(
     let id = hold_path(p)?;
     let key = input::idempotency_key(&headers)?;
     let body = input::json_object(&headers, body)?;
-    let user = input::user_id(&body)?;
-    st.check_user(&user)?;
+    let user = st.user_of(&body)?;
     let hold_id = id.to_string();
     let idem = key.as_deref().map(|k| Idempotency {
         key: k,

@@ -15,14 +15,9 @@ if ARGV[1] == 'h' then
   if not h or h.secret ~= ARGV[3] then return { 'not_found' } end
   if ARGV[4] ~= '' and h.user ~= ARGV[4] then return { 'forbidden' } end
 else
-  if tonumber(ARGV[2]) > meta.capacity then
-    return { 'invalid', 'ticketId ' .. ARGV[2] .. ' is out of range 1..' .. meta.capacity }
-  end
-  local owner = redis.call('HGET', K.owner, tonumber(ARGV[2]))
-  if not owner then return { 'not_held' } end
-  seq = tonumber(owner)
-  h = parse_hold(redis.call('HGET', K.holds, owner))
-  if not h then return { 'not_held' } end
+  local reply
+  seq, h, reply = hold_of_ticket(ARGV[2], meta)
+  if not h then return reply end
 end
 local freed = free_hold(seq, h)
 if h.deadline <= now then

@@ -66,6 +66,18 @@ local function parse_order(rec)
            completed = completed, csv = tickets, user = user }
 end
 
+-- The hold holding ticket ARGV-text `arg` (the compatibility routes act by
+-- ticket): its seq and record, or nil, nil and the reply to give.
+local function hold_of_ticket(arg, meta)
+  if tonumber(arg) > meta.capacity then
+    return nil, nil, { 'invalid', 'ticketId ' .. arg .. ' is out of range 1..' .. meta.capacity }
+  end
+  local owner = redis.call('HGET', K.owner, tonumber(arg))
+  local h = owner and parse_hold(redis.call('HGET', K.holds, owner))
+  if not h then return nil, nil, { 'not_held' } end
+  return tonumber(owner), h
+end
+
 -- One live hold fewer for this user.
 local function user_hold_done(user)
   if redis.call('HINCRBY', K.uholds, user, -1) <= 0 then redis.call('HDEL', K.uholds, user) end

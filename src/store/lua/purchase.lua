@@ -42,14 +42,10 @@ if ARGV[1] == 'h' then
   end
   if h.user ~= user then return idem_finish(ARGV[7], { 'forbidden' }) end
 else
-  if tonumber(ARGV[2]) > meta.capacity then
-    return { 'invalid', 'ticketId ' .. ARGV[2] .. ' is out of range 1..' .. meta.capacity }
-  end
-  local owner = redis.call('HGET', K.owner, tonumber(ARGV[2]))
-  if not owner then return { 'not_held' } end
-  seq = tonumber(owner)
-  h = parse_hold(redis.call('HGET', K.holds, owner))
-  if not h or h.user ~= user then return { 'not_held' } end
+  local reply
+  seq, h, reply = hold_of_ticket(ARGV[2], meta)
+  if not h then return reply end
+  if h.user ~= user then return { 'not_held' } end
 end
 
 if h.deadline <= now then
