@@ -5,6 +5,7 @@
 //! Must not: know about HTTP, format JSON for clients, or let Redis error text
 //! out in anything but a [`StoreError`] meant for logs.
 
+mod batch;
 pub mod ids;
 pub mod inspect;
 mod jobs;
@@ -27,7 +28,7 @@ pub use scripts::*;
 use crate::config::{redact_url, RedisConfig};
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Redis could not be reached, timed out, or is loading/failing over:
     /// worth retrying later (HTTP 503).
@@ -215,6 +216,8 @@ pub struct Store {
     timeout: Duration,
     max_holds_per_user: u64,
     wait_replicas: u32,
+    /// Group commit of holds (see batch.rs), when enabled.
+    holds: Option<Arc<batch::HoldQueues>>,
 }
 
 impl Store {
@@ -254,6 +257,7 @@ impl Store {
             timeout: cfg.timeout,
             max_holds_per_user: 0,
             wait_replicas: cfg.wait_replicas,
+            holds: None,
         };
         store.ping().await?;
         // A node of a cluster named by a plain URL: use it as the cluster's seed.
@@ -309,6 +313,7 @@ impl Store {
             timeout: cfg.timeout,
             max_holds_per_user: 0,
             wait_replicas: cfg.wait_replicas,
+            holds: None,
         };
         store.ping().await?;
         Ok(store)
@@ -364,6 +369,22 @@ impl Store {
             )));
         }
         Ok(())
+    }
+
+    /// Sends concurrent holds of one event to Redis together (group commit;
+    /// see batch.rs). For long-running processes such as the server: each
+    /// event with recent holds keeps a task.
+    pub fn with_hold_batching(mut self) -> Store {
+        self.holds = Some(Arc::default());
+        self
+    }
+
+    /// The same connection without group commit (for the batching tasks).
+    fn without_batching(&self) -> Store {
+        Store {
+            holds: None,
+            ..self.clone()
+        }
     }
 
     /// Limits how many live holds one user may have in one event (0: no limit).

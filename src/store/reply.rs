@@ -64,6 +64,15 @@ impl Reply {
         (from..self.items.len()).map(|i| self.uint(i)).collect()
     }
 
+    /// Every element as a reply of its own (a script answering once per item).
+    pub(crate) fn arrays(self) -> Result<Vec<Reply>> {
+        let script = self.script;
+        self.items
+            .into_iter()
+            .map(|v| Reply::new(script, v))
+            .collect()
+    }
+
     /// The status word in element 0 (numeric first elements read as text).
     pub(crate) fn status(&self) -> Result<String> {
         self.str(0)

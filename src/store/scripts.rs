@@ -285,6 +285,53 @@ fn schema_error(event: &str, r: &Reply) -> StoreError {
     }
 }
 
+/// Reads one hold's answer from the hold script.
+fn hold_outcome(
+    event: &str,
+    user: &str,
+    req: &HoldRequest,
+    r: Reply,
+) -> Result<Option<HoldOutcome>> {
+    Ok(Some(match r.status()?.as_str() {
+        "ok" => {
+            let deadline_ms = r.uint(4)?;
+            let id = HoldId {
+                event: event.into(),
+                seq: r.uint(3)?,
+                deadline_ms,
+                secret: r.str(2)?,
+            };
+            let expired = r.int(1)?;
+            HoldOutcome::Held {
+                hold: Hold {
+                    id,
+                    user: user.into(),
+                    tickets: r.uints_from(6)?,
+                    now_ms: r.uint(5)?,
+                },
+                expired: expired.max(0) as u64,
+                replayed: expired < 0,
+            }
+        }
+        "sweep_more" => return Ok(None),
+        "unavailable" => match req {
+            HoldRequest::Tickets(_) => HoldOutcome::Unavailable {
+                tickets: r.uints_from(2)?,
+                available: None,
+            },
+            HoldRequest::Quantity(_) => HoldOutcome::Unavailable {
+                tickets: vec![],
+                available: Some(r.uint(2)?),
+            },
+        },
+        "invalid" => HoldOutcome::Invalid(r.str(1)?),
+        "hold_limit" => HoldOutcome::HoldLimit(r.uint(1)?),
+        "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
+        "error" => return Err(StoreError::Redis(format!("hold: {}", r.str(1)?))),
+        other => return Err(StoreError::Reply(format!("hold: status {other:?}"))),
+    }))
+}
+
 impl Store {
     pub(super) async fn eval(
         &self,
@@ -388,6 +435,18 @@ impl Store {
         req: &HoldRequest,
         idem: Option<&Idempotency<'_>>,
     ) -> Result<HoldOutcome> {
+        // Without an Idempotency-Key the hold joins the event's next group
+        // call (see batch.rs) when this store groups holds.
+        if let (Some(q), None) = (&self.holds, idem) {
+            if let Ok(answer) = q.submit(self, event, user, req).await {
+                match answer? {
+                    Some(outcome) => return Ok(outcome),
+                    None => {
+                        self.event_counts(event).await?;
+                    }
+                }
+            }
+        }
         // A quantity hold meeting a long backlog of expired holds asks for
         // them to be released first, in bounded passes, then tries again.
         for _ in 0..3 {
@@ -414,61 +473,62 @@ impl Store {
         req: &HoldRequest,
         idem: Option<&Idempotency<'_>>,
     ) -> Result<Option<HoldOutcome>> {
-        let keys = EventKeys::new(event);
-        let mut inv = invocation(&HOLD, &keys, idem.map(|i| ("hold", i.key)));
-        inv.arg(new_secret()).arg(user);
-        match req {
-            HoldRequest::Tickets(t) => inv
-                .arg("t")
-                .arg(t.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
-            HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
-        };
-        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""))
-            .arg(keys::RELEASE_WAKE_CHANNEL)
-            .arg(event)
-            .arg(self.max_holds_per_user);
-        let r = self.eval(inv, "hold").await?;
-        Ok(Some(match r.status()?.as_str() {
-            "ok" => {
-                let deadline_ms = r.uint(4)?;
-                let id = HoldId {
-                    event: event.into(),
-                    seq: r.uint(3)?,
-                    deadline_ms,
-                    secret: r.str(2)?,
-                };
-                let expired = r.int(1)?;
-                HoldOutcome::Held {
-                    hold: Hold {
-                        id,
-                        user: user.into(),
-                        tickets: r.uints_from(6)?,
-                        now_ms: r.uint(5)?,
-                    },
-                    expired: expired.max(0) as u64,
-                    replayed: expired < 0,
-                }
-            }
-            "sweep_more" => return Ok(None),
-            "unavailable" => match req {
-                HoldRequest::Tickets(_) => HoldOutcome::Unavailable {
-                    tickets: r.uints_from(2)?,
-                    available: None,
-                },
-                HoldRequest::Quantity(_) => HoldOutcome::Unavailable {
-                    tickets: vec![],
-                    available: Some(r.uint(2)?),
-                },
-            },
-            "invalid" => HoldOutcome::Invalid(r.str(1)?),
-            "hold_limit" => HoldOutcome::HoldLimit(r.uint(1)?),
-            "not_found" => HoldOutcome::NoEvent,
-            "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
-            "schema" => return Err(schema_error(event, &r)),
-            other => return Err(StoreError::Reply(format!("hold: status {other:?}"))),
-        }))
+        let mut answers = self.hold_call(event, &[(user, req)], idem).await?;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Reply("hold: no answer".into())))
     }
 
+    /// One call of the hold script for one or more holds of an event (at
+    /// most one with an Idempotency-Key). One answer per hold, in order;
+    /// `Ok(None)`: expired holds must be released first.
+    pub(super) async fn hold_call(
+        &self,
+        event: &str,
+        holds: &[(&str, &HoldRequest)],
+        idem: Option<&Idempotency<'_>>,
+    ) -> Result<Vec<Result<Option<HoldOutcome>>>> {
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&HOLD, &keys, idem.map(|i| ("hold", i.key)));
+        inv.arg(keys::RELEASE_WAKE_CHANNEL)
+            .arg(event)
+            .arg(self.max_holds_per_user)
+            .arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        for (user, req) in holds {
+            inv.arg(new_secret()).arg(*user);
+            match req {
+                HoldRequest::Tickets(t) => inv
+                    .arg("t")
+                    .arg(t.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+                HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
+            };
+        }
+        let r = self.eval(inv, "hold").await?;
+        if let Ok(status) = r.status() {
+            // One answer for the whole call.
+            return match status.as_str() {
+                "not_found" => Ok(holds
+                    .iter()
+                    .map(|_| Ok(Some(HoldOutcome::NoEvent)))
+                    .collect()),
+                "schema" => Err(schema_error(event, &r)),
+                other => Err(StoreError::Reply(format!("hold: status {other:?}"))),
+            };
+        }
+        let answers = r.arrays()?;
+        if answers.len() != holds.len() {
+            return Err(StoreError::Reply(format!(
+                "hold: {} answers for {} holds",
+                answers.len(),
+                holds.len()
+            )));
+        }
+        Ok(answers
+            .into_iter()
+            .zip(holds)
+            .map(|(r, (user, req))| hold_outcome(event, user, req, r))
+            .collect())
+    }
     /// Reads a live hold; `None` once it expired, was cancelled or bought.
     pub async fn get_hold(&self, id: &HoldId) -> Result<Option<Hold>> {
         let keys = EventKeys::new(&id.event);

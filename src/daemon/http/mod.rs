@@ -83,7 +83,9 @@ impl AppState {
     /// Shared state for the router.
     pub fn new(store: Store, metrics: Arc<Metrics>, cfg: &Config) -> AppState {
         AppState(Arc::new(Inner {
-            store: store.with_max_holds_per_user(cfg.limits.max_holds_per_user),
+            store: store
+                .with_max_holds_per_user(cfg.limits.max_holds_per_user)
+                .with_hold_batching(),
             metrics,
             admin_token: cfg.server.admin_token.clone(),
             compat_event: cfg.compat.event.clone(),

@@ -1,62 +1,85 @@
--- hold: reserves tickets of one event for one user, all or nothing.
--- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: optional idempotency record
--- ARGV[1]: new hold secret   ARGV[2]: userId
--- ARGV[3]: 't' (ARGV[4] = comma-separated ticket ids) or 'q' (ARGV[4] = quantity)
--- ARGV[5]: request fingerprint (with KEYS[10])   ARGV[6]: wake-up channel   ARGV[7]: event id
--- ARGV[8]: most live holds one user may have in the event (0: no limit)
--- Publishes the event id on channel ARGV[6] when the hold is the only one
--- scheduled, so a sleeping release worker learns of a sooner deadline.
--- Returns: { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. }
+-- hold: reserves tickets of one event, all or nothing per hold, for one or
+-- more holds at once (the server groups concurrent requests for an event
+-- into one call; each hold succeeds or fails on its own).
+-- KEYS[1..9]: the event's keys (see lib.lua)
+-- KEYS[10]: optional idempotency record (then exactly one hold)
+-- ARGV[1]: wake-up channel   ARGV[2]: event id
+-- ARGV[3]: most live holds one user may have in the event (0: no limit)
+-- ARGV[4]: request fingerprint (with KEYS[10])
+-- Then four per hold: secret, userId, 't' (then comma-separated ticket ids)
+-- or 'q' (then a quantity).
+-- Publishes the event id on channel ARGV[1] when the schedule was empty, so
+-- a sleeping release worker learns of a sooner deadline.
+-- Returns { 'not_found' } | { 'schema', v } for the whole call, otherwise one
+-- reply per hold:
+--          { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. }
 --        | { 'unavailable', expired, t1, .. } (quantity: { 'unavailable', expired, available })
 --        | { 'sweep_more', expired }: expired holds may be in the way; release
 --          them (release_expired) and call again
---        | { 'invalid', message } | { 'not_found' } | { 'idem_mismatch' } | { 'schema', v }
+--        | { 'invalid', message } | { 'idem_mismatch' }
 --        | { 'hold_limit', max }: the user already has that many live holds
+--        | { 'error', message }: counters and bitmap disagree (nothing held)
 -- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
--- Every outcome but not_found/schema/sweep_more is kept for the key.
-local replay = idem_replay(ARGV[5])
-if replay then return replay end
+-- Every outcome but sweep_more and error is kept for the key.
+local fingerprint = ARGV[4]
+local replay = idem_replay(fingerprint)
+if replay then return { replay } end
 
 local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
-local expired = 0
-local tickets = {}
-local max_user = tonumber(ARGV[8] or '0')
-if max_user > 0 and tonumber(redis.call('HGET', K.uholds, ARGV[2]) or '0') >= max_user then
+local max_user = tonumber(ARGV[3])
+local deadline = now + meta.ttl_ms
+-- Written once at the end: the last hold number, tickets newly held, and
+-- the new holds' schedule entries (all share one deadline, in seq order).
+local seq = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
+local deadline_s = fmt_int(deadline)
+local added, scheduled, owners, records = 0, {}, {}, {}
+-- Tickets claimed by holds of this call (their owner entries are written at
+-- the end): ticket id text -> hold seq text.
+local pending = {}
+
+-- Counts the hold against its user first (one call on the common path) and
+-- takes it back when the hold does not happen.
+local function charge_user(user)
+  local n = redis.call('HINCRBY', K.uholds, user, '1')
+  if max_user == 0 or n <= max_user then return true end
   -- Holds past their deadline do not count: release this user's, oldest
   -- first, as part of the general sweep, then look again.
   sweep(now, 1000)
-  if tonumber(redis.call('HGET', K.uholds, ARGV[2]) or '0') >= max_user then
-    return idem_finish(ARGV[5], { 'hold_limit', max_user })
-  end
+  if tonumber(redis.call('HGET', K.uholds, user)) <= max_user then return true end
+  user_hold_done(user)
+  return false
 end
 
-if ARGV[3] == 't' then
-  tickets = split_csv(ARGV[4])
+-- Claims explicit tickets; returns the tickets (as text), or nil and a reply.
+-- Arguments to Redis stay text: a Lua number costs a printf each time.
+local function claim_tickets(csv)
+  local tickets = {}
+  for v in string.gmatch(csv, '[^,]+') do tickets[#tickets + 1] = v end
   if #tickets > meta.max_per_hold then
-    return idem_finish(ARGV[5], { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' })
+    return nil, { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
   end
   for _, t in ipairs(tickets) do
-    if t > meta.capacity then
-      return idem_finish(ARGV[5], { 'invalid', 'ticketId ' .. fmt_int(t) .. ' is out of range 1..' .. meta.capacity })
+    if tonumber(t) > meta.capacity then
+      return nil, { 'invalid', 'ticketId ' .. t .. ' is out of range 1..' .. meta.capacity }
     end
   end
   -- SETBIT answers the old bit, so one call both claims a free ticket and
   -- finds a taken one; claims are undone below if any ticket is taken.
-  local busy, claimed = {}, {}
+  local busy, claimed, expired = {}, {}, 0
   for _, t in ipairs(tickets) do
-    if redis.call('SETBIT', K.taken, t, 1) == 0 then
+    if redis.call('SETBIT', K.taken, t, '1') == 0 then
       claimed[#claimed + 1] = t
     else
       local gone = false
-      if redis.call('GETBIT', K.sold, t) == 0 then
+      if not pending[t] and redis.call('GETBIT', K.sold, t) == 0 then
         -- Held: an expired holder counts as gone, whether or not a release
         -- worker has been by yet.
         local owner = redis.call('HGET', K.owner, t)
         local h = owner and parse_hold(redis.call('HGET', K.holds, owner))
         if h and h.deadline <= now then
-          free_hold(tonumber(owner), h)
+          meta.held = meta.held - free_hold(tonumber(owner), h)
           count_expired(1)
           expired = expired + 1
           gone = true
@@ -65,11 +88,12 @@ if ARGV[3] == 't' then
           -- ticket is not held by anyone, so repair the counters.
           redis.call('HDEL', K.owner, t)
           redis.call('HINCRBY', K.meta, 'held', -1)
+          meta.held = meta.held - 1
           gone = true
         end
       end
       if gone then
-        redis.call('SETBIT', K.taken, t, 1)
+        redis.call('SETBIT', K.taken, t, '1')
         claimed[#claimed + 1] = t
       else
         busy[#busy + 1] = t
@@ -78,29 +102,31 @@ if ARGV[3] == 't' then
   end
   if #busy > 0 then
     -- They were free before this call, so the hint already lies below them.
-    for _, t in ipairs(claimed) do redis.call('SETBIT', K.taken, t, 0) end
+    for _, t in ipairs(claimed) do redis.call('SETBIT', K.taken, t, '0') end
     local reply = { 'unavailable', expired }
     for _, t in ipairs(busy) do reply[#reply + 1] = t end
-    if K.idem then
-      local stored = { 'unavailable', -1 }
-      for _, t in ipairs(busy) do stored[#stored + 1] = t end
-      idem_finish(ARGV[5], reply, stored)
-    end
-    return reply
+    return nil, reply
   end
-else
-  local n = tonumber(ARGV[4])
+  return tickets, nil, expired
+end
+
+-- Claims the lowest `n` available tickets; returns them, or nil and a reply.
+local function claim_quantity(n)
+  n = tonumber(n)
   if n > meta.max_per_hold then
-    return idem_finish(ARGV[5], { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' })
+    return nil, { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
   end
-  local avail = meta.capacity - meta.held - meta.sold
+  local expired = 0
+  local avail = meta.capacity - meta.held - added - meta.sold
   if avail < n then
     local nxt
     expired, nxt = sweep(now, 1000)
-    avail = meta.capacity - tonumber(redis.call('HGET', K.meta, 'held')) - meta.sold
-    if avail < n and nxt == now then return { 'sweep_more', expired } end
+    meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
+    avail = meta.capacity - meta.held - added - meta.sold
+    if avail < n and nxt == now then return nil, { 'sweep_more', expired } end
   end
-  if avail < n then return idem_finish(ARGV[5], { 'unavailable', expired, avail }, { 'unavailable', -1, avail }) end
+  if avail < n then return nil, { 'unavailable', expired, avail } end
+  local tickets = {}
   local pos = tonumber(redis.call('HGET', K.meta, 'hint') or '1')
   while #tickets < n do
     local p = redis.call('BITPOS', K.taken, 0, pos, meta.capacity, 'BIT')
@@ -110,34 +136,71 @@ else
   end
   if #tickets < n then
     -- Counters and bitmap disagree; refuse rather than oversell.
-    return redis.error_reply('ticket bitmap and counters disagree for ' .. K.meta)
+    return nil, { 'error', 'ticket bitmap and counters disagree for ' .. K.meta }
+  end
+  for i, t in ipairs(tickets) do
+    tickets[i] = fmt_int(t)
+    redis.call('SETBIT', K.taken, tickets[i], '1')
   end
   redis.call('HSET', K.meta, 'hint', pos)
+  return tickets, nil, expired
 end
 
-local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
-local deadline = now + meta.ttl_ms
-local owners = {}
-for _, t in ipairs(tickets) do
-  if ARGV[3] == 'q' then redis.call('SETBIT', K.taken, t, 1) end
-  owners[#owners + 1] = t
-  owners[#owners + 1] = seq
+local function hold_one(secret, user, mode, arg)
+  if not charge_user(user) then return { 'hold_limit', max_user } end
+  local tickets, reply, expired
+  if mode == 't' then
+    tickets, reply, expired = claim_tickets(arg)
+  else
+    tickets, reply, expired = claim_quantity(arg)
+  end
+  if not tickets then
+    user_hold_done(user)
+    return reply
+  end
+  seq = seq + 1
+  local id = fmt_int(seq)
+  for _, t in ipairs(tickets) do
+    owners[#owners + 1] = t
+    owners[#owners + 1] = id
+    pending[t] = id
+  end
+  records[#records + 1] = id
+  records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. table.concat(tickets, ',') .. '|' .. user
+  added = added + #tickets
+  scheduled[#scheduled + 1] = id
+  reply = { 'ok', expired, secret, seq, deadline, now }
+  for _, t in ipairs(tickets) do reply[#reply + 1] = t end
+  return reply
 end
-redis.call('HSET', K.owner, unpack(owners))
-local csv = table.concat(tickets, ',')
-redis.call('HSET', K.holds, seq, ARGV[1] .. '|' .. fmt_int(deadline) .. '|' .. csv .. '|' .. ARGV[2])
-local first_scheduled = redis.call('RPUSH', K.sched, seq) == 1
-redis.call('HINCRBY', K.meta, 'held', #tickets)
-redis.call('HINCRBY', K.uholds, ARGV[2], 1)
 
-local reply = { 'ok', expired, ARGV[1], seq, deadline, now }
-for _, t in ipairs(tickets) do reply[#reply + 1] = t end
+local replies = {}
+for i = 5, #ARGV, 4 do
+  replies[#replies + 1] = hold_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+end
+
+local first_scheduled = false
+if #scheduled > 0 then
+  redis.call('HSET', K.owner, unpack(owners))
+  redis.call('HSET', K.holds, unpack(records))
+  redis.call('HSET', K.meta, 'seq', scheduled[#scheduled])
+  redis.call('HINCRBY', K.meta, 'held', added)
+  first_scheduled = redis.call('RPUSH', K.sched, unpack(scheduled)) == #scheduled
+end
+
 if K.idem then
-  local stored = { 'ok', -1, ARGV[1], seq, deadline, now }
-  for _, t in ipairs(tickets) do stored[#stored + 1] = t end
-  idem_finish(ARGV[5], reply, stored)
+  local reply = replies[1]
+  local status = reply[1]
+  if status ~= 'sweep_more' and status ~= 'error' then
+    local stored = reply
+    if status == 'ok' or status == 'unavailable' then
+      stored = { status, -1 }
+      for i = 3, #reply do stored[#stored + 1] = reply[i] end
+    end
+    idem_finish(fingerprint, reply, stored)
+  end
 end
--- Last, and allowed to fail (say, an ACL without channel rights): the hold
--- is complete whether or not the wake-up goes out.
-if first_scheduled then redis.pcall('PUBLISH', ARGV[6], ARGV[7]) end
-return reply
+-- Last, and allowed to fail (say, an ACL without channel rights): the holds
+-- are complete whether or not the wake-up goes out.
+if first_scheduled then redis.pcall('PUBLISH', ARGV[1], ARGV[2]) end
+return replies
