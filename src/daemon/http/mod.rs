@@ -155,8 +155,8 @@ fn request_id(req: &Request) -> String {
         }
         _ => {
             let mut b = [0u8; 8];
-            let _ = getrandom::fill(&mut b);
-            b.iter().map(|x| format!("{x:02x}")).collect()
+            crate::store::ids::random_bytes(&mut b);
+            format!("{:016x}", u64::from_be_bytes(b))
         }
     }
 }

@@ -1,0 +1,189 @@
+//! Group commit of holds: many concurrent holds of one event share script
+//! calls, and each still succeeds or fails on its own exactly as if it had
+//! been alone: no ticket in two holds, per-user limits counted hold by hold,
+//! quantity holds drawing disjoint tickets.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{config, Redis, Rng};
+use ticketctl::store::{EventSettings, HoldOutcome, HoldRequest, Store};
+
+async fn batching_store(redis: &Redis, max_holds_per_user: u64) -> Store {
+    Store::connect(&config(redis).redis)
+        .await
+        .unwrap()
+        .with_max_holds_per_user(max_holds_per_user)
+        .with_hold_batching()
+}
+
+async fn event(store: &Store, id: &str, capacity: u64) {
+    store
+        .create_event(&EventSettings {
+            id: id.into(),
+            capacity,
+            hold_ttl_ms: 60_000,
+            max_per_hold: 10,
+        })
+        .await
+        .unwrap();
+}
+
+/// Runs every (user, request) at once and returns the outcomes in order.
+async fn hold_all(
+    store: &Store,
+    event: &str,
+    asks: Vec<(String, HoldRequest)>,
+) -> Vec<HoldOutcome> {
+    let tasks: Vec<_> = asks
+        .into_iter()
+        .map(|(user, req)| {
+            let (store, event) = (store.clone(), event.to_string());
+            tokio::spawn(async move { store.hold(&event, &user, &req, None).await.unwrap() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn evalsha_calls(redis: &Redis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|l| l.split(',').next())
+        .map(|n| n.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_holds_share_calls_and_never_share_a_ticket() {
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 40).await;
+    let before = evalsha_calls(&redis);
+    let mut rng = Rng(7);
+    let asks: Vec<_> = (0..400)
+        .map(|i| {
+            let a = 1 + rng.next() % 40;
+            let b = 1 + (a + rng.next() % 39) % 40; // a different ticket
+            (format!("u{i}"), HoldRequest::Tickets(vec![a, b]))
+        })
+        .collect();
+    let outcomes = hold_all(&store, "gig", asks.clone()).await;
+    let calls = evalsha_calls(&redis) - before;
+    assert!(
+        calls < 400,
+        "400 holds took {calls} script calls: not grouped"
+    );
+
+    let mut held = HashSet::new();
+    let mut secrets = HashSet::new();
+    let mut holds = Vec::new();
+    for ((user, req), o) in asks.iter().zip(&outcomes) {
+        match o {
+            HoldOutcome::Held { hold, .. } => {
+                assert_eq!(&hold.user, user);
+                assert_eq!(&HoldRequest::Tickets(hold.tickets.clone()), req);
+                for t in &hold.tickets {
+                    assert!(held.insert(*t), "ticket {t} is in two holds");
+                }
+                assert!(secrets.insert(hold.id.secret.clone()));
+                holds.push(hold.clone());
+            }
+            HoldOutcome::Unavailable { tickets, .. } => assert!(!tickets.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Every refusal names a ticket that some hold got (all or nothing).
+    for o in &outcomes {
+        if let HoldOutcome::Unavailable { tickets, .. } = o {
+            assert!(tickets.iter().all(|t| held.contains(t)), "{tickets:?}");
+        }
+    }
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!(counts.held, held.len() as u64);
+    assert_eq!(counts.available, 40 - held.len() as u64);
+    // Each hold reads back as made, and hold numbers are distinct.
+    let mut seqs = HashSet::new();
+    for h in &holds {
+        assert!(seqs.insert(h.id.seq));
+        let back = store.get_hold(&h.id).await.unwrap().expect("live hold");
+        assert_eq!(back.tickets, h.tickets);
+        assert_eq!(back.user, h.user);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_users_holds_in_one_call_are_counted_one_by_one() {
+    let redis = Redis::start();
+    let store = batching_store(&redis, 3).await;
+    event(&store, "gig", 100).await;
+    let asks: Vec<_> = (1..=30)
+        .map(|t| ("greedy".to_string(), HoldRequest::Tickets(vec![t])))
+        .collect();
+    let outcomes = hold_all(&store, "gig", asks).await;
+    let made = outcomes
+        .iter()
+        .filter(|o| matches!(o, HoldOutcome::Held { .. }))
+        .count();
+    let limited = outcomes
+        .iter()
+        .filter(|o| matches!(o, HoldOutcome::HoldLimit(3)))
+        .count();
+    assert_eq!((made, limited), (3, 27), "{outcomes:?}");
+    assert_eq!(
+        redis.cli(&["HGET", "tc:{ev:gig}:uholds", "greedy"]).trim(),
+        "3"
+    );
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!(counts.held, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_quantity_holds_take_disjoint_tickets_until_none_are_left() {
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 50).await;
+    let asks: Vec<_> = (0..40)
+        .map(|i| (format!("u{i}"), HoldRequest::Quantity(2)))
+        .collect();
+    let outcomes = hold_all(&store, "gig", asks).await;
+    let mut held = HashSet::new();
+    let mut refused = 0;
+    for o in &outcomes {
+        match o {
+            HoldOutcome::Held { hold, .. } => {
+                assert_eq!(hold.tickets.len(), 2);
+                for t in &hold.tickets {
+                    assert!(held.insert(*t), "ticket {t} is in two holds");
+                }
+            }
+            HoldOutcome::Unavailable { available, .. } => {
+                assert_eq!(*available, Some(0));
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (50, 15));
+    assert_eq!(held, (1..=50).collect::<HashSet<u64>>());
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!((counts.held, counts.available), (50, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_holds_on_an_unknown_event_are_refused() {
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    let asks: Vec<_> = (1..=20)
+        .map(|t| (format!("u{t}"), HoldRequest::Tickets(vec![t])))
+        .collect();
+    for o in hold_all(&store, "nope", asks).await {
+        assert_eq!(o, HoldOutcome::NoEvent);
+    }
+}
