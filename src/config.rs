@@ -144,6 +144,9 @@ pub struct ServerConfig {
     /// On SIGTERM, in-flight requests get this long to finish.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
+    /// Serving threads, each with its own event loop and Redis connection
+    /// (0: one per core).
+    pub threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
+            threads: 0,
         }
     }
 }
@@ -476,6 +480,12 @@ impl Config {
         }
         if self.server.body_limit < 64 {
             return bad("server.body_limit must be at least 64 bytes".into());
+        }
+        if self.server.threads > 1024 {
+            return bad(format!(
+                "server.threads must be at most 1024 (0: one per core), not {}",
+                self.server.threads
+            ));
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections must be at least 1".into());

@@ -49,9 +49,18 @@ pub enum CheckFailed {
 /// Runs one command line to completion.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(cli.global.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // `serve` runs one single-threaded event loop per serving thread (see
+    // cmd/serve.rs); this one is the first of them. Everything else uses a
+    // work-stealing pool.
+    let rt = if matches!(cli.command, cli::Command::Serve(_)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     rt.block_on(cmd::dispatch(cli))
 }
 

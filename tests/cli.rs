@@ -233,3 +233,42 @@ async fn serve_with_workers_completes_orders_and_releases_holds() {
     }
     assert_eq!(redis.cli(&["XLEN", "tc:payments"]), "1");
 }
+
+#[tokio::test]
+async fn serving_threads_share_one_socket_metrics_and_rate_limits() {
+    let redis = Redis::start();
+    let dir = std::env::temp_dir().join(format!("tc-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("threads.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nthreads = 4\n[limits]\nper_ip_rate = 0.01\nper_ip_burst = 12\n",
+    )
+    .unwrap();
+    let s = ServeProc::start(&redis, &["--config", cfg.to_str().unwrap()]);
+    // Each request on its own connection, so they land on different threads.
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        let r = common::request(s.addr, "GET", "/v1/events/default", None, &[]).await;
+        codes.push(r.status);
+    }
+    let ok = codes.iter().filter(|c| **c == 200).count();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!(
+        (ok, limited),
+        (12, 18),
+        "one burst for the address: {codes:?}"
+    );
+    let m = common::request(s.addr, "GET", "/metrics", None, &[]).await;
+    let counted: u64 = m
+        .text
+        .lines()
+        .filter(|l| {
+            l.starts_with("ticketctl_http_requests_total{")
+                && l.contains("route=\"/v1/events/{id}\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, 30, "{}", m.text);
+    let _ = std::fs::remove_dir_all(&dir);
+}

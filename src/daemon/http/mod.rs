@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-pub use server::{serve, Limits};
+pub use server::{serve, serve_with, Limits};
 
 use crate::config::Config;
 use crate::store::Store;
@@ -44,8 +44,8 @@ pub struct Inner {
     /// `compat.event`.
     pub compat_event: String,
     request_timeout: Duration,
-    ip_limiter: Option<limit::RateLimiter>,
-    user_limiter: Option<limit::RateLimiter>,
+    ip_limiter: Option<Arc<limit::RateLimiter>>,
+    user_limiter: Option<Arc<limit::RateLimiter>>,
 }
 
 impl Inner {
@@ -90,11 +90,29 @@ impl AppState {
             admin_token: cfg.server.admin_token.clone(),
             compat_event: cfg.compat.event.clone(),
             request_timeout: cfg.server.request_timeout,
-            ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst),
+            ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst)
+                .map(Arc::new),
             user_limiter: limit::RateLimiter::new(
                 cfg.limits.per_user_rate,
                 cfg.limits.per_user_burst,
-            ),
+            )
+            .map(Arc::new),
+        }))
+    }
+
+    /// The same state over another store (a serving thread's own Redis
+    /// connection): metrics, rate limits and settings stay shared.
+    pub fn with_store(&self, store: Store, cfg: &Config) -> AppState {
+        AppState(Arc::new(Inner {
+            store: store
+                .with_max_holds_per_user(cfg.limits.max_holds_per_user)
+                .with_hold_batching(),
+            metrics: self.metrics.clone(),
+            admin_token: self.admin_token.clone(),
+            compat_event: self.compat_event.clone(),
+            request_timeout: self.request_timeout,
+            ip_limiter: self.ip_limiter.clone(),
+            user_limiter: self.user_limiter.clone(),
         }))
     }
 }

@@ -34,6 +34,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    serve_with(listener, app, limits, permits, shutdown).await
+}
+
+/// [`serve`] with connection permits shared with other loops (several
+/// threads accepting on one listening socket share one connection limit).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
