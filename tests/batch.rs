@@ -187,3 +187,80 @@ async fn grouped_holds_on_an_unknown_event_are_refused() {
         assert_eq!(o, HoldOutcome::NoEvent);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_purchases_share_calls_and_buy_each_hold_once() {
+    use ticketctl::store::{HoldRef, PurchaseOutcome};
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 200).await;
+    let asks: Vec<_> = (1..=100)
+        .map(|t| (format!("u{t}"), HoldRequest::Tickets(vec![t])))
+        .collect();
+    let holds: Vec<_> = hold_all(&store, "gig", asks)
+        .await
+        .into_iter()
+        .map(|o| match o {
+            HoldOutcome::Held { hold, .. } => hold,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let before = evalsha_calls(&redis);
+    // Each hold bought twice by its user, once by someone else, and once by
+    // ticket (as the compatibility route does), all at once.
+    let mut tasks = Vec::new();
+    for h in &holds {
+        for who in [h.user.clone(), h.user.clone(), "thief".to_string()] {
+            let (store, id) = (store.clone(), h.id.clone());
+            tasks.push(tokio::spawn(async move {
+                store.purchase(&HoldRef::Id(&id), &who, None).await.unwrap()
+            }));
+        }
+        let (store, user, ticket) = (store.clone(), h.user.clone(), h.tickets[0]);
+        tasks.push(tokio::spawn(async move {
+            let by = HoldRef::Ticket {
+                event: "gig",
+                ticket,
+            };
+            store.purchase(&by, &user, None).await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let calls = evalsha_calls(&redis) - before;
+    assert!(
+        calls < 400,
+        "400 purchases took {calls} script calls: not grouped"
+    );
+    for (h, four) in holds.iter().zip(outcomes.chunks(4)) {
+        let mut order_ids = HashSet::new();
+        let mut created = 0;
+        for o in [&four[0], &four[1]] {
+            match o {
+                PurchaseOutcome::Bought { order, created: c } => {
+                    assert_eq!(order.tickets, h.tickets);
+                    order_ids.insert(order.id.to_string());
+                    created += usize::from(*c);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(four[2], PurchaseOutcome::Forbidden);
+        // By ticket: bought first by this call, or already sold (not held).
+        match &four[3] {
+            PurchaseOutcome::Bought { order, created: c } => {
+                order_ids.insert(order.id.to_string());
+                created += usize::from(*c);
+            }
+            PurchaseOutcome::NotHeld => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(order_ids.len(), 1, "one order per hold: {four:?}");
+        assert_eq!(created, 1, "created once: {four:?}");
+    }
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!((counts.sold, counts.held, counts.available), (100, 0, 100));
+    assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]).trim(), "100");
+}

@@ -1,8 +1,9 @@
-//! Group commit for holds: concurrent hold requests for one event go to
-//! Redis together, as one call of the hold script, while the previous call
-//! for that event is in flight. Each hold still succeeds or fails on its own
-//! and the script stays atomic; what is shared is the round trip, the script
-//! start-up and the per-call bookkeeping (meta, clock, schedule, counters).
+//! Group commit: concurrent holds (and purchases) of one event go to Redis
+//! together, as one call of the script, while earlier calls for that event
+//! are in flight. Each request still succeeds or fails on its own and the
+//! script stays atomic; what is shared is the round trip, the script
+//! start-up and the per-call bookkeeping (meta, clock, schedule, counters,
+//! and the replica WAIT of purchases).
 //!
 //! One queue and one task per event with recent holds. A task with nothing to
 //! do for [`IDLE`] closes its queue and ends, so ids of events that do not
@@ -10,15 +11,16 @@
 //! and requests beyond that take the direct path.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{HoldOutcome, HoldRequest, Result, Store};
+use super::{Result, Store};
 
-/// Most holds in one script call.
+/// Most requests in one script call.
 pub(super) const MAX_BATCH: usize = 64;
 /// Calls in flight per event.
 const IN_FLIGHT: usize = 2;
@@ -27,38 +29,55 @@ const IDLE: Duration = Duration::from_secs(30);
 /// Most events with a queue at once.
 const MAX_QUEUES: usize = 1024;
 
-/// A hold waiting for its event's next call. The answer is `None` when the
-/// script asks for expired holds to be released first (the direct path
-/// does that).
-pub(super) struct Pending {
-    pub(super) user: String,
-    pub(super) req: HoldRequest,
-    tx: oneshot::Sender<Result<Option<HoldOutcome>>>,
+/// An operation whose requests for one event can share a script call.
+pub(super) trait Grouped: Send + Sync + 'static {
+    /// One request.
+    type Item: Send + Sync + 'static;
+    /// Its answer.
+    type Answer: Send + 'static;
+    /// One call for all `items` (of `event`): one answer per item, in order.
+    fn call(
+        store: &Store,
+        event: &str,
+        items: &[Self::Item],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Answer>>>> + Send;
 }
 
-#[derive(Default)]
-pub(super) struct HoldQueues {
-    queues: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Pending>)>>,
+/// A request waiting for its event's next call.
+struct Pending<G: Grouped> {
+    item: G::Item,
+    tx: oneshot::Sender<Result<G::Answer>>,
+}
+
+type Sender<G> = mpsc::UnboundedSender<Pending<G>>;
+
+/// The queues of one operation, by event.
+pub(super) struct Queues<G: Grouped> {
+    queues: Mutex<HashMap<String, (u64, Sender<G>)>>,
     next_id: AtomicU64,
 }
 
-impl HoldQueues {
-    /// Queues a hold for `event`. `Err(())` when it could not be queued or
-    /// its queue closed before it was sent (nothing was done: take the
+impl<G: Grouped> Default for Queues<G> {
+    fn default() -> Self {
+        Queues {
+            queues: Mutex::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<G: Grouped> Queues<G> {
+    /// Queues a request for `event`. `Err(())` when it could not be queued
+    /// or its queue closed before it was sent (nothing was done: take the
     /// direct path).
     pub(super) async fn submit(
         self: &Arc<Self>,
         store: &Store,
         event: &str,
-        user: &str,
-        req: &HoldRequest,
-    ) -> std::result::Result<Result<Option<HoldOutcome>>, ()> {
+        item: G::Item,
+    ) -> std::result::Result<Result<G::Answer>, ()> {
         let (tx, rx) = oneshot::channel();
-        let pending = Pending {
-            user: user.to_string(),
-            req: req.clone(),
-            tx,
-        };
+        let pending = Pending { item, tx };
         let sender = {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
             match queues.get(event) {
@@ -73,7 +92,7 @@ impl HoldQueues {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let (s, r) = mpsc::unbounded_channel();
                     queues.insert(event.to_string(), (id, s.clone()));
-                    tokio::spawn(run(
+                    tokio::spawn(run::<G>(
                         Arc::downgrade(self),
                         store.without_batching(),
                         event.to_string(),
@@ -89,12 +108,12 @@ impl HoldQueues {
     }
 }
 
-async fn run(
-    queues: std::sync::Weak<HoldQueues>,
+async fn run<G: Grouped>(
+    queues: std::sync::Weak<Queues<G>>,
     store: Store,
     event: String,
     id: u64,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
+    mut rx: mpsc::UnboundedReceiver<Pending<G>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
@@ -105,10 +124,10 @@ async fn run(
         match tokio::time::timeout(IDLE, rx.recv_many(&mut batch, MAX_BATCH)).await {
             Ok(0) => return,
             Ok(_) => {
-                let mut b = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+                let b = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
                 let (store, event) = (store.clone(), event.clone());
                 tokio::spawn(async move {
-                    send(&store, &event, &mut b).await;
+                    send::<G>(&store, &event, b).await;
                     drop(permit);
                 });
             }
@@ -123,7 +142,7 @@ async fn run(
                 }
                 rx.close();
                 while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    send(&store, &event, &mut batch).await;
+                    send::<G>(&store, &event, std::mem::take(&mut batch)).await;
                 }
                 return;
             }
@@ -131,20 +150,17 @@ async fn run(
     }
 }
 
-async fn send(store: &Store, event: &str, batch: &mut Vec<Pending>) {
-    let holds: Vec<(&str, &HoldRequest)> =
-        batch.iter().map(|p| (p.user.as_str(), &p.req)).collect();
-    let answers = store.hold_call(event, &holds, None).await;
-    drop(holds);
-    match answers {
+async fn send<G: Grouped>(store: &Store, event: &str, batch: Vec<Pending<G>>) {
+    let (items, txs): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.tx)).unzip();
+    match G::call(store, event, &items).await {
         Ok(answers) => {
-            for (p, a) in batch.drain(..).zip(answers) {
-                let _ = p.tx.send(a);
+            for (tx, a) in txs.into_iter().zip(answers) {
+                let _ = tx.send(a);
             }
         }
         Err(e) => {
-            for p in batch.drain(..) {
-                let _ = p.tx.send(Err(e.clone()));
+            for tx in txs {
+                let _ = tx.send(Err(e.clone()));
             }
         }
     }

@@ -216,8 +216,9 @@ pub struct Store {
     timeout: Duration,
     max_holds_per_user: u64,
     wait_replicas: u32,
-    /// Group commit of holds (see batch.rs), when enabled.
-    holds: Option<Arc<batch::HoldQueues>>,
+    /// Group commit of holds and purchases (see batch.rs), when enabled.
+    holds: Option<Arc<batch::Queues<scripts::HoldOp>>>,
+    purchases: Option<Arc<batch::Queues<scripts::BuyOp>>>,
 }
 
 impl Store {
@@ -258,6 +259,7 @@ impl Store {
             max_holds_per_user: 0,
             wait_replicas: cfg.wait_replicas,
             holds: None,
+            purchases: None,
         };
         store.ping().await?;
         // A node of a cluster named by a plain URL: use it as the cluster's seed.
@@ -314,6 +316,7 @@ impl Store {
             max_holds_per_user: 0,
             wait_replicas: cfg.wait_replicas,
             holds: None,
+            purchases: None,
         };
         store.ping().await?;
         Ok(store)
@@ -371,11 +374,12 @@ impl Store {
         Ok(())
     }
 
-    /// Sends concurrent holds of one event to Redis together (group commit;
-    /// see batch.rs). For long-running processes such as the server: each
-    /// event with recent holds keeps a task.
+    /// Sends concurrent holds (and purchases) of one event to Redis
+    /// together (group commit; see batch.rs). For long-running processes
+    /// such as the server: each event with recent requests keeps a task.
     pub fn with_hold_batching(mut self) -> Store {
         self.holds = Some(Arc::default());
+        self.purchases = Some(Arc::default());
         self
     }
 
@@ -383,6 +387,7 @@ impl Store {
     fn without_batching(&self) -> Store {
         Store {
             holds: None,
+            purchases: None,
             ..self.clone()
         }
     }

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use redis::{Script, Value};
 
+use super::batch::Grouped;
 use super::ids::{new_secret, HoldId, OrderId};
 use super::keys::{self, EventKeys};
 use super::reply::{parse_csv, Reply};
@@ -285,6 +286,56 @@ fn schema_error(event: &str, r: &Reply) -> StoreError {
     }
 }
 
+/// One purchase of a group call: a hold by id or by one of its tickets.
+#[derive(Debug, Clone)]
+pub(super) enum BuyRef {
+    Id(HoldId),
+    Ticket(u64),
+}
+
+/// One purchase request.
+#[derive(Debug, Clone)]
+pub(super) struct BuyItem {
+    pub(super) by: BuyRef,
+    pub(super) user: String,
+}
+
+/// Reads one purchase's answer from the purchase script.
+fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
+    Ok(match r.status()?.as_str() {
+        "ok" => {
+            let seq = r.uint(2)?;
+            let status = OrderStatus::parse(&r.str(3)?)
+                .ok_or_else(|| StoreError::Reply("purchase: order status".into()))?;
+            let completed = r.str(6)?;
+            let order = Order {
+                id: OrderId {
+                    event: event.to_string(),
+                    seq,
+                    secret: r.str(4)?,
+                },
+                created_ms: r.uint(5)?,
+                completed_ms: completed.parse().ok(),
+                tickets: parse_csv(&r.str(7)?)
+                    .ok_or_else(|| StoreError::Reply("purchase: ticket list".into()))?,
+                user: r.str(8)?,
+                status,
+            };
+            PurchaseOutcome::Bought {
+                order,
+                created: r.int(1)? == 1,
+            }
+        }
+        "not_found" => PurchaseOutcome::NotFound,
+        "forbidden" => PurchaseOutcome::Forbidden,
+        "expired" => PurchaseOutcome::Expired,
+        "not_held" => PurchaseOutcome::NotHeld,
+        "invalid" => PurchaseOutcome::Invalid(r.str(1)?),
+        "idem_mismatch" => PurchaseOutcome::IdempotencyMismatch,
+        other => return Err(StoreError::Reply(format!("purchase: status {other:?}"))),
+    })
+}
+
 /// Reads one hold's answer from the hold script.
 fn hold_outcome(
     event: &str,
@@ -438,7 +489,7 @@ impl Store {
         // Without an Idempotency-Key the hold joins the event's next group
         // call (see batch.rs) when this store groups holds.
         if let (Some(q), None) = (&self.holds, idem) {
-            if let Ok(answer) = q.submit(self, event, user, req).await {
+            if let Ok(answer) = q.submit(self, event, (user.to_string(), req.clone())).await {
                 match answer? {
                     Some(outcome) => return Ok(outcome),
                     None => {
@@ -559,57 +610,90 @@ impl Store {
         idem: Option<&Idempotency<'_>>,
     ) -> Result<PurchaseOutcome> {
         let event = hold.event().to_string();
-        let keys = EventKeys::new(&event);
-        let mut inv = invocation(&PURCHASE, &keys, idem.map(|i| ("purchase", i.key)));
-        match hold {
-            HoldRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(h.deadline_ms),
-            HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg(0),
+        let item = || BuyItem {
+            by: match hold {
+                HoldRef::Id(h) => BuyRef::Id((*h).clone()),
+                HoldRef::Ticket { ticket, .. } => BuyRef::Ticket(*ticket),
+            },
+            user: user.to_string(),
         };
-        inv.arg(user)
-            .arg(new_secret())
-            .arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        // Without an Idempotency-Key the purchase joins the event's next
+        // group call (see batch.rs) when this store groups requests.
+        if let (Some(q), None) = (&self.purchases, idem) {
+            if let Ok(answer) = q.submit(self, &event, item()).await {
+                return answer;
+            }
+        }
+        self.purchase_call(&event, &[item()], idem)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Reply("purchase: no answer".into())))
+    }
+
+    /// One call of the purchase script for one or more purchases of an
+    /// event (at most one with an Idempotency-Key); one answer per purchase.
+    /// A bought order is answered only once `wait_replicas` replicas have it
+    /// (one WAIT for the call).
+    pub(super) async fn purchase_call(
+        &self,
+        event: &str,
+        items: &[BuyItem],
+        idem: Option<&Idempotency<'_>>,
+    ) -> Result<Vec<Result<PurchaseOutcome>>> {
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&PURCHASE, &keys, idem.map(|i| ("purchase", i.key)));
+        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        for item in items {
+            match &item.by {
+                BuyRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(h.deadline_ms),
+                BuyRef::Ticket(t) => inv.arg("t").arg(*t).arg("").arg(""),
+            };
+            inv.arg(&item.user).arg(new_secret());
+        }
         let r = self.eval(inv, "purchase").await?;
-        Ok(match r.status()?.as_str() {
-            "ok" => {
-                let seq = r.uint(2)?;
-                let status = OrderStatus::parse(&r.str(3)?)
-                    .ok_or_else(|| StoreError::Reply("purchase: order status".into()))?;
-                let completed = r.str(6)?;
-                let order = Order {
-                    id: OrderId {
-                        event: event.clone(),
-                        seq,
-                        secret: r.str(4)?,
-                    },
-                    created_ms: r.uint(5)?,
-                    completed_ms: completed.parse().ok(),
-                    tickets: parse_csv(&r.str(7)?)
-                        .ok_or_else(|| StoreError::Reply("purchase: ticket list".into()))?,
-                    user: r.str(8)?,
-                    status,
-                };
-                {
-                    // Also when the order existed: a first answer may have been a
-                    // 503 because the replicas had not confirmed it yet.
-                    self.wait_for_replicas(&keys.meta()).await?;
-                    PurchaseOutcome::Bought {
-                        order,
-                        created: r.int(1)? == 1,
+        if let Ok(status) = r.status() {
+            // One answer for the whole call.
+            return match status.as_str() {
+                "not_found" => Ok(items
+                    .iter()
+                    .map(|i| {
+                        Ok(match i.by {
+                            BuyRef::Id(_) => PurchaseOutcome::NotFound,
+                            BuyRef::Ticket(_) => PurchaseOutcome::NoEvent,
+                        })
+                    })
+                    .collect()),
+                "schema" => Err(schema_error(event, &r)),
+                other => Err(StoreError::Reply(format!("purchase: status {other:?}"))),
+            };
+        }
+        let answers = r.arrays()?;
+        if answers.len() != items.len() {
+            return Err(StoreError::Reply(format!(
+                "purchase: {} answers for {} purchases",
+                answers.len(),
+                items.len()
+            )));
+        }
+        let mut out: Vec<Result<PurchaseOutcome>> = answers
+            .into_iter()
+            .map(|r| purchase_outcome(event, r))
+            .collect();
+        if out
+            .iter()
+            .any(|o| matches!(o, Ok(PurchaseOutcome::Bought { .. })))
+        {
+            // Also when the order existed: a first answer may have been a
+            // 503 because the replicas had not confirmed it yet.
+            if let Err(e) = self.wait_for_replicas(&keys.meta()).await {
+                for o in &mut out {
+                    if matches!(o, Ok(PurchaseOutcome::Bought { .. })) {
+                        *o = Err(e.clone());
                     }
                 }
             }
-            "not_found" if r.len() == 1 && matches!(hold, HoldRef::Ticket { .. }) => {
-                PurchaseOutcome::NoEvent
-            }
-            "not_found" => PurchaseOutcome::NotFound,
-            "forbidden" => PurchaseOutcome::Forbidden,
-            "expired" => PurchaseOutcome::Expired,
-            "not_held" => PurchaseOutcome::NotHeld,
-            "invalid" => PurchaseOutcome::Invalid(r.str(1)?),
-            "idem_mismatch" => PurchaseOutcome::IdempotencyMismatch,
-            "schema" => return Err(schema_error(&event, &r)),
-            other => return Err(StoreError::Reply(format!("purchase: status {other:?}"))),
-        })
+        }
+        Ok(out)
     }
 
     /// Cancels a hold. `user: None` acts as an operator (any user's hold).
@@ -635,5 +719,39 @@ impl Store {
             "schema" => return Err(schema_error(&event, &r)),
             other => return Err(StoreError::Reply(format!("cancel: status {other:?}"))),
         })
+    }
+}
+
+/// Holds, grouped per event (see batch.rs).
+pub(super) struct HoldOp;
+
+impl Grouped for HoldOp {
+    type Item = (String, HoldRequest);
+    /// `None`: expired holds must be released first (the direct path does).
+    type Answer = Option<HoldOutcome>;
+
+    async fn call(
+        store: &Store,
+        event: &str,
+        items: &[(String, HoldRequest)],
+    ) -> Result<Vec<Result<Option<HoldOutcome>>>> {
+        let holds: Vec<(&str, &HoldRequest)> = items.iter().map(|(u, r)| (u.as_str(), r)).collect();
+        store.hold_call(event, &holds, None).await
+    }
+}
+
+/// Purchases, grouped per event (see batch.rs).
+pub(super) struct BuyOp;
+
+impl Grouped for BuyOp {
+    type Item = BuyItem;
+    type Answer = PurchaseOutcome;
+
+    async fn call(
+        store: &Store,
+        event: &str,
+        items: &[BuyItem],
+    ) -> Result<Vec<Result<PurchaseOutcome>>> {
+        store.purchase_call(event, items, None).await
     }
 }

@@ -1,71 +1,98 @@
--- purchase: turns a live hold into sold tickets, an order and one purchase
--- job, in one step. Buying the same hold again returns the same order.
--- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: optional idempotency record
--- ARGV[1]: 'h' (ARGV[2] = hold seq, ARGV[3] = hold secret, ARGV[4] = deadline
---          named by the holdId) or 't' (ARGV[2] = ticket id: the hold of this
---          user that holds it)
--- ARGV[5]: userId   ARGV[6]: new order secret   ARGV[7]: request fingerprint
--- Returns: { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
+-- purchase: turns live holds into sold tickets, an order and one purchase
+-- job each, for one or more purchases of one event at once (the server
+-- groups concurrent purchases; each succeeds or fails on its own). Buying
+-- the same hold again returns the same order.
+-- KEYS[1..9]: the event's keys (see lib.lua)
+-- KEYS[10]: optional idempotency record (then exactly one purchase)
+-- ARGV[1]: request fingerprint (with KEYS[10])
+-- Then six per purchase: 'h' (hold seq, hold secret, deadline named by the
+-- holdId) or 't' (ticket id: the hold of this user that holds it, '', '');
+-- then userId and the new order secret.
+-- Returns { 'not_found' } | { 'schema', v } for the whole call, otherwise
+-- one reply per purchase:
+--          { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
---        | { 'idem_mismatch' } | { 'schema', v } | { 'invalid', message } (by ticket)
--- Every outcome but schema is kept for an Idempotency-Key (created = 0 when replayed).
-local replay = idem_replay(ARGV[7])
-if replay then return replay end
+--        | { 'idem_mismatch' } | { 'invalid', message } (by ticket)
+-- Every outcome is kept for an Idempotency-Key (created = 0 when replayed).
+local fingerprint = ARGV[1]
+local replay = idem_replay(fingerprint)
+if replay then return { replay } end
 
 local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
-local user = ARGV[5]
-local seq, h
+local now_s = fmt_int(now)
+-- Counter changes, written once at the end.
+local sold, orders = 0, 0
 
 local function order_reply(created, s, o)
   return { 'ok', created, s, o.status, o.secret, tonumber(o.created), o.completed, o.csv, o.user }
 end
 
-if ARGV[1] == 'h' then
-  seq = tonumber(ARGV[2])
-  h = parse_hold(redis.call('HGET', K.holds, seq))
-  if h and h.secret ~= ARGV[3] then return idem_finish(ARGV[7], { 'not_found' }) end
-  if not h then
-    local o = parse_order(redis.call('HGET', K.orders, seq))
-    if o and o.hold_secret == ARGV[3] then
-      if o.user ~= user then return idem_finish(ARGV[7], { 'forbidden' }) end
-      return idem_finish(ARGV[7], order_reply(0, seq, o))
+-- One purchase: its reply, and the reply to store for a repeated key.
+local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secret)
+  local seq, h
+  if kind == 'h' then
+    seq = tonumber(ref)
+    h = parse_hold(redis.call('HGET', K.holds, ref))
+    if h and h.secret ~= hold_secret then return { 'not_found' } end
+    if not h then
+      local o = parse_order(redis.call('HGET', K.orders, ref))
+      if o and o.hold_secret == hold_secret then
+        if o.user ~= user then return { 'forbidden' } end
+        return order_reply(0, seq, o)
+      end
+      if o then return { 'not_found' } end
+      -- Gone without an order: it expired (and was released) or was
+      -- cancelled. Its secret can no longer be checked, so only a hold
+      -- number this event has issued counts as expired; any other id is
+      -- unknown.
+      local issued = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
+      if seq <= issued and tonumber(named_deadline) <= now then return { 'expired' } end
+      return { 'not_found' }
     end
-    if o then return idem_finish(ARGV[7], { 'not_found' }) end
-    -- Gone without an order: it expired (and was released) or was cancelled.
-    -- Its secret can no longer be checked, so only a hold number this event
-    -- has issued counts as expired; any other id is unknown.
-    local issued = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
-    if seq <= issued and tonumber(ARGV[4]) <= now then return idem_finish(ARGV[7], { 'expired' }) end
-    return idem_finish(ARGV[7], { 'not_found' })
+    if h.user ~= user then return { 'forbidden' } end
+  else
+    local reply
+    seq, h, reply = hold_of_ticket(ref, meta)
+    if not h then return reply end
+    if h.user ~= user then return { 'not_held' } end
   end
-  if h.user ~= user then return idem_finish(ARGV[7], { 'forbidden' }) end
-else
-  local reply
-  seq, h, reply = hold_of_ticket(ARGV[2], meta)
-  if not h then return reply end
-  if h.user ~= user then return { 'not_held' } end
+
+  if h.deadline <= now then
+    free_hold(seq, h)
+    count_expired(1)
+    return { 'expired' }
+  end
+
+  local tickets = {}
+  for t in string.gmatch(h.csv, '[^,]+') do
+    tickets[#tickets + 1] = t
+    redis.call('SETBIT', K.sold, t, '1')
+  end
+  redis.call('HDEL', K.owner, unpack(tickets))
+  local id = fmt_int(seq)
+  redis.call('HDEL', K.holds, id)
+  user_hold_done(h.user)
+  sold = sold + #tickets
+  orders = orders + 1
+  local o = { status = 'pending', secret = order_secret, created = now_s, completed = '',
+              csv = h.csv, user = h.user }
+  redis.call('HSET', K.orders, id, table.concat({ o.status, o.secret, h.secret, o.created, '', h.csv, h.user }, '|'))
+  redis.call('XADD', K.jobs, '*', 'seq', id, 'secret', o.secret, 'userId', h.user,
+    'ticketIds', h.csv, 'createdMs', o.created)
+  return order_reply(1, seq, o), order_reply(0, seq, o)
 end
 
-if h.deadline <= now then
-  free_hold(seq, h)
-  count_expired(1)
-  return idem_finish(ARGV[7], { 'expired' })
+local replies = {}
+for i = 2, #ARGV, 6 do
+  local reply, stored = buy_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  replies[#replies + 1] = reply
+  if K.idem then idem_finish(fingerprint, reply, stored) end
 end
-
-for _, t in ipairs(h.tickets) do
-  redis.call('SETBIT', K.sold, t, 1)
-  redis.call('HDEL', K.owner, t)
+if sold > 0 then
+  redis.call('HINCRBY', K.meta, 'held', -sold)
+  redis.call('HINCRBY', K.meta, 'sold', sold)
+  redis.call('HINCRBY', K.meta, 'orders', orders)
 end
-redis.call('HDEL', K.holds, seq)
-user_hold_done(h.user)
-redis.call('HINCRBY', K.meta, 'held', -#h.tickets)
-redis.call('HINCRBY', K.meta, 'sold', #h.tickets)
-redis.call('HINCRBY', K.meta, 'orders', 1)
-local o = { status = 'pending', secret = ARGV[6], created = fmt_int(now), completed = '',
-            csv = h.csv, user = h.user }
-redis.call('HSET', K.orders, seq, table.concat({ o.status, o.secret, h.secret, o.created, '', h.csv, h.user }, '|'))
-redis.call('XADD', K.jobs, '*', 'seq', seq, 'secret', o.secret, 'userId', h.user,
-  'ticketIds', h.csv, 'createdMs', o.created)
-return idem_finish(ARGV[7], order_reply(1, seq, o), order_reply(0, seq, o))
+return replies
