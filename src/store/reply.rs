@@ -73,6 +73,11 @@ impl Reply {
             .collect()
     }
 
+    /// The elements themselves.
+    pub(crate) fn into_values(self) -> Vec<Value> {
+        self.items
+    }
+
     /// The status word in element 0 (numeric first elements read as text).
     pub(crate) fn status(&self) -> Result<String> {
         self.str(0)

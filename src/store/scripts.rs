@@ -336,6 +336,36 @@ fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
     })
 }
 
+/// Reads a hold's short answer `expired|seq|deadlineMs|nowMs|t1,t2,..`.
+fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldOutcome> {
+    let bad = || {
+        StoreError::Reply(format!(
+            "hold: unreadable answer {:?}",
+            String::from_utf8_lossy(b)
+        ))
+    };
+    let text = std::str::from_utf8(b).map_err(|_| bad())?;
+    let mut parts = text.splitn(5, '|');
+    let mut num = || -> Result<u64> { parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad) };
+    let (expired, seq, deadline_ms, now_ms) = (num()?, num()?, num()?, num()?);
+    let tickets = parts.next().and_then(parse_csv).ok_or_else(bad)?;
+    Ok(HoldOutcome::Held {
+        hold: Hold {
+            id: HoldId {
+                event: event.into(),
+                seq,
+                deadline_ms,
+                secret,
+            },
+            user: user.into(),
+            tickets,
+            now_ms,
+        },
+        expired,
+        replayed: false,
+    })
+}
+
 /// Reads one hold's answer from the hold script.
 fn hold_outcome(
     event: &str,
@@ -545,8 +575,9 @@ impl Store {
             .arg(event)
             .arg(self.max_holds_per_user)
             .arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
-        for (user, req) in holds {
-            inv.arg(new_secret()).arg(*user);
+        let secrets: Vec<String> = holds.iter().map(|_| new_secret()).collect();
+        for ((user, req), secret) in holds.iter().zip(&secrets) {
+            inv.arg(secret).arg(*user);
             match req {
                 HoldRequest::Tickets(t) => inv
                     .arg("t")
@@ -555,18 +586,19 @@ impl Store {
             };
         }
         let r = self.eval(inv, "hold").await?;
-        if let Ok(status) = r.status() {
-            // One answer for the whole call.
-            return match status.as_str() {
-                "not_found" => Ok(holds
+        // One answer for the whole call (a held hold's short answer is text
+        // too, but starts with a digit).
+        match r.status().as_deref() {
+            Ok("not_found") => {
+                return Ok(holds
                     .iter()
                     .map(|_| Ok(Some(HoldOutcome::NoEvent)))
-                    .collect()),
-                "schema" => Err(schema_error(event, &r)),
-                other => Err(StoreError::Reply(format!("hold: status {other:?}"))),
-            };
+                    .collect())
+            }
+            Ok("schema") => return Err(schema_error(event, &r)),
+            _ => {}
         }
-        let answers = r.arrays()?;
+        let answers = r.into_values();
         if answers.len() != holds.len() {
             return Err(StoreError::Reply(format!(
                 "hold: {} answers for {} holds",
@@ -577,7 +609,11 @@ impl Store {
         Ok(answers
             .into_iter()
             .zip(holds)
-            .map(|(r, (user, req))| hold_outcome(event, user, req, r))
+            .zip(secrets)
+            .map(|((v, (user, req)), secret)| match v {
+                Value::BulkString(b) => held_short(event, user, secret, &b).map(Some),
+                v => Reply::new("hold", v).and_then(|r| hold_outcome(event, user, req, r)),
+            })
             .collect())
     }
     /// Reads a live hold; `None` once it expired, was cancelled or bought.

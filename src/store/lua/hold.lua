@@ -12,7 +12,8 @@
 -- a sleeping release worker learns of a sooner deadline.
 -- Returns { 'not_found' } | { 'schema', v } for the whole call, otherwise one
 -- reply per hold:
---          { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. }
+--          'expired|seq|deadlineMs|nowMs|t1,t2,..' (held; without KEYS[10])
+--        | { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. } (held; with KEYS[10])
 --        | { 'unavailable', expired, t1, .. } (quantity: { 'unavailable', expired, available })
 --        | { 'sweep_more', expired }: expired holds may be in the way; release
 --          them (release_expired) and call again
@@ -33,7 +34,7 @@ local deadline = now + meta.ttl_ms
 -- Written once at the end: the last hold number, tickets newly held, and
 -- the new holds' schedule entries (all share one deadline, in seq order).
 local seq = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
-local deadline_s = fmt_int(deadline)
+local deadline_s, now_s = fmt_int(deadline), fmt_int(now)
 local added, scheduled, owners, records = 0, {}, {}, {}
 -- Tickets claimed by holds of this call (their owner entries are written at
 -- the end): ticket id text -> hold seq text.
@@ -165,10 +166,15 @@ local function hold_one(secret, user, mode, arg)
     owners[#owners + 1] = id
     pending[t] = id
   end
+  local csv = table.concat(tickets, ',')
   records[#records + 1] = id
-  records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. table.concat(tickets, ',') .. '|' .. user
+  records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. csv .. '|' .. user
   added = added + #tickets
   scheduled[#scheduled + 1] = id
+  if not K.idem then
+    -- The short form: one string is far cheaper to send and to read.
+    return (expired == 0 and '0' or fmt_int(expired)) .. '|' .. id .. '|' .. deadline_s .. '|' .. now_s .. '|' .. csv
+  end
   reply = { 'ok', expired, secret, seq, deadline, now }
   for _, t in ipairs(tickets) do reply[#reply + 1] = t end
   return reply
