@@ -791,3 +791,39 @@ impl Grouped for BuyOp {
         store.purchase_call(event, items, None).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_holds_short_answer_is_read_with_the_secret_sent() {
+        let o = held_short("gig", "alice", "s3cret".into(), b"2|17|1000|400|7,8").unwrap();
+        let HoldOutcome::Held {
+            hold,
+            expired,
+            replayed,
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!((expired, replayed), (2, false));
+        assert_eq!(hold.id.to_string(), "gig.h17.1000.s3cret");
+        assert_eq!((hold.tickets, hold.now_ms), (vec![7, 8], 400));
+        assert_eq!(hold.user, "alice");
+    }
+
+    #[test]
+    fn a_damaged_short_answer_is_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"0|1|2",
+            b"x|1|2|3|4",
+            b"0|1|2|3|4,y",
+            b"\xff|1|2|3|4",
+        ] {
+            let e = held_short("gig", "a", "s".into(), bad).unwrap_err();
+            assert!(matches!(e, StoreError::Reply(_)), "{e:?}");
+        }
+    }
+}
