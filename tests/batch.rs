@@ -264,3 +264,42 @@ async fn concurrent_purchases_share_calls_and_buy_each_hold_once() {
     assert_eq!((counts.sold, counts.held, counts.available), (100, 0, 100));
     assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]).trim(), "100");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_full_of_the_biggest_holds_fits_in_one_script() {
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    store
+        .create_event(&EventSettings {
+            id: "big".into(),
+            capacity: 200_000,
+            hold_ttl_ms: 60_000,
+            max_per_hold: 1000,
+        })
+        .await
+        .unwrap();
+    // Half by quantity, half by explicit ticket ids, 1000 tickets each.
+    let asks: Vec<_> = (0..100u64)
+        .map(|i| {
+            let req = if i % 2 == 0 {
+                HoldRequest::Quantity(1000)
+            } else {
+                HoldRequest::Tickets((100_001 + i * 1000..100_001 + (i + 1) * 1000).collect())
+            };
+            (format!("u{i}"), req)
+        })
+        .collect();
+    let mut held = HashSet::new();
+    for o in hold_all(&store, "big", asks).await {
+        let HoldOutcome::Held { hold, .. } = o else {
+            panic!("{o:?}")
+        };
+        assert_eq!(hold.tickets.len(), 1000);
+        for t in hold.tickets {
+            assert!(held.insert(t), "ticket {t} is in two holds");
+        }
+    }
+    let counts = store.event_counts("big").await.unwrap().unwrap();
+    assert_eq!(counts.held, 100_000);
+    assert_eq!(redis.cli(&["HLEN", "tc:{ev:big}:owner"]).trim(), "100000");
+}

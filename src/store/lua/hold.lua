@@ -166,6 +166,11 @@ local function hold_one(secret, user, mode, arg)
     owners[#owners + 1] = id
     pending[t] = id
   end
+  -- Big holds: write early, so one call never unpacks more than Lua allows.
+  if #owners >= 2000 then
+    redis.call('HSET', K.owner, unpack(owners))
+    owners = {}
+  end
   local csv = table.concat(tickets, ',')
   records[#records + 1] = id
   records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. csv .. '|' .. user
@@ -186,8 +191,8 @@ for i = 5, #ARGV, 4 do
 end
 
 local first_scheduled = false
+if #owners > 0 then redis.call('HSET', K.owner, unpack(owners)) end
 if #scheduled > 0 then
-  redis.call('HSET', K.owner, unpack(owners))
   redis.call('HSET', K.holds, unpack(records))
   redis.call('HSET', K.meta, 'seq', scheduled[#scheduled])
   redis.call('HINCRBY', K.meta, 'held', added)
