@@ -266,7 +266,7 @@ async fn concurrent_purchases_share_calls_and_buy_each_hold_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_call_full_of_the_biggest_holds_fits_in_one_script() {
+async fn many_of_the_biggest_holds_at_once_are_all_made() {
     let redis = Redis::start();
     let store = batching_store(&redis, 0).await;
     store

@@ -22,6 +22,9 @@ use super::{Result, Store};
 
 /// Most requests in one script call.
 pub(super) const MAX_BATCH: usize = 64;
+/// Most tickets in one script call (beyond one request's own), so a group
+/// of big holds does not keep Redis busy for long in one go.
+const MAX_WEIGHT: usize = 1000;
 /// Calls in flight per event.
 const IN_FLIGHT: usize = 2;
 /// A queue without requests for this long is closed.
@@ -35,6 +38,10 @@ pub(super) trait Grouped: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
     /// Its answer.
     type Answer: Send + 'static;
+    /// How much work an item is for Redis (its tickets).
+    fn weight(_item: &Self::Item) -> usize {
+        1
+    }
     /// One call for all `items` (of `event`): one answer per item, in order.
     fn call(
         store: &Store,
@@ -150,7 +157,25 @@ async fn run<G: Grouped>(
     }
 }
 
-async fn send<G: Grouped>(store: &Store, event: &str, batch: Vec<Pending<G>>) {
+/// Sends `batch` in calls of at most [`MAX_WEIGHT`] tickets (or one request).
+async fn send<G: Grouped>(store: &Store, event: &str, mut batch: Vec<Pending<G>>) {
+    while !batch.is_empty() {
+        let mut weight: usize = 0;
+        let n = batch
+            .iter()
+            .take_while(|p| {
+                weight = weight.saturating_add(G::weight(&p.item));
+                weight <= MAX_WEIGHT
+            })
+            .count()
+            .max(1);
+        let rest = batch.split_off(n);
+        call::<G>(store, event, batch).await;
+        batch = rest;
+    }
+}
+
+async fn call<G: Grouped>(store: &Store, event: &str, batch: Vec<Pending<G>>) {
     let (items, txs): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.tx)).unzip();
     match G::call(store, event, &items).await {
         Ok(answers) => {

@@ -766,6 +766,13 @@ impl Grouped for HoldOp {
     /// `None`: expired holds must be released first (the direct path does).
     type Answer = Option<HoldOutcome>;
 
+    fn weight((_, req): &(String, HoldRequest)) -> usize {
+        match req {
+            HoldRequest::Tickets(t) => t.len(),
+            HoldRequest::Quantity(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+        }
+    }
+
     async fn call(
         store: &Store,
         event: &str,
