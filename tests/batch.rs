@@ -303,3 +303,54 @@ async fn many_of_the_biggest_holds_at_once_are_all_made() {
     assert_eq!(counts.held, 100_000);
     assert_eq!(redis.cli(&["HLEN", "tc:{ev:big}:owner"]).trim(), "100000");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hold_abandoned_while_it_waits_is_not_made() {
+    use std::time::Duration;
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 10).await;
+    // Block Redis so that two calls are in flight and a third hold waits.
+    let url = redis.url();
+    let sleeper = std::thread::spawn(move || {
+        let c = redis::Client::open(url).unwrap();
+        let mut conn = c.get_connection().unwrap();
+        let _: () = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("0.35")
+            .query(&mut conn)
+            .unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let hold = |t: u64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .hold(
+                    "gig",
+                    &format!("u{t}"),
+                    &HoldRequest::Tickets(vec![t]),
+                    None,
+                )
+                .await
+        })
+    };
+    let a = hold(1);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let b = hold(2);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let c = hold(3);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    c.abort();
+    sleeper.join().unwrap();
+    for h in [a, b] {
+        assert!(matches!(
+            h.await.unwrap().unwrap(),
+            HoldOutcome::Held { .. }
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!(counts.held, 2, "the abandoned hold was made");
+    assert_eq!(redis.cli(&["GETBIT", "tc:{ev:gig}:taken", "3"]).trim(), "0");
+}

@@ -159,6 +159,9 @@ async fn run<G: Grouped>(
 
 /// Sends `batch` in calls of at most [`MAX_WEIGHT`] tickets (or one request).
 async fn send<G: Grouped>(store: &Store, event: &str, mut batch: Vec<Pending<G>>) {
+    // A request whose caller has gone (client disconnected, request timed
+    // out) while it waited is not made at all.
+    batch.retain(|p| !p.tx.is_closed());
     while !batch.is_empty() {
         let mut weight: usize = 0;
         let n = batch
