@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,15 +59,13 @@ type Sender<G> = mpsc::UnboundedSender<Pending<G>>;
 
 /// The queues of one operation, by event.
 pub(super) struct Queues<G: Grouped> {
-    queues: Mutex<HashMap<String, (u64, Sender<G>)>>,
-    next_id: AtomicU64,
+    queues: Mutex<HashMap<String, Sender<G>>>,
 }
 
 impl<G: Grouped> Default for Queues<G> {
     fn default() -> Self {
         Queues {
             queues: Mutex::default(),
-            next_id: AtomicU64::new(0),
         }
     }
 }
@@ -88,22 +85,20 @@ impl<G: Grouped> Queues<G> {
         let sender = {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
             match queues.get(event) {
-                Some((_, s)) if !s.is_closed() => s.clone(),
+                Some(s) if !s.is_closed() => s.clone(),
                 _ => {
                     if queues.len() >= MAX_QUEUES {
-                        queues.retain(|_, (_, s)| !s.is_closed());
+                        queues.retain(|_, s| !s.is_closed());
                         if queues.len() >= MAX_QUEUES {
                             return Err(());
                         }
                     }
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let (s, r) = mpsc::unbounded_channel();
-                    queues.insert(event.to_string(), (id, s.clone()));
+                    queues.insert(event.to_string(), s.clone());
                     tokio::spawn(run::<G>(
                         Arc::downgrade(self),
                         store.without_batching(),
                         event.to_string(),
-                        id,
                         r,
                     ));
                     s
@@ -119,7 +114,6 @@ async fn run<G: Grouped>(
     queues: std::sync::Weak<Queues<G>>,
     store: Store,
     event: String,
-    id: u64,
     mut rx: mpsc::UnboundedReceiver<Pending<G>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -139,15 +133,17 @@ async fn run<G: Grouped>(
                 });
             }
             Err(_) => {
-                // Idle: stop taking requests, then answer any that came in
-                // meanwhile (later senders see the queue closed).
+                // Idle: stop taking requests (later senders see the queue
+                // closed and open a new one), forget this queue unless a
+                // new one has replaced it, then answer any requests that
+                // came in meanwhile.
+                rx.close();
                 if let Some(q) = queues.upgrade() {
                     let mut queues = q.queues.lock().unwrap_or_else(|p| p.into_inner());
-                    if queues.get(&event).is_some_and(|(i, _)| *i == id) {
+                    if queues.get(&event).is_some_and(|s| s.is_closed()) {
                         queues.remove(&event);
                     }
                 }
-                rx.close();
                 while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                     send::<G>(&store, &event, std::mem::take(&mut batch)).await;
                 }
