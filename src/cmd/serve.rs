@@ -47,7 +47,7 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
         header_timeout: cfg.server.header_timeout,
         shutdown_timeout: cfg.server.shutdown_timeout,
     };
-    let permits = Arc::new(Semaphore::new(cfg.server.max_connections));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let threads = match cfg.server.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -94,6 +94,11 @@ pub(crate) fn value_text(v: &Value) -> Option<String> {
     }
 }
 
+/// Writes ticket ids as `1,2,3`, as scripts take and store them.
+pub(crate) fn to_csv(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
 /// Parses `1,2,3` as stored in hold and order records.
 pub(crate) fn parse_csv(s: &str) -> Option<Vec<u64>> {
     if s.is_empty() {

@@ -9,7 +9,7 @@ use redis::{Script, Value};
 use super::batch::Grouped;
 use super::ids::{new_secret, HoldId, OrderId};
 use super::keys::{self, EventKeys};
-use super::reply::{parse_csv, Reply};
+use super::reply::{parse_csv, to_csv, Reply};
 use super::{Result, Store, StoreError};
 
 macro_rules! lua {
@@ -99,6 +99,17 @@ pub enum HoldRequest {
     Tickets(Vec<u64>),
     /// Any this many available tickets (lowest numbers first).
     Quantity(u64),
+}
+
+impl HoldRequest {
+    /// The request as text (`t:1,2` or `q:3`), for an Idempotency-Key's
+    /// fingerprint.
+    pub fn describe(&self) -> String {
+        match self {
+            HoldRequest::Tickets(t) => format!("t:{}", to_csv(t)),
+            HoldRequest::Quantity(n) => format!("q:{n}"),
+        }
+    }
 }
 
 /// A live hold.
@@ -579,9 +590,7 @@ impl Store {
         for ((user, req), secret) in holds.iter().zip(&secrets) {
             inv.arg(secret).arg(*user);
             match req {
-                HoldRequest::Tickets(t) => inv
-                    .arg("t")
-                    .arg(t.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+                HoldRequest::Tickets(t) => inv.arg("t").arg(to_csv(t)),
                 HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
             };
         }

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
+use crate::store::HoldRequest;
 
 /// Longest `userId`, in characters.
 pub const MAX_USER_ID_CHARS: usize = 128;
@@ -100,17 +101,8 @@ pub fn ticket_id(body: &Map<String, Value>) -> ApiResult<u64> {
     }
 }
 
-/// What a hold request asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldAsk {
-    /// Explicit ticket ids (distinct).
-    Tickets(Vec<u64>),
-    /// Any N tickets.
-    Quantity(u64),
-}
-
 /// `ticketIds` (non-empty array of distinct ids) or `quantity` (>= 1), not both.
-pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldAsk> {
+pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldRequest> {
     let tickets = body.get("ticketIds").filter(|v| !v.is_null());
     let quantity = body.get("quantity").filter(|v| !v.is_null());
     match (tickets, quantity) {
@@ -141,13 +133,15 @@ pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldAsk> {
                     w[0]
                 )));
             }
-            Ok(HoldAsk::Tickets(ids))
+            Ok(HoldRequest::Tickets(ids))
         }
         (Some(_), None) => Err(ApiError::BadRequest(
             "ticketIds must be an array of integers".into(),
         )),
         (None, Some(v)) => match v.as_u64() {
-            Some(n) if n >= 1 && n as usize <= MAX_TICKETS_IN_REQUEST => Ok(HoldAsk::Quantity(n)),
+            Some(n) if n >= 1 && n as usize <= MAX_TICKETS_IN_REQUEST => {
+                Ok(HoldRequest::Quantity(n))
+            }
             Some(n) if n >= 1 => Err(ApiError::BadRequest(format!(
                 "too many tickets: at most {MAX_TICKETS_IN_REQUEST}"
             ))),
@@ -236,11 +230,11 @@ mod tests {
     fn hold_asks() {
         assert_eq!(
             hold_ask(&obj(json!({"ticketIds": [3, 1]}))).unwrap(),
-            HoldAsk::Tickets(vec![3, 1])
+            HoldRequest::Tickets(vec![3, 1])
         );
         assert_eq!(
             hold_ask(&obj(json!({"quantity": 2}))).unwrap(),
-            HoldAsk::Quantity(2)
+            HoldRequest::Quantity(2)
         );
         for bad in [
             json!({}),

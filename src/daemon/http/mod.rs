@@ -83,9 +83,7 @@ impl AppState {
     /// Shared state for the router.
     pub fn new(store: Store, metrics: Arc<Metrics>, cfg: &Config) -> AppState {
         AppState(Arc::new(Inner {
-            store: store
-                .with_max_holds_per_user(cfg.limits.max_holds_per_user)
-                .with_hold_batching(),
+            store: serving_store(store, cfg),
             metrics,
             admin_token: cfg.server.admin_token.clone(),
             compat_event: cfg.compat.event.clone(),
@@ -104,9 +102,7 @@ impl AppState {
     /// connection): metrics, rate limits and settings stay shared.
     pub fn with_store(&self, store: Store, cfg: &Config) -> AppState {
         AppState(Arc::new(Inner {
-            store: store
-                .with_max_holds_per_user(cfg.limits.max_holds_per_user)
-                .with_hold_batching(),
+            store: serving_store(store, cfg),
             metrics: self.metrics.clone(),
             admin_token: self.admin_token.clone(),
             compat_event: self.compat_event.clone(),
@@ -115,6 +111,14 @@ impl AppState {
             user_limiter: self.user_limiter.clone(),
         }))
     }
+}
+
+/// A store as the handlers use it: the per-user hold limit, and group
+/// commit of holds and purchases.
+fn serving_store(store: Store, cfg: &Config) -> Store {
+    store
+        .with_max_holds_per_user(cfg.limits.max_holds_per_user)
+        .with_hold_batching()
 }
 
 /// The metric label of a matched route pattern (from the route table).

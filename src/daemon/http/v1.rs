@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 use super::error::{ApiError, ApiResult};
-use super::input::{self, HoldAsk};
+use super::input;
 use super::metrics::Metrics;
 use super::AppState;
 use crate::config::{valid_event_id, EventSeed};
 use crate::store::{
     CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRef,
-    HoldRequest, Idempotency, Order, OrderId, PurchaseOutcome, TicketStatus,
+    Idempotency, Order, OrderId, PurchaseOutcome, TicketStatus,
 };
 use crate::time::rfc3339_ms;
 
@@ -225,16 +225,11 @@ pub async fn create_hold(
     let key = input::idempotency_key(&headers)?;
     let body = input::json_object(&headers, body)?;
     let user = st.user_of(&body)?;
-    let (req, what) = match input::hold_ask(&body)? {
-        HoldAsk::Tickets(t) => {
-            let csv = t.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-            (HoldRequest::Tickets(t), format!("t:{csv}"))
-        }
-        HoldAsk::Quantity(n) => (HoldRequest::Quantity(n), format!("q:{n}")),
-    };
+    let req = input::hold_ask(&body)?;
+    // The fingerprint only matters with an Idempotency-Key.
     let idem = key.as_deref().map(|k| Idempotency {
         key: k,
-        fingerprint: fingerprint(&[&user, &what]),
+        fingerprint: fingerprint(&[&user, &req.describe()]),
     });
     match st.store.hold(&event, &user, &req, idem.as_ref()).await? {
         HoldOutcome::Held {
@@ -324,10 +319,9 @@ pub async fn purchase(
     let key = input::idempotency_key(&headers)?;
     let body = input::json_object(&headers, body)?;
     let user = st.user_of(&body)?;
-    let hold_id = id.to_string();
     let idem = key.as_deref().map(|k| Idempotency {
         key: k,
-        fingerprint: fingerprint(&[&user, &hold_id]),
+        fingerprint: fingerprint(&[&user, &id.to_string()]),
     });
     match st
         .store
