@@ -203,13 +203,20 @@ impl ClusterHandle {
 }
 
 /// Handle on the store; cheap to clone.
+/// Where commands go.
+#[derive(Clone)]
+enum Backend {
+    /// One Redis server.
+    Single(ConnectionManager),
+    /// A cluster: the client and the current connection, which is rebuilt
+    /// from the seeds when the cluster stops answering (after a failover
+    /// the old connection may keep routing to a dead master).
+    Cluster(Arc<ClusterHandle>),
+}
+
 #[derive(Clone)]
 pub struct Store {
-    conn: Conn,
-    /// On a cluster: the client and the current connection, which is
-    /// rebuilt from the seeds when the cluster stops answering (after a
-    /// failover the old connection may keep routing to a dead master).
-    cluster: Option<Arc<ClusterHandle>>,
+    backend: Backend,
     /// For the release wake-up subscription (a cluster broadcasts PUBLISH
     /// to every node, so one node is enough).
     client: Option<redis::Client>,
@@ -251,16 +258,7 @@ impl Store {
                 }
                 other => other,
             })?;
-        let store = Store {
-            conn: Conn::Single(mgr),
-            cluster: None,
-            client: Some(client),
-            timeout: cfg.timeout,
-            max_holds_per_user: 0,
-            wait_replicas: cfg.wait_replicas,
-            holds: None,
-            purchases: None,
-        };
+        let store = Store::new(Backend::Single(mgr), Some(client), cfg);
         store.ping().await?;
         // A node of a cluster named by a plain URL: use it as the cluster's seed.
         let info: String = store
@@ -300,31 +298,35 @@ impl Store {
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to the cluster: {e}")))?;
         let handle = Arc::new(ClusterHandle {
             client,
-            conn: std::sync::RwLock::new(conn.clone()),
+            conn: std::sync::RwLock::new(conn),
             rebuilding: std::sync::atomic::AtomicBool::new(false),
             connect_timeout: cfg.connect_timeout,
         });
-        let store = Store {
-            conn: Conn::Cluster(conn),
-            cluster: Some(handle),
-            client: client_for(&RedisConfig {
-                url: seeds[0].clone(),
-                ..cfg.clone()
-            })
-            .ok(),
+        let pubsub = client_for(&RedisConfig {
+            url: seeds[0].clone(),
+            ..cfg.clone()
+        })
+        .ok();
+        let store = Store::new(Backend::Cluster(handle), pubsub, cfg);
+        store.ping().await?;
+        Ok(store)
+    }
+
+    fn new(backend: Backend, client: Option<redis::Client>, cfg: &RedisConfig) -> Store {
+        Store {
+            backend,
+            client,
             timeout: cfg.timeout,
             max_holds_per_user: 0,
             wait_replicas: cfg.wait_replicas,
             holds: None,
             purchases: None,
-        };
-        store.ping().await?;
-        Ok(store)
+        }
     }
 
     /// True on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
+        matches!(self.backend, Backend::Cluster(_))
     }
 
     /// Waits until `wait_replicas` replicas have every write made so far on
@@ -338,12 +340,12 @@ impl Store {
         let ms = self.timeout.as_millis() as u64 / 2;
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(n).arg(ms);
-        let acked: i64 = match &self.conn {
-            Conn::Single(_) => {
+        let acked: i64 = match &self.backend {
+            Backend::Single(_) => {
                 self.run(|mut c| async move { cmd.query_async(&mut c).await })
                     .await?
             }
-            Conn::Cluster(_) => {
+            Backend::Cluster(_) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                     Route::new(keys::slot(key), SlotAddr::Master),
@@ -403,9 +405,9 @@ impl Store {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let conn = match &self.cluster {
-            Some(h) => Conn::Cluster(h.current()),
-            None => self.conn.clone(),
+        let conn = match &self.backend {
+            Backend::Cluster(h) => Conn::Cluster(h.current()),
+            Backend::Single(c) => Conn::Single(c.clone()),
         };
         let r = match tokio::time::timeout(self.timeout, f(conn)).await {
             Ok(r) => r.map_err(StoreError::from),
@@ -414,7 +416,7 @@ impl Store {
                 self.timeout
             ))),
         };
-        if let (Err(StoreError::Unavailable(_)), Some(h)) = (&r, &self.cluster) {
+        if let (Err(StoreError::Unavailable(_)), Backend::Cluster(h)) = (&r, &self.backend) {
             h.rebuild();
         }
         r
