@@ -7,7 +7,7 @@ use redis::Value;
 use super::ids::{HoldId, OrderId};
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
-use super::scripts::{invocation, Order, DLQ_RETRY, INSPECT_EVENT};
+use super::scripts::{invocation, schema_error, Order, DLQ_RETRY, INSPECT_EVENT};
 use super::{Result, Store, StoreError};
 
 /// Schedule entries one inspection reads at most per event.
@@ -160,12 +160,7 @@ impl Store {
         let r = self.eval(inv, "inspect_event").await?;
         match r.status()?.as_str() {
             "not_found" => return Ok(None),
-            "schema" => {
-                return Err(StoreError::Schema {
-                    event: event.into(),
-                    version: r.str(1).unwrap_or_default(),
-                })
-            }
+            "schema" => return Err(schema_error(event, &r)),
             _ => {}
         }
         let now = r.uint(0)?;
@@ -238,21 +233,18 @@ impl Store {
                 .await?;
             Ok::<_, StoreError>((groups, consumers))
         };
-        let (groups, consumers) = match infos.await {
+        let infos = infos.await;
+        let mut view = QueueView {
+            dead: self.stream_len(&dead).await?,
+            ..QueueView::default()
+        };
+        let (groups, consumers) = match infos {
             Ok(v) => v,
             // No job stream (or group) yet: an empty queue.
             Err(StoreError::Redis(m)) if m.contains("no such key") || m.contains("NOGROUP") => {
-                return Ok(QueueView {
-                    dead: self.stream_len(&dead).await?,
-                    ..QueueView::default()
-                })
+                return Ok(view)
             }
             Err(e) => return Err(e),
-        };
-        let dead_len = self.stream_len(&dead).await?;
-        let mut view = QueueView {
-            dead: dead_len,
-            ..QueueView::default()
         };
         if let Value::Array(gs) = &groups {
             for g in gs {

@@ -255,7 +255,7 @@ impl Store {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Job>> {
-        self.claim_pending(event, consumer, min_idle, None, None, count)
+        self.claim_pending(event, consumer, min_idle, None, count)
             .await
     }
 
@@ -263,7 +263,7 @@ impl Store {
     /// (after a restart). Deliveries are counted as for any other take-over,
     /// so a job that keeps failing still reaches the dead-letter stream.
     pub async fn claim_own(&self, event: &str, consumer: &str, count: usize) -> Result<Vec<Job>> {
-        self.claim_pending(event, consumer, Duration::ZERO, Some(consumer), None, count)
+        self.claim_pending(event, consumer, Duration::ZERO, Some(consumer), count)
             .await
     }
 
@@ -273,16 +273,13 @@ impl Store {
         consumer: &str,
         min_idle: Duration,
         only_of: Option<&str>,
-        after: Option<&str>,
         count: usize,
     ) -> Result<Vec<Job>> {
         let key = EventKeys::new(event).jobs();
         let idle = min_idle.as_millis() as u64;
         let mut cmd = redis::cmd("XPENDING");
         cmd.arg(&key).arg(keys::JOBS_GROUP).arg("IDLE").arg(idle);
-        cmd.arg(after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into()))
-            .arg("+")
-            .arg(count);
+        cmd.arg("-").arg("+").arg(count);
         if let Some(owner) = only_of {
             cmd.arg(owner);
         }

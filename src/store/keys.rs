@@ -43,10 +43,6 @@ impl EventKeys {
     pub fn sold(&self) -> String {
         self.key("sold")
     }
-    /// Live holds (hash seq -> record).
-    pub fn holds(&self) -> String {
-        self.key("holds")
-    }
     /// Orders (hash seq -> record).
     pub fn orders(&self) -> String {
         self.key("orders")

@@ -290,7 +290,7 @@ pub(super) fn invocation<'a>(
     inv
 }
 
-fn schema_error(event: &str, r: &Reply) -> StoreError {
+pub(super) fn schema_error(event: &str, r: &Reply) -> StoreError {
     StoreError::Schema {
         event: event.into(),
         version: r.str(1).unwrap_or_default(),
