@@ -354,3 +354,63 @@ async fn a_hold_abandoned_while_it_waits_is_not_made() {
     assert_eq!(counts.held, 2, "the abandoned hold was made");
     assert_eq!(redis.cli(&["GETBIT", "tc:{ev:gig}:taken", "3"]).trim(), "0");
 }
+
+#[tokio::test]
+async fn a_taken_ticket_that_no_hold_owns_is_taken_back_without_skewing_counts() {
+    // What a call that failed halfway, or a hand edit, can leave: ticket 5
+    // marked taken with no owner entry, and ticket 3 owned by a hold record
+    // that is gone.
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 10).await;
+    redis.cli(&["SETBIT", "tc:{ev:gig}:taken", "5", "1"]);
+    let HoldOutcome::Held { hold: other, .. } = store
+        .hold("gig", "other", &HoldRequest::Tickets(vec![6]), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    // A hold that takes 5 back but fails on 6 undoes its claim on 5: ticket
+    // 5 must stay within reach of quantity holds, lowest first.
+    let o = store
+        .hold("gig", "a", &HoldRequest::Tickets(vec![5, 6]), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&o, HoldOutcome::Unavailable { tickets, .. } if tickets == &vec![6]),
+        "{o:?}"
+    );
+    for t in 1..=4 {
+        let o = store
+            .hold("gig", "q", &HoldRequest::Tickets(vec![t]), None)
+            .await
+            .unwrap();
+        assert!(matches!(o, HoldOutcome::Held { .. }), "{o:?}");
+    }
+    let HoldOutcome::Held { hold, .. } = store
+        .hold("gig", "b", &HoldRequest::Quantity(1), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(hold.tickets, vec![5]);
+    // An owner entry whose record is gone was counted as held: taking the
+    // ticket back moves that count to the new hold.
+    store
+        .cancel(&ticketctl::store::HoldRef::Id(&other.id), None)
+        .await
+        .unwrap();
+    redis.cli(&["SETBIT", "tc:{ev:gig}:taken", "7", "1"]);
+    redis.cli(&["HSET", "tc:{ev:gig}:owner", "7", "999"]);
+    redis.cli(&["HINCRBY", "tc:{ev:gig}:meta", "held", "1"]);
+    let o = store
+        .hold("gig", "c", &HoldRequest::Tickets(vec![7]), None)
+        .await
+        .unwrap();
+    assert!(matches!(o, HoldOutcome::Held { .. }), "{o:?}");
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    // Held: 1, 2, 3, 4 (one each), 5 (b) and 7 (c).
+    assert_eq!((counts.held, counts.available, counts.sold), (6, 4, 0));
+}

@@ -4,6 +4,24 @@
 -- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: last errors of jobs (hash)
 -- ARGV: streamId, seq, streamId, seq, ...
 -- Returns: { orders completed now, nowMs }
+
+-- Drops acknowledged jobs from the head of the job stream: everything before
+-- the oldest pending job, or before the last delivered one when none is
+-- pending. Trimming whole stream nodes ('~') is far cheaper than XDEL per job.
+local function trim_jobs()
+  local pending = redis.call('XPENDING', K.jobs, 'purchase')
+  local minid = pending[2]
+  if not minid then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', K.jobs)) do
+      for i = 1, #g, 2 do
+        if g[i] == 'name' and g[i + 1] ~= 'purchase' then break end
+        if g[i] == 'last-delivered-id' then minid = g[i + 1] end
+      end
+    end
+  end
+  if minid then redis.call('XTRIM', K.jobs, 'MINID', '~', minid) end
+end
+
 local now = fmt_int(now_ms())
 local done, ids, seqs = 0, {}, {}
 for i = 1, #ARGV, 2 do

@@ -33,7 +33,7 @@ local max_user = tonumber(ARGV[3])
 local deadline = now + meta.ttl_ms
 -- Written once at the end: the last hold number, tickets newly held, and
 -- the new holds' schedule entries (all share one deadline, in seq order).
-local seq = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
+local seq = meta.seq
 local deadline_s, now_s = fmt_int(deadline), fmt_int(now)
 local added, scheduled, owners, records = 0, {}, {}, {}
 -- Tickets claimed by holds of this call (their owner entries are written at
@@ -48,6 +48,7 @@ local function charge_user(user)
   -- Holds past their deadline do not count: release this user's, oldest
   -- first, as part of the general sweep, then look again.
   sweep(now, 1000)
+  meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
   if tonumber(redis.call('HGET', K.uholds, user)) <= max_user then return true end
   user_hold_done(user)
   return false
@@ -68,7 +69,7 @@ local function claim_tickets(csv)
   end
   -- SETBIT answers the old bit, so one call both claims a free ticket and
   -- finds a taken one; claims are undone below if any ticket is taken.
-  local busy, claimed, expired = {}, {}, 0
+  local busy, claimed, expired, lowest_repaired = {}, {}, 0, nil
   for _, t in ipairs(tickets) do
     if redis.call('SETBIT', K.taken, t, '1') == 0 then
       claimed[#claimed + 1] = t
@@ -85,11 +86,15 @@ local function claim_tickets(csv)
           expired = expired + 1
           gone = true
         elseif not h then
-          -- Owner index without a hold record (state damaged by hand): the
-          -- ticket is not held by anyone, so repair the counters.
-          redis.call('HDEL', K.owner, t)
-          redis.call('HINCRBY', K.meta, 'held', -1)
-          meta.held = meta.held - 1
+          -- Taken and unsold but no live hold owns it (state damaged by
+          -- hand, or a call that failed halfway): nobody holds it. Only a
+          -- ticket with an owner entry was counted as held.
+          if owner then
+            redis.call('HDEL', K.owner, t)
+            redis.call('HINCRBY', K.meta, 'held', -1)
+            meta.held = meta.held - 1
+          end
+          lowest_repaired = math.min(lowest_repaired or tonumber(t), tonumber(t))
           gone = true
         end
       end
@@ -102,8 +107,13 @@ local function claim_tickets(csv)
     end
   end
   if #busy > 0 then
-    -- They were free before this call, so the hint already lies below them.
+    -- They were free before this call, so the hint already lies below them
+    -- (an expired holder's were freed through free_hold, which lowers it);
+    -- a repaired ticket may lie above it: lower the hint to that.
     for _, t in ipairs(claimed) do redis.call('SETBIT', K.taken, t, '0') end
+    if lowest_repaired and lowest_repaired < tonumber(redis.call('HGET', K.meta, 'hint') or '1') then
+      redis.call('HSET', K.meta, 'hint', lowest_repaired)
+    end
     local reply = { 'unavailable', expired }
     for _, t in ipairs(busy) do reply[#reply + 1] = t end
     return nil, reply

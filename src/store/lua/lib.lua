@@ -40,12 +40,12 @@ end
 -- Returns the event's settings and counters, or nil plus a reply when the
 -- event does not exist or was written by an unknown schema version.
 local function load_meta()
-  local m = redis.call('HMGET', K.meta, 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v')
+  local m = redis.call('HMGET', K.meta, 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v', 'seq')
   if not m[1] then return nil, { 'not_found' } end
   if tonumber(m[6]) ~= SCHEMA then return nil, { 'schema', tostring(m[6]) } end
   return {
     capacity = tonumber(m[1]), ttl_ms = tonumber(m[2]), max_per_hold = tonumber(m[3]),
-    held = tonumber(m[4]), sold = tonumber(m[5]),
+    held = tonumber(m[4]), sold = tonumber(m[5]), seq = tonumber(m[7]) or 0,
   }
 end
 
@@ -138,23 +138,6 @@ end
 -- Counts holds released at their deadline (inline, not by sweep()).
 local function count_expired(n)
   if n > 0 then redis.call('HINCRBY', K.meta, 'expired', n) end
-end
-
--- Drops acknowledged jobs from the head of the job stream: everything before
--- the oldest pending job, or before the last delivered one when none is
--- pending. Trimming whole stream nodes ('~') is far cheaper than XDEL per job.
-local function trim_jobs()
-  local pending = redis.call('XPENDING', K.jobs, 'purchase')
-  local minid = pending[2]
-  if not minid then
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', K.jobs)) do
-      for i = 1, #g, 2 do
-        if g[i] == 'name' and g[i + 1] ~= 'purchase' then break end
-        if g[i] == 'last-delivered-id' then minid = g[i + 1] end
-      end
-    end
-  end
-  if minid then redis.call('XTRIM', K.jobs, 'MINID', '~', minid) end
 end
 
 -- Idempotency-Key: returns the stored reply for a repeated key, an

@@ -47,8 +47,7 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
       -- cancelled. Its secret can no longer be checked, so only a hold
       -- number this event has issued counts as expired; any other id is
       -- unknown.
-      local issued = tonumber(redis.call('HGET', K.meta, 'seq') or '0')
-      if seq <= issued and tonumber(named_deadline) <= now then return { 'expired' } end
+      if seq <= meta.seq and tonumber(named_deadline) <= now then return { 'expired' } end
       return { 'not_found' }
     end
     if h.user ~= user then return { 'forbidden' } end
@@ -88,7 +87,7 @@ local replies = {}
 for i = 2, #ARGV, 6 do
   local reply, stored = buy_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   replies[#replies + 1] = reply
-  if K.idem then idem_finish(fingerprint, reply, stored) end
+  idem_finish(fingerprint, reply, stored)
 end
 if sold > 0 then
   redis.call('HINCRBY', K.meta, 'held', -sold)
