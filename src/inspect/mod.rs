@@ -60,11 +60,6 @@ pub struct Snapshot {
 /// Gathers a snapshot. `section: None` gathers events, holds and queues.
 pub async fn gather(store: &Store, section: Option<Section>, q: &Query) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
-    let ids = match &q.event {
-        Some(e) => vec![e.clone()],
-        None => store.list_events().await?,
-    };
-    let want = |s: Section| section.is_none() || section == Some(s);
     if let (Some(Section::Orders), Some(id)) = (section, &q.order_id) {
         snap.order = Some(match OrderId::parse(id) {
             Some(oid) => store.get_order(&oid).await?,
@@ -72,6 +67,11 @@ pub async fn gather(store: &Store, section: Option<Section>, q: &Query) -> Resul
         });
         return Ok(snap);
     }
+    let ids = match &q.event {
+        Some(e) => vec![e.clone()],
+        None => store.list_events().await?,
+    };
+    let want = |s: Section| section.is_none() || section == Some(s);
     let hold_limit = if want(Section::Holds) { q.limit } else { 0 };
     for id in &ids {
         if let Some(v) = store

@@ -48,8 +48,10 @@ impl ReleaseStats {
     fn record(&self, lags: &[u64]) {
         let mut h = self.lag.lock().unwrap_or_else(|p| p.into_inner());
         for l in lags {
-            // Histograms start at 1; a release in the same millisecond counts as 1 ms.
-            let _ = h.record((*l).max(1));
+            // Histograms start at 1; a release in the same millisecond counts
+            // as 1 ms, and one over an hour late as an hour (so the count
+            // matches `released`).
+            h.saturating_record((*l).max(1));
         }
         self.released
             .fetch_add(lags.len() as u64, Ordering::Relaxed);
