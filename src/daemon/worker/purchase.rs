@@ -295,7 +295,7 @@ pub async fn run(
                 () = stop.cancelled() => break,
             },
         };
-        match jobs {
+        let done = match jobs {
             Ok(jobs) if jobs.is_empty() && w.opts.once => break,
             Ok(jobs) if jobs.len() >= w.opts.batch => {
                 // A full batch: more is likely queued, so read the next batch
@@ -310,23 +310,9 @@ pub async fn run(
                 if let Ok(next) = next {
                     prefetched = Some(next).filter(|n| !n.is_empty());
                 }
-                done.map(|_| ()).or_else(|e| {
-                    if w.opts.once {
-                        Err(e)
-                    } else {
-                        tracing::warn!(error = %e, "purchase batch failed");
-                        Ok(())
-                    }
-                })?
+                done.map(|_| ())
             }
-            Ok(jobs) => w.process(jobs).await.map(|_| ()).or_else(|e| {
-                if w.opts.once {
-                    Err(e)
-                } else {
-                    tracing::warn!(error = %e, "purchase batch failed");
-                    Ok(())
-                }
-            })?,
+            Ok(jobs) => w.process(jobs).await.map(|_| ()),
             Err(e) if w.opts.once => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
@@ -334,7 +320,14 @@ pub async fn run(
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     () = stop.cancelled() => break,
                 }
+                Ok(())
             }
+        };
+        if let Err(e) = done {
+            if w.opts.once {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "purchase batch failed");
         }
         if last_report.0.elapsed() >= Duration::from_secs(10)
             && w.summary.completed != last_report.1
