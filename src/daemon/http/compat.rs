@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
 use super::input;
-use super::metrics::Metrics;
 use super::AppState;
 use crate::store::{
     CancelOutcome, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, TicketStatus,
@@ -65,7 +64,6 @@ pub async fn reserve(
     let ticket = input::ticket_id(&body)?;
     st.check_user(&user)?;
     match st
-        .store
         .hold(
             &st.compat_event,
             &user,
@@ -74,20 +72,13 @@ pub async fn reserve(
         )
         .await?
     {
-        HoldOutcome::Held {
-            hold,
-            expired,
-            replayed,
-        } => {
-            st.metrics.hold_made(expired, replayed);
-            Ok(Json(json!({
-                "success": true,
-                "ticketId": ticket,
-                "holdId": hold.id.to_string(),
-                "expiresAt": rfc3339_ms(hold.id.deadline_ms),
-            }))
-            .into_response())
-        }
+        HoldOutcome::Held { hold, .. } => Ok(Json(json!({
+            "success": true,
+            "ticketId": ticket,
+            "holdId": hold.id.to_string(),
+            "expiresAt": rfc3339_ms(hold.id.deadline_ms),
+        }))
+        .into_response()),
         HoldOutcome::Unavailable { .. } => Ok(conflict("error", "Ticket not available.")),
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
         HoldOutcome::HoldLimit(max) => Err(ApiError::too_many_holds(max)),
@@ -110,18 +101,13 @@ pub async fn buy(
         event: &st.compat_event,
         ticket,
     };
-    match st.store.purchase(&hold, &user, None).await? {
-        PurchaseOutcome::Bought { order, created } => {
-            if created {
-                Metrics::add(&st.metrics.purchases, 1);
-            }
-            Ok(Json(json!({
-                "success": true,
-                "message": "Ticket purchased.",
-                "orderId": order.id.to_string(),
-            }))
-            .into_response())
-        }
+    match st.purchase(&hold, &user, None).await? {
+        PurchaseOutcome::Bought { order, .. } => Ok(Json(json!({
+            "success": true,
+            "message": "Ticket purchased.",
+            "orderId": order.id.to_string(),
+        }))
+        .into_response()),
         PurchaseOutcome::Expired => Ok(conflict("reason", "Your hold on this ticket has expired.")),
         PurchaseOutcome::NotHeld | PurchaseOutcome::NotFound | PurchaseOutcome::Forbidden => {
             Ok(conflict("reason", "You do not hold this ticket."))
@@ -148,9 +134,8 @@ pub async fn release(
         event: &st.compat_event,
         ticket,
     };
-    match st.store.cancel(&hold, None).await? {
+    match st.cancel(&hold, None).await? {
         CancelOutcome::Cancelled(_) => {
-            Metrics::add(&st.metrics.holds_cancelled, 1);
             Ok(Json(json!({ "success": true, "message": "Ticket released." })).into_response())
         }
         CancelOutcome::NotHeld | CancelOutcome::Forbidden => {

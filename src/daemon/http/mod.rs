@@ -25,7 +25,9 @@ use serde_json::json;
 pub use server::{serve, serve_with, Limits};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{
+    CancelOutcome, HoldOutcome, HoldRef, HoldRequest, Idempotency, PurchaseOutcome, Store,
+};
 use error::ApiError;
 use metrics::Metrics;
 
@@ -57,6 +59,51 @@ impl Inner {
         let user = input::user_id(body)?;
         self.check_user(&user)?;
         Ok(user)
+    }
+
+    /// Holds tickets (see [`Store::hold`]) and counts the hold in the metrics.
+    pub async fn hold(
+        &self,
+        event: &str,
+        user: &str,
+        req: &HoldRequest,
+        idem: Option<&Idempotency<'_>>,
+    ) -> Result<HoldOutcome, ApiError> {
+        let outcome = self.store.hold(event, user, req, idem).await?;
+        if let HoldOutcome::Held {
+            expired, replayed, ..
+        } = &outcome
+        {
+            self.metrics.hold_made(*expired, *replayed);
+        }
+        Ok(outcome)
+    }
+
+    /// Buys a hold (see [`Store::purchase`]) and counts a new order.
+    pub async fn purchase(
+        &self,
+        hold: &HoldRef<'_>,
+        user: &str,
+        idem: Option<&Idempotency<'_>>,
+    ) -> Result<PurchaseOutcome, ApiError> {
+        let outcome = self.store.purchase(hold, user, idem).await?;
+        if let PurchaseOutcome::Bought { created: true, .. } = &outcome {
+            Metrics::add(&self.metrics.purchases, 1);
+        }
+        Ok(outcome)
+    }
+
+    /// Cancels a hold (see [`Store::cancel`]) and counts it.
+    pub async fn cancel(
+        &self,
+        hold: &HoldRef<'_>,
+        user: Option<&str>,
+    ) -> Result<CancelOutcome, ApiError> {
+        let outcome = self.store.cancel(hold, user).await?;
+        if let CancelOutcome::Cancelled(_) = &outcome {
+            Metrics::add(&self.metrics.holds_cancelled, 1);
+        }
+        Ok(outcome)
     }
 
     /// Applies the per-user rate limit (`limits.per_user_rate`).

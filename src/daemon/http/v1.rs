@@ -12,7 +12,6 @@ use std::collections::HashMap;
 
 use super::error::{ApiError, ApiResult};
 use super::input;
-use super::metrics::Metrics;
 use super::AppState;
 use crate::config::{valid_event_id, EventSeed};
 use crate::store::{
@@ -231,13 +230,8 @@ pub async fn create_hold(
         key: k,
         fingerprint: fingerprint(&[&user, &req.describe()]),
     });
-    match st.store.hold(&event, &user, &req, idem.as_ref()).await? {
-        HoldOutcome::Held {
-            hold,
-            expired,
-            replayed,
-        } => {
-            st.metrics.hold_made(expired, replayed);
+    match st.hold(&event, &user, &req, idem.as_ref()).await? {
+        HoldOutcome::Held { hold, .. } => {
             Ok((StatusCode::CREATED, Json(hold_json(&hold))).into_response())
         }
         HoldOutcome::Unavailable { tickets, available } => {
@@ -296,11 +290,8 @@ pub async fn cancel_hold(
     let id = hold_path(p)?;
     let body = input::json_object(&headers, body)?;
     let user = st.user_of(&body)?;
-    match st.store.cancel(&HoldRef::Id(&id), Some(&user)).await? {
-        CancelOutcome::Cancelled(_) => {
-            Metrics::add(&st.metrics.holds_cancelled, 1);
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
+    match st.cancel(&HoldRef::Id(&id), Some(&user)).await? {
+        CancelOutcome::Cancelled(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         CancelOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
         CancelOutcome::NotFound | CancelOutcome::NotHeld | CancelOutcome::Invalid(_) => {
             Err(ApiError::NotFound("no such hold".into()))
@@ -323,15 +314,8 @@ pub async fn purchase(
         key: k,
         fingerprint: fingerprint(&[&user, &id.to_string()]),
     });
-    match st
-        .store
-        .purchase(&HoldRef::Id(&id), &user, idem.as_ref())
-        .await?
-    {
-        PurchaseOutcome::Bought { order, created } => {
-            if created {
-                Metrics::add(&st.metrics.purchases, 1);
-            }
+    match st.purchase(&HoldRef::Id(&id), &user, idem.as_ref()).await? {
+        PurchaseOutcome::Bought { order, .. } => {
             Ok((StatusCode::ACCEPTED, Json(order_json(&order))).into_response())
         }
         PurchaseOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
