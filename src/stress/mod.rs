@@ -527,15 +527,10 @@ impl Worker {
             return None;
         }
         let sent = Instant::now();
-        let path = std::mem::take(&mut self.path);
         let reply = tokio::select! {
-            r = self.client.send(method, &path, body) => r,
-            _ = self.sh.stop.cancelled() => {
-                self.path = path;
-                return None;
-            }
+            r = self.client.send(method, &self.path, body) => r,
+            _ = self.sh.stop.cancelled() => return None,
         };
-        self.path = path;
         let end = Instant::now();
         let (outcome, status, body) = match reply {
             Reply::Response { status, body } => (Outcome::of_status(op, status), status, body),
@@ -543,14 +538,15 @@ impl Worker {
             Reply::Connection(_) => (Outcome::ConnectionError, 0, Bytes::new()),
         };
         let from = intended.unwrap_or(sent).min(sent);
+        let end_us = self.micros(end);
         self.batch.push(Sample {
             op,
             outcome,
             status,
-            end_us: self.micros(end),
+            end_us,
             latency_us: end.duration_since(from).as_micros() as u64,
         });
-        if self.batch.len() >= BATCH || self.last_flush.elapsed() >= FLUSH_EVERY {
+        if self.batch.len() >= BATCH || end.duration_since(self.last_flush) >= FLUSH_EVERY {
             self.flush().await;
         }
         if outcome == Outcome::ConnectionError {
@@ -562,7 +558,7 @@ impl Worker {
             outcome,
             body,
             sent_us: self.micros(sent),
-            recv_us: self.micros(end),
+            recv_us: end_us,
         })
     }
 
