@@ -35,7 +35,7 @@ for i, rec in ipairs(recs) do
   if rec and string.sub(rec, 1, 8) == 'pending|' then
     local o = parse_order(rec)
     updates[#updates + 1] = seqs[i]
-    updates[#updates + 1] = table.concat({ 'completed', o.secret, o.hold_secret, o.created, now, o.csv, o.user }, '|')
+    updates[#updates + 1] = order_record(o, 'completed', now)
     done = done + 1
   end
 end

@@ -24,7 +24,7 @@ for i = 1, #ARGV, 4 do
     local o = parse_order(redis.call('HGET', K.orders, seq))
     if o and o.status == 'pending' then
       redis.call('HSET', K.orders, seq,
-        table.concat({ 'failed', o.secret, o.hold_secret, o.created, fmt_int(now), o.csv, o.user }, '|'))
+        order_record(o, 'failed', fmt_int(now)))
       redis.call('HINCRBY', K.meta, 'failed', 1)
     end
   end

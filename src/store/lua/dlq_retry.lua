@@ -22,7 +22,7 @@ while retried < max do
         local o = parse_order(redis.call('HGET', K.orders, fields.seq))
         if o and o.status == 'failed' then
           redis.call('HSET', K.orders, fields.seq,
-            table.concat({ 'pending', o.secret, o.hold_secret, o.created, '', o.csv, o.user }, '|'))
+            order_record(o, 'pending', ''))
           redis.call('HINCRBY', K.meta, 'failed', -1)
         end
       end

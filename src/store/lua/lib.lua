@@ -66,6 +66,12 @@ local function parse_order(rec)
            completed = completed, csv = tickets, user = user }
 end
 
+-- An order's record (as parse_order reads it) with this status and
+-- completion time ('' for none).
+local function order_record(o, status, completed)
+  return table.concat({ status, o.secret, o.hold_secret, o.created, completed, o.csv, o.user }, '|')
+end
+
 -- The hold holding ticket ARGV-text `arg` (the compatibility routes act by
 -- ticket): its seq and record, or nil, nil and the reply to give.
 local function hold_of_ticket(arg, meta)

@@ -75,9 +75,9 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   user_hold_done(h.user)
   sold = sold + #tickets
   orders = orders + 1
-  local o = { status = 'pending', secret = order_secret, created = now_s, completed = '',
-              csv = h.csv, user = h.user }
-  redis.call('HSET', K.orders, id, table.concat({ o.status, o.secret, h.secret, o.created, '', h.csv, h.user }, '|'))
+  local o = { status = 'pending', secret = order_secret, hold_secret = h.secret, created = now_s,
+              completed = '', csv = h.csv, user = h.user }
+  redis.call('HSET', K.orders, id, order_record(o, o.status, o.completed))
   redis.call('XADD', K.jobs, '*', 'seq', id, 'secret', o.secret, 'userId', h.user,
     'ticketIds', h.csv, 'createdMs', o.created)
   return order_reply(1, seq, o), order_reply(0, seq, o)
