@@ -356,3 +356,50 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
         Some(2)
     );
 }
+
+/// Retrying dead letters walks a long dead-letter stream in bounded steps
+/// (one script call looks at no more than 1,000 entries) and still finds an
+/// order's job at its far end.
+#[tokio::test]
+async fn dlq_retry_walks_a_long_stream_in_steps() {
+    let (redis, store) = setup().await;
+    let keys = ticketctl::store::keys::EventKeys::new("gig");
+    let (dead, jobs) = (keys.dead(), keys.jobs());
+    let fill = "for i = 1, 2500 do redis.call('XADD', KEYS[1], '*', 'seq', tostring(100000 + i), \
+                'secret', 's', 'userId', 'u', 'ticketIds', '1', 'createdMs', '1', 'jobId', '1-1', \
+                'attempts', '5', 'error', 'sink down', 'failedMs', '1') end return 1";
+    assert_eq!(redis.cli(&["EVAL", fill, "1", &dead]), "1");
+    let calls = |redis: &Redis| -> u64 {
+        let stats = redis.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|l| l.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let before = calls(&redis);
+    assert_eq!(
+        store
+            .retry_dead_letters("gig", Some(102_499))
+            .await
+            .unwrap(),
+        (1, 2499)
+    );
+    assert!(
+        calls(&redis) - before >= 3,
+        "2,500 entries need at least three bounded calls"
+    );
+    assert_eq!(redis.cli(&["XLEN", &jobs]), "1");
+    assert_eq!(
+        store
+            .retry_dead_letters("gig", Some(102_499))
+            .await
+            .unwrap(),
+        (0, 2499)
+    );
+    assert_eq!(
+        store.retry_dead_letters("gig", None).await.unwrap(),
+        (2499, 0)
+    );
+    assert_eq!(redis.cli(&["XLEN", &jobs]), "2500");
+}

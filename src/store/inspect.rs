@@ -12,6 +12,8 @@ use super::{Result, Store, StoreError};
 
 /// Schedule entries one inspection reads at most per event.
 pub const MAX_WALK: usize = 20_000;
+/// Most dead letters one `dlq_retry` call looks at.
+const DLQ_SCAN: u64 = 1000;
 
 /// One event as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,19 +348,25 @@ impl Store {
     }
 
     /// Puts dead letters of an event back on its job stream: those of one
-    /// order (`seq`), or all. Returns (retried, still dead).
+    /// order (`seq`), or all. Returns (retried, still dead). Each script call
+    /// looks at no more than [`DLQ_SCAN`] entries, so a long dead-letter
+    /// stream is walked in steps instead of blocking Redis.
     pub async fn retry_dead_letters(&self, event: &str, seq: Option<u64>) -> Result<(u64, u64)> {
         let keys = EventKeys::new(event);
-        let mut total = 0;
+        let want = seq.map(|s| s.to_string()).unwrap_or_default();
+        let (mut total, mut after) = (0, String::new());
         loop {
             let mut inv = invocation(&DLQ_RETRY, &keys, None);
             inv.key(keys.dead())
-                .arg(seq.map(|s| s.to_string()).unwrap_or_default())
-                .arg(500);
+                .arg(&want)
+                .arg(500)
+                .arg(&after)
+                .arg(DLQ_SCAN);
             let r = self.eval(inv, "dlq_retry").await?;
             let (n, left) = (r.uint(0)?, r.uint(1)?);
             total += n;
-            if n < 500 || seq.is_some() {
+            after = r.str(2)?;
+            if after.is_empty() {
                 return Ok((total, left));
             }
         }

@@ -1,21 +1,30 @@
 -- dlq_retry: puts dead-lettered jobs back on the job stream (their orders
 -- become pending again) and removes them from the dead-letter stream. Safe
 -- to run twice: a job already retried is no longer in the dead-letter stream.
+-- Looks at a bounded number of entries per call, so a long dead-letter
+-- stream never blocks Redis for long: the caller goes on from the entry
+-- returned.
 -- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
 -- ARGV[1]: order seq to retry, or '' for all
--- ARGV[2]: at most this many entries per call
--- Returns: { retried, remaining dead letters }
-local want, max = ARGV[1], tonumber(ARGV[2])
-local retried = 0
-local cursor = '-'
-while retried < max do
-  local entries = redis.call('XRANGE', KEYS[10], cursor, '+', 'COUNT', 200)
-  if #entries == 0 then break end
+-- ARGV[2]: at most this many entries retried per call
+-- ARGV[3]: go on after this entry id ('' : from the first)
+-- ARGV[4]: at most this many entries looked at per call
+-- Returns: { retried, remaining dead letters, entry id to go on after ('' : the end was reached) }
+local want, max, after, budget = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local retried, looked = 0, 0
+local cursor = after == '' and '-' or '(' .. after
+local last = after
+local at_end = false
+while retried < max and looked < budget do
+  local entries = redis.call('XRANGE', KEYS[10], cursor, '+', 'COUNT', math.min(200, budget - looked))
+  if #entries == 0 then at_end = true; break end
   for _, e in ipairs(entries) do
+    if retried >= max then break end
     local id, f = e[1], e[2]
+    looked = looked + 1
     local fields = {}
     for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
-    if retried < max and (want == '' or fields.seq == want) then
+    if want == '' or fields.seq == want then
       redis.call('XADD', K.jobs, '*', 'seq', fields.seq or '', 'secret', fields.secret or '',
         'userId', fields.userId or '', 'ticketIds', fields.ticketIds or '', 'createdMs', fields.createdMs or '0')
       if fields.seq then
@@ -29,7 +38,8 @@ while retried < max do
       redis.call('XDEL', KEYS[10], id)
       retried = retried + 1
     end
+    last = id
     cursor = '(' .. id
   end
 end
-return { retried, redis.call('XLEN', KEYS[10]) }
+return { retried, redis.call('XLEN', KEYS[10]), at_end and '' or last }
