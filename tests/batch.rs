@@ -416,3 +416,43 @@ async fn a_taken_ticket_that_no_hold_owns_is_taken_back_without_skewing_counts()
     // Held: 1-4 (q), 7 (r), 5 (b) and 9 (c); 6, 8 and 10 are free.
     assert_eq!((counts.held, counts.available, counts.sold), (7, 3, 0));
 }
+
+#[tokio::test]
+async fn a_purchase_never_sells_a_ticket_the_owner_index_gives_to_another_hold() {
+    // A damaged owner index: ticket 3 of hold `a` is indexed as hold `b`'s.
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 10).await;
+    let held = |user: &'static str, tickets: Vec<u64>| {
+        let store = store.clone();
+        async move {
+            match store
+                .hold("gig", user, &HoldRequest::Tickets(tickets), None)
+                .await
+                .unwrap()
+            {
+                HoldOutcome::Held { hold, .. } => hold,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let a = held("a", vec![2, 3]).await;
+    let b = held("b", vec![4]).await;
+    redis.cli(&["HSET", "tc:{ev:gig}:owner", "3", &b.id.seq.to_string()]);
+    let bought = store
+        .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
+        .await;
+    assert!(bought.is_err(), "{bought:?}");
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!((counts.held, counts.sold), (3, 0), "nothing was sold");
+    assert!(store.get_hold(&a.id).await.unwrap().is_some());
+    // The untouched hold still sells.
+    let bought = store
+        .purchase(&ticketctl::store::HoldRef::Id(&b.id), "b", None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(bought, ticketctl::store::PurchaseOutcome::Bought { .. }),
+        "{bought:?}"
+    );
+}

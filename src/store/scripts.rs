@@ -343,6 +343,7 @@ fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
         "not_held" => PurchaseOutcome::NotHeld,
         "invalid" => PurchaseOutcome::Invalid(r.str(1)?),
         "idem_mismatch" => PurchaseOutcome::IdempotencyMismatch,
+        "error" => return Err(StoreError::Redis(format!("purchase: {}", r.str(1)?))),
         other => return Err(StoreError::Reply(format!("purchase: status {other:?}"))),
     })
 }

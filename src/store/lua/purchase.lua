@@ -13,7 +13,10 @@
 --          { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
 --        | { 'idem_mismatch' } | { 'invalid', message } (by ticket)
--- Every outcome is kept for an Idempotency-Key (created = 0 when replayed).
+--        | { 'error', message }: the owner index disagrees with the hold
+--          (damaged data; nothing sold)
+-- Every outcome but error is kept for an Idempotency-Key (created = 0 when
+-- replayed).
 local fingerprint = ARGV[1]
 local replay = idem_replay(fingerprint)
 if replay then return { replay } end
@@ -65,12 +68,18 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   end
 
   local tickets = {}
-  for t in string.gmatch(h.csv, '[^,]+') do
-    tickets[#tickets + 1] = t
-    redis.call('SETBIT', K.sold, t, '1')
-  end
-  redis.call('HDEL', K.owner, unpack(tickets))
+  for t in string.gmatch(h.csv, '[^,]+') do tickets[#tickets + 1] = t end
+  -- Only tickets the owner index gives to this hold are sold: a damaged
+  -- index must never sell a ticket another hold owns.
   local id = fmt_int(seq)
+  local owners = redis.call('HMGET', K.owner, unpack(tickets))
+  for i, t in ipairs(tickets) do
+    if owners[i] ~= id then
+      return { 'error', 'ticket ' .. t .. ' of hold ' .. id .. ' is not owned by it in ' .. K.owner }
+    end
+  end
+  for _, t in ipairs(tickets) do redis.call('SETBIT', K.sold, t, '1') end
+  redis.call('HDEL', K.owner, unpack(tickets))
   redis.call('HDEL', K.holds, id)
   user_hold_done(h.user)
   sold = sold + #tickets
@@ -87,7 +96,7 @@ local replies = {}
 for i = 2, #ARGV, 6 do
   local reply, stored = buy_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   replies[#replies + 1] = reply
-  idem_finish(fingerprint, reply, stored)
+  if reply[1] ~= 'error' then idem_finish(fingerprint, reply, stored) end
 end
 if sold > 0 then
   redis.call('HINCRBY', K.meta, 'held', -sold)
