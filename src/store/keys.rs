@@ -94,39 +94,3 @@ mod tests {
 pub fn sink_published(stream: &str) -> String {
     format!("{{{stream}}}:published")
 }
-
-/// The Redis Cluster slot of a key (CRC16/XMODEM of its hash tag, mod 16384).
-pub fn slot(key: &str) -> u16 {
-    let b = key.as_bytes();
-    let tagged = b.iter().position(|&c| c == b'{').and_then(|open| {
-        b[open + 1..]
-            .iter()
-            .position(|&c| c == b'}')
-            .filter(|&len| len > 0)
-            .map(|len| &b[open + 1..open + 1 + len])
-    });
-    let mut crc: u16 = 0;
-    for &byte in tagged.unwrap_or(b) {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
-#[cfg(test)]
-mod slot_tests {
-    #[test]
-    fn slots_match_redis() {
-        // Values from CLUSTER KEYSLOT.
-        assert_eq!(super::slot("foo"), 12182);
-        assert_eq!(super::slot("{user1000}.following"), super::slot("user1000"));
-        assert_eq!(super::slot("tc:{ev:gig}:meta"), super::slot("ev:gig"));
-        assert_eq!(super::slot("{}x"), super::slot("{}x"));
-    }
-}

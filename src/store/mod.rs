@@ -348,7 +348,7 @@ impl Store {
             Backend::Cluster(_) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::new(keys::slot(key), SlotAddr::Master),
+                    Route::with_key(key, SlotAddr::Master),
                 ));
                 let v = self
                     .run(|c| async move {
