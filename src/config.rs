@@ -43,7 +43,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// The Node proof-of-concept routes.
     pub compat: CompatConfig,
-    /// Events `serve` creates when they do not exist yet.
+    /// Events `serve` creates when they do not exist yet (a file without
+    /// `[[events]]` gets the default event).
+    #[serde(default = "default_events")]
     pub events: Vec<EventSeed>,
     /// The release worker.
     pub release: ReleaseConfig,
@@ -178,6 +180,16 @@ impl Default for CompatConfig {
             event: "default".into(),
         }
     }
+}
+
+/// The one event the proof of concept had: `default`, 100 tickets.
+fn default_events() -> Vec<EventSeed> {
+    vec![EventSeed {
+        id: "default".into(),
+        capacity: 100,
+        hold_ttl_seconds: default_hold_ttl(),
+        max_tickets_per_hold: default_max_per_hold(),
+    }]
 }
 
 /// One `[[events]]` entry.
@@ -399,24 +411,13 @@ impl Config {
 
     /// Parses TOML text; the error is a one-line message naming the key.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        let raw: toml::Table = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
-        let has_events = raw.contains_key("events");
-        let mut cfg: Config = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
-        if !has_events {
-            cfg.events = Config::with_default_events().events;
-        }
-        Ok(cfg)
+        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
     }
 
     /// Defaults plus the one event the proof of concept had: `default`, 100 tickets.
     pub fn with_default_events() -> Config {
         Config {
-            events: vec![EventSeed {
-                id: "default".into(),
-                capacity: 100,
-                hold_ttl_seconds: default_hold_ttl(),
-                max_tickets_per_hold: default_max_per_hold(),
-            }],
+            events: default_events(),
             ..Config::default()
         }
     }
