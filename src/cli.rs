@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::stress::Scenario;
+
 /// ticketctl: ticket reservations and purchases on Redis.
 #[derive(Debug, Parser)]
 #[command(name = "ticketctl", version, about, propagate_version = true)]
@@ -216,8 +218,8 @@ pub struct StressArgs {
     #[arg(long, default_value = "default", value_name = "ID")]
     pub event: String,
     /// What every client does.
-    #[arg(long, value_enum, default_value_t = ScenarioArg::Reserve)]
-    pub scenario: ScenarioArg,
+    #[arg(long, value_enum, default_value_t = Scenario::Reserve)]
+    pub scenario: Scenario,
     /// Concurrent clients, one keep-alive connection each.
     #[arg(short = 'c', long = "connections", default_value_t = 50, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -273,19 +275,6 @@ pub struct StressArgs {
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-}
-
-/// `stress --scenario`
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ScenarioArg {
-    /// Hold one random ticket (or --quantity).
-    Reserve,
-    /// Hold, think, buy (or --abandon a share of holds).
-    ReserveBuy,
-    /// Every client fights over the same --hot-tickets tickets.
-    Hot,
-    /// Availability reads.
-    Browse,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

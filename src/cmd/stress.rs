@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 
-use crate::cli::{ScenarioArg, StressArgs};
+use crate::cli::StressArgs;
 use crate::stress::client::Target;
 use crate::stress::{self, report, rules, ProgressMode, Scenario, Stop, StressError, WorkMode};
 use crate::{CheckFailed, UsageError};
@@ -91,12 +91,7 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
     if a.timeout.is_zero() {
         return Err(usage("--timeout must be greater than 0".into()));
     }
-    let scenario = match a.scenario {
-        ScenarioArg::Reserve => Scenario::Reserve,
-        ScenarioArg::ReserveBuy => Scenario::ReserveBuy,
-        ScenarioArg::Hot => Scenario::Hot,
-        ScenarioArg::Browse => Scenario::Browse,
-    };
+    let scenario = a.scenario;
     if a.quantity.is_some() && matches!(scenario, Scenario::Hot | Scenario::Browse) {
         return Err(usage(
             "--quantity applies to the reserve and reserve-buy scenarios".into(),

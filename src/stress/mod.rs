@@ -45,14 +45,14 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// Random user ids are drawn from this many.
 const USERS: u64 = 1_000_000_000;
 
-/// What each client task plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What each client task plays (`stress --scenario`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// Hold one random ticket (or `quantity` tickets) and keep it.
+    /// Hold one random ticket (or --quantity) and keep it.
     Reserve,
-    /// Hold, think, then buy (or abandon a share of holds to expiry).
+    /// Hold, think, buy (or --abandon a share of holds to expiry).
     ReserveBuy,
-    /// Every client fights over the same few tickets, buying what it wins.
+    /// Every client fights over the same --hot-tickets tickets, buying what it wins.
     Hot,
     /// Availability reads: ticket pages and event counts.
     Browse,
