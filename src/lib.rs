@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod inspect;
 pub mod store;
 pub mod stress;
+pub mod table;
 pub mod time;
 
 use cli::{Cli, LogFormat};

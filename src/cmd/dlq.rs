@@ -2,7 +2,6 @@
 //! says what it did and is safe to run twice.
 
 use anyhow::Context;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde_json::json;
 
 use crate::cli::{DlqCommand, GlobalOpts};
@@ -50,9 +49,14 @@ pub async fn run(global: &GlobalOpts, cmd: DlqCommand) -> anyhow::Result<()> {
             } else if all.is_empty() {
                 println!("no dead letters");
             } else {
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header(["order", "user", "tickets", "attempts", "error", "failed at"]);
+                let mut t = crate::table::with_header([
+                    "order",
+                    "user",
+                    "tickets",
+                    "attempts",
+                    "error",
+                    "failed at",
+                ]);
                 for d in &all {
                     t.add_row([
                         d.order

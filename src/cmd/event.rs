@@ -1,7 +1,7 @@
 //! `ticketctl event create|list`.
 
 use anyhow::Context;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use comfy_table::Table;
 use serde_json::json;
 
 use crate::cli::{EventCommand, EventCreateArgs, GlobalOpts};
@@ -72,9 +72,7 @@ async fn list(cfg: &crate::config::Config, as_json: bool) -> anyhow::Result<()> 
 
 /// The event table shown to people.
 pub fn table(events: &[EventCounts]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut t = crate::table::with_header([
         "event",
         "capacity",
         "available",

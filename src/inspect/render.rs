@@ -1,17 +1,14 @@
 //! Tables for people (comfy-table). Each function returns a `Table` or a
 //! `String`, so tests read them without a terminal.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use comfy_table::Table;
 
 use super::{Section, Snapshot};
 use crate::store::Order;
 use crate::time::rfc3339_ms;
 
 fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(header.to_vec());
-    t
+    crate::table::with_header(header.iter().copied())
 }
 
 /// `1.5s`, `2m05s`, `1h02m`.

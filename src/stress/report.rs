@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
+use comfy_table::{CellAlignment, Table};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
@@ -46,9 +46,7 @@ fn outcome_label(op: Op, o: Outcome) -> &'static str {
 /// The latency table: one block per operation (all outcomes, then each
 /// outcome seen), then the total. Latencies in milliseconds.
 pub fn latency_table(stats: &Stats) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut t = crate::table::with_header([
         "operation",
         "outcome",
         "count",
@@ -125,9 +123,7 @@ fn timeline_rows(stats: &Stats) -> Vec<(usize, usize, u64, u64, Latency)> {
 
 /// The per-second timeline (grouped into wider steps on long runs).
 pub fn timeline_table(stats: &Stats) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut t = crate::table::with_header([
         "second", "requests", "rate/s", "errors", "p50 ms", "p99 ms", "max ms",
     ]);
     for (from, width, requests, errors, l) in timeline_rows(stats) {
