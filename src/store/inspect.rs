@@ -265,26 +265,8 @@ impl Store {
                 let idle_ms = get(&f, "idle").map(int).unwrap_or(0);
                 let mut oldest = None;
                 if pending > 0 {
-                    let (j, n) = (keys.jobs(), name.clone());
-                    let v: Value = self
-                        .run(|mut c| async move {
-                            redis::cmd("XPENDING")
-                                .arg(j)
-                                .arg(keys::JOBS_GROUP)
-                                .arg("-")
-                                .arg("+")
-                                .arg(1)
-                                .arg(n)
-                                .query_async(&mut c)
-                                .await
-                        })
-                        .await?;
-                    if let Value::Array(rows) = v {
-                        if let Some(Value::Array(row)) = rows.first() {
-                            let id = row.first().map(text).unwrap_or_default();
-                            let deliveries = row.get(3).map(int).unwrap_or(0);
-                            oldest = Some((now_ms.saturating_sub(id_ms(&id)), deliveries));
-                        }
+                    if let Some((id, deliveries)) = self.oldest_pending(event, &name).await? {
+                        oldest = Some((now_ms.saturating_sub(id_ms(&id)), deliveries));
                     }
                 }
                 view.consumers.push(ConsumerView {

@@ -400,8 +400,13 @@ impl Store {
             .await
     }
 
-    /// Jobs of `consumer` still unacknowledged in `event`.
-    pub async fn pending_of(&self, event: &str, consumer: &str) -> Result<u64> {
+    /// The oldest job `consumer` has not acknowledged in `event`: its
+    /// stream id and how many times it was delivered.
+    pub(super) async fn oldest_pending(
+        &self,
+        event: &str,
+        consumer: &str,
+    ) -> Result<Option<(String, u64)>> {
         let key = EventKeys::new(event).jobs();
         let consumer = consumer.to_string();
         let v: Value = self
@@ -417,7 +422,26 @@ impl Store {
                     .await
             })
             .await?;
-        Ok(matches!(v, Value::Array(ref a) if !a.is_empty()) as u64)
+        let Value::Array(rows) = v else {
+            return Ok(None);
+        };
+        Ok(match rows.first() {
+            Some(Value::Array(row)) => {
+                let id = row.first().and_then(text).unwrap_or_default();
+                let deliveries = match row.get(3) {
+                    Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                    _ => 0,
+                };
+                Some((id, deliveries))
+            }
+            _ => None,
+        })
+    }
+
+    /// Jobs of `consumer` still unacknowledged in `event` (0 or 1: whether
+    /// there is any).
+    pub async fn pending_of(&self, event: &str, consumer: &str) -> Result<u64> {
+        Ok(self.oldest_pending(event, consumer).await?.is_some() as u64)
     }
 
     /// Removes a consumer that holds no pending jobs from an event's group
