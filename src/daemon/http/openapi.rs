@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 /// One route: method, path template (axum syntax), summary, request body
-/// schema (a `#/components/schemas` name), success status and schema, and
+/// schema (a `#/components/schemas` name), success statuses and schema, and
 /// the error statuses it can answer.
 pub struct RouteSpec {
     /// HTTP method, lower case.
@@ -18,6 +18,9 @@ pub struct RouteSpec {
     pub body: Option<&'static str>,
     /// Success status and response schema name.
     pub ok: (u16, Option<&'static str>),
+    /// Another success status with the same schema (an event created
+    /// again with the same settings: 200).
+    pub also_ok: Option<u16>,
     /// Error statuses.
     pub errors: &'static [u16],
     /// Needs the admin bearer token.
@@ -39,6 +42,7 @@ const fn r(
         summary,
         body,
         ok,
+        also_ok: None,
         errors,
         admin,
     }
@@ -46,15 +50,18 @@ const fn r(
 
 /// Every route of the API.
 pub const ROUTES: &[RouteSpec] = &[
-    r(
-        "post",
-        "/v1/events",
-        "Create an event (same settings again: 200)",
-        Some("EventCreate"),
-        (201, Some("Event")),
-        &[400, 401, 409, 413, 415, 503],
-        true,
-    ),
+    RouteSpec {
+        also_ok: Some(200),
+        ..r(
+            "post",
+            "/v1/events",
+            "Create an event (same settings again: 200)",
+            Some("EventCreate"),
+            (201, Some("Event")),
+            &[400, 401, 409, 413, 415, 503],
+            true,
+        )
+    },
     r(
         "get",
         "/v1/events",
@@ -221,7 +228,7 @@ fn schemas() -> Value {
             "holdTtlSeconds": {"type": "integer"}, "maxTicketsPerHold": {"type": "integer"}}},
         "EventList": {"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
         "TicketPage": {"type": "object", "required": ["ticketIds", "next"], "properties": {
-            "ticketIds": {"type": "array", "items": {"type": "integer"}}, "next": {"type": ["integer", "null"]}}},
+            "ticketIds": {"type": "array", "items": {"type": "integer"}}, "next": {"type": "integer", "nullable": true}}},
         "HoldCreate": {"type": "object", "required": ["userId"], "properties": {
             "userId": user, "ticketIds": ids, "quantity": {"type": "integer", "minimum": 1}},
             "description": "exactly one of ticketIds and quantity"},
@@ -241,6 +248,9 @@ fn schemas() -> Value {
             "holdId": {"type": "string"}, "expiresAt": time}},
         "CompatBought": {"type": "object", "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}, "orderId": {"type": "string"}}},
         "CompatReleased": {"type": "object", "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}}},
+        "CompatConflict": {"type": "object", "required": ["success"], "properties": {"success": {"type": "boolean", "enum": [false]},
+            "error": {"type": "string"}, "reason": {"type": "string"}},
+            "description": "the proof of concept's 409 body: error (reserve, release) or reason (buy)"},
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string"}, "message": {"type": "string"},
             "ticketIds": {"type": "array", "items": {"type": "integer"}}}}}},
@@ -261,7 +271,7 @@ fn params(path: &str) -> Vec<Value> {
         );
     }
     if path.ends_with("/holds") || path.ends_with("/purchase") {
-        out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
+        out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}}));
     }
     out
 }
@@ -277,11 +287,20 @@ pub fn document() -> Value {
             }
             None => json!({"description": "success"}),
         };
+        if let Some(code) = route.also_ok {
+            responses.insert(code.to_string(), ok.clone());
+        }
         responses.insert(route.ok.0.to_string(), ok);
         for code in route.errors {
+            // The compatibility routes keep the proof of concept's 409 bodies.
+            let schema = if *code == 409 && route.path.starts_with("/api/") {
+                "CompatConflict"
+            } else {
+                "Error"
+            };
             responses.insert(
                 code.to_string(),
-                json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+                json!({"description": "error", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
             );
         }
         let mut op = json!({"summary": route.summary, "parameters": params(route.path), "responses": responses});
@@ -322,6 +341,21 @@ mod tests {
             "hold_id"
         );
         assert!(doc["paths"]["/v1/events"]["post"]["security"].is_array());
+        let create = &doc["paths"]["/v1/events"]["post"]["responses"];
+        assert_eq!(create["200"], create["201"], "same settings again: 200");
+        assert_eq!(
+            doc["paths"]["/api/ticket/buy"]["post"]["responses"]["409"]["content"]
+                ["application/json"]["schema"]["$ref"],
+            "#/components/schemas/CompatConflict"
+        );
+        assert_eq!(
+            doc["paths"]["/v1/events/{id}/holds"]["post"]["responses"]["409"]["content"]
+                ["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+        // OpenAPI 3.0 has no type lists: `null` is `nullable`.
+        let text = doc.to_string();
+        assert!(!text.contains(r#""type":["#), "a type list in {text}");
         for route in ROUTES {
             assert!(
                 doc["paths"][route.path][route.method].is_object(),
