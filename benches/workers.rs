@@ -5,6 +5,9 @@
 //! - purchases drained per second by one purchase worker (default batch and sinks);
 //! - expired holds released per second by one release pass;
 //! - release lag (release time minus deadline, Redis clock) under a steady expiry rate.
+//!
+//! `BENCH_ONLY=memory` measures Redis memory per hold and per event instead;
+//! `BENCH_ONLY=drain` stops after the drain rate.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -266,6 +269,9 @@ fn main() {
             return;
         }
         purchases_drained(store.clone(), &cfg).await;
+        if only == "drain" {
+            return;
+        }
         holds_released(store.clone(), &cfg).await;
         release_lag(store, &cfg).await;
     });

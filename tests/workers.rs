@@ -257,6 +257,47 @@ async fn orders_are_published_once_to_every_stream_and_completed() {
     assert_eq!(stream_order_ids(&redis, "tc:payments").len(), 150);
 }
 
+/// The largest batch the configuration allows goes through in one pass:
+/// scripts given thousands of jobs pass them to Redis commands in chunks
+/// (Lua unpacks at most ~8000 values at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_nine_thousand_jobs_completes_in_one_pass() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 9000, 600_000).await;
+    let mut tasks = Vec::new();
+    for t in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..9000).step_by(50) {
+                buy(&s, "e", &format!("u{i}")).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let cfg = config(&redis);
+    let opts = PurchaseOpts {
+        batch: 10_000,
+        ..purchase_opts(true, "big")
+    };
+    let summary = purchase::run(
+        store(&redis).await,
+        cfg.purchase.clone(),
+        opts,
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.completed, summary.failed_batches), (9000, 0));
+    assert_eq!(jobs_outstanding(&redis, "e"), 0, "every job acknowledged");
+    for stream in ["tc:payments", "tc:fulfillment"] {
+        assert_eq!(stream_order_ids(&redis, stream).len(), 9000, "{stream}");
+    }
+}
+
 /// A local webhook receiver: answers `status`, after `delay` for the first
 /// `slow_first` requests.
 struct Hook {

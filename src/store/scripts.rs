@@ -37,7 +37,7 @@ pub(super) static DEAD_LETTER: LazyLock<Script> = lua!("dead_letter.lua");
 pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
 pub(super) static DLQ_RETRY: LazyLock<Script> = lua!("dlq_retry.lua");
 pub(super) static READ_BITMAPS: LazyLock<Script> = lua!(standalone "read_bitmaps.lua");
-pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!(standalone "publish_stream.lua");
+pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!("publish_stream.lua");
 
 /// An event's fixed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

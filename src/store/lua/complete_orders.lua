@@ -28,7 +28,10 @@ for i = 1, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   seqs[#seqs + 1] = ARGV[i + 1]
 end
-local recs = redis.call('HMGET', K.orders, unpack(seqs))
+local recs = {}
+in_chunks(seqs, function(...)
+  for _, rec in ipairs(redis.call('HMGET', K.orders, ...)) do recs[#recs + 1] = rec end
+end)
 local updates = {}
 for i, rec in ipairs(recs) do
   -- Only a pending order changes: 'pending|' is the record's first 8 bytes.
@@ -40,10 +43,10 @@ for i, rec in ipairs(recs) do
   end
 end
 if #updates > 0 then
-  redis.call('HSET', K.orders, unpack(updates))
+  in_chunks(updates, function(...) redis.call('HSET', K.orders, ...) end)
   redis.call('HINCRBY', K.meta, 'completed', done)
 end
-redis.call('XACK', K.jobs, 'purchase', unpack(ids))
+in_chunks(ids, function(...) redis.call('XACK', K.jobs, 'purchase', ...) end)
 trim_jobs()
-redis.call('HDEL', KEYS[10], unpack(ids))
+in_chunks(ids, function(...) redis.call('HDEL', KEYS[10], ...) end)
 return { done, tonumber(now) }

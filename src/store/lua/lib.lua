@@ -22,6 +22,17 @@ local K = {
   uholds = KEYS[9], idem = KEYS[10],
 }
 
+-- Lua unpacks at most ~8000 values at once, so a command given a long list
+-- gets it UNPACK_MAX values (an even number: pairs stay whole) at a time.
+local UNPACK_MAX = 4000
+
+-- Calls f(...) with the values of `list`, at most UNPACK_MAX at a time.
+local function in_chunks(list, f)
+  for i = 1, #list, UNPACK_MAX do
+    f(unpack(list, i, math.min(i + UNPACK_MAX - 1, #list)))
+  end
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

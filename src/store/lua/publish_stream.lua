@@ -1,23 +1,34 @@
 -- publish_stream: appends orders to a sink stream, each order once: an
 -- order already published (within the retention) is skipped, so a job
--- redelivered after a worker died is not published twice. Standalone (no
--- prelude, no event keys).
+-- redelivered after a worker died is not published twice. Uses the prelude's
+-- helpers, not its event keys.
 -- KEYS[1]: the sink stream   KEYS[2]: its published-order index (zset, same slot)
 -- ARGV[1]: retention in ms
 -- ARGV[2..]: orderId, eventId, userId, ticketIds (JSON), createdAt, repeated
 -- Returns: number of orders appended
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
-local added = 0
-for i = 2, #ARGV, 5 do
-  -- Append first, then remember: should the append fail, the order is not
-  -- marked as published and the retry appends it.
-  if not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
-    redis.call('XADD', KEYS[1], '*', 'orderId', ARGV[i], 'eventId', ARGV[i + 1], 'userId', ARGV[i + 2],
+-- Which orders were published already: one ZMSCORE for the call.
+local ids = {}
+for i = 2, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+if #ids == 0 then return 0 end
+local scores = {}
+in_chunks(ids, function(...)
+  for _, score in ipairs(redis.call('ZMSCORE', KEYS[2], ...)) do scores[#scores + 1] = score end
+end)
+local now_s = fmt_int(now)
+local seen, remember = {}, {}
+for j, id in ipairs(ids) do
+  if not scores[j] and not seen[id] then
+    seen[id] = true
+    local i = 2 + (j - 1) * 5
+    redis.call('XADD', KEYS[1], '*', 'orderId', id, 'eventId', ARGV[i + 1], 'userId', ARGV[i + 2],
       'ticketIds', ARGV[i + 3], 'createdAt', ARGV[i + 4])
-    redis.call('ZADD', KEYS[2], now, ARGV[i])
-    added = added + 1
+    remember[#remember + 1] = now_s
+    remember[#remember + 1] = id
   end
 end
-return added
+-- Remembered after every append: should an append fail, the call fails
+-- and is retried, and orders not yet remembered are appended then.
+in_chunks(remember, function(...) redis.call('ZADD', KEYS[2], ...) end)
+return #remember / 2
