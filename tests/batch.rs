@@ -50,22 +50,12 @@ async fn hold_all(
     out
 }
 
-fn evalsha_calls(redis: &Redis) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|l| l.split(',').next())
-        .map(|n| n.trim().parse().unwrap())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_holds_share_calls_and_never_share_a_ticket() {
     let redis = Redis::start();
     let store = batching_store(&redis, 0).await;
     event(&store, "gig", 40).await;
-    let before = evalsha_calls(&redis);
+    let before = redis.evalsha_calls();
     let mut rng = Rng(7);
     let asks: Vec<_> = (0..400)
         .map(|i| {
@@ -75,7 +65,7 @@ async fn concurrent_holds_share_calls_and_never_share_a_ticket() {
         })
         .collect();
     let outcomes = hold_all(&store, "gig", asks.clone()).await;
-    let calls = evalsha_calls(&redis) - before;
+    let calls = redis.evalsha_calls() - before;
     assert!(
         calls < 400,
         "400 holds took {calls} script calls: not grouped"
@@ -205,7 +195,7 @@ async fn concurrent_purchases_share_calls_and_buy_each_hold_once() {
             other => panic!("{other:?}"),
         })
         .collect();
-    let before = evalsha_calls(&redis);
+    let before = redis.evalsha_calls();
     // Each hold bought twice by its user, once by someone else, and once by
     // ticket (as the compatibility route does), all at once.
     let mut tasks = Vec::new();
@@ -229,7 +219,7 @@ async fn concurrent_purchases_share_calls_and_buy_each_hold_once() {
     for t in tasks {
         outcomes.push(t.await.unwrap());
     }
-    let calls = evalsha_calls(&redis) - before;
+    let calls = redis.evalsha_calls() - before;
     assert!(
         calls < 400,
         "400 purchases took {calls} script calls: not grouped"

@@ -369,15 +369,7 @@ async fn dlq_retry_walks_a_long_stream_in_steps() {
                 'secret', 's', 'userId', 'u', 'ticketIds', '1', 'createdMs', '1', 'jobId', '1-1', \
                 'attempts', '5', 'error', 'sink down', 'failedMs', '1') end return 1";
     assert_eq!(redis.cli(&["EVAL", fill, "1", &dead]), "1");
-    let calls = |redis: &Redis| -> u64 {
-        let stats = redis.cli(&["INFO", "commandstats"]);
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-            .and_then(|l| l.split(',').next())
-            .map_or(0, |n| n.parse().unwrap())
-    };
-    let before = calls(&redis);
+    let before = redis.evalsha_calls();
     assert_eq!(
         store
             .retry_dead_letters("gig", Some(102_499))
@@ -386,7 +378,7 @@ async fn dlq_retry_walks_a_long_stream_in_steps() {
         (1, 2499)
     );
     assert!(
-        calls(&redis) - before >= 3,
+        redis.evalsha_calls() - before >= 3,
         "2,500 entries need at least three bounded calls"
     );
     assert_eq!(redis.cli(&["XLEN", &jobs]), "1");

@@ -106,6 +106,15 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Script calls (EVALSHA) this server has run so far.
+    pub fn evalsha_calls(&self) -> u64 {
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|l| l.split(',').next())
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
