@@ -666,3 +666,50 @@ async fn sigterm_lets_the_purchase_worker_finish_its_batch_and_exit_0() {
         "it stopped reading rather than draining everything"
     );
 }
+
+/// publish_stream checks what could fail before its first write: a call that
+/// fails leaves the sink as it was, so its retry cannot append an order twice.
+#[tokio::test]
+async fn a_publish_that_fails_writes_nothing() {
+    let redis = Redis::start();
+    let script = [
+        include_str!("../src/store/lua/lib.lua"),
+        include_str!("../src/store/lua/publish_stream.lua"),
+    ]
+    .concat();
+    let sha = redis.cli(&["SCRIPT", "LOAD", &script]);
+    let order = |i: u32| {
+        [
+            format!("ev.o{i}.s"),
+            "ev".into(),
+            "u".into(),
+            "[1]".into(),
+            "2026-01-01T00:00:00.000Z".into(),
+        ]
+    };
+    let call = |orders: &[u32], extra: &[&str]| -> String {
+        let mut a: Vec<String> = ["EVALSHA", &sha, "2", "sink", "{sink}:published", "60000"]
+            .map(String::from)
+            .to_vec();
+        for i in orders {
+            a.extend(order(*i));
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        redis.cli(&refs)
+    };
+    // A short last order: refused before anything is appended.
+    let out = call(&[1, 2, 3], &["ev.o4.s", "ev"]);
+    assert!(out.contains("5 arguments"), "{out}");
+    assert_eq!(redis.cli(&["XLEN", "sink"]), "0");
+    // The sink is not a stream: the same.
+    redis.cli(&["SET", "sink", "x"]);
+    let out = call(&[1, 2, 3], &[]);
+    assert!(out.contains("not a stream"), "{out}");
+    assert_eq!(redis.cli(&["ZCARD", "{sink}:published"]), "0");
+    redis.cli(&["DEL", "sink"]);
+    // A good call, then its retry: each order once.
+    assert_eq!(call(&[1, 2, 3], &[]), "3");
+    assert_eq!(call(&[1, 2, 3, 4], &[]), "1");
+    assert_eq!(redis.cli(&["XLEN", "sink"]), "4");
+}

@@ -6,6 +6,16 @@
 -- ARGV[1]: retention in ms
 -- ARGV[2..]: orderId, eventId, userId, ticketIds (JSON), createdAt, repeated
 -- Returns: number of orders appended
+-- Everything that could fail is checked before the first write: Redis keeps
+-- the writes of a script that fails halfway, and an order appended but not
+-- yet remembered would be appended again by the retry.
+if (#ARGV - 1) % 5 ~= 0 then
+  return redis.error_reply('publish_stream: orders come as 5 arguments each')
+end
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'stream' and kind ~= 'none' then
+  return redis.error_reply('publish_stream: ' .. KEYS[1] .. ' is a ' .. kind .. ', not a stream')
+end
 local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
 -- Which orders were published already: one ZMSCORE for the call.
@@ -28,7 +38,6 @@ for j, id in ipairs(ids) do
     remember[#remember + 1] = id
   end
 end
--- Remembered after every append: should an append fail, the call fails
--- and is retried, and orders not yet remembered are appended then.
+-- Remembered once every order is appended (see the checks at the top).
 in_chunks(remember, function(...) redis.call('ZADD', KEYS[2], ...) end)
 return #remember / 2
