@@ -395,3 +395,63 @@ async fn dlq_retry_walks_a_long_stream_in_steps() {
     );
     assert_eq!(redis.cli(&["XLEN", &jobs]), "2500");
 }
+
+/// A retry walks only the dead letters there were when it began: a job
+/// dead-lettered again meanwhile (a purchase worker is running) waits for the
+/// next retry instead of being retried again and again by this one.
+#[tokio::test]
+async fn dlq_retry_ends_at_the_entry_that_was_last_when_it_began() {
+    let (redis, _store) = setup().await;
+    let keys = ticketctl::store::keys::EventKeys::new("gig");
+    let dead = keys.dead();
+    let fill = "for i = 1, 1500 do redis.call('XADD', KEYS[1], '*', 'seq', tostring(100000 + i), \
+                'secret', 's', 'userId', 'u', 'ticketIds', '1', 'createdMs', '1') end return 1";
+    assert_eq!(redis.cli(&["EVAL", fill, "1", &dead]), "1");
+    let script = [
+        include_str!("../src/store/lua/lib.lua"),
+        include_str!("../src/store/lua/dlq_retry.lua"),
+    ]
+    .concat();
+    let sha = redis.cli(&["SCRIPT", "LOAD", &script]);
+    let mut args: Vec<String> = vec!["EVALSHA".into(), sha, "10".into()];
+    args.extend(keys.script_keys());
+    args.push(dead.clone());
+    let call = |after: &str, last: &str| -> Vec<String> {
+        let mut a = args.clone();
+        a.extend([
+            "".into(),
+            "5000".into(),
+            after.into(),
+            "1000".into(),
+            last.into(),
+        ]);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        redis.cli(&refs).lines().map(str::to_string).collect()
+    };
+    // First call: 1,000 looked at and retried; it names where to go on and
+    // the entry that was last.
+    let first = call("", "");
+    assert_eq!(first[0], "1000", "{first:?}");
+    let (after, last) = (first[2].clone(), first[3].clone());
+    assert!(!after.is_empty() && !last.is_empty(), "{first:?}");
+    // Meanwhile a job comes back to the dead-letter stream.
+    redis.cli(&[
+        "XADD",
+        &dead,
+        "*",
+        "seq",
+        "999999",
+        "secret",
+        "s",
+        "userId",
+        "u",
+        "ticketIds",
+        "1",
+        "createdMs",
+        "1",
+    ]);
+    let second = call(&after, &last);
+    assert_eq!(second[0], "500", "only the 500 that were there: {second:?}");
+    assert_eq!(second[1], "1", "the new one stays for the next retry");
+    assert_eq!(second[2], "", "the walk is over");
+}

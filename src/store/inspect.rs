@@ -336,18 +336,22 @@ impl Store {
     pub async fn retry_dead_letters(&self, event: &str, seq: Option<u64>) -> Result<(u64, u64)> {
         let keys = EventKeys::new(event);
         let want = seq.map(|s| s.to_string()).unwrap_or_default();
-        let (mut total, mut after) = (0, String::new());
+        // The walk ends at the entry that was last when it began: jobs
+        // dead-lettered again meanwhile wait for the next retry.
+        let (mut total, mut after, mut last) = (0, String::new(), String::new());
         loop {
             let mut inv = invocation(&DLQ_RETRY, &keys, None);
             inv.key(keys.dead())
                 .arg(&want)
                 .arg(500)
                 .arg(&after)
-                .arg(DLQ_SCAN);
+                .arg(DLQ_SCAN)
+                .arg(&last);
             let r = self.eval(inv, "dlq_retry").await?;
             let (n, left) = (r.uint(0)?, r.uint(1)?);
             total += n;
             after = r.str(2)?;
+            last = r.str(3)?;
             if after.is_empty() {
                 return Ok((total, left));
             }

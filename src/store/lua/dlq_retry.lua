@@ -9,14 +9,24 @@
 -- ARGV[2]: at most this many entries retried per call
 -- ARGV[3]: go on after this entry id ('' : from the first)
 -- ARGV[4]: at most this many entries looked at per call
--- Returns: { retried, remaining dead letters, entry id to go on after ('' : the end was reached) }
+-- ARGV[5]: the last entry to look at ('': the stream's last entry now, which
+--          the reply names for the following calls, so that jobs
+--          dead-lettered again meanwhile wait for the next retry)
+-- Returns: { retried, remaining dead letters, entry id to go on after ('' : the end was reached),
+--            last entry to look at }
 local want, max, after, budget = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local last_entry = ARGV[5]
+if last_entry == '' then
+  local newest = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
+  if #newest == 0 then return { 0, 0, '', '' } end
+  last_entry = newest[1][1]
+end
 local retried, looked = 0, 0
 local cursor = after == '' and '-' or '(' .. after
 local last = after
 local at_end = false
 while retried < max and looked < budget do
-  local entries = redis.call('XRANGE', KEYS[10], cursor, '+', 'COUNT', math.min(200, budget - looked))
+  local entries = redis.call('XRANGE', KEYS[10], cursor, last_entry, 'COUNT', math.min(200, budget - looked))
   if #entries == 0 then at_end = true; break end
   for _, e in ipairs(entries) do
     if retried >= max then break end
@@ -42,4 +52,4 @@ while retried < max and looked < budget do
     cursor = '(' .. id
   end
 end
-return { retried, redis.call('XLEN', KEYS[10]), at_end and '' or last }
+return { retried, redis.call('XLEN', KEYS[10]), at_end and '' or last, last_entry }
