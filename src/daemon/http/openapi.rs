@@ -271,7 +271,7 @@ fn params(path: &str) -> Vec<Value> {
         );
     }
     if path.ends_with("/holds") || path.ends_with("/purchase") {
-        out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"}}));
+        out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]([ -~]*[!-~])?$"}}));
     }
     out
 }
