@@ -1,17 +1,21 @@
 # Helpers shared by scripts/bench, demo, fuzz and test. Sourced, not run.
 
+# Installs Debian packages (apt-get, with sudo unless root).
+apt_install() {
+  echo "$(basename "$0"): installing $*" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 # Installs the Debian packages of missing commands, given as command:package.
 install_missing() {
   local missing=() pair
   for pair in "$@"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "$(basename "$0"): installing ${missing[*]}" >&2
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
 # A free TCP port on the loopback interface.
