@@ -1,5 +1,6 @@
 //! Redis over TLS (`rediss://`) with a password: the store works through it,
-//! and the password never shows in messages.
+//! and the password never shows in messages. A Redis Cluster over TLS with a
+//! custom CA: the store works across its masters.
 
 mod common;
 
@@ -23,15 +24,13 @@ impl Drop for TlsRedis {
     }
 }
 
-fn start() -> TlsRedis {
-    let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("tc-tls-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // A CA, and a server certificate it signs (rustls refuses a CA as the server's own certificate).
+/// A CA, and a server certificate for 127.0.0.1 it signs (rustls refuses a
+/// CA as the server's own certificate), written into `dir`.
+fn make_certificates(dir: &std::path::Path) {
     let openssl = |args: &[&str]| {
         let ok = Command::new("openssl")
             .args(args)
-            .current_dir(&dir)
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -83,29 +82,59 @@ fn start() -> TlsRedis {
         "-extfile",
         "ext.cnf",
     ]);
-    let child = Command::new("redis-server")
+}
+
+/// redis-cli over TLS to a node, trusting the test CA.
+fn tls_cli(dir: &std::path::Path, port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
         .args([
-            "--port",
-            "0",
-            "--tls-port",
+            "-p",
             &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            "cert.pem",
-            "--tls-key-file",
-            "key.pem",
-            "--tls-ca-cert-file",
-            "ca.pem",
-            "--tls-auth-clients",
-            "no",
-            "--requirepass",
-            "s3cret-pw",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
+            "--tls",
+            "--cacert",
+            dir.join("ca.pem").to_str().unwrap(),
+            "--no-auth-warning",
         ])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Arguments of a TLS-only redis-server on `port` with the certificates in
+/// its working directory.
+fn tls_server_args(port: &str) -> Vec<&str> {
+    vec![
+        "--port",
+        "0",
+        "--tls-port",
+        port,
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        "cert.pem",
+        "--tls-key-file",
+        "key.pem",
+        "--tls-ca-cert-file",
+        "ca.pem",
+        "--tls-auth-clients",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+}
+
+fn start() -> TlsRedis {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("tc-tls-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let port_text = port.to_string();
+    let child = Command::new("redis-server")
+        .args(tls_server_args(&port_text))
+        .args(["--requirepass", "s3cret-pw"])
         .current_dir(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -114,21 +143,7 @@ fn start() -> TlsRedis {
     let r = TlsRedis { child, port, dir };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = Command::new("redis-cli")
-            .args([
-                "-p",
-                &port.to_string(),
-                "--tls",
-                "--cacert",
-                r.dir.join("ca.pem").to_str().unwrap(),
-                "--no-auth-warning",
-                "-a",
-                "s3cret-pw",
-                "PING",
-            ])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
+        if tls_cli(&r.dir, port, &["-a", "s3cret-pw", "PING"]) == "PONG" {
             return r;
         }
         assert!(Instant::now() < deadline, "TLS redis did not start");
@@ -208,4 +223,132 @@ async fn the_store_works_over_tls_with_a_password() {
     let o = common::run_cli(&["event", "list", "--redis", &cfg.url]);
     assert_eq!(o.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("s3cret-pw"));
+}
+
+/// Three TLS-only cluster nodes (client and bus traffic over TLS).
+struct TlsCluster {
+    nodes: Vec<(Child, u16)>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_cluster() -> TlsCluster {
+    let first = common::free_cluster_port();
+    let dir = std::env::temp_dir().join(format!("tc-tls-cluster-{}-{first}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let mut c = TlsCluster {
+        nodes: Vec::new(),
+        dir,
+    };
+    for i in 0..3 {
+        let port = if i == 0 {
+            first
+        } else {
+            common::free_cluster_port()
+        };
+        let (port_text, conf) = (port.to_string(), format!("nodes-{port}.conf"));
+        let child = Command::new("redis-server")
+            .args(tls_server_args(&port_text))
+            .args(common::cluster_node_args(&conf))
+            .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+            .current_dir(&c.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        c.nodes.push((child, port));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c
+        .nodes
+        .iter()
+        .all(|(_, p)| tls_cli(&c.dir, *p, &["PING"]) == "PONG")
+    {
+        assert!(Instant::now() < deadline, "TLS cluster nodes did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+    args.extend(c.nodes.iter().map(|(_, p)| format!("127.0.0.1:{p}")));
+    args.push("--cluster-yes".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    tls_cli(&c.dir, first, &refs);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c
+        .nodes
+        .iter()
+        .all(|(_, p)| tls_cli(&c.dir, *p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    {
+        assert!(Instant::now() < deadline, "TLS cluster did not become ok");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c
+}
+
+/// A cluster reached over TLS with the CA from the configuration: holds and
+/// purchases work on events in different slots.
+#[tokio::test]
+async fn the_store_works_on_a_tls_cluster_with_a_custom_ca() {
+    let c = start_cluster();
+    let seeds: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|(_, p)| format!("rediss://127.0.0.1:{p}"))
+        .collect();
+    let cfg = RedisConfig {
+        cluster: seeds.clone(),
+        tls_ca_file: Some(c.dir.join("ca.pem")),
+        ..RedisConfig::default()
+    };
+    let store = Store::connect(&cfg).await.expect("TLS cluster connection");
+    // Events whose keys land on different masters.
+    for id in ["a", "b", "c", "d"] {
+        store
+            .create_event(&EventSettings {
+                id: id.into(),
+                capacity: 5,
+                hold_ttl_ms: 60_000,
+                max_per_hold: 5,
+            })
+            .await
+            .unwrap();
+        let HoldOutcome::Held { hold, .. } = store
+            .hold(id, "u", &HoldRequest::Quantity(2), None)
+            .await
+            .unwrap()
+        else {
+            panic!("hold refused on {id}")
+        };
+        let bought = store
+            .purchase(&ticketctl::store::HoldRef::Id(&hold.id), "u", None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(bought, ticketctl::store::PurchaseOutcome::Bought { .. }),
+            "{bought:?}"
+        );
+    }
+    assert_eq!(store.list_events().await.unwrap().len(), 4);
+    let nodes_with_keys = c
+        .nodes
+        .iter()
+        .filter(|(_, p)| tls_cli(&c.dir, *p, &["DBSIZE"]) != "0")
+        .count();
+    assert!(nodes_with_keys >= 2, "the events span masters");
+    // Without the CA the nodes are not trusted.
+    let untrusted = RedisConfig {
+        cluster: seeds,
+        connect_timeout: Duration::from_secs(2),
+        ..RedisConfig::default()
+    };
+    assert!(Store::connect(&untrusted).await.is_err());
 }

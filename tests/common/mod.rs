@@ -393,7 +393,8 @@ pub struct Cluster {
     pub nodes: Vec<Redis>,
 }
 
-fn free_cluster_port() -> u16 {
+/// A free port whose cluster bus port (+10000) is free too.
+pub fn free_cluster_port() -> u16 {
     loop {
         let l = StdListener::bind("127.0.0.1:0").unwrap();
         let p = l.local_addr().unwrap().port() % 20000 + 20000;
