@@ -963,3 +963,27 @@ async fn ids_and_tickets_that_never_existed_are_refused_plainly() {
         r.text
     );
 }
+
+/// A hold released by the sweep before a count is counted as expired in the
+/// metrics, as one released by a worker or inline is.
+#[tokio::test]
+async fn holds_released_by_a_count_are_counted_as_expired() {
+    let (_r, api) = api().await;
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "a", "quantity": 2})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = api.req("GET", "/v1/events/short", None).await;
+    assert_eq!(r.json()["held"], 0);
+    let m = api.req("GET", "/metrics", None).await;
+    assert!(
+        m.text.contains("ticketctl_holds_expired_total 1\n"),
+        "{}",
+        m.text
+    );
+}

@@ -14,6 +14,7 @@ mod query;
 mod reply;
 mod scripts;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,6 +227,9 @@ pub struct Store {
     /// Group commit of holds and purchases (see batch.rs), when enabled.
     holds: Option<Arc<batch::Queues<scripts::HoldOp>>>,
     purchases: Option<Arc<batch::Queues<scripts::BuyOp>>>,
+    /// Counts expired holds released by this store's own sweeps (before
+    /// counts and listings), for the process's metrics.
+    swept: Option<Arc<AtomicU64>>,
 }
 
 impl Store {
@@ -321,6 +325,7 @@ impl Store {
             wait_replicas: cfg.wait_replicas,
             holds: None,
             purchases: None,
+            swept: None,
         }
     }
 
@@ -392,6 +397,13 @@ impl Store {
             purchases: None,
             ..self.clone()
         }
+    }
+
+    /// Adds the expired holds this store's sweeps release (before counts and
+    /// listings) to `counter`.
+    pub fn with_sweep_counter(mut self, counter: Arc<AtomicU64>) -> Store {
+        self.swept = Some(counter);
+        self
     }
 
     /// Limits how many live holds one user may have in one event (0: no limit).

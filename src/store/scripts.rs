@@ -512,10 +512,14 @@ impl Store {
     pub async fn event_counts(&self, event: &str) -> Result<Option<EventCounts>> {
         const PASS: usize = 1000;
         loop {
-            match self.release_expired(event, PASS, false).await? {
-                None => return Ok(None),
-                Some(s) if s.next_deadline_ms == Some(s.now_ms) => continue,
-                Some(s) => return Ok(Some(s.counts)),
+            let Some(s) = self.release_expired(event, PASS, false).await? else {
+                return Ok(None);
+            };
+            if let Some(swept) = &self.swept {
+                swept.fetch_add(s.released, std::sync::atomic::Ordering::Relaxed);
+            }
+            if s.next_deadline_ms != Some(s.now_ms) {
+                return Ok(Some(s.counts));
             }
         }
     }

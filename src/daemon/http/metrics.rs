@@ -26,8 +26,10 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, &'static str, u16), Series>>,
     /// Holds created.
     pub holds_created: AtomicU64,
-    /// Expired holds released (inline or by a worker in this process).
-    pub holds_expired: AtomicU64,
+    /// Expired holds released by this process: inline by a hold or a
+    /// purchase, by a sweep before a count or listing, or by a release
+    /// worker. Shared with the serving stores, which count their sweeps.
+    pub holds_expired: std::sync::Arc<AtomicU64>,
     /// Holds cancelled by their user or an operator.
     pub holds_cancelled: AtomicU64,
     /// Purchases accepted (new orders).
@@ -123,7 +125,7 @@ impl Metrics {
             (
                 "ticketctl_holds_expired_total",
                 "Expired holds released by this process.",
-                &self.holds_expired,
+                &*self.holds_expired,
             ),
             (
                 "ticketctl_holds_cancelled_total",

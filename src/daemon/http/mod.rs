@@ -130,7 +130,7 @@ impl AppState {
     /// Shared state for the router.
     pub fn new(store: Store, metrics: Arc<Metrics>, cfg: &Config) -> AppState {
         AppState(Arc::new(Inner {
-            store: serving_store(store, cfg),
+            store: serving_store(store, cfg, &metrics),
             metrics,
             admin_token: cfg.server.admin_token.clone(),
             compat_event: cfg.compat.event.clone(),
@@ -149,7 +149,7 @@ impl AppState {
     /// connection): metrics, rate limits and settings stay shared.
     pub fn with_store(&self, store: Store, cfg: &Config) -> AppState {
         AppState(Arc::new(Inner {
-            store: serving_store(store, cfg),
+            store: serving_store(store, cfg, &self.metrics),
             metrics: self.metrics.clone(),
             admin_token: self.admin_token.clone(),
             compat_event: self.compat_event.clone(),
@@ -160,12 +160,13 @@ impl AppState {
     }
 }
 
-/// A store as the handlers use it: the per-user hold limit, and group
-/// commit of holds and purchases.
-fn serving_store(store: Store, cfg: &Config) -> Store {
+/// A store as the handlers use it: the per-user hold limit, group commit of
+/// holds and purchases, and its sweeps counted in the metrics.
+fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
     store
         .with_max_holds_per_user(cfg.limits.max_holds_per_user)
         .with_hold_batching()
+        .with_sweep_counter(metrics.holds_expired.clone())
 }
 
 /// The metric label of a matched route pattern (from the route table).
