@@ -13,17 +13,32 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Copy)]
 struct Series {
     count: u64,
     sum: f64,
     buckets: [u64; BUCKETS.len()],
 }
 
+type Key = (&'static str, &'static str, u16);
+
+/// Request series are kept in this many maps, each thread writing to its
+/// own (threads beyond that share), so serving threads never wait on one
+/// another; a scrape adds them up.
+const SHARDS: usize = 16;
+
+thread_local! {
+    /// This thread's shard of the request series.
+    static SHARD: usize = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize
+    };
+}
+
 /// Counters shared by every request of a process.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), Series>>,
+    requests: [Mutex<BTreeMap<Key, Series>>; SHARDS],
     /// Holds created.
     pub holds_created: AtomicU64,
     /// Expired holds released by this process: inline by a hold or a
@@ -50,7 +65,8 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let secs = elapsed.as_secs_f64();
-        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let shard = &self.requests[SHARD.with(|s| *s)];
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
         let s = map.entry((method, route, status)).or_default();
         s.count += 1;
         s.sum += secs;
@@ -73,11 +89,17 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let map = self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut map: BTreeMap<Key, Series> = BTreeMap::new();
+        for shard in &self.requests {
+            for (k, v) in shard.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                let s = map.entry(*k).or_default();
+                s.count += v.count;
+                s.sum += v.sum;
+                for (a, b) in s.buckets.iter_mut().zip(v.buckets) {
+                    *a += b;
+                }
+            }
+        }
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP ticketctl_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE ticketctl_http_requests_total counter\n");
@@ -161,6 +183,33 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_from_many_threads_add_up() {
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        m.observe("GET", "/healthz", 200, Duration::from_micros(100));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = (SHARDS + 3) * 100;
+        let text = m.render();
+        assert!(
+            text.contains(&format!(
+                "ticketctl_http_requests_total{{method=\"GET\",route=\"/healthz\",status=\"200\"}} {n}\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("le=\"0.0005\"}} {n}\n")), "{text}");
+    }
 
     #[test]
     fn renders_counts_and_cumulative_buckets() {
