@@ -52,7 +52,13 @@ impl RateLimiter {
                 }
             }
         }
-        let (tokens, at) = map.entry(key.to_string()).or_insert((self.burst, now));
+        // A known key is looked up without allocating its name again.
+        if !map.contains_key(key) {
+            map.insert(key.to_string(), (self.burst, now));
+        }
+        let Some((tokens, at)) = map.get_mut(key) else {
+            return Ok(()); // inserted just above
+        };
         let available =
             (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
