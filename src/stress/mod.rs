@@ -489,8 +489,8 @@ impl Worker {
 
     /// Waits for the next iteration's turn. `None`: stop. `Some(Some(t))`:
     /// open model, `t` is the intended start.
-    async fn pace(&mut self) -> Option<Option<Instant>> {
-        let sh = self.sh.clone();
+    async fn pace(&self) -> Option<Option<Instant>> {
+        let sh = &self.sh;
         if sh.stop.is_cancelled() || sh.deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
