@@ -48,7 +48,7 @@ fn nasty_string(rng: &mut Rng) -> String {
     ];
     let mut s = String::new();
     for _ in 0..rng.below(6) {
-        let p: &str = *rng.pick(&pieces);
+        let p = *rng.pick(&pieces);
         s.push_str(p);
     }
     if rng.chance(5) {

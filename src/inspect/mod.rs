@@ -103,7 +103,7 @@ pub async fn gather(store: &Store, section: Option<Section>, q: &Query) -> Resul
             snap.orders
                 .extend(store.recent_orders(&e.id, q.limit).await?);
         }
-        snap.orders.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        snap.orders.sort_by_key(|o| std::cmp::Reverse(o.created_ms));
         snap.orders.truncate(q.limit);
     }
     Ok(snap)

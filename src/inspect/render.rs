@@ -134,11 +134,11 @@ pub fn queues(snap: &Snapshot) -> String {
     }
     let mut out = t.to_string();
     if any {
-        out.push_str("\n");
+        out.push('\n');
         out.push_str(&c.to_string());
     }
     if !snap.sinks.is_empty() {
-        out.push_str("\n");
+        out.push('\n');
         out.push_str(&s.to_string());
     }
     out

@@ -72,6 +72,12 @@ impl EventKeys {
     }
 }
 
+/// The index of orders already published to a sink stream. Its hash tag is
+/// the stream's whole name, so it shares the stream's Cluster slot.
+pub fn sink_published(stream: &str) -> String {
+    format!("{{{stream}}}:published")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,10 +93,4 @@ mod tests {
             assert!(key.starts_with("tc:{ev:gig-1}:"), "{key}");
         }
     }
-}
-
-/// The index of orders already published to a sink stream. Its hash tag is
-/// the stream's whole name, so it shares the stream's Cluster slot.
-pub fn sink_published(stream: &str) -> String {
-    format!("{{{stream}}}:published")
 }

@@ -89,7 +89,9 @@ impl Worker {
         if jobs.is_empty() {
             return Ok(true);
         }
-        let mut dead: BTreeMap<String, Vec<(String, Option<u64>, u64, String)>> = BTreeMap::new();
+        // Per event: (stream id, order seq if readable, attempts, error).
+        type DeadLetter = (String, Option<u64>, u64, String);
+        let mut dead: BTreeMap<String, Vec<DeadLetter>> = BTreeMap::new();
         let mut good = Vec::new();
         for j in jobs {
             match &j.body {
