@@ -964,6 +964,77 @@ async fn ids_and_tickets_that_never_existed_are_refused_plainly() {
     );
 }
 
+/// Every release of an expired hold this process makes is counted in the
+/// metrics: by the sweep before a count, by a purchase or cancel that meets
+/// the expired hold, and by a hold that releases some on its way, whether it
+/// then gets its tickets or not.
+#[tokio::test]
+async fn every_release_of_an_expired_hold_is_counted() {
+    let (_r, api) = api().await;
+    let expired_total = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("ticketctl_holds_expired_total "))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let metric = || async { expired_total(&api.req("GET", "/metrics", None).await.text) };
+    let hold = |user: &'static str, n: u64| {
+        let api = &api;
+        async move {
+            let r = api
+                .req(
+                    "POST",
+                    "/v1/events/short/holds",
+                    Some(json!({"userId": user, "quantity": n})),
+                )
+                .await;
+            (
+                r.status,
+                r.json()["holdId"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    let ttl = std::time::Duration::from_millis(1100);
+    // A purchase that meets its hold expired.
+    let (_, a) = hold("a", 2).await;
+    tokio::time::sleep(ttl).await;
+    let r = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{a}/purchase"),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(metric().await, 1);
+    // A cancel that meets its hold expired.
+    let (_, b) = hold("b", 1).await;
+    tokio::time::sleep(ttl).await;
+    let r = api
+        .req(
+            "DELETE",
+            &format!("/v1/holds/{b}"),
+            Some(json!({"userId": "b"})),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(metric().await, 2);
+    // A quantity hold that releases an expired hold on its way and still
+    // finds too few tickets (10 tickets): c's hold has expired, d's, e's and
+    // g's (8 tickets) have not.
+    assert_eq!(hold("c", 1).await.0, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(hold("d", 3).await.0, 201);
+    assert_eq!(hold("e", 3).await.0, 201);
+    assert_eq!(hold("g", 2).await.0, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(hold("f", 3).await.0, 409);
+    assert_eq!(metric().await, 3);
+    // One that releases three on its way and gets its tickets.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(hold("h", 3).await.0, 201);
+    assert_eq!(metric().await, 6);
+}
+
 /// A hold released by the sweep before a count is counted as expired in the
 /// metrics, as one released by a worker or inline is.
 #[tokio::test]

@@ -227,8 +227,9 @@ pub struct Store {
     /// Group commit of holds and purchases (see batch.rs), when enabled.
     holds: Option<Arc<batch::Queues<scripts::HoldOp>>>,
     purchases: Option<Arc<batch::Queues<scripts::BuyOp>>>,
-    /// Counts expired holds released by this store's own sweeps (before
-    /// counts and listings), for the process's metrics.
+    /// Counts the expired holds this store's calls release (sweeps before
+    /// counts and listings, and holds, purchases and cancels that meet
+    /// them), for the process's metrics.
     swept: Option<Arc<AtomicU64>>,
 }
 
@@ -399,11 +400,17 @@ impl Store {
         }
     }
 
-    /// Adds the expired holds this store's sweeps release (before counts and
-    /// listings) to `counter`.
+    /// Adds the expired holds this store's calls release to `counter`.
     pub fn with_sweep_counter(mut self, counter: Arc<AtomicU64>) -> Store {
         self.swept = Some(counter);
         self
+    }
+
+    /// Adds `n` released expired holds to the sweep counter, if any.
+    pub(crate) fn count_released(&self, n: u64) {
+        if let (Some(c), true) = (&self.swept, n > 0) {
+            c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Limits how many live holds one user may have in one event (0: no limit).

@@ -378,6 +378,17 @@ fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldO
     })
 }
 
+/// Expired holds a hold's (long) answer says its call released on the way;
+/// 0 for an answer replayed for an Idempotency-Key (-1 there).
+fn released_by_hold(r: &Reply) -> u64 {
+    let at = match r.status().as_deref() {
+        Ok("ok" | "unavailable" | "sweep_more") => 1,
+        Ok("hold_limit") => 2,
+        _ => return 0,
+    };
+    r.int(at).map_or(0, |n| n.max(0) as u64)
+}
+
 /// Reads one hold's answer from the hold script.
 fn hold_outcome(
     event: &str,
@@ -515,9 +526,7 @@ impl Store {
             let Some(s) = self.release_expired(event, PASS, false).await? else {
                 return Ok(None);
             };
-            if let Some(swept) = &self.swept {
-                swept.fetch_add(s.released, std::sync::atomic::Ordering::Relaxed);
-            }
+            self.count_released(s.released);
             if s.next_deadline_ms != Some(s.now_ms) {
                 return Ok(Some(s.counts));
             }
@@ -625,8 +634,17 @@ impl Store {
             .zip(holds)
             .zip(secrets)
             .map(|((v, (user, req)), secret)| match v {
-                Value::BulkString(b) => held_short(event, user, secret, &b).map(Some),
-                v => Reply::new("hold", v).and_then(|r| hold_outcome(event, user, req, r)),
+                Value::BulkString(b) => {
+                    let held = held_short(event, user, secret, &b)?;
+                    if let HoldOutcome::Held { expired, .. } = &held {
+                        self.count_released(*expired);
+                    }
+                    Ok(Some(held))
+                }
+                v => Reply::new("hold", v).and_then(|r| {
+                    self.count_released(released_by_hold(&r));
+                    hold_outcome(event, user, req, r)
+                }),
             })
             .collect())
     }
@@ -727,7 +745,13 @@ impl Store {
         }
         let mut out: Vec<Result<PurchaseOutcome>> = answers
             .into_iter()
-            .map(|r| purchase_outcome(event, r))
+            .map(|r| {
+                if r.status().is_ok_and(|s| s == "expired") {
+                    // Released now, or already gone (then no count).
+                    self.count_released(r.uint(1).unwrap_or(0));
+                }
+                purchase_outcome(event, r)
+            })
             .collect();
         if out
             .iter()
@@ -760,7 +784,12 @@ impl Store {
             HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg(""),
         };
         let r = self.eval(inv, "cancel").await?;
-        Ok(match r.status()?.as_str() {
+        let status = r.status()?;
+        if status == "not_found" || status == "not_held" {
+            // The hold had expired, and this call released it.
+            self.count_released(r.uint(1).unwrap_or(0));
+        }
+        Ok(match status.as_str() {
             "ok" => CancelOutcome::Cancelled(r.uint(1)?),
             "forbidden" => CancelOutcome::Forbidden,
             "not_held" => CancelOutcome::NotHeld,

@@ -47,12 +47,10 @@ pub struct Metrics {
     requests: [Shard; SHARDS],
     /// Holds created.
     pub holds_created: AtomicU64,
-    /// Expired holds this process released: by a release worker, by the
-    /// sweep before a count or listing (the serving stores share this
-    /// counter), and inline by a hold that got its tickets. Holds released
-    /// on the way by a hold that still failed, a purchase or cancel of an
-    /// expired hold, or the per-user limit's sweep are not counted here; the
-    /// event's `expired` counter in Redis (`inspect`) counts every one.
+    /// Expired holds this process released: by a release worker, and by
+    /// any call of the serving stores (which share this counter): the sweep
+    /// before a count or listing, and holds, purchases and cancels that met
+    /// an expired hold on their way.
     pub holds_expired: std::sync::Arc<AtomicU64>,
     /// Holds cancelled by their user or an operator.
     pub holds_cancelled: AtomicU64,
@@ -82,13 +80,6 @@ impl Metrics {
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             s.buckets[i] += 1;
         }
-    }
-
-    /// Counts a hold answer: a new hold (not a replayed one) and the
-    /// expired holds released on the way.
-    pub fn hold_made(&self, expired: u64, replayed: bool) {
-        Self::add(&self.holds_created, u64::from(!replayed));
-        Self::add(&self.holds_expired, expired);
     }
 
     /// Adds `n` to a counter.

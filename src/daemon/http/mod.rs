@@ -70,11 +70,12 @@ impl Inner {
         idem: Option<&Idempotency<'_>>,
     ) -> Result<HoldOutcome, ApiError> {
         let outcome = self.store.hold(event, user, req, idem).await?;
+        // Expired holds released on the way are counted by the store.
         if let HoldOutcome::Held {
-            expired, replayed, ..
+            replayed: false, ..
         } = &outcome
         {
-            self.metrics.hold_made(*expired, *replayed);
+            Metrics::add(&self.metrics.holds_created, 1);
         }
         Ok(outcome)
     }

@@ -5,6 +5,7 @@
 --          | 't' (ARGV[2] = ticket id: the hold holding it, operator only)
 -- Returns: { 'ok', tickets released } | { 'not_found' } | { 'forbidden' } | { 'not_held' } | { 'schema', v }
 --        | { 'invalid', message } (by ticket: out of range)
+--        | { 'not_found' | 'not_held', 1 }: the hold had expired and was released now
 local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
@@ -23,6 +24,6 @@ local freed = free_hold(seq, h)
 if h.deadline <= now then
   -- Already expired: tidied up, but to the caller it was gone.
   count_expired(1)
-  return { ARGV[1] == 'h' and 'not_found' or 'not_held' }
+  return { ARGV[1] == 'h' and 'not_found' or 'not_held', 1 }
 end
 return { 'ok', freed }

@@ -18,7 +18,7 @@
 --        | { 'sweep_more', expired }: expired holds may be in the way; release
 --          them (release_expired) and call again
 --        | { 'invalid', message } | { 'idem_mismatch' }
---        | { 'hold_limit', max }: the user already has that many live holds
+--        | { 'hold_limit', max, expired }: the user already has that many live holds
 --        | { 'error', message }: counters and bitmap disagree (nothing held)
 -- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
 -- Every outcome but sweep_more and error is kept for the key.
@@ -41,17 +41,18 @@ local added, scheduled, owners, records = 0, {}, {}, {}
 local pending = {}
 
 -- Counts the hold against its user first (one call on the common path) and
--- takes it back when the hold does not happen.
+-- takes it back when the hold does not happen. Returns whether it may go on,
+-- and how many expired holds were released to find out.
 local function charge_user(user)
   local n = redis.call('HINCRBY', K.uholds, user, '1')
-  if max_user == 0 or n <= max_user then return true end
+  if max_user == 0 or n <= max_user then return true, 0 end
   -- Holds past their deadline do not count: release this user's, oldest
   -- first, as part of the general sweep, then look again.
-  sweep(now, 1000)
+  local released = sweep(now, 1000)
   meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
-  if tonumber(redis.call('HGET', K.uholds, user)) <= max_user then return true end
+  if tonumber(redis.call('HGET', K.uholds, user)) <= max_user then return true, released end
   user_hold_done(user)
-  return false
+  return false, released
 end
 
 -- Claims explicit tickets; returns the tickets (as text), or nil and a reply.
@@ -158,7 +159,8 @@ local function claim_quantity(n)
 end
 
 local function hold_one(secret, user, mode, arg)
-  if not charge_user(user) then return { 'hold_limit', max_user } end
+  local allowed, swept = charge_user(user)
+  if not allowed then return { 'hold_limit', max_user, swept } end
   local tickets, reply, expired
   if mode == 't' then
     tickets, reply, expired = claim_tickets(arg)
@@ -167,8 +169,11 @@ local function hold_one(secret, user, mode, arg)
   end
   if not tickets then
     user_hold_done(user)
+    -- Holds released on the way are reported with the refusal.
+    if reply[1] == 'unavailable' or reply[1] == 'sweep_more' then reply[2] = reply[2] + swept end
     return reply
   end
+  expired = expired + swept
   seq = seq + 1
   local id = fmt_int(seq)
   for _, t in ipairs(tickets) do
@@ -217,6 +222,8 @@ if K.idem then
     if status == 'ok' or status == 'unavailable' then
       stored = { status, -1 }
       for i = 3, #reply do stored[#stored + 1] = reply[i] end
+    elseif status == 'hold_limit' then
+      stored = { status, reply[2] }
     end
     idem_finish(fingerprint, reply, stored)
   end

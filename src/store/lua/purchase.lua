@@ -12,6 +12,7 @@
 -- one reply per purchase:
 --          { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
+--        | { 'expired', 1 }: the hold had expired and was released now
 --        | { 'idem_mismatch' } | { 'invalid', message } (by ticket)
 --        | { 'error', message }: the owner index disagrees with the hold
 --          (damaged data; nothing sold)
@@ -64,7 +65,7 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   if h.deadline <= now then
     free_hold(seq, h)
     count_expired(1)
-    return { 'expired' }
+    return { 'expired', 1 }, { 'expired' }
   end
 
   local tickets = {}
