@@ -34,7 +34,11 @@ impl RateLimiter {
 
     fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_KEYS && !map.contains_key(key) {
+        // A known key: one lookup, and its name is not allocated again.
+        if let Some(bucket) = map.get_mut(key) {
+            return self.take(bucket, now);
+        }
+        if map.len() >= MAX_KEYS {
             // Forget the keys with the most tokens first: idle clients, whose
             // bucket would be full anyway. Keys being limited are kept, so a
             // flood of new keys cannot reset them.
@@ -52,13 +56,14 @@ impl RateLimiter {
                 }
             }
         }
-        // A known key is looked up without allocating its name again.
-        if !map.contains_key(key) {
-            map.insert(key.to_string(), (self.burst, now));
-        }
-        let Some((tokens, at)) = map.get_mut(key) else {
-            return Ok(()); // inserted just above
-        };
+        let mut bucket = (self.burst, now);
+        let taken = self.take(&mut bucket, now);
+        map.insert(key.to_string(), bucket);
+        taken
+    }
+
+    /// Takes a token from a bucket, refilled up to `now`.
+    fn take(&self, (tokens, at): &mut (f64, Instant), now: Instant) -> Result<(), u64> {
         let available =
             (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
