@@ -438,16 +438,10 @@ impl Store {
         })
     }
 
-    /// Jobs of `consumer` still unacknowledged in `event` (0 or 1: whether
-    /// there is any).
-    pub async fn pending_of(&self, event: &str, consumer: &str) -> Result<u64> {
-        Ok(self.oldest_pending(event, consumer).await?.is_some() as u64)
-    }
-
     /// Removes a consumer that holds no pending jobs from an event's group
     /// (one with pending jobs is kept, so none are lost).
     pub async fn forget_consumer(&self, event: &str, consumer: &str) -> Result<()> {
-        if self.pending_of(event, consumer).await? > 0 {
+        if self.oldest_pending(event, consumer).await?.is_some() {
             return Ok(());
         }
         let key = EventKeys::new(event).jobs();
