@@ -92,18 +92,16 @@ pub(crate) async fn spawn_purchase(
     };
     let pc = cfg.purchase.clone();
     Ok(tokio::spawn(async move {
-        {
-            let once = opts.once;
-            let summary = worker::purchase::run(store, pc, opts, token, metrics)
-                .await
-                .context("purchase worker")?;
-            if once && summary.failed_batches > 0 {
-                anyhow::bail!(
-                    "purchase worker: {} batches could not be published; their jobs stay queued for a retry",
-                    summary.failed_batches
-                );
-            }
-            Ok(())
+        let once = opts.once;
+        let summary = worker::purchase::run(store, pc, opts, token, metrics)
+            .await
+            .context("purchase worker")?;
+        if once && summary.failed_batches > 0 {
+            anyhow::bail!(
+                "purchase worker: {} batches could not be published; their jobs stay queued for a retry",
+                summary.failed_batches
+            );
         }
+        Ok(())
     }))
 }
