@@ -203,7 +203,6 @@ impl ClusterHandle {
     }
 }
 
-/// Handle on the store; cheap to clone.
 /// Where commands go.
 #[derive(Clone)]
 enum Backend {
@@ -215,6 +214,7 @@ enum Backend {
     Cluster(Arc<ClusterHandle>),
 }
 
+/// Handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,

@@ -162,7 +162,8 @@ impl AppState {
 }
 
 /// A store as the handlers use it: the per-user hold limit, group commit of
-/// holds and purchases, and its sweeps counted in the metrics.
+/// holds and purchases, and the expired holds its calls release counted in
+/// the metrics.
 fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
     store
         .with_max_holds_per_user(cfg.limits.max_holds_per_user)
