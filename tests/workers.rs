@@ -192,6 +192,19 @@ fn purchase_opts(once: bool, consumer: &str) -> PurchaseOpts {
     }
 }
 
+/// One run of the purchase worker with `opts`, on a connection of its own.
+async fn drain(redis: &Redis, cfg: &Config, opts: PurchaseOpts) -> purchase::PurchaseSummary {
+    purchase::run(
+        store(redis).await,
+        cfg.purchase.clone(),
+        opts,
+        CancellationToken::new(),
+        Arc::default(),
+    )
+    .await
+    .unwrap()
+}
+
 fn stream_order_ids(redis: &Redis, stream: &str) -> Vec<String> {
     let out = redis.cli(&["XRANGE", stream, "-", "+"]);
     let lines: Vec<&str> = out.lines().collect();
@@ -212,15 +225,7 @@ async fn orders_are_published_once_to_every_stream_and_completed() {
         orders.push(buy(&s, "e", &format!("u{i}")).await);
     }
     let cfg = config(&redis);
-    let summary = purchase::run(
-        store(&redis).await,
-        cfg.purchase.clone(),
-        purchase_opts(true, "c1"),
-        CancellationToken::new(),
-        Arc::default(),
-    )
-    .await
-    .unwrap();
+    let summary = drain(&redis, &cfg, purchase_opts(true, "c1")).await;
     assert_eq!(summary.completed, 150);
     for o in &orders {
         let got = s.get_order(&o.id).await.unwrap().unwrap();
@@ -244,15 +249,7 @@ async fn orders_are_published_once_to_every_stream_and_completed() {
     assert!(first.contains("[1]"), "{first}");
     assert_eq!(jobs_outstanding(&redis, "e"), 0, "every job acknowledged");
     // Running again publishes nothing more.
-    let again = purchase::run(
-        store(&redis).await,
-        cfg.purchase.clone(),
-        purchase_opts(true, "c2"),
-        CancellationToken::new(),
-        Arc::default(),
-    )
-    .await
-    .unwrap();
+    let again = drain(&redis, &cfg, purchase_opts(true, "c2")).await;
     assert_eq!(again.completed, 0);
     assert_eq!(stream_order_ids(&redis, "tc:payments").len(), 150);
 }
@@ -282,15 +279,7 @@ async fn a_batch_of_nine_thousand_jobs_completes_in_one_pass() {
         batch: 10_000,
         ..purchase_opts(true, "big")
     };
-    let summary = purchase::run(
-        store(&redis).await,
-        cfg.purchase.clone(),
-        opts,
-        CancellationToken::new(),
-        Arc::default(),
-    )
-    .await
-    .unwrap();
+    let summary = drain(&redis, &cfg, opts).await;
     assert_eq!((summary.completed, summary.failed_batches), (9000, 0));
     assert_eq!(jobs_outstanding(&redis, "e"), 0, "every job acknowledged");
     for stream in ["tc:payments", "tc:fulfillment"] {
@@ -417,15 +406,7 @@ async fn a_slow_webhook_is_retried_and_succeeds() {
         secret: String::new(),
         timeout: Duration::from_millis(300),
     }];
-    let summary = purchase::run(
-        store(&redis).await,
-        cfg.purchase.clone(),
-        purchase_opts(true, "w"),
-        CancellationToken::new(),
-        Arc::default(),
-    )
-    .await
-    .unwrap();
+    let summary = drain(&redis, &cfg, purchase_opts(true, "w")).await;
     assert_eq!(summary.completed, 1);
     assert!(h.requests.load(Ordering::SeqCst) >= 2);
     assert_eq!(
@@ -527,27 +508,11 @@ async fn a_sink_that_failed_mid_write_gets_the_order_on_the_retry() {
     // The payments stream is broken (a string where the stream should be): the append fails.
     redis.cli(&["SET", "tc:payments", "not a stream"]);
     let cfg = config(&redis);
-    let first = purchase::run(
-        store(&redis).await,
-        cfg.purchase.clone(),
-        purchase_opts(true, "w"),
-        CancellationToken::new(),
-        Arc::default(),
-    )
-    .await
-    .unwrap();
+    let first = drain(&redis, &cfg, purchase_opts(true, "w")).await;
     assert_eq!((first.completed, first.failed_batches), (0, 1));
     redis.cli(&["DEL", "tc:payments"]);
     // Same consumer again: it takes back its own pending job and publishes it.
-    let second = purchase::run(
-        store(&redis).await,
-        cfg.purchase.clone(),
-        purchase_opts(true, "w"),
-        CancellationToken::new(),
-        Arc::default(),
-    )
-    .await
-    .unwrap();
+    let second = drain(&redis, &cfg, purchase_opts(true, "w")).await;
     assert_eq!(second.completed, 1);
     assert_eq!(
         stream_order_ids(&redis, "tc:payments"),
