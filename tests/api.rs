@@ -30,7 +30,7 @@ async fn events_are_created_once_and_counted_exactly() {
             Some(json!({"id": "gig", "capacity": 5})),
         )
         .await;
-    assert_eq!((r.status, r.code()), (401, "unauthorized".into()));
+    r.assert_error(401, "unauthorized");
     let r = api
         .admin(
             "POST",
@@ -148,7 +148,7 @@ async fn holds_purchases_and_orders() {
             Some(json!({"userId": "bob", "ticketIds": [3, 2, 1]})),
         )
         .await;
-    assert_eq!((c.status, c.code()), (409, "tickets_unavailable".into()));
+    c.assert_error(409, "tickets_unavailable");
     assert_eq!(c.json()["error"]["ticketIds"], json!([2, 1]));
     assert_eq!(
         api.req("GET", "/v1/events/default", None).await.json()["held"],
@@ -179,7 +179,7 @@ async fn holds_purchases_and_orders() {
             Some(json!({"userId": "mallory"})),
         )
         .await;
-    assert_eq!((p.status, p.code()), (403, "forbidden".into()));
+    p.assert_error(403, "forbidden");
     let d = api
         .req(
             "DELETE",
@@ -431,7 +431,7 @@ async fn every_bad_input_gets_a_clear_json_error() {
             &[("content-type", "text/plain")],
         )
         .await;
-    assert_eq!((r.status, r.code()), (415, "unsupported_media_type".into()));
+    r.assert_error(415, "unsupported_media_type");
     // No Content-Type at all is accepted as JSON.
     let r = api
         .raw(
@@ -454,11 +454,11 @@ async fn every_bad_input_gets_a_clear_json_error() {
             &[("content-type", "application/json")],
         )
         .await;
-    assert_eq!((r.status, r.code()), (413, "payload_too_large".into()));
+    r.assert_error(413, "payload_too_large");
     let r = api.req("PUT", "/v1/events/default", None).await;
-    assert_eq!((r.status, r.code()), (405, "method_not_allowed".into()));
+    r.assert_error(405, "method_not_allowed");
     let r = api.req("GET", "/nowhere", None).await;
-    assert_eq!((r.status, r.code()), (404, "not_found".into()));
+    r.assert_error(404, "not_found");
     let r = api
         .raw(
             "POST",
@@ -521,7 +521,7 @@ async fn an_expired_hold_frees_its_tickets_without_any_worker() {
             Some(json!({"userId": "a"})),
         )
         .await;
-    assert_eq!((p.status, p.code()), (409, "hold_expired".into()));
+    p.assert_error(409, "hold_expired");
     let e = api.req("GET", "/v1/events/short", None).await.json();
     assert_eq!(
         (
@@ -552,7 +552,7 @@ async fn an_expired_hold_cannot_be_bought_before_anything_released_it() {
             Some(json!({"userId": "a"})),
         )
         .await;
-    assert_eq!((p.status, p.code()), (409, "hold_expired".into()));
+    p.assert_error(409, "hold_expired");
     let p = api
         .req(
             "POST",
@@ -723,7 +723,7 @@ async fn compatibility_routes_behave_like_the_proof_of_concept() {
     let r = api
         .req("POST", "/api/ticket/reserve", Some(json!({"ticketId": 6})))
         .await;
-    assert_eq!((r.status, r.code()), (400, "invalid_request".into()));
+    r.assert_error(400, "invalid_request");
     let r = api
         .req(
             "POST",
@@ -839,12 +839,7 @@ async fn health_readiness_and_metrics() {
             Some(json!({"userId": "a", "quantity": 1})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (503, "unavailable".into()),
-        "{}",
-        r.text
-    );
+    r.assert_error(503, "unavailable");
     assert_eq!(
         r.headers.get("retry-after").map(|v| v.to_str().unwrap()),
         Some("1")
@@ -929,12 +924,7 @@ async fn ids_and_tickets_that_never_existed_are_refused_plainly() {
             Some(json!({"userId": "a"})),
         )
         .await;
-    assert_eq!(
-        (p.status, p.code()),
-        (404, "not_found".into()),
-        "{}",
-        p.text
-    );
+    p.assert_error(404, "not_found");
     // Compatibility routes: a ticket out of range is bad input, not a conflict.
     let r = api
         .req(
@@ -943,12 +933,7 @@ async fn ids_and_tickets_that_never_existed_are_refused_plainly() {
             Some(json!({"ticketId": 1000, "userId": "a"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "invalid_request".into()),
-        "{}",
-        r.text
-    );
+    r.assert_error(400, "invalid_request");
     let r = api
         .admin(
             "POST",
@@ -956,12 +941,7 @@ async fn ids_and_tickets_that_never_existed_are_refused_plainly() {
             Some(json!({"ticketId": 1000})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "invalid_request".into()),
-        "{}",
-        r.text
-    );
+    r.assert_error(400, "invalid_request");
 }
 
 /// Every release of an expired hold this process makes is counted in the

@@ -246,6 +246,18 @@ impl Resp {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
     }
+    /// Asserts this is the error answer with `status` and `code`; shows the
+    /// body when it is not.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code().as_str()),
+            (status, code),
+            "{}",
+            self.text
+        );
+    }
+
     pub fn code(&self) -> String {
         self.json()["error"]["code"]
             .as_str()
