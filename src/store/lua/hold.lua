@@ -19,7 +19,8 @@
 --          them (release_expired) and call again
 --        | { 'invalid', message } | { 'idem_mismatch' }
 --        | { 'hold_limit', max, expired }: the user already has that many live holds
---        | { 'error', message }: counters and bitmap disagree (nothing held)
+--        | { 'error', message }: counters and bitmap disagree, or a key is
+--          damaged (nothing held)
 -- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
 -- Every outcome but sweep_more and error is kept for the key.
 local fingerprint = ARGV[4]
@@ -39,19 +40,25 @@ local added, scheduled, owners, records = 0, {}, {}, {}
 -- Tickets claimed by holds of this call (their owner entries are written at
 -- the end): ticket id text -> hold seq text.
 local pending = {}
+-- Redis keeps a script's writes when a command fails partway (say, on a key
+-- damaged by hand), so what a hold has changed is noted as it goes and taken
+-- back if it fails: the user it charged and the tickets it claimed.
+local charged, claiming = nil, {}
 
 -- Counts the hold against its user first (one call on the common path) and
 -- takes it back when the hold does not happen. Returns whether it may go on,
 -- and how many expired holds were released to find out.
 local function charge_user(user)
-  local n = redis.call('HINCRBY', K.uholds, user, '1')
+  local n = user_count_add(user, '1')
+  charged = user
   if max_user == 0 or n <= max_user then return true, 0 end
   -- Holds past their deadline do not count: release this user's, oldest
   -- first, as part of the general sweep, then look again.
   local released = sweep(now, 1000)
   meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
-  if tonumber(redis.call('HGET', K.uholds, user)) <= max_user then return true, released end
+  if (tonumber(redis.call('HGET', K.uholds, user)) or 0) <= max_user then return true, released end
   user_hold_done(user)
+  charged = nil
   return false, released
 end
 
@@ -70,7 +77,7 @@ local function claim_tickets(csv)
   end
   -- SETBIT answers the old bit, so one call both claims a free ticket and
   -- finds a taken one; claims are undone below if any ticket is taken.
-  local busy, claimed, expired, lowest_repaired = {}, {}, 0, nil
+  local busy, claimed, expired, lowest_repaired = {}, claiming, 0, nil
   for _, t in ipairs(tickets) do
     if redis.call('SETBIT', K.taken, t, '1') == 0 then
       claimed[#claimed + 1] = t
@@ -153,6 +160,7 @@ local function claim_quantity(n)
   for i, t in ipairs(tickets) do
     tickets[i] = fmt_int(t)
     redis.call('SETBIT', K.taken, tickets[i], '1')
+    claiming[i] = tickets[i]
   end
   redis.call('HSET', K.meta, 'hint', pos)
   return tickets, nil, expired
@@ -169,6 +177,7 @@ local function hold_one(secret, user, mode, arg)
   end
   if not tickets then
     user_hold_done(user)
+    charged = nil
     -- Holds released on the way are reported with the refusal.
     if reply[1] == 'unavailable' or reply[1] == 'sweep_more' then reply[2] = reply[2] + swept end
     return reply
@@ -180,11 +189,6 @@ local function hold_one(secret, user, mode, arg)
     owners[#owners + 1] = t
     owners[#owners + 1] = id
     pending[t] = id
-  end
-  -- Big holds: write early, so one call never unpacks more than Lua allows.
-  if #owners >= 2000 then
-    redis.call('HSET', K.owner, unpack(owners))
-    owners = {}
   end
   local csv = table.concat(tickets, ',')
   records[#records + 1] = id
@@ -200,18 +204,65 @@ local function hold_one(secret, user, mode, arg)
   return reply
 end
 
-local replies = {}
-for i = 5, #ARGV, 4 do
-  replies[#replies + 1] = hold_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+-- Takes back what holds changed before failing (see `charged`): frees the
+-- tickets they claimed, and their owner entries and records where written
+-- (with a seq), and uncharges their users. Every step is tried, whatever
+-- fails. `holds`: { tickets (text), seq text or nil, user or nil } each.
+local function undo(holds)
+  local lowest
+  for _, d in ipairs(holds) do
+    local tickets, id, user = d[1], d[2], d[3]
+    for _, t in ipairs(tickets) do
+      redis.pcall('SETBIT', K.taken, t, '0')
+      if id and redis.pcall('HGET', K.owner, t) == id then redis.pcall('HDEL', K.owner, t) end
+      if not lowest or tonumber(t) < lowest then lowest = tonumber(t) end
+    end
+    if id then redis.pcall('HDEL', K.holds, id) end
+    if user then pcall(user_hold_done, user) end
+  end
+  local hint = redis.pcall('HGET', K.meta, 'hint')
+  if lowest and type(hint) ~= 'table' and lowest < (tonumber(hint) or 1) then
+    redis.pcall('HSET', K.meta, 'hint', lowest)
+  end
 end
 
-local first_scheduled = false
-if #owners > 0 then redis.call('HSET', K.owner, unpack(owners)) end
-if #scheduled > 0 then
-  redis.call('HSET', K.holds, unpack(records))
-  redis.call('HSET', K.meta, 'seq', scheduled[#scheduled])
-  redis.call('HINCRBY', K.meta, 'held', added)
-  first_scheduled = redis.call('RPUSH', K.sched, unpack(scheduled)) == #scheduled
+local replies = {}
+for i = 5, #ARGV, 4 do
+  charged, claiming = nil, {}
+  local ok, reply = pcall(hold_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  if not ok then
+    undo({ { claiming, nil, charged } })
+    reply = { 'error', error_text(reply) }
+  end
+  replies[#replies + 1] = reply
+end
+
+-- The writes shared by this call's holds; if one fails, none of the holds
+-- is kept and each is refused with the error.
+local function write_holds()
+  local first = false
+  in_chunks(owners, function(...) redis.call('HSET', K.owner, ...) end)
+  if #scheduled > 0 then
+    redis.call('HSET', K.holds, unpack(records))
+    first = redis.call('RPUSH', K.sched, unpack(scheduled)) == #scheduled
+    redis.call('HSET', K.meta, 'seq', scheduled[#scheduled])
+    redis.call('HINCRBY', K.meta, 'held', added)
+  end
+  return first
+end
+local ok, first_scheduled = pcall(write_holds)
+if not ok then
+  local done = {}
+  for i = 1, #records, 2 do
+    local h = parse_hold(records[i + 1])
+    done[#done + 1] = { split_csv(h.csv), records[i], h.user }
+  end
+  undo(done)
+  local reply = { 'error', error_text(first_scheduled) }
+  for i, r in ipairs(replies) do
+    if type(r) == 'string' or r[1] == 'ok' then replies[i] = reply end
+  end
+  first_scheduled = false
 end
 
 if K.idem then

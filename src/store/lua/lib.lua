@@ -95,9 +95,29 @@ local function hold_of_ticket(arg, meta)
   return tonumber(owner), h
 end
 
+-- Changes a user's count of live holds by `by` ('1' or '-1': text, which
+-- Redis takes without a printf) and returns the new count. The count is
+-- derived data: one that is not a number (damaged by hand) starts again
+-- from this change instead of failing the call halfway, which would stop
+-- every hold, sale and release of its user.
+local function user_count_add(user, by)
+  local n = redis.pcall('HINCRBY', K.uholds, user, by)
+  if type(n) == 'table' then
+    n = tonumber(by)
+    if n > 0 then redis.call('HSET', K.uholds, user, by) end
+  end
+  if n <= 0 then redis.pcall('HDEL', K.uholds, user) end
+  return n
+end
+
+-- The text of an error caught from redis.call (a table) or from Lua.
+local function error_text(e)
+  return type(e) == 'table' and e.err or tostring(e)
+end
+
 -- One live hold fewer for this user.
 local function user_hold_done(user)
-  if redis.call('HINCRBY', K.uholds, user, -1) <= 0 then redis.call('HDEL', K.uholds, user) end
+  user_count_add(user, '-1')
 end
 
 -- Puts a hold's tickets back on sale and forgets the hold. A ticket is only

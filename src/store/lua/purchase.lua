@@ -14,8 +14,8 @@
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
 --        | { 'expired', 1 }: the hold had expired and was released now
 --        | { 'idem_mismatch' } | { 'invalid', message } (by ticket)
---        | { 'error', message }: the owner index disagrees with the hold
---          (damaged data; nothing sold)
+--        | { 'error', message }: the owner index disagrees with the hold, or
+--          a key is damaged (nothing sold)
 -- Every outcome but error is kept for an Idempotency-Key (created = 0 when
 -- replayed).
 local fingerprint = ARGV[1]
@@ -31,6 +31,12 @@ local sold, orders = 0, 0
 
 local function order_reply(created, s, o)
   return { 'ok', created, s, o.status, o.secret, tonumber(o.created), o.completed, o.csv, o.user }
+end
+
+-- Takes back the sold bits of a purchase that failed on error `e`; its reply.
+local function unsell(tickets, e)
+  for _, t in ipairs(tickets) do redis.pcall('SETBIT', K.sold, t, '0') end
+  return { 'error', error_text(e) }
 end
 
 -- One purchase: its reply, and the reply to store for a repeated key.
@@ -79,17 +85,28 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
       return { 'error', 'ticket ' .. t .. ' of hold ' .. id .. ' is not owned by it in ' .. K.owner }
     end
   end
-  for _, t in ipairs(tickets) do redis.call('SETBIT', K.sold, t, '1') end
+  -- Redis keeps a script's writes when a command fails partway, so the
+  -- writes that can fail (on a key damaged by hand) go first, each taken
+  -- back if a later one fails: the sold bits, the order, its job. The keys
+  -- written after them were read above, so they are hashes.
+  local o = { status = 'pending', secret = order_secret, hold_secret = h.secret, created = now_s,
+              completed = '', csv = h.csv, user = h.user }
+  local r = redis.pcall('SETBIT', K.sold, tickets[1], '1')
+  if type(r) == 'table' then return { 'error', error_text(r) } end
+  for i = 2, #tickets do redis.call('SETBIT', K.sold, tickets[i], '1') end
+  r = redis.pcall('HSET', K.orders, id, order_record(o, o.status, o.completed))
+  if type(r) == 'table' then return unsell(tickets, r) end
+  r = redis.pcall('XADD', K.jobs, '*', 'seq', id, 'secret', o.secret, 'userId', h.user,
+    'ticketIds', h.csv, 'createdMs', o.created)
+  if type(r) == 'table' then
+    redis.pcall('HDEL', K.orders, id)
+    return unsell(tickets, r)
+  end
   redis.call('HDEL', K.owner, unpack(tickets))
   redis.call('HDEL', K.holds, id)
   user_hold_done(h.user)
   sold = sold + #tickets
   orders = orders + 1
-  local o = { status = 'pending', secret = order_secret, hold_secret = h.secret, created = now_s,
-              completed = '', csv = h.csv, user = h.user }
-  redis.call('HSET', K.orders, id, order_record(o, o.status, o.completed))
-  redis.call('XADD', K.jobs, '*', 'seq', id, 'secret', o.secret, 'userId', h.user,
-    'ticketIds', h.csv, 'createdMs', o.created)
   return order_reply(1, seq, o), order_reply(0, seq, o)
 end
 
