@@ -607,3 +607,29 @@ async fn a_purchase_that_fails_partway_sells_nothing() {
     assert_eq!((counts.held, counts.sold), (0, 2));
     assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "1");
 }
+
+#[tokio::test]
+async fn a_refused_hold_reports_the_releases_its_limit_check_made() {
+    // User `a` is at the limit of one live hold, but that hold has expired:
+    // the limit check releases it, and the hold is then refused as invalid.
+    // The release is still counted.
+    let redis = Redis::start();
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let store = batching_store(&redis, 1)
+        .await
+        .with_sweep_counter(released.clone());
+    event(&store, "gig", 10).await;
+    let a = held(&store, "a", vec![1]).await;
+    let seq = a.id.seq.to_string();
+    let rec = redis.cli(&["HGET", "tc:{ev:gig}:holds", &seq]);
+    let mut parts: Vec<&str> = rec.split('|').collect();
+    parts[1] = "1"; // deadline long past
+    redis.cli(&["HSET", "tc:{ev:gig}:holds", &seq, &parts.join("|")]);
+    let o = store
+        .hold("gig", "a", &HoldRequest::Tickets(vec![11]), None)
+        .await
+        .unwrap();
+    assert!(matches!(o, HoldOutcome::Invalid(_)), "{o:?}");
+    assert_eq!(released.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(redis.cli(&["GETBIT", "tc:{ev:gig}:taken", "1"]), "0");
+}

@@ -383,7 +383,7 @@ fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldO
 fn released_by_hold(r: &Reply) -> u64 {
     let at = match r.status().as_deref() {
         Ok("ok" | "unavailable" | "sweep_more") => 1,
-        Ok("hold_limit") => 2,
+        Ok("hold_limit" | "invalid") => 2,
         _ => return 0,
     };
     r.int(at).map_or(0, |n| n.max(0) as u64)

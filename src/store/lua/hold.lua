@@ -17,7 +17,7 @@
 --        | { 'unavailable', expired, t1, .. } (quantity: { 'unavailable', expired, available })
 --        | { 'sweep_more', expired }: expired holds may be in the way; release
 --          them (release_expired) and call again
---        | { 'invalid', message } | { 'idem_mismatch' }
+--        | { 'invalid', message[, expired] } | { 'idem_mismatch' }
 --        | { 'hold_limit', max, expired }: the user already has that many live holds
 --        | { 'error', message }: counters and bitmap disagree, or a key is
 --          damaged (nothing held)
@@ -179,7 +179,11 @@ local function hold_one(secret, user, mode, arg)
     user_hold_done(user)
     charged = nil
     -- Holds released on the way are reported with the refusal.
-    if reply[1] == 'unavailable' or reply[1] == 'sweep_more' then reply[2] = reply[2] + swept end
+    if reply[1] == 'unavailable' or reply[1] == 'sweep_more' then
+      reply[2] = reply[2] + swept
+    elseif reply[1] == 'invalid' and swept > 0 then
+      reply[3] = swept
+    end
     return reply
   end
   expired = expired + swept
@@ -273,7 +277,7 @@ if K.idem then
     if status == 'ok' or status == 'unavailable' then
       stored = { status, -1 }
       for i = 3, #reply do stored[#stored + 1] = reply[i] end
-    elseif status == 'hold_limit' then
+    elseif status == 'hold_limit' or status == 'invalid' then
       stored = { status, reply[2] }
     end
     idem_finish(fingerprint, reply, stored)
