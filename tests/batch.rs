@@ -30,6 +30,27 @@ async fn event(store: &Store, id: &str, capacity: u64) {
         .unwrap();
 }
 
+/// The hold a request got (panics on any other outcome).
+async fn held(store: &Store, user: &str, tickets: Vec<u64>) -> ticketctl::store::Hold {
+    match store
+        .hold("gig", user, &HoldRequest::Tickets(tickets), None)
+        .await
+        .unwrap()
+    {
+        HoldOutcome::Held { hold, .. } => hold,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Moves the deadline of hold `seq` of event `gig` far into the past.
+fn backdate(redis: &Redis, seq: u64) {
+    let seq = seq.to_string();
+    let rec = redis.cli(&["HGET", "tc:{ev:gig}:holds", &seq]);
+    let mut parts: Vec<&str> = rec.split('|').collect();
+    parts[1] = "1";
+    redis.cli(&["HSET", "tc:{ev:gig}:holds", &seq, &parts.join("|")]);
+}
+
 /// Runs every (user, request) at once and returns the outcomes in order.
 async fn hold_all(
     store: &Store,
@@ -413,21 +434,8 @@ async fn a_purchase_never_sells_a_ticket_the_owner_index_gives_to_another_hold()
     let redis = Redis::start();
     let store = batching_store(&redis, 0).await;
     event(&store, "gig", 10).await;
-    let held = |user: &'static str, tickets: Vec<u64>| {
-        let store = store.clone();
-        async move {
-            match store
-                .hold("gig", user, &HoldRequest::Tickets(tickets), None)
-                .await
-                .unwrap()
-            {
-                HoldOutcome::Held { hold, .. } => hold,
-                other => panic!("{other:?}"),
-            }
-        }
-    };
-    let a = held("a", vec![2, 3]).await;
-    let b = held("b", vec![4]).await;
+    let a = held(&store, "a", vec![2, 3]).await;
+    let b = held(&store, "b", vec![4]).await;
     redis.cli(&["HSET", "tc:{ev:gig}:owner", "3", &b.id.seq.to_string()]);
     let bought = store
         .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
@@ -445,18 +453,6 @@ async fn a_purchase_never_sells_a_ticket_the_owner_index_gives_to_another_hold()
         matches!(bought, ticketctl::store::PurchaseOutcome::Bought { .. }),
         "{bought:?}"
     );
-}
-
-/// The hold a request got (panics on any other outcome).
-async fn held(store: &Store, user: &str, tickets: Vec<u64>) -> ticketctl::store::Hold {
-    match store
-        .hold("gig", user, &HoldRequest::Tickets(tickets), None)
-        .await
-        .unwrap()
-    {
-        HoldOutcome::Held { hold, .. } => hold,
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -484,15 +480,7 @@ async fn a_damaged_live_hold_count_blocks_no_purchase_release_or_hold() {
 
     let b = held(&store, "b", vec![2]).await;
     redis.cli(&["HSET", uholds, "b", "x"]);
-    let rec = redis.cli(&["HGET", "tc:{ev:gig}:holds", &b.id.seq.to_string()]);
-    let mut parts: Vec<&str> = rec.split('|').collect();
-    parts[1] = "1"; // deadline long past
-    redis.cli(&[
-        "HSET",
-        "tc:{ev:gig}:holds",
-        &b.id.seq.to_string(),
-        &parts.join("|"),
-    ]);
+    backdate(&redis, b.id.seq);
     let sweep = store
         .release_expired("gig", 100, false)
         .await
@@ -620,11 +608,7 @@ async fn a_refused_hold_reports_the_releases_its_limit_check_made() {
         .with_sweep_counter(released.clone());
     event(&store, "gig", 10).await;
     let a = held(&store, "a", vec![1]).await;
-    let seq = a.id.seq.to_string();
-    let rec = redis.cli(&["HGET", "tc:{ev:gig}:holds", &seq]);
-    let mut parts: Vec<&str> = rec.split('|').collect();
-    parts[1] = "1"; // deadline long past
-    redis.cli(&["HSET", "tc:{ev:gig}:holds", &seq, &parts.join("|")]);
+    backdate(&redis, a.id.seq);
     let o = store
         .hold("gig", "a", &HoldRequest::Tickets(vec![11]), None)
         .await
