@@ -72,24 +72,42 @@ pub fn user_id(body: &Map<String, Value>) -> ApiResult<String> {
                 Ok(s.clone())
             }
         }
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Some(Value::Number(n)) => match integer_text(n) {
+            Some(s) if s.len() <= MAX_USER_ID_CHARS => Ok(s),
+            Some(_) => Err(ApiError::BadRequest(format!(
+                "userId must be at most {MAX_USER_ID_CHARS} characters"
+            ))),
+            None => Err(ApiError::BadRequest(
+                "userId must be a string or an integer, not a fraction or exponent".into(),
+            )),
+        },
         Some(_) => Err(ApiError::BadRequest(
             "userId must be a string or an integer".into(),
         )),
     }
 }
 
+/// The decimal text of a JSON number written as an integer, of any size
+/// (numbers keep their text as written), or `None` for `1.5`, `1.0`, `1e3`.
+fn integer_text(n: &serde_json::Number) -> Option<String> {
+    let s = n.to_string();
+    let digits = s.strip_prefix('-').unwrap_or(&s);
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
 /// One ticket id: a JSON integer >= 1 (the upper bound is the event's).
 pub fn ticket_id_value(v: &Value, field: &str) -> ApiResult<u64> {
-    match v.as_u64() {
-        Some(t) if t > crate::config::MAX_CAPACITY => Err(ApiError::BadRequest(format!(
-            "{field}: ticket {t} is out of range (no event has that many tickets)"
+    let Some(text) = v.as_number().and_then(integer_text) else {
+        return Err(ApiError::BadRequest(format!("{field} must be an integer")));
+    };
+    if text.starts_with('-') || text == "0" {
+        return Err(ApiError::BadRequest(format!("{field} must be at least 1")));
+    }
+    match text.parse::<u64>() {
+        Ok(t) if t <= crate::config::MAX_CAPACITY => Ok(t),
+        _ => Err(ApiError::BadRequest(format!(
+            "{field}: ticket {text} is out of range (no event has that many tickets)"
         ))),
-        Some(t) if t >= 1 && (v.is_u64() || v.is_i64()) => Ok(t),
-        _ if v.is_number() && (v.is_u64() || v.is_i64()) => {
-            Err(ApiError::BadRequest(format!("{field} must be at least 1")))
-        }
-        _ => Err(ApiError::BadRequest(format!("{field} must be an integer"))),
     }
 }
 
@@ -224,6 +242,35 @@ mod tests {
             );
         }
         assert!(user_id(&obj(json!({"userId": "é".repeat(128)}))).is_ok());
+    }
+
+    /// Integers of any size keep their decimal text, as parsed from a body.
+    #[test]
+    fn integer_user_ids_of_any_size() {
+        let parse =
+            |body: &str| json_object(&HeaderMap::new(), Ok(Bytes::from(body.to_string()))).unwrap();
+        for text in [
+            "123456789012345678901234567890",
+            "-9223372036854775809",
+            "18446744073709551616",
+            "0",
+        ] {
+            let body = parse(&format!("{{\"userId\":{text}}}"));
+            assert_eq!(user_id(&body).unwrap(), text);
+        }
+        let long = "9".repeat(129);
+        for bad in ["1.0", "1e3", "-1.5E2", &long] {
+            let body = parse(&format!("{{\"userId\":{bad}}}"));
+            assert!(
+                matches!(user_id(&body), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+        let big = parse(r#"{"ticketIds":[123456789012345678901234567890]}"#);
+        let Err(ApiError::BadRequest(m)) = hold_ask(&big) else {
+            panic!("a huge ticket id was taken")
+        };
+        assert!(m.contains("out of range"), "{m}");
     }
 
     #[test]
