@@ -299,9 +299,59 @@ fn parse_watch(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A command-line error as one line: clap's message without its `error: `
+/// prefix and usage text, any tip in parentheses, and where to find help.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let (mut message, mut tips) = (Vec::new(), Vec::new());
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        match line.strip_prefix("tip: ") {
+            Some(tip) => tips.push(format!(" ({tip})")),
+            None => message.push(line.strip_prefix("error: ").unwrap_or(line)),
+        }
+    }
+    format!(
+        "{}{}; see 'ticketctl --help'",
+        message.join(" "),
+        tips.concat()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        for args in [
+            &["ticketctl", "--bogus"][..],
+            &["ticketctl", "event", "create", "x"],
+            &["ticketctl", "--log-format", "xml", "event", "list"],
+            &["ticketctl", "inspect", "bogus"],
+            &[
+                "ticketctl",
+                "stress",
+                "--url",
+                "http://x",
+                "--scenario",
+                "bogus",
+            ],
+            &["ticketctl", "work", "purchase", "--batch", "0"],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            let line = usage_error_line(&e);
+            assert!(
+                !line.contains('\n') && !line.starts_with("error"),
+                "{args:?}: {line}"
+            );
+            assert!(line.ends_with("see 'ticketctl --help'"), "{line}");
+        }
+        let e = Cli::try_parse_from(["ticketctl", "event", "create", "x"]).unwrap_err();
+        assert!(usage_error_line(&e).contains("--capacity"));
+    }
 
     #[test]
     fn globals_go_anywhere() {

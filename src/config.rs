@@ -13,12 +13,13 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         /// The file named by `--config`.
         path: PathBuf,
-        /// Why it could not be read.
-        source: std::io::Error,
+        /// Why it could not be read (in the message, so not also a source:
+        /// the one-line error would say it twice).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or has an unknown key or a bad value.
     #[error("config file {path}: {message}")]
@@ -399,9 +400,9 @@ impl Config {
 
     /// Parses one TOML file. A file without `[[events]]` gets the default event.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.into(),
-            source,
+            cause,
         })?;
         Self::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.into(),

@@ -37,7 +37,9 @@ fn config_errors_exit_2_naming_the_key() {
         dir.join("missing.toml").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("missing.toml"));
+    let e = stderr(&o);
+    assert!(e.contains("missing.toml"), "{e}");
+    assert_eq!(e.matches("os error").count(), 1, "the cause said once: {e}");
 
     let o = run_cli(&["event", "list", "--redis", "http://nope"]);
     assert_eq!(o.status.code(), Some(2));
@@ -49,6 +51,11 @@ fn config_errors_exit_2_naming_the_key() {
 
     let o = run_cli(&["serve", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("ticketctl: ") && e.contains("--no-such-flag") && e.lines().count() == 1,
+        "{e}"
+    );
 
     let o = run_cli(&["event", "create", "bad id", "--capacity", "3"]);
     assert_eq!(o.status.code(), Some(2));
