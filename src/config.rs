@@ -341,31 +341,67 @@ pub fn valid_event_id(id: &str) -> bool {
 /// Largest capacity an event may have.
 pub const MAX_CAPACITY: u64 = 10_000_000;
 
+/// What the settings of an event are called where they were given: the
+/// config file, the HTTP API or the command line.
+pub struct SettingNames {
+    /// The capacity.
+    pub capacity: &'static str,
+    /// The hold time.
+    pub hold_ttl: &'static str,
+    /// The most tickets per hold.
+    pub max_per_hold: &'static str,
+}
+
+impl SettingNames {
+    /// `[[events]]` keys.
+    pub const CONFIG: SettingNames = SettingNames {
+        capacity: "capacity",
+        hold_ttl: "hold_ttl_seconds",
+        max_per_hold: "max_tickets_per_hold",
+    };
+    /// JSON fields of `POST /v1/events`.
+    pub const API: SettingNames = SettingNames {
+        capacity: "capacity",
+        hold_ttl: "holdTtlSeconds",
+        max_per_hold: "maxTicketsPerHold",
+    };
+    /// Flags of `ticketctl event create`.
+    pub const CLI: SettingNames = SettingNames {
+        capacity: "--capacity",
+        hold_ttl: "--hold-ttl (seconds)",
+        max_per_hold: "--max-per-hold",
+    };
+}
+
 impl EventSeed {
-    /// Checks the seed against the domain's limits.
+    /// Checks the seed against the domain's limits; a message names each
+    /// setting as the `config` file does.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_as(&SettingNames::CONFIG)
+    }
+
+    /// The same, naming each setting as `names` says.
+    pub fn validate_as(&self, names: &SettingNames) -> Result<(), String> {
         if !valid_event_id(&self.id) {
             return Err(format!(
                 "event id {:?} must be 1-64 characters of a-z A-Z 0-9 - _",
                 self.id
             ));
         }
+        let id = &self.id;
         if !(1..=MAX_CAPACITY).contains(&self.capacity) {
             return Err(format!(
-                "event {}: capacity must be 1..={MAX_CAPACITY}",
-                self.id
+                "event {id}: {} must be 1..={MAX_CAPACITY}",
+                names.capacity
             ));
         }
         if !(1..=86_400).contains(&self.hold_ttl_seconds) {
-            return Err(format!(
-                "event {}: hold_ttl_seconds must be 1..=86400",
-                self.id
-            ));
+            return Err(format!("event {id}: {} must be 1..=86400", names.hold_ttl));
         }
         if !(1..=1000).contains(&self.max_tickets_per_hold) {
             return Err(format!(
-                "event {}: max_tickets_per_hold must be 1..=1000",
-                self.id
+                "event {id}: {} must be 1..=1000",
+                names.max_per_hold
             ));
         }
         Ok(())

@@ -74,6 +74,19 @@ async fn events_are_created_once_and_counted_exactly() {
             "{bad}"
         );
     }
+    // Messages name the fields of the request, not the config file's keys.
+    for (field, value) in [("holdTtlSeconds", 0), ("maxTicketsPerHold", 1001)] {
+        let r = api
+            .admin(
+                "POST",
+                "/v1/events",
+                Some(json!({"id": "x", "capacity": 5, field: value})),
+            )
+            .await;
+        r.assert_error(400, "invalid_request");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(field), "{message}");
+    }
     let r = api.req("GET", "/v1/events/gig", None).await;
     assert_eq!(r.json()["available"], 5);
     assert_eq!(api.req("GET", "/v1/events/nope", None).await.status, 404);

@@ -5,7 +5,7 @@ use comfy_table::Table;
 use serde_json::json;
 
 use crate::cli::{EventCommand, EventCreateArgs, GlobalOpts};
-use crate::config::EventSeed;
+use crate::config::{EventSeed, SettingNames};
 use crate::daemon::http::v1::{event_json, settings_of};
 use crate::store::{CreateEvent, EventCounts};
 use crate::UsageError;
@@ -28,7 +28,7 @@ async fn create(cfg: &crate::config::Config, a: EventCreateArgs) -> anyhow::Resu
         hold_ttl_seconds: a.hold_ttl.as_secs(),
         max_tickets_per_hold: a.max_per_hold,
     };
-    seed.validate().map_err(UsageError)?;
+    seed.validate_as(&SettingNames::CLI).map_err(UsageError)?;
     let store = super::connect(cfg).await?;
     let settings = settings_of(&seed);
     let what = format!(

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::error::{ApiError, ApiResult};
 use super::input;
 use super::AppState;
-use crate::config::{valid_event_id, EventSeed};
+use crate::config::{valid_event_id, EventSeed, SettingNames};
 use crate::store::{
     CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRef,
     Idempotency, Order, OrderId, PurchaseOutcome, TicketStatus,
@@ -114,7 +114,8 @@ pub async fn create_event(
         hold_ttl_seconds: int("holdTtlSeconds", Some(60))?,
         max_tickets_per_hold: int("maxTicketsPerHold", Some(10))?,
     };
-    seed.validate().map_err(ApiError::BadRequest)?;
+    seed.validate_as(&SettingNames::API)
+        .map_err(ApiError::BadRequest)?;
     let settings = settings_of(&seed);
     match st.store.create_event(&settings).await? {
         CreateEvent::Created => {
