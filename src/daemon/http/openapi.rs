@@ -240,7 +240,7 @@ fn schemas() -> Value {
             "orderId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
             "ticketIds": {"type": "array", "items": {"type": "integer"}},
             "status": {"type": "string", "enum": ["pending", "completed", "failed"]},
-            "createdAt": time, "completedAt": time}},
+            "createdAt": time, "completedAt": time, "failedAt": time}},
         "CompatAvailable": {"type": "object", "properties": {"availableTickets": {"type": "array", "items": {"type": "integer"}}}},
         "CompatReserve": {"type": "object", "required": ["userId", "ticketId"], "properties": {"userId": user, "ticketId": ticket}},
         "CompatRelease": {"type": "object", "required": ["ticketId"], "properties": {"ticketId": ticket}},

@@ -16,7 +16,7 @@ use super::AppState;
 use crate::config::{valid_event_id, EventSeed, SettingNames};
 use crate::store::{
     CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRef,
-    Idempotency, Order, OrderId, PurchaseOutcome, TicketStatus,
+    Idempotency, Order, OrderId, OrderStatus, PurchaseOutcome, TicketStatus,
 };
 use crate::time::rfc3339_ms;
 
@@ -59,8 +59,15 @@ pub fn order_json(o: &Order) -> Value {
         "status": o.status.as_str(),
         "createdAt": rfc3339_ms(o.created_ms),
     });
-    if let Some(done) = o.completed_ms {
-        v["completedAt"] = json!(rfc3339_ms(done));
+    // When it ended: completed (published to every sink) or failed
+    // (dead-lettered; sinks that took it before keep it).
+    let ended = match o.status {
+        OrderStatus::Completed => "completedAt",
+        OrderStatus::Failed => "failedAt",
+        OrderStatus::Pending => return v,
+    };
+    if let Some(at) = o.completed_ms {
+        v[ended] = json!(rfc3339_ms(at));
     }
     v
 }
@@ -345,4 +352,34 @@ pub async fn get_order(
         .ok_or_else(not_found)?;
     let order = st.store.get_order(&id).await?.ok_or_else(not_found)?;
     Ok(Json(order_json(&order)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_says_when_it_ended_and_how() {
+        let mut o = Order {
+            id: OrderId {
+                event: "gig".into(),
+                seq: 1,
+                secret: "s".into(),
+            },
+            user: "u".into(),
+            tickets: vec![1],
+            status: OrderStatus::Pending,
+            created_ms: 1_000,
+            completed_ms: None,
+        };
+        let v = order_json(&o);
+        assert!(v.get("completedAt").is_none() && v.get("failedAt").is_none());
+        o.status = OrderStatus::Completed;
+        o.completed_ms = Some(2_000);
+        assert_eq!(order_json(&o)["completedAt"], "1970-01-01T00:00:02.000Z");
+        o.status = OrderStatus::Failed;
+        let v = order_json(&o);
+        assert_eq!(v["failedAt"], "1970-01-01T00:00:02.000Z");
+        assert!(v.get("completedAt").is_none(), "{v}");
+    }
 }
