@@ -459,12 +459,15 @@ impl Config {
         }
     }
 
-    /// Applies `TICKETCTL_REDIS_URL`, `TICKETCTL_LISTEN`, `TICKETCTL_ADMIN_TOKEN`.
+    /// Applies `TICKETCTL_REDIS_URL`, `TICKETCTL_LISTEN` (each ignored when
+    /// empty, as if unset) and `TICKETCTL_ADMIN_TOKEN` (empty closes the
+    /// admin routes, whatever the file says).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        if let Some(v) = get("TICKETCTL_REDIS_URL") {
+        let set = |k: &str| get(k).filter(|v| !v.is_empty());
+        if let Some(v) = set("TICKETCTL_REDIS_URL") {
             self.redis.url = v;
         }
-        if let Some(v) = get("TICKETCTL_LISTEN") {
+        if let Some(v) = set("TICKETCTL_LISTEN") {
             self.server.listen = v;
         }
         if let Some(v) = get("TICKETCTL_ADMIN_TOKEN") {
@@ -658,6 +661,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.redis.url, "redis://file:1");
+        cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(String::new));
+        assert_eq!(
+            cfg.redis.url, "redis://file:1",
+            "an empty variable is unset"
+        );
         cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(|| "redis://env:2".to_string()));
         assert_eq!(cfg.redis.url, "redis://env:2");
         assert_eq!(cfg.server.listen, "127.0.0.1:1");

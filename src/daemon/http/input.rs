@@ -198,9 +198,13 @@ pub fn is_admin(headers: &HeaderMap, token: &str) -> bool {
     else {
         return false;
     };
-    let Some(given) = given.strip_prefix("Bearer ") else {
+    // The scheme is case-insensitive (RFC 9110).
+    let Some((scheme, given)) = given.split_once(' ') else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
     constant_time_eq(given.trim().as_bytes(), token.as_bytes())
 }
 
@@ -341,6 +345,10 @@ mod tests {
         assert!(is_admin(&h, "s3cret"));
         assert!(!is_admin(&h, "s3cre"));
         assert!(!is_admin(&h, ""));
+        h.insert(header::AUTHORIZATION, "bearer s3cret".parse().unwrap());
+        assert!(is_admin(&h, "s3cret"), "the scheme is case-insensitive");
+        h.insert(header::AUTHORIZATION, "Basic s3cret".parse().unwrap());
+        assert!(!is_admin(&h, "s3cret"));
         h.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
         assert!(!is_admin(&h, ""));
     }

@@ -233,6 +233,18 @@ fn request_id(req: &Request) -> String {
     }
 }
 
+/// Shows a value, or `-` for none (in log lines).
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// Every request: a request id (echoed in `X-Request-Id`), the per-IP rate
 /// limit, 503 past `server.request_timeout`, metrics by route pattern and
 /// status, and one access log line.
@@ -243,7 +255,8 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let path = req.uri().path().to_string();
+    // A clone of the URI shares its bytes: nothing is copied unless logged.
+    let uri = req.uri().clone();
     let method = match *req.method() {
         axum::http::Method::GET => "GET",
         axum::http::Method::POST => "POST",
@@ -286,11 +299,11 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         target: "ticketctl::access",
         request_id = %id,
         method,
-        path = ?path,
+        path = %uri.path().escape_debug(),
         route,
         status,
         latency_us = elapsed.as_micros() as u64,
-        peer = ?peer,
+        peer = %OrDash(peer),
         "request"
     );
     resp
