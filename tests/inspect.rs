@@ -150,10 +150,16 @@ async fn tables_show_the_rows() {
     );
     let one = cli_json(&redis, &["inspect", "orders", &order.id.to_string()]);
     assert_eq!(one["order"]["orderId"], order.id.to_string());
-    let none = cli_json(
-        &redis,
-        &["inspect", "orders", "gig.o99.AAAAAAAAAAAAAAAAAAAAAA"],
-    );
+    let o = run_cli(&[
+        "inspect",
+        "orders",
+        "gig.o99.AAAAAAAAAAAAAAAAAAAAAA",
+        "--json",
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "an unknown order is a failure");
+    let none: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(none["order"], Value::Null);
     let v = cli_json(&redis, &["inspect", "orders"]);
     assert_eq!(v["byStatus"]["pending"], 1);
@@ -213,6 +219,44 @@ async fn empty_foreign_and_unreachable_redis() {
     let o = run_cli(&["inspect", "--redis", &format!("redis://127.0.0.1:{port}")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Redis"));
+    // What is asked for by name must exist, or the exit status says so.
+    for (args, what) in [
+        (&["inspect", "orders", "gig.o1.nope"][..], "no such order"),
+        (&["inspect", "--event", "nope"], "no such event"),
+    ] {
+        let o = run_cli(&[args, &["--redis", &redis.url()]].concat());
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(what),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_watch_whose_reader_goes_away_ends_quietly() {
+    // `inspect --watch 0.2 | head -2`: once the reader is gone, the next
+    // snapshot ends the command with status 0 and nothing on stderr.
+    let redis = Redis::start();
+    let mut child = Command::new(bin())
+        .args([
+            "inspect",
+            "events",
+            "--watch",
+            "0.2",
+            "--redis",
+            &redis.url(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    lines.next().unwrap().unwrap();
+    drop(lines);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
 #[tokio::test]

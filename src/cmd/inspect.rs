@@ -44,14 +44,32 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
         let snap = inspect::gather(&store, args.section, &query)
             .await
             .context("cannot read from Redis")?;
-        print(&snap, &args, false)?;
+        let r = print(&snap, &args, false);
+        if reader_gone(&r) {
+            return Ok(());
+        }
+        r?;
+        // What was asked for by name must exist: the exit status says so
+        // (after the output, which shows it missing).
+        if let (Some(id), Some(None)) = (&args.order_id, &snap.order) {
+            anyhow::bail!("no such order {id}");
+        }
+        if let (Some(e), true) = (&args.event, snap.events.is_empty()) {
+            anyhow::bail!("no such event {e}");
+        }
         return Ok(());
     };
     let stop = shutdown::on_signal();
     let redraw = std::io::stdout().is_terminal() && !args.json;
     loop {
         match inspect::gather(&store, args.section, &query).await {
-            Ok(snap) => print(&snap, &args, redraw)?,
+            Ok(snap) => {
+                let r = print(&snap, &args, redraw);
+                if reader_gone(&r) {
+                    return Ok(());
+                }
+                r?;
+            }
             Err(e) => eprintln!("ticketctl: cannot read from Redis: {e}"),
         }
         tokio::select! {
@@ -61,7 +79,13 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print(snap: &inspect::Snapshot, args: &InspectArgs, redraw: bool) -> anyhow::Result<()> {
+/// Whether a write failed because the reader went away (`| head`): then
+/// there is nothing more to do, and nothing went wrong.
+fn reader_gone(r: &std::io::Result<()>) -> bool {
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn print(snap: &inspect::Snapshot, args: &InspectArgs, redraw: bool) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", inspect::to_json(snap, args.section))?;
