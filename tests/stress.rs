@@ -337,6 +337,15 @@ fn a_target_that_is_down_fails_fast_with_one_line() {
         "{}",
         stderr(&o)
     );
+    // A URL with a path is not the API's root.
+    let url = format!("http://{}/v1", serve.addr);
+    let o = run_cli(&["stress", "--url", &url, "-n", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no ticketctl API at") && e.lines().count() == 1,
+        "{e}"
+    );
 
     let o = run_cli(&["stress", "--url", "ftp://x", "-n", "1"]);
     assert_eq!(o.status.code(), Some(2));

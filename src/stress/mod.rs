@@ -326,10 +326,19 @@ async fn read_event(client: &mut Client, mode: &WorkMode) -> Result<EventInfo, S
                 max_per_hold: e.max_tickets_per_hold.unwrap_or(u64::MAX),
             })
         }
-        Reply::Response { status: 404, .. } => Err(StressError::NoEvent {
-            event: mode.event.clone(),
-            url,
-        }),
+        Reply::Response { status: 404, .. } => {
+            // A URL with a path (`.../v1`) finds no event either: say which.
+            match client.send(Method::GET, "/healthz", None).await {
+                Reply::Response { status: 200, .. } => Err(StressError::NoEvent {
+                    event: mode.event.clone(),
+                    url,
+                }),
+                _ => Err(StressError::Unexpected(format!(
+                    "no ticketctl API at {url}: GET /healthz there does not answer 200 \
+                     (--url is the server's root, such as http://127.0.0.1:3000)"
+                ))),
+            }
+        }
         Reply::Response { status, .. } => Err(StressError::Unexpected(format!(
             "GET {path} at {url} answered {status}"
         ))),
