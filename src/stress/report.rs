@@ -121,6 +121,18 @@ fn timeline_rows(stats: &Stats) -> Vec<(usize, usize, u64, u64, Latency)> {
         .collect()
 }
 
+/// How long the timeline step of `width` seconds from second `from` lasted
+/// within a run of `duration` (a step past the end counts as full).
+fn step_secs(duration: std::time::Duration, from: usize, width: usize) -> f64 {
+    let (from, to) = (from as f64, (from + width) as f64);
+    let end = duration.as_secs_f64().min(to);
+    if end > from {
+        end - from
+    } else {
+        width as f64
+    }
+}
+
 /// The per-second timeline (grouped into wider steps on long runs).
 pub fn timeline_table(stats: &Stats) -> Table {
     let mut t = crate::table::with_header([
@@ -135,7 +147,11 @@ pub fn timeline_table(stats: &Stats) -> Table {
         t.add_row([
             label,
             requests.to_string(),
-            format!("{:.0}", requests as f64 / width as f64),
+            // The last step may be cut short by the end of the run.
+            format!(
+                "{:.0}",
+                requests as f64 / step_secs(stats.duration, from, width)
+            ),
             errors.to_string(),
             ms(l.p50),
             ms(l.p99),
@@ -459,6 +475,16 @@ mod tests {
             audit: None,
             interrupted: true,
         }
+    }
+
+    #[test]
+    fn a_step_cut_short_by_the_end_of_the_run_counts_its_own_length() {
+        let d = std::time::Duration::from_millis(2_500);
+        assert_eq!(step_secs(d, 0, 1), 1.0);
+        assert_eq!(step_secs(d, 2, 1), 0.5);
+        assert_eq!(step_secs(d, 0, 2), 2.0);
+        assert_eq!(step_secs(d, 2, 2), 0.5);
+        assert_eq!(step_secs(d, 3, 1), 1.0);
     }
 
     #[test]
