@@ -491,9 +491,13 @@ async fn a_damaged_live_hold_count_blocks_no_purchase_release_or_hold() {
     redis.cli(&["HSET", uholds, "c", "x"]);
     held(&store, "c", vec![3]).await;
     assert_eq!(redis.cli(&["HGET", uholds, "c"]), "1");
+    // A count below zero starts again too: the new hold counts.
+    redis.cli(&["HSET", uholds, "d", "-5"]);
+    held(&store, "d", vec![4]).await;
+    assert_eq!(redis.cli(&["HGET", uholds, "d"]), "1");
 
     let counts = store.event_counts("gig").await.unwrap().unwrap();
-    assert_eq!((counts.held, counts.sold, counts.available), (1, 1, 8));
+    assert_eq!((counts.held, counts.sold, counts.available), (2, 1, 7));
     assert_eq!(redis.cli(&["HGET", uholds, "a"]), "");
     assert_eq!(redis.cli(&["HGET", uholds, "b"]), "");
 }
@@ -616,4 +620,141 @@ async fn a_refused_hold_reports_the_releases_its_limit_check_made() {
     assert!(matches!(o, HoldOutcome::Invalid(_)), "{o:?}");
     assert_eq!(released.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(redis.cli(&["GETBIT", "tc:{ev:gig}:taken", "1"]), "0");
+}
+
+#[tokio::test]
+async fn a_damaged_counter_is_refused_before_anything_is_written() {
+    // A counter of the event that is not an integer would fail a script
+    // halfway; every script refuses it up front instead, and creating the
+    // event again does not wipe it.
+    let redis = Redis::start();
+    let store = batching_store(&redis, 3).await;
+    event(&store, "gig", 10).await;
+    let a = held(&store, "a", vec![1]).await;
+    let meta = "tc:{ev:gig}:meta";
+    for field in ["held", "hint", "orders"] {
+        let saved = redis.cli(&["HGET", meta, field]);
+        redis.cli(&["HSET", meta, field, "x"]);
+        let e = store
+            .hold("gig", "b", &HoldRequest::Tickets(vec![2]), None)
+            .await
+            .expect_err("held with a damaged counter");
+        assert!(e.to_string().contains(&format!("field {field}")), "{e}");
+        let e = store
+            .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
+            .await
+            .expect_err("sold with a damaged counter");
+        assert!(e.to_string().contains("not an integer"), "{e}");
+        assert!(store.event_counts("gig").await.is_err());
+        let settings = EventSettings {
+            id: "gig".into(),
+            capacity: 10,
+            hold_ttl_ms: 60_000,
+            max_per_hold: 10,
+        };
+        assert!(store.create_event(&settings).await.is_err());
+        assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:taken"]), "2");
+        assert_eq!(redis.cli(&["HKEYS", "tc:{ev:gig}:uholds"]), "a");
+        assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:sold"]), "0");
+        if saved.is_empty() {
+            redis.cli(&["HDEL", meta, field]);
+        } else {
+            redis.cli(&["HSET", meta, field, &saved]);
+        }
+    }
+    let bought = store
+        .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(bought, ticketctl::store::PurchaseOutcome::Bought { .. }),
+        "{bought:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
+    // One script call buys hold `a`, then meets hold `b` expired with the
+    // bitmap damaged, and fails on it. `a`'s sale and the counters stand.
+    let redis = Redis::start();
+    let store = batching_store(&redis, 3).await;
+    event(&store, "gig", 10).await;
+    let a = held(&store, "a", vec![1, 2]).await;
+    let b = held(&store, "b", vec![3]).await;
+    backdate(&redis, b.id.seq);
+    let taken = "tc:{ev:gig}:taken";
+    redis.cli(&["RENAME", taken, "saved"]);
+    redis.cli(&["RPUSH", taken, "not a bitmap"]);
+    let buy = |h: &ticketctl::store::Hold| {
+        vec![
+            "h".to_string(),
+            h.id.seq.to_string(),
+            h.id.secret.clone(),
+            h.id.deadline_ms.to_string(),
+            h.user.clone(),
+            format!("order-secret-{}", h.user),
+        ]
+    };
+    let mut args = vec![String::new()]; // no Idempotency-Key
+    args.extend(buy(&a));
+    args.extend(buy(&b));
+    let out = eval_on_gig(&redis, include_str!("../src/store/lua/purchase.lua"), &args);
+    assert!(out.starts_with("ok\n"), "a is sold: {out}");
+    assert!(out.contains("error") && out.contains("WRONGTYPE"), "{out}");
+    redis.cli(&["DEL", taken]);
+    redis.cli(&["RENAME", "saved", taken]);
+    let meta = |f: &str| redis.cli(&["HGET", "tc:{ev:gig}:meta", f]);
+    assert_eq!((meta("sold"), meta("orders")), ("2".into(), "1".into()));
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    // b's expired hold is released by the count's sweep.
+    assert_eq!((counts.held, counts.sold, counts.available), (0, 2, 8));
+    assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "1");
+}
+
+/// Runs a script of src/store/lua (with its prelude) on event `gig` through
+/// redis-cli, as one call: its output.
+fn eval_on_gig(redis: &Redis, script: &str, args: &[String]) -> String {
+    let script = [include_str!("../src/store/lua/lib.lua"), script].concat();
+    let mut all: Vec<String> = vec!["EVAL".into(), script, "9".into()];
+    all.extend(
+        [
+            "meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs", "uholds",
+        ]
+        .map(|k| format!("tc:{{ev:gig}}:{k}")),
+    );
+    all.extend_from_slice(args);
+    redis.cli(&all.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[tokio::test]
+async fn when_a_hold_call_fails_at_its_end_every_hold_of_it_is_refused() {
+    // `b` asks for the ticket `a` claimed earlier in the same call; the
+    // call then fails writing the owner index and undoes `a`. `b` gets the
+    // error too, not a 409 for a ticket that is free again.
+    let redis = Redis::start();
+    let store = batching_store(&redis, 3).await;
+    event(&store, "gig", 10).await;
+    redis.cli(&["SET", "tc:{ev:gig}:owner", "not a hash"]);
+    let args: Vec<String> = [
+        "tc:release:wake",
+        "gig",
+        "3",
+        "",
+        "s1",
+        "a",
+        "t",
+        "5",
+        "s2",
+        "b",
+        "t",
+        "5",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = eval_on_gig(&redis, include_str!("../src/store/lua/hold.lua"), &args);
+    assert_eq!(out.matches("WRONGTYPE").count(), 2, "{out}");
+    assert!(!out.contains("unavailable"), "{out}");
+    redis.cli(&["DEL", "tc:{ev:gig}:owner"]);
+    assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:taken"]), "1");
+    held(&store, "b", vec![5]).await;
 }

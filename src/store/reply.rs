@@ -78,6 +78,15 @@ impl Reply {
         self.items
     }
 
+    /// Whether element 0 is the status word `word` (without copying it).
+    pub(crate) fn is(&self, word: &str) -> bool {
+        match self.items.first() {
+            Some(Value::BulkString(b)) => b == word.as_bytes(),
+            Some(Value::SimpleString(s)) => s == word,
+            _ => false,
+        }
+    }
+
     /// The status word in element 0 (numeric first elements read as text).
     pub(crate) fn status(&self) -> Result<String> {
         self.str(0)

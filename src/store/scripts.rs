@@ -445,7 +445,16 @@ impl Store {
         let v: Value = self
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        Reply::new(name, v)
+        let r = Reply::new(name, v)?;
+        // Any script refuses an event whose counters were damaged, before
+        // writing anything.
+        if r.is("damaged") {
+            return Err(StoreError::Redis(format!(
+                "{name}: {} is not an integer; nothing was changed (repair or delete the event's keys)",
+                r.str(1).unwrap_or_default()
+            )));
+        }
+        Ok(r)
     }
 
     /// Creates an event, or compares the settings of the existing one; either

@@ -3,7 +3,7 @@
 -- ARGV[1]: 'h' (ARGV[2] = hold seq, ARGV[3] = hold secret, ARGV[4] = userId,
 --          or '' for an operator acting for the user)
 --          | 't' (ARGV[2] = ticket id: the hold holding it, operator only)
--- Returns: { 'ok', tickets released } | { 'not_found' } | { 'forbidden' } | { 'not_held' } | { 'schema', v }
+-- Returns: { 'ok', tickets released } | { 'not_found' } | { 'forbidden' } | { 'not_held' } | { 'schema', v } | { 'damaged', what }
 --        | { 'invalid', message } (by ticket: out of range)
 --        | { 'not_found' | 'not_held', 1 }: the hold had expired and was released now
 local meta, err = load_meta()

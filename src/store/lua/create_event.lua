@@ -2,14 +2,15 @@
 -- settings of the existing one.
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: capacity   ARGV[2]: hold time in ms   ARGV[3]: max tickets per hold
--- Returns: { 'created'|'exists'|'conflict'|'schema', capacity, ttl_ms, max_per_hold }
+-- Returns: { 'created'|'exists'|'conflict', capacity, ttl_ms, max_per_hold }
+--        | { 'schema', v } | { 'damaged', what } (see load_meta)
 local cap, ttl, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local meta, err = load_meta()
 if meta then
   local same = meta.capacity == cap and meta.ttl_ms == ttl and meta.max_per_hold == max
   return { same and 'exists' or 'conflict', meta.capacity, meta.ttl_ms, meta.max_per_hold }
 end
-if err[1] == 'schema' then return err end
+if err[1] ~= 'not_found' then return err end
 -- Leftovers of an event that was deleted by hand would corrupt the counts.
 redis.call('DEL', K.taken, K.sold, K.owner, K.holds, K.sched, K.orders, K.jobs, K.uholds)
 redis.call('HSET', K.meta, 'capacity', cap, 'ttl_ms', ttl, 'max_per_hold', max,

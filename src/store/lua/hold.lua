@@ -10,7 +10,7 @@
 -- or 'q' (then a quantity).
 -- Publishes the event id on channel ARGV[1] when the schedule was empty, so
 -- a sleeping release worker learns of a sooner deadline.
--- Returns { 'not_found' } | { 'schema', v } for the whole call, otherwise one
+-- Returns { 'not_found' } | { 'schema', v } | { 'damaged', what } for the whole call, otherwise one
 -- reply per hold:
 --          'expired|seq|deadlineMs|nowMs|t1,t2,..' (held; without KEYS[10])
 --        | { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. } (held; with KEYS[10])
@@ -262,10 +262,10 @@ if not ok then
     done[#done + 1] = { split_csv(h.csv), records[i], h.user }
   end
   undo(done)
+  -- Every reply goes: the refusals too were decided against holds that
+  -- are now undone.
   local reply = { 'error', error_text(first_scheduled) }
-  for i, r in ipairs(replies) do
-    if type(r) == 'string' or r[1] == 'ok' then replies[i] = reply end
-  end
+  for i = 1, #replies do replies[i] = reply end
   first_scheduled = false
 end
 

@@ -9,7 +9,7 @@
 --            liveHolds (scheduled), overdueHolds, overdueTickets, oldestOverdueDeadlineMs (-1),
 --            expiringIn10s, expiringIn60s, complete (1: the walk saw every due hold),
 --            then 5 fields per returned hold: seq, secret, deadlineMs, 't1,..', userId }
---        | { 'not_found' } | { 'schema', v }
+--        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()

@@ -48,12 +48,28 @@ local function split_csv(s)
   return out
 end
 
+-- The meta fields every script may read or count into: all integers.
+local META_FIELDS = { 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v', 'seq', 'hint',
+                      'expired', 'orders', 'completed', 'failed' }
+-- Those that are always there.
+local META_REQUIRED = 6
+
 -- Returns the event's settings and counters, or nil plus a reply when the
--- event does not exist or was written by an unknown schema version.
+-- event does not exist ({ 'not_found' }), was written by an unknown schema
+-- version ({ 'schema', v }), or has a field that is not an integer
+-- ({ 'damaged', what }: by hand, say). A damaged counter is refused here,
+-- before any write, because a script failing on it halfway would keep its
+-- earlier writes.
 local function load_meta()
-  local m = redis.call('HMGET', K.meta, 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v', 'seq')
+  local m = redis.call('HMGET', K.meta, unpack(META_FIELDS))
   if not m[1] then return nil, { 'not_found' } end
   if tonumber(m[6]) ~= SCHEMA then return nil, { 'schema', tostring(m[6]) } end
+  for i, f in ipairs(META_FIELDS) do
+    local v = m[i]
+    if (v or i <= META_REQUIRED) and not (v and string.find(v, '^%-?%d+$')) then
+      return nil, { 'damaged', K.meta .. ' field ' .. f .. ' is ' .. (v and ('"' .. v .. '"') or 'missing') }
+    end
+  end
   return {
     capacity = tonumber(m[1]), ttl_ms = tonumber(m[2]), max_per_hold = tonumber(m[3]),
     held = tonumber(m[4]), sold = tonumber(m[5]), seq = tonumber(m[7]) or 0,
@@ -102,7 +118,7 @@ end
 -- every hold, sale and release of its user.
 local function user_count_add(user, by)
   local n = redis.pcall('HINCRBY', K.uholds, user, by)
-  if type(n) == 'table' then
+  if type(n) == 'table' or (n < 1 and by == '1') then
     n = tonumber(by)
     if n > 0 then redis.call('HSET', K.uholds, user, by) end
   end

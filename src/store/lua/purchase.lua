@@ -8,7 +8,7 @@
 -- Then six per purchase: 'h' (hold seq, hold secret, deadline named by the
 -- holdId) or 't' (ticket id: the hold of this user that holds it, '', '');
 -- then userId and the new order secret.
--- Returns { 'not_found' } | { 'schema', v } for the whole call, otherwise
+-- Returns { 'not_found' } | { 'schema', v } | { 'damaged', what } for the whole call, otherwise
 -- one reply per purchase:
 --          { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
@@ -112,7 +112,11 @@ end
 
 local replies = {}
 for i = 2, #ARGV, 6 do
-  local reply, stored = buy_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  -- A purchase that fails raises before its first write or after its
+  -- last (the writes that can fail are taken back above), so the others
+  -- of the call and their counters below stand.
+  local ok, reply, stored = pcall(buy_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  if not ok then reply = { 'error', error_text(reply) } end
   replies[#replies + 1] = reply
   if reply[1] ~= 'error' then idem_finish(fingerprint, reply, stored) end
 end

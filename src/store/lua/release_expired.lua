@@ -6,7 +6,7 @@
 -- ARGV[2]: '1' to return the lateness of each release
 -- Returns: { released, nextDeadlineMs (-1: none scheduled), nowMs, capacity, held, sold,
 --            ttl_ms, max_per_hold, lag1Ms, lag2Ms, .. }
---        | { 'not_found' } | { 'schema', v }
+--        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
