@@ -1051,3 +1051,51 @@ async fn holds_released_by_a_count_are_counted_as_expired() {
         m.text
     );
 }
+
+/// Redis out of memory (`maxmemory` reached, no eviction) refuses a hold or
+/// a purchase before its first write: 503 with Retry-After, as for any
+/// Redis that cannot take writes now, and nothing is held or sold.
+#[tokio::test]
+async fn redis_out_of_memory_is_503_and_changes_nothing() {
+    let (redis, api) = api().await;
+    let hold = |user: &'static str| {
+        let api = &api;
+        async move {
+            api.req(
+                "POST",
+                "/v1/events/default/holds",
+                Some(json!({"userId": user, "ticketIds": [1]})),
+            )
+            .await
+        }
+    };
+    let a = hold("a").await;
+    assert_eq!(a.status, 201);
+    let id = a.json()["holdId"].as_str().unwrap().to_string();
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    let r = hold("b").await;
+    r.assert_error(503, "unavailable");
+    assert_eq!(
+        r.headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let r = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
+    r.assert_error(503, "unavailable");
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let e = api.req("GET", "/v1/events/default", None).await.json();
+    assert_eq!((e["held"].as_u64(), e["sold"].as_u64()), (Some(1), Some(0)));
+    let r = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+}

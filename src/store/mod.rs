@@ -51,19 +51,46 @@ pub enum StoreError {
     },
 }
 
+/// Redis error codes that mean "not now" rather than "wrong": loading, a
+/// failover under way, a replica where a primary was expected, or Redis out
+/// of memory (`maxmemory`). Worth retrying later (HTTP 503).
+fn transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "LOADING"
+            | "MASTERDOWN"
+            | "TRYAGAIN"
+            | "CLUSTERDOWN"
+            | "BUSY"
+            | "READONLY"
+            | "MOVED"
+            | "ASK"
+            | "NOREPLICAS"
+            | "OOM"
+    )
+}
+
+impl StoreError {
+    /// An error a script caught and answered with (`{'error', message}`),
+    /// classified as Redis's own answer would be: a message starting with a
+    /// transient code (see [`transient_code`]) is [`StoreError::Unavailable`].
+    pub(crate) fn from_script(script: &str, message: &str) -> StoreError {
+        let code = message.split_whitespace().next().unwrap_or("");
+        if transient_code(code) {
+            StoreError::Unavailable(format!("{script}: {message}"))
+        } else {
+            StoreError::Redis(format!("{script}: {message}"))
+        }
+    }
+}
+
 impl From<RedisError> for StoreError {
     fn from(e: RedisError) -> Self {
         let transient = e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
-            || matches!(
-                e.code(),
-                Some(
-                    "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY" | "READONLY" | "MOVED"
-                        | "ASK" | "NOREPLICAS"
-                )
-            )
+            || e.code().is_some_and(transient_code)
             // During a failover a command may reach a node that just became
             // a replica (WAIT there is refused): retry later, not a bug.
             || e.to_string().contains("replica");

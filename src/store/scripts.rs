@@ -343,7 +343,7 @@ fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
         "not_held" => PurchaseOutcome::NotHeld,
         "invalid" => PurchaseOutcome::Invalid(r.str(1)?),
         "idem_mismatch" => PurchaseOutcome::IdempotencyMismatch,
-        "error" => return Err(StoreError::Redis(format!("purchase: {}", r.str(1)?))),
+        "error" => return Err(StoreError::from_script("purchase", &r.str(1)?)),
         other => return Err(StoreError::Reply(format!("purchase: status {other:?}"))),
     })
 }
@@ -431,7 +431,7 @@ fn hold_outcome(
         "invalid" => HoldOutcome::Invalid(r.str(1)?),
         "hold_limit" => HoldOutcome::HoldLimit(r.uint(1)?),
         "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
-        "error" => return Err(StoreError::Redis(format!("hold: {}", r.str(1)?))),
+        "error" => return Err(StoreError::from_script("hold", &r.str(1)?)),
         other => return Err(StoreError::Reply(format!("hold: status {other:?}"))),
     }))
 }
