@@ -153,7 +153,7 @@ pub fn orders(list: &[Order]) -> Table {
         "tickets",
         "status",
         "created",
-        "completed",
+        "ended",
     ]);
     for o in list {
         t.add_row(vec![
