@@ -378,6 +378,32 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
         cli_json(&redis, &["inspect"])["queues"]["purchaseQueued"],
         1
     );
+    // More purchases after the dead letters: all of them count as queued.
+    for u in ["c", "d", "e"] {
+        let h = hold(&store, "gig", u, HoldRequest::Quantity(1)).await;
+        store.purchase(&HoldRef::Id(&h.id), u, None).await.unwrap();
+    }
+    assert_eq!(
+        cli_json(&redis, &["inspect"])["queues"]["purchaseQueued"],
+        4
+    );
+    // An entry deleted from the middle (as older versions did on
+    // dead-lettering) leaves Redis unable to say: the jobs are counted.
+    let ids = redis.cli(&["XRANGE", "tc:{ev:gig}:jobs", "-", "+"]);
+    let is_id = |l: &&str| {
+        l.split_once('-').is_some_and(|(ms, n)| {
+            !ms.is_empty()
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let last = ids.lines().rfind(is_id).unwrap();
+    redis.cli(&["XDEL", "tc:{ev:gig}:jobs", last]);
+    assert_eq!(
+        cli_json(&redis, &["inspect"])["queues"]["purchaseQueued"],
+        3
+    );
 
     let o = run_cli(&["dlq", "purge", "--redis", &redis.url()]);
     assert_eq!(o.status.code(), Some(2), "purge without --yes is refused");

@@ -97,7 +97,11 @@ pub fn queues(snap: &Snapshot) -> String {
             e.oldest_overdue_ms
                 .map(|d| human_ms(e.now_ms.saturating_sub(d)))
                 .unwrap_or_else(|| "-".into()),
-            q.queued.to_string(),
+            if q.queued_at_least {
+                format!("{}+", q.queued)
+            } else {
+                q.queued.to_string()
+            },
             q.in_flight.to_string(),
             q.dead.to_string(),
         ]);
@@ -147,13 +151,7 @@ pub fn queues(snap: &Snapshot) -> String {
 /// Orders, newest first.
 pub fn orders(list: &[Order]) -> Table {
     let mut t = table(&[
-        "order",
-        "event",
-        "user",
-        "tickets",
-        "status",
-        "created",
-        "ended",
+        "order", "event", "user", "tickets", "status", "created", "ended",
     ]);
     for o in list {
         t.add_row(vec![
@@ -220,7 +218,8 @@ mod tests {
             holds: vec![hold.clone()],
         };
         let q = QueueView {
-            queued: 5,
+            queued: 1000,
+            queued_at_least: true,
             in_flight: 2,
             dead: 1,
             consumers: vec![ConsumerView {
@@ -267,7 +266,8 @@ mod tests {
             q.contains("8.6s")
                 && q.contains("w-1")
                 && q.contains("1m30s")
-                && q.contains("tc:payments"),
+                && q.contains("tc:payments")
+                && q.contains("1000+"),
             "{q}"
         );
     }
@@ -281,7 +281,7 @@ mod tests {
         );
         assert_eq!(
             v["queues"],
-            serde_json::json!({"releaseScheduled":2,"releaseOverdue":1,"purchaseQueued":5,"purchaseInFlight":2,"deadLetters":1})
+            serde_json::json!({"releaseScheduled":2,"releaseOverdue":1,"purchaseQueued":1000,"purchaseInFlight":2,"deadLetters":1})
         );
         assert_eq!(v["holds"][0]["ticketIds"].as_array().unwrap().len(), 8);
         assert_eq!(v["holds"][0]["ttlMs"], 12_345);

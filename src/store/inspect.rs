@@ -81,6 +81,9 @@ pub struct ConsumerView {
 pub struct QueueView {
     /// Jobs never delivered.
     pub queued: u64,
+    /// `queued` is a lower bound: Redis could not say and counting stopped
+    /// at [`QUEUED_COUNT_MAX`].
+    pub queued_at_least: bool,
     /// Jobs delivered and not acknowledged.
     pub in_flight: u64,
     /// Consumers of the group.
@@ -88,6 +91,11 @@ pub struct QueueView {
     /// Dead letters.
     pub dead: u64,
 }
+
+/// Most undelivered jobs `inspect` counts one by one, when Redis cannot
+/// give the number (the group's lag is unknown after entries were deleted
+/// from the middle of the stream, as older versions did on dead-lettering).
+pub const QUEUED_COUNT_MAX: usize = 1000;
 
 /// A dead-lettered job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,7 +261,15 @@ impl Store {
                 let f = fields(g);
                 if get(&f, "name").map(text).as_deref() == Some(keys::JOBS_GROUP) {
                     view.in_flight = get(&f, "pending").map(int).unwrap_or(0);
-                    view.queued = get(&f, "lag").map(int).unwrap_or(0);
+                    match get(&f, "lag") {
+                        Some(Value::Int(n)) => view.queued = u64::try_from(*n).unwrap_or(0),
+                        _ => {
+                            let after = get(&f, "last-delivered-id").map(text).unwrap_or_default();
+                            let n = self.count_after(&keys.jobs(), &after).await?;
+                            view.queued = n as u64;
+                            view.queued_at_least = n >= QUEUED_COUNT_MAX;
+                        }
+                    }
                 }
             }
         }
@@ -278,6 +294,28 @@ impl Store {
             }
         }
         Ok(view)
+    }
+
+    /// Entries of stream `key` after id `after`, counted up to
+    /// [`QUEUED_COUNT_MAX`].
+    async fn count_after(&self, key: &str, after: &str) -> Result<usize> {
+        let (key, start) = (key.to_string(), format!("({after}"));
+        let v: Value = self
+            .run(|mut c| async move {
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(QUEUED_COUNT_MAX)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(match v {
+            Value::Array(entries) => entries.len(),
+            _ => 0,
+        })
     }
 
     /// Up to `limit` dead letters of an event, oldest first.

@@ -28,8 +28,10 @@ for i = 1, #ARGV, 4 do
       redis.call('HINCRBY', K.meta, 'failed', 1)
     end
   end
+  -- Acknowledged only: the entry goes with the next trim of acknowledged
+  -- jobs (complete_orders). Deleting it from the middle of the stream
+  -- would leave Redis unable to say how many jobs wait (XINFO lag).
   redis.call('XACK', K.jobs, 'purchase', id)
-  redis.call('XDEL', K.jobs, id)
   redis.call('HDEL', KEYS[11], id)
 end
 return { moved }
