@@ -496,14 +496,40 @@ impl Config {
                 redact_url(&self.redis.url)
             ));
         }
+        for u in self.redis.url.split(',').map(str::trim) {
+            if !u.starts_with("unix://") && redis::parse_redis_url(u).is_none() {
+                return bad(format!(
+                    "redis.url: {:?} is not a valid URL (host, and a port of 1-65535)",
+                    redact_url(u)
+                ));
+            }
+        }
+        let tls = self.redis.url.contains("rediss://")
+            || self
+                .redis
+                .cluster
+                .iter()
+                .any(|n| n.starts_with("rediss://"));
         for (key, file) in [
             ("tls_ca_file", &self.redis.tls_ca_file),
             ("tls_cert_file", &self.redis.tls_cert_file),
             ("tls_key_file", &self.redis.tls_key_file),
         ] {
             if let Some(f) = file {
-                if std::fs::metadata(f).is_err() {
-                    return bad(format!("redis.{key}: cannot read {}", f.display()));
+                if !tls {
+                    return bad(format!(
+                        "redis.{key} is set, but no Redis URL is rediss:// (TLS)"
+                    ));
+                }
+                match std::fs::read(f) {
+                    Err(e) => return bad(format!("redis.{key}: cannot read {}: {e}", f.display())),
+                    Ok(pem) if !pem.windows(11).any(|w| w == b"-----BEGIN ") => {
+                        return bad(format!(
+                            "redis.{key}: {} is not a PEM file (no -----BEGIN line)",
+                            f.display()
+                        ))
+                    }
+                    Ok(_) => {}
                 }
             }
         }
@@ -573,11 +599,14 @@ impl Config {
         if self.purchase.dedupe_retention < Duration::from_secs(60) {
             return bad("purchase.dedupe_retention must be at least 60s (it is what keeps stream sinks free of duplicates)".into());
         }
-        if self.release.max_sleep.is_zero()
-            || self.server.request_timeout.is_zero()
-            || self.server.header_timeout.is_zero()
-        {
-            return bad("release.max_sleep, server.request_timeout and server.header_timeout must be greater than 0".into());
+        for (key, d) in [
+            ("release.max_sleep", self.release.max_sleep),
+            ("server.request_timeout", self.server.request_timeout),
+            ("server.header_timeout", self.server.header_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{key} must be greater than 0"));
+            }
         }
         if self.purchase.max_attempts == 0 {
             return bad("purchase.max_attempts must be at least 1".into());
@@ -594,6 +623,16 @@ impl Config {
                 SinkConfig::Webhook { url, .. } if !url.starts_with("http://") => {
                     return bad(format!(
                         "purchase.sinks: webhook url must start with http:// (got {url:?})"
+                    ))
+                }
+                SinkConfig::Webhook { url, secret, .. } if secret.is_empty() => {
+                    return bad(format!(
+                        "purchase.sinks: webhook {url:?} needs a secret (its receiver checks X-Ticketctl-Signature with it)"
+                    ))
+                }
+                SinkConfig::Webhook { url, timeout, .. } if timeout.is_zero() => {
+                    return bad(format!(
+                        "purchase.sinks: webhook {url:?} timeout must be greater than 0"
                     ))
                 }
                 _ => {}
@@ -652,6 +691,39 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("server.listen"));
+        let named = |toml: &str, key: &str| {
+            let cfg = Config::from_toml(toml).unwrap();
+            let e = cfg.validate().expect_err(toml).to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        };
+        named("[redis]\nurl = \"redis://127.0.0.1:99999\"\n", "redis.url");
+        named(
+            "[server]\nheader_timeout = \"0s\"\n",
+            "server.header_timeout",
+        );
+        let hook = "[[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        named(hook, "needs a secret");
+        named(
+            &format!("{hook}secret = \"s\"\ntimeout = \"0s\"\n"),
+            "timeout",
+        );
+        let dir = std::env::temp_dir().join(format!("tc-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let ca = format!("tls_ca_file = {:?}\n", not_pem.display().to_string());
+        named(
+            &format!("[redis]\nurl = \"redis://x:1\"\n{ca}"),
+            "no Redis URL is rediss://",
+        );
+        named(
+            &format!("[redis]\nurl = \"rediss://x:1\"\n{ca}"),
+            "is not a PEM file",
+        );
+        std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let cfg = Config::from_toml(&format!("[redis]\nurl = \"rediss://x:1\"\n{ca}")).unwrap();
+        assert!(cfg.validate().is_ok());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

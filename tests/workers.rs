@@ -435,7 +435,7 @@ async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
             "[purchase]\nbatch = 100\nclaim_idle = \"500ms\"\n\
              [[purchase.sinks]]\nkind = \"redis-stream\"\nstream = \"tc:payments\"\n\
              [[purchase.sinks]]\nkind = \"redis-stream\"\nstream = \"tc:fulfillment\"\n\
-             [[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://{}/\"\ntimeout = \"5s\"\n",
+             [[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://{}/\"\nsecret = \"k\"\ntimeout = \"5s\"\n",
             h.addr
         ),
     )
@@ -581,7 +581,7 @@ async fn sigterm_lets_the_purchase_worker_finish_its_batch_and_exit_0() {
     }
     let h = hook(200, Duration::from_millis(400), u64::MAX).await;
     let cfg_path = redis.dir.join("term.toml");
-    std::fs::write(&cfg_path, format!("[purchase]\nbatch = 50\n[[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://{}/\"\n", h.addr)).unwrap();
+    std::fs::write(&cfg_path, format!("[purchase]\nbatch = 50\n[[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://{}/\"\nsecret = \"k\"\n", h.addr)).unwrap();
     let mut child = std::process::Command::new(bin())
         .args([
             "work",
