@@ -387,6 +387,13 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
         cli_json(&redis, &["inspect"])["queues"]["purchaseQueued"],
         4
     );
+    // Counts by status cover every order, not just the ones listed.
+    let v = cli_json(&redis, &["inspect", "orders", "--limit", "1"]);
+    assert_eq!(v["orders"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["byStatus"],
+        json!({"pending": 4, "completed": 0, "failed": 1})
+    );
     // An entry deleted from the middle (as older versions did on
     // dead-lettering) leaves Redis unable to say: the jobs are counted.
     let ids = redis.cli(&["XRANGE", "tc:{ev:gig}:jobs", "-", "+"]);

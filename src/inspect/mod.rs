@@ -184,15 +184,18 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
             Some(Some(o)) => json!({ "order": order_json(o) }),
             Some(None) => json!({ "order": null }),
             None => {
-                let count = |s: &str| {
-                    snap.orders
-                        .iter()
-                        .filter(|o| o.status.as_str() == s)
-                        .count()
-                };
+                // Every order of the events shown, from their counters (not
+                // just the ones listed).
+                let (mut created, mut completed, mut failed) = (0u64, 0u64, 0u64);
+                for e in &snap.events {
+                    created += e.orders.0;
+                    completed += e.orders.1;
+                    failed += e.orders.2;
+                }
+                let pending = created.saturating_sub(completed + failed);
                 json!({
                     "orders": snap.orders.iter().map(order_json).collect::<Vec<_>>(),
-                    "byStatus": {"pending": count("pending"), "completed": count("completed"), "failed": count("failed")},
+                    "byStatus": {"pending": pending, "completed": completed, "failed": failed},
                 })
             }
         },
