@@ -233,6 +233,9 @@ fn request_id(req: &Request) -> String {
     }
 }
 
+/// Routes the per-IP rate limit leaves alone (probes and scrapes).
+pub const NOT_RATE_LIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Shows a value, or `-` for none (in log lines).
 struct OrDash<T>(Option<T>);
 
@@ -271,7 +274,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         .get::<MatchedPath>()
         .map(|m| route_label(m.as_str()))
         .unwrap_or("unmatched");
-    let exempt = matches!(route, "/healthz" | "/readyz" | "/metrics");
+    let exempt = NOT_RATE_LIMITED.contains(&route);
     let limited = match (&st.ip_limiter, peer) {
         (Some(l), Some(ip)) if !exempt => l.check(&ip.to_string()).err(),
         _ => None,

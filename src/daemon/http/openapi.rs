@@ -291,7 +291,15 @@ pub fn document() -> Value {
             responses.insert(code.to_string(), ok.clone());
         }
         responses.insert(route.ok.0.to_string(), ok);
-        for code in route.errors {
+        // The per-IP rate limit (when configured) answers 429 on every
+        // route but the probes.
+        let limited = !super::NOT_RATE_LIMITED.contains(&route.path);
+        let extra: &[u16] = if limited && !route.errors.contains(&429) {
+            &[429]
+        } else {
+            &[]
+        };
+        for code in route.errors.iter().chain(extra) {
             // The compatibility routes keep the proof of concept's 409 bodies.
             let schema = if *code == 409 && route.path.starts_with("/api/") {
                 "CompatConflict"
@@ -353,6 +361,17 @@ mod tests {
                 ["application/json"]["schema"]["$ref"],
             "#/components/schemas/Error"
         );
+        // The per-IP limit's 429 is listed wherever it can answer.
+        for (path, method, listed) in [
+            ("/v1/orders/{order_id}", "get", true),
+            ("/openapi.json", "get", true),
+            ("/v1/events", "post", true),
+            ("/healthz", "get", false),
+            ("/metrics", "get", false),
+        ] {
+            let r = &doc["paths"][path][method]["responses"]["429"];
+            assert_eq!(r.is_object(), listed, "{method} {path}");
+        }
         // OpenAPI 3.0 has no type lists: `null` is `nullable`.
         let text = doc.to_string();
         assert!(!text.contains(r#""type":["#), "a type list in {text}");
