@@ -164,7 +164,7 @@ pub struct PurchaseArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch: Option<u64>,
     /// Consumer name in the group (default: host name and process id).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub consumer: Option<String>,
 }
 

@@ -90,8 +90,15 @@ const DEFAULT_LOG: &str = "info,redis=error";
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("TICKETCTL_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    let filter = match std::env::var("TICKETCTL_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!(
+                "ticketctl: TICKETCTL_LOG {v:?} is not a log filter ({e}); using {DEFAULT_LOG:?}"
+            );
+            EnvFilter::new(DEFAULT_LOG)
+        }),
+        _ => EnvFilter::new(DEFAULT_LOG),
+    };
     // Colours only on a terminal: a file or pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

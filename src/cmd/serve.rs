@@ -180,5 +180,14 @@ pub(crate) async fn seed_events(store: &Store, cfg: &crate::config::Config) -> a
             ),
         }
     }
+    // The compatibility routes act on one event: say so at start when it
+    // is missing, rather than with a 404 on every compat request.
+    let compat = &cfg.compat.event;
+    if !cfg.events.iter().any(|e| &e.id == compat) && store.event_counts(compat).await?.is_none() {
+        tracing::warn!(
+            event = %compat,
+            "compat.event does not exist (create it, or list it under [[events]]); the /api/ticket routes answer 404 until it does"
+        );
+    }
     Ok(())
 }
