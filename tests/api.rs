@@ -1079,23 +1079,12 @@ async fn redis_out_of_memory_is_503_and_changes_nothing() {
         r.headers.get("retry-after").map(|v| v.to_str().unwrap()),
         Some("1")
     );
-    let r = api
-        .req(
-            "POST",
-            &format!("/v1/holds/{id}/purchase"),
-            Some(json!({"userId": "a"})),
-        )
-        .await;
-    r.assert_error(503, "unavailable");
+    let path = format!("/v1/holds/{id}/purchase");
+    let buy = || api.req("POST", &path, Some(json!({"userId": "a"})));
+    buy().await.assert_error(503, "unavailable");
     redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     let e = api.req("GET", "/v1/events/default", None).await.json();
     assert_eq!((e["held"].as_u64(), e["sold"].as_u64()), (Some(1), Some(0)));
-    let r = api
-        .req(
-            "POST",
-            &format!("/v1/holds/{id}/purchase"),
-            Some(json!({"userId": "a"})),
-        )
-        .await;
+    let r = buy().await;
     assert_eq!(r.status, 202, "{}", r.text);
 }

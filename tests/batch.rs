@@ -42,6 +42,21 @@ async fn held(store: &Store, user: &str, tickets: Vec<u64>) -> ticketctl::store:
     }
 }
 
+/// Buys `hold` for its user; the new order (panics on any other outcome).
+async fn bought(store: &Store, hold: &ticketctl::store::Hold) -> ticketctl::store::Order {
+    match store
+        .purchase(&ticketctl::store::HoldRef::Id(&hold.id), &hold.user, None)
+        .await
+        .unwrap()
+    {
+        ticketctl::store::PurchaseOutcome::Bought {
+            order,
+            created: true,
+        } => order,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Moves the deadline of hold `seq` of event `gig` far into the past.
 fn backdate(redis: &Redis, seq: u64) {
     let seq = seq.to_string();
@@ -437,22 +452,15 @@ async fn a_purchase_never_sells_a_ticket_the_owner_index_gives_to_another_hold()
     let a = held(&store, "a", vec![2, 3]).await;
     let b = held(&store, "b", vec![4]).await;
     redis.cli(&["HSET", "tc:{ev:gig}:owner", "3", &b.id.seq.to_string()]);
-    let bought = store
+    let refused = store
         .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
         .await;
-    assert!(bought.is_err(), "{bought:?}");
+    assert!(refused.is_err(), "{refused:?}");
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!((counts.held, counts.sold), (3, 0), "nothing was sold");
     assert!(store.get_hold(&a.id).await.unwrap().is_some());
     // The untouched hold still sells.
-    let bought = store
-        .purchase(&ticketctl::store::HoldRef::Id(&b.id), "b", None)
-        .await
-        .unwrap();
-    assert!(
-        matches!(bought, ticketctl::store::PurchaseOutcome::Bought { .. }),
-        "{bought:?}"
-    );
+    bought(&store, &b).await;
 }
 
 #[tokio::test]
@@ -468,14 +476,7 @@ async fn a_damaged_live_hold_count_blocks_no_purchase_release_or_hold() {
 
     let a = held(&store, "a", vec![1]).await;
     redis.cli(&["HSET", uholds, "a", "x"]);
-    let bought = store
-        .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
-        .await
-        .unwrap();
-    let ticketctl::store::PurchaseOutcome::Bought { order, .. } = bought else {
-        panic!("{bought:?}")
-    };
-    assert_eq!(order.tickets, vec![1]);
+    assert_eq!(bought(&store, &a).await.tickets, vec![1]);
     assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "1");
 
     let b = held(&store, "b", vec![2]).await;
@@ -587,14 +588,7 @@ async fn a_purchase_that_fails_partway_sells_nothing() {
         let counts = store.event_counts("gig").await.unwrap().unwrap();
         assert_eq!((counts.held, counts.sold), (2, 0), "{key}");
     }
-    let bought = buy().await.unwrap();
-    assert!(
-        matches!(
-            bought,
-            ticketctl::store::PurchaseOutcome::Bought { created: true, .. }
-        ),
-        "{bought:?}"
-    );
+    bought(&store, &a).await;
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!((counts.held, counts.sold), (0, 2));
     assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "1");
@@ -662,14 +656,7 @@ async fn a_damaged_counter_is_refused_before_anything_is_written() {
             redis.cli(&["HSET", meta, field, &saved]);
         }
     }
-    let bought = store
-        .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
-        .await
-        .unwrap();
-    assert!(
-        matches!(bought, ticketctl::store::PurchaseOutcome::Bought { .. }),
-        "{bought:?}"
-    );
+    bought(&store, &a).await;
 }
 
 #[tokio::test]
