@@ -112,9 +112,9 @@ end
 
 local replies = {}
 for i = 2, #ARGV, 6 do
-  -- A purchase that fails raises before its first write or after its
-  -- last (the writes that can fail are taken back above), so the others
-  -- of the call and their counters below stand.
+  -- A purchase that fails raises before its first write (the writes that
+  -- can fail are checked and taken back above; the rest cannot fail), so
+  -- the others of the call and their counters below stand.
   local ok, reply, stored = pcall(buy_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   if not ok then reply = { 'error', error_text(reply) } end
   replies[#replies + 1] = reply
