@@ -745,3 +745,34 @@ async fn when_a_hold_call_fails_at_its_end_every_hold_of_it_is_refused() {
     assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:taken"]), "1");
     held(&store, "b", vec![5]).await;
 }
+
+#[tokio::test]
+async fn too_few_replicas_for_wait_replicas_are_reported() {
+    // `serve` warns at start with this: every purchase would wait in vain.
+    let redis = Redis::start();
+    let mut cfg = config(&redis).redis;
+    assert_eq!(
+        Store::connect(&cfg)
+            .await
+            .unwrap()
+            .replicas_short()
+            .await
+            .unwrap(),
+        None,
+        "none asked for"
+    );
+    cfg.wait_replicas = 1;
+    let store = Store::connect(&cfg).await.unwrap();
+    assert_eq!(store.replicas_short().await.unwrap(), Some(0));
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &redis.port.to_string()]);
+    let mut connected = false;
+    for _ in 0..100 {
+        if store.replicas_short().await.unwrap().is_none() {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(connected, "the replica never showed as connected");
+    drop(replica);
+}

@@ -25,6 +25,13 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let cfg = super::load_config(global, args.listen)?;
     let store = super::connect(&cfg).await?;
     seed_events(&store, &cfg).await?;
+    if let Some(connected) = store.replicas_short().await? {
+        tracing::warn!(
+            wait_replicas = cfg.redis.wait_replicas,
+            connected,
+            "redis.wait_replicas asks for more replicas than Redis has connected: purchases will answer 503 until they connect"
+        );
+    }
     let listener = TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;

@@ -362,6 +362,30 @@ impl Store {
         matches!(self.backend, Backend::Cluster(_))
     }
 
+    /// On a single Redis, how many replicas are connected when that is
+    /// fewer than `wait_replicas` (every purchase would then wait in vain
+    /// and answer 503); `None` when enough are, when none are asked for, or
+    /// on a cluster (whose masters each have their own).
+    pub async fn replicas_short(&self) -> Result<Option<u64>> {
+        if self.wait_replicas == 0 || self.is_cluster() {
+            return Ok(None);
+        }
+        let info: String = self
+            .run(|mut c| async move {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let connected = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok((connected < u64::from(self.wait_replicas)).then_some(connected))
+    }
+
     /// Waits until `wait_replicas` replicas have every write made so far on
     /// the node owning `key` (no-op when 0). A purchase is answered only
     /// after this, so a failover cannot lose a sale that was confirmed.
