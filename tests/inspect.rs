@@ -417,6 +417,10 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
     assert!(cli_text(&redis, &["dlq", "purge", "--yes"]).contains("deleted 1"));
     assert!(cli_text(&redis, &["dlq", "purge", "--yes"]).contains("deleted 0"));
     assert!(cli_text(&redis, &["dlq", "retry", "--all"]).contains("requeued 0"));
+    let o = run_cli(&["dlq", "list", "--event", "nope", "--redis", &redis.url()]);
+    assert_eq!(o.status.code(), Some(1), "an unknown event is a failure");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such event nope"));
+    assert!(cli_text(&redis, &["dlq", "list", "--event", "gig"]).contains("no dead letters"));
 
     let h = hold(&store, "gig", "zed", HoldRequest::Tickets(vec![20])).await;
     let out = cli_text(&redis, &["hold", "release", &h.id.to_string()]);

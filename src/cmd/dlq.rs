@@ -9,9 +9,17 @@ use crate::store::{OrderId, Store};
 use crate::time::rfc3339_ms;
 use crate::UsageError;
 
+/// The events to act on: the one named by `--event` (which must exist, as
+/// for `inspect`), or every event.
 async fn events(store: &Store, only: Option<String>) -> anyhow::Result<Vec<String>> {
     match only {
-        Some(e) => Ok(vec![e]),
+        Some(e) => {
+            let known = store.list_events().await.context("cannot list events")?;
+            if !known.contains(&e) {
+                anyhow::bail!("no such event {e}");
+            }
+            Ok(vec![e])
+        }
         None => store.list_events().await.context("cannot list events"),
     }
 }
