@@ -266,8 +266,8 @@ impl Store {
                         _ => {
                             let after = get(&f, "last-delivered-id").map(text).unwrap_or_default();
                             let n = self.count_after(&keys.jobs(), &after).await?;
-                            view.queued = n as u64;
-                            view.queued_at_least = n >= QUEUED_COUNT_MAX;
+                            view.queued = n.min(QUEUED_COUNT_MAX) as u64;
+                            view.queued_at_least = n > QUEUED_COUNT_MAX;
                         }
                     }
                 }
@@ -296,8 +296,8 @@ impl Store {
         Ok(view)
     }
 
-    /// Entries of stream `key` after id `after`, counted up to
-    /// [`QUEUED_COUNT_MAX`].
+    /// Entries of stream `key` after id `after`, counted up to one more
+    /// than [`QUEUED_COUNT_MAX`] (more than that: the count is a bound).
     async fn count_after(&self, key: &str, after: &str) -> Result<usize> {
         let (key, start) = (key.to_string(), format!("({after}"));
         let v: Value = self
@@ -307,7 +307,7 @@ impl Store {
                     .arg(start)
                     .arg("+")
                     .arg("COUNT")
-                    .arg(QUEUED_COUNT_MAX)
+                    .arg(QUEUED_COUNT_MAX + 1)
                     .query_async(&mut c)
                     .await
             })

@@ -308,14 +308,16 @@ impl Store {
             .map(|s| redact_url(s))
             .collect::<Vec<_>>()
             .join(",");
-        if seeds.iter().any(|s| s.starts_with("rediss://")) {
+        let tls = seeds.iter().any(|s| s.starts_with("rediss://"));
+        if tls {
             install_crypto();
         }
         let mut builder = redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
             .connection_timeout(cfg.connect_timeout)
             .response_timeout(cfg.timeout)
             .retries(3);
-        if let Some(certs) = tls_certificates(cfg)? {
+        // The TLS files only for a cluster reached over TLS, as for one node.
+        if let (true, Some(certs)) = (tls, tls_certificates(cfg)?) {
             builder = builder.certs(certs);
         }
         let client = builder

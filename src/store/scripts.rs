@@ -450,7 +450,7 @@ impl Store {
         // writing anything.
         if r.is("damaged") {
             return Err(StoreError::Redis(format!(
-                "{name}: {} is not an integer; nothing was changed (repair or delete the event's keys)",
+                "{name}: {}; nothing was changed (repair or delete the event's keys)",
                 r.str(1).unwrap_or_default()
             )));
         }

@@ -73,6 +73,8 @@ pub fn user_id(body: &Map<String, Value>) -> ApiResult<String> {
             }
         }
         Some(Value::Number(n)) => match integer_text(n) {
+            // -0 is the integer 0.
+            Some(s) if s == "-0" => Ok("0".into()),
             Some(s) if s.len() <= MAX_USER_ID_CHARS => Ok(s),
             Some(_) => Err(ApiError::BadRequest(format!(
                 "userId must be at most {MAX_USER_ID_CHARS} characters"
@@ -105,9 +107,17 @@ pub fn ticket_id_value(v: &Value, field: &str) -> ApiResult<u64> {
     }
     match text.parse::<u64>() {
         Ok(t) if t <= crate::config::MAX_CAPACITY => Ok(t),
-        _ => Err(ApiError::BadRequest(format!(
-            "{field}: ticket {text} is out of range (no event has that many tickets)"
-        ))),
+        _ => {
+            // The number may be as long as the body: show its start.
+            let shown = if text.len() > 24 {
+                format!("{}…", &text[..24])
+            } else {
+                text
+            };
+            Err(ApiError::BadRequest(format!(
+                "{field}: ticket {shown} is out of range (no event has that many tickets)"
+            )))
+        }
     }
 }
 
@@ -262,6 +272,7 @@ mod tests {
             let body = parse(&format!("{{\"userId\":{text}}}"));
             assert_eq!(user_id(&body).unwrap(), text);
         }
+        assert_eq!(user_id(&parse(r#"{"userId":-0}"#)).unwrap(), "0");
         let long = "9".repeat(129);
         for bad in ["1.0", "1e3", "-1.5E2", &long] {
             let body = parse(&format!("{{\"userId\":{bad}}}"));
@@ -274,7 +285,7 @@ mod tests {
         let Err(ApiError::BadRequest(m)) = hold_ask(&big) else {
             panic!("a huge ticket id was taken")
         };
-        assert!(m.contains("out of range"), "{m}");
+        assert!(m.contains("out of range") && m.len() < 100, "{m}");
     }
 
     #[test]

@@ -67,7 +67,7 @@ local function load_meta()
   for i, f in ipairs(META_FIELDS) do
     local v = m[i]
     if (v or i <= META_REQUIRED) and not (v and string.find(v, '^%-?%d+$')) then
-      return nil, { 'damaged', K.meta .. ' field ' .. f .. ' is ' .. (v and ('"' .. v .. '"') or 'missing') }
+      return nil, { 'damaged', K.meta .. ' field ' .. f .. ' is ' .. (v and ('"' .. v .. '", not an integer') or 'missing') }
     end
   end
   return {
