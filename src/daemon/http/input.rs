@@ -74,8 +74,8 @@ pub fn user_id(body: &Map<String, Value>) -> ApiResult<String> {
         }
         Some(Value::Number(n)) => match integer_text(n) {
             // -0 is the integer 0.
-            Some(s) if s == "-0" => Ok("0".into()),
-            Some(s) if s.len() <= MAX_USER_ID_CHARS => Ok(s),
+            Some("-0") => Ok("0".into()),
+            Some(s) if s.len() <= MAX_USER_ID_CHARS => Ok(s.to_string()),
             Some(_) => Err(ApiError::BadRequest(format!(
                 "userId must be at most {MAX_USER_ID_CHARS} characters"
             ))),
@@ -91,9 +91,9 @@ pub fn user_id(body: &Map<String, Value>) -> ApiResult<String> {
 
 /// The decimal text of a JSON number written as an integer, of any size
 /// (numbers keep their text as written), or `None` for `1.5`, `1.0`, `1e3`.
-fn integer_text(n: &serde_json::Number) -> Option<String> {
-    let s = n.to_string();
-    let digits = s.strip_prefix('-').unwrap_or(&s);
+fn integer_text(n: &serde_json::Number) -> Option<&str> {
+    let s = n.as_str();
+    let digits = s.strip_prefix('-').unwrap_or(s);
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(s)
 }
 
@@ -112,7 +112,7 @@ pub fn ticket_id_value(v: &Value, field: &str) -> ApiResult<u64> {
             let shown = if text.len() > 24 {
                 format!("{}…", &text[..24])
             } else {
-                text
+                text.to_string()
             };
             Err(ApiError::BadRequest(format!(
                 "{field}: ticket {shown} is out of range (no event has that many tickets)"
