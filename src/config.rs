@@ -126,6 +126,24 @@ impl Default for RedisConfig {
     }
 }
 
+impl RedisConfig {
+    /// Whether to connect as to a cluster: seeds in `cluster`, or several
+    /// comma-separated URLs in `url`.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster.is_empty() || self.url.contains(',')
+    }
+
+    /// The URLs connected to: the `cluster` seeds when given, otherwise each
+    /// of `url`'s comma-separated URLs.
+    pub fn endpoints(&self) -> Vec<&str> {
+        if self.cluster.is_empty() {
+            self.url.split(',').map(str::trim).collect()
+        } else {
+            self.cluster.iter().map(String::as_str).collect()
+        }
+    }
+}
+
 /// `[server]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -505,16 +523,13 @@ impl Config {
             }
         }
         // The TLS files matter only when the Redis in use is reached over
-        // TLS (redis.cluster, when set, is what is used); a config whose
-        // rediss:// URL is overridden by a plain one keeps working.
-        let tls = if self.redis.cluster.is_empty() {
-            self.redis.url.contains("rediss://")
-        } else {
-            self.redis
-                .cluster
-                .iter()
-                .any(|n| n.starts_with("rediss://"))
-        };
+        // TLS; a config whose rediss:// URL is overridden by a plain one
+        // keeps working.
+        let tls = self
+            .redis
+            .endpoints()
+            .iter()
+            .any(|u| u.starts_with("rediss://"));
         for (key, file) in [
             ("tls_ca_file", &self.redis.tls_ca_file),
             ("tls_cert_file", &self.redis.tls_cert_file),

@@ -40,15 +40,15 @@ pub(crate) fn load_config(global: &GlobalOpts, listen: Option<String>) -> anyhow
 /// Connects to the configured Redis, with a message naming it on failure.
 pub(crate) async fn connect(cfg: &Config) -> anyhow::Result<Store> {
     Store::connect(&cfg.redis).await.with_context(|| {
-        // redis.cluster, when set, is what was used (see Store::connect).
+        // What Store::connect used: the cluster seeds when given.
         let at = if cfg.redis.cluster.is_empty() {
             crate::config::redact_url(&cfg.redis.url)
         } else {
             let seeds: Vec<String> = cfg
                 .redis
-                .cluster
-                .iter()
-                .map(|n| crate::config::redact_url(n))
+                .endpoints()
+                .into_iter()
+                .map(crate::config::redact_url)
                 .collect();
             format!("the cluster of redis.cluster ({})", seeds.join(", "))
         };

@@ -264,14 +264,8 @@ impl Store {
     /// Connects (and checks the connection with PING). Fails with
     /// [`StoreError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(cfg: &RedisConfig) -> Result<Store> {
-        let seeds: Vec<String> = if !cfg.cluster.is_empty() {
-            cfg.cluster.clone()
-        } else if cfg.url.contains(',') {
-            cfg.url.split(',').map(|u| u.trim().to_string()).collect()
-        } else {
-            Vec::new()
-        };
-        if !seeds.is_empty() {
+        if cfg.is_cluster() {
+            let seeds = cfg.endpoints().into_iter().map(String::from).collect();
             return Self::connect_cluster(cfg, seeds).await;
         }
         let client = client_for(cfg)?;
