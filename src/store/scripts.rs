@@ -755,7 +755,7 @@ impl Store {
         let mut out: Vec<Result<PurchaseOutcome>> = answers
             .into_iter()
             .map(|r| {
-                if r.status().is_ok_and(|s| s == "expired") {
+                if r.is("expired") {
                     // Released now, or already gone (then no count).
                     self.count_released(r.uint(1).unwrap_or(0));
                 }

@@ -28,10 +28,7 @@ for i = 1, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   seqs[#seqs + 1] = ARGV[i + 1]
 end
-local recs = {}
-in_chunks(seqs, function(...)
-  for _, rec in ipairs(redis.call('HMGET', K.orders, ...)) do recs[#recs + 1] = rec end
-end)
+local recs = collect_in_chunks(seqs, function(...) return redis.call('HMGET', K.orders, ...) end)
 local updates = {}
 for i, rec in ipairs(recs) do
   -- Only a pending order changes: 'pending|' is the record's first 8 bytes.

@@ -45,6 +45,12 @@ local pending = {}
 -- back if it fails: the user it charged and the tickets it claimed.
 local charged, claiming = nil, {}
 
+-- Takes back the charge of a hold that does not happen.
+local function uncharge(user)
+  user_hold_done(user)
+  charged = nil
+end
+
 -- Counts the hold against its user first (one call on the common path) and
 -- takes it back when the hold does not happen. Returns whether it may go on,
 -- and how many expired holds were released to find out.
@@ -57,8 +63,7 @@ local function charge_user(user)
   local released = sweep(now, 1000)
   meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
   if (tonumber(redis.call('HGET', K.uholds, user)) or 0) <= max_user then return true, released end
-  user_hold_done(user)
-  charged = nil
+  uncharge(user)
   return false, released
 end
 
@@ -176,8 +181,7 @@ local function hold_one(secret, user, mode, arg)
     tickets, reply, expired = claim_quantity(arg)
   end
   if not tickets then
-    user_hold_done(user)
-    charged = nil
+    uncharge(user)
     -- Holds released on the way are reported with the refusal.
     if reply[1] == 'unavailable' or reply[1] == 'sweep_more' then
       reply[2] = reply[2] + swept

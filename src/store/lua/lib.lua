@@ -33,6 +33,16 @@ local function in_chunks(list, f)
   end
 end
 
+-- Like in_chunks, for a command answering one value per argument (HMGET,
+-- ZMSCORE): returns its answers for the whole list, in order.
+local function collect_in_chunks(list, f)
+  local out = {}
+  in_chunks(list, function(...)
+    for _, v in ipairs(f(...)) do out[#out + 1] = v end
+  end)
+  return out
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

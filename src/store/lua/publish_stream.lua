@@ -22,10 +22,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
 local ids = {}
 for i = 2, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then return 0 end
-local scores = {}
-in_chunks(ids, function(...)
-  for _, score in ipairs(redis.call('ZMSCORE', KEYS[2], ...)) do scores[#scores + 1] = score end
-end)
+local scores = collect_in_chunks(ids, function(...) return redis.call('ZMSCORE', KEYS[2], ...) end)
 local now_s = fmt_int(now)
 local seen, remember = {}, {}
 for j, id in ipairs(ids) do
