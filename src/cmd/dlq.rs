@@ -12,15 +12,11 @@ use crate::UsageError;
 /// The events to act on: the one named by `--event` (which must exist, as
 /// for `inspect`), or every event.
 async fn events(store: &Store, only: Option<String>) -> anyhow::Result<Vec<String>> {
+    let known = store.list_events().await.context("cannot list events")?;
     match only {
-        Some(e) => {
-            let known = store.list_events().await.context("cannot list events")?;
-            if !known.contains(&e) {
-                anyhow::bail!("no such event {e}");
-            }
-            Ok(vec![e])
-        }
-        None => store.list_events().await.context("cannot list events"),
+        Some(e) if !known.contains(&e) => anyhow::bail!("no such event {e}"),
+        Some(e) => Ok(vec![e]),
+        None => Ok(known),
     }
 }
 

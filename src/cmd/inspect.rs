@@ -44,11 +44,9 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
         let snap = inspect::gather(&store, args.section, &query)
             .await
             .context("cannot read from Redis")?;
-        let r = print(&snap, &args, false);
-        if reader_gone(&r) {
+        if !show(&snap, &args, false)? {
             return Ok(());
         }
-        r?;
         // What was asked for by name must exist: the exit status says so
         // (after the output, which shows it missing).
         if let (Some(id), Some(None)) = (&args.order_id, &snap.order) {
@@ -64,11 +62,9 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
     loop {
         match inspect::gather(&store, args.section, &query).await {
             Ok(snap) => {
-                let r = print(&snap, &args, redraw);
-                if reader_gone(&r) {
+                if !show(&snap, &args, redraw)? {
                     return Ok(());
                 }
-                r?;
             }
             Err(e) => eprintln!("ticketctl: cannot read from Redis: {e}"),
         }
@@ -79,10 +75,13 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Whether a write failed because the reader went away (`| head`): then
-/// there is nothing more to do, and nothing went wrong.
-fn reader_gone(r: &std::io::Result<()>) -> bool {
-    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+/// Prints a snapshot; `Ok(false)` when the reader went away (`| head`):
+/// then there is nothing more to do, and nothing went wrong.
+fn show(snap: &inspect::Snapshot, args: &InspectArgs, redraw: bool) -> std::io::Result<bool> {
+    match print(snap, args, redraw) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        r => r.map(|()| true),
+    }
 }
 
 fn print(snap: &inspect::Snapshot, args: &InspectArgs, redraw: bool) -> std::io::Result<()> {
