@@ -758,16 +758,19 @@ async fn too_few_replicas_for_wait_replicas_are_reported() {
             .replicas_short()
             .await
             .unwrap(),
-        None,
+        vec![],
         "none asked for"
     );
     cfg.wait_replicas = 1;
     let store = Store::connect(&cfg).await.unwrap();
-    assert_eq!(store.replicas_short().await.unwrap(), Some(0));
+    assert_eq!(
+        store.replicas_short().await.unwrap(),
+        vec![(String::new(), 0)]
+    );
     let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &redis.port.to_string()]);
     let mut connected = false;
     for _ in 0..100 {
-        if store.replicas_short().await.unwrap().is_none() {
+        if store.replicas_short().await.unwrap().is_empty() {
             connected = true;
             break;
         }

@@ -240,6 +240,11 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
         }
         common::ServeProc { child, addr }
     };
+    // Every master has the replica `wait_replicas` asks for: no warning.
+    let mut rcfg = cluster_config(&cluster).redis;
+    rcfg.wait_replicas = 1;
+    let store = Store::connect(&rcfg).await.unwrap();
+    assert_eq!(store.replicas_short().await.unwrap(), vec![]);
     let a = spawn();
     let b = spawn();
     let r = request(
@@ -541,4 +546,26 @@ async fn an_event_slot_migrates_under_load() {
         sold >= sold_orders && sold <= sold_orders + unanswered,
         "sold {sold}, confirmed {sold_orders}, 503s {unanswered}"
     );
+}
+
+#[tokio::test]
+async fn masters_without_the_replicas_wait_replicas_asks_for_are_named() {
+    // `serve` warns at start with these: purchases on them would answer 503.
+    let cluster = Cluster::start(3, 0);
+    let mut cfg = cluster_config(&cluster).redis;
+    let store = Store::connect(&cfg).await.unwrap();
+    assert_eq!(
+        store.replicas_short().await.unwrap(),
+        vec![],
+        "none asked for"
+    );
+    cfg.wait_replicas = 1;
+    let store = Store::connect(&cfg).await.unwrap();
+    let mut want: Vec<(String, u64)> = cluster
+        .nodes
+        .iter()
+        .map(|n| (format!("127.0.0.1:{}", n.port), 0))
+        .collect();
+    want.sort();
+    assert_eq!(store.replicas_short().await.unwrap(), want);
 }

@@ -25,10 +25,11 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let cfg = super::load_config(global, args.listen)?;
     let store = super::connect(&cfg).await?;
     seed_events(&store, &cfg).await?;
-    if let Some(connected) = store.replicas_short().await? {
+    for (node, connected) in store.replicas_short().await? {
         tracing::warn!(
             wait_replicas = cfg.redis.wait_replicas,
             connected,
+            node = if node.is_empty() { crate::config::redact_url(&cfg.redis.url) } else { node },
             "redis.wait_replicas asks for more replicas than Redis has connected: purchases will answer 503 until they connect"
         );
     }

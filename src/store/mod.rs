@@ -358,28 +358,67 @@ impl Store {
         matches!(self.backend, Backend::Cluster(_))
     }
 
-    /// On a single Redis, how many replicas are connected when that is
-    /// fewer than `wait_replicas` (every purchase would then wait in vain
-    /// and answer 503); `None` when enough are, when none are asked for, or
-    /// on a cluster (whose masters each have their own).
-    pub async fn replicas_short(&self) -> Result<Option<u64>> {
-        if self.wait_replicas == 0 || self.is_cluster() {
-            return Ok(None);
+    /// The masters with fewer replicas connected than `wait_replicas`
+    /// (every purchase on them would wait in vain and answer 503), each
+    /// with its address (`""` on a single Redis) and how many it has; empty
+    /// when all have enough or none are asked for. On a cluster every master
+    /// is asked, since each event lives on one of them.
+    pub async fn replicas_short(&self) -> Result<Vec<(String, u64)>> {
+        if self.wait_replicas == 0 {
+            return Ok(Vec::new());
         }
-        let info: String = self
-            .run(|mut c| async move {
-                redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut c)
-                    .await
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("replication");
+        let infos: Vec<(String, String)> = match &self.backend {
+            Backend::Single(_) => {
+                let info: String = self
+                    .run(|mut c| async move { cmd.query_async(&mut c).await })
+                    .await?;
+                vec![(String::new(), info)]
+            }
+            Backend::Cluster(_) => {
+                use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+                let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let v = self
+                    .run(|c| async move {
+                        let Conn::Cluster(mut c) = c else {
+                            unreachable!()
+                        };
+                        c.route_command(cmd, route).await
+                    })
+                    .await?;
+                // One answer per master, by address.
+                let redis::Value::Map(by_node) = v else {
+                    return Err(StoreError::Reply(format!(
+                        "INFO on every master answered {v:?}"
+                    )));
+                };
+                by_node
+                    .into_iter()
+                    .map(|(node, info)| {
+                        Ok((
+                            redis::from_redis_value::<String>(node)?,
+                            redis::from_redis_value::<String>(info)?,
+                        ))
+                    })
+                    .collect::<redis::RedisResult<_>>()?
+            }
+        };
+        let want = u64::from(self.wait_replicas);
+        let mut short: Vec<(String, u64)> = infos
+            .into_iter()
+            .map(|(node, info)| {
+                let connected = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("connected_slaves:"))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                (node, connected)
             })
-            .await?;
-        let connected = info
-            .lines()
-            .find_map(|l| l.strip_prefix("connected_slaves:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        Ok((connected < u64::from(self.wait_replicas)).then_some(connected))
+            .filter(|(_, connected)| *connected < want)
+            .collect();
+        short.sort();
+        Ok(short)
     }
 
     /// Waits until `wait_replicas` replicas have every write made so far on
