@@ -260,7 +260,7 @@ pub struct StressArgs {
     /// Longest wait for one answer.
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Write the results as JSON to FILE.
+    /// Write the results as JSON to FILE ('-': to stdout, with the report on stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Draw latency over time and the latency histogram to FILE (SVG).

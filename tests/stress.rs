@@ -200,6 +200,64 @@ fn browse_at_a_fixed_rate() {
 }
 
 #[test]
+fn a_fixed_rate_counts_purchases_as_requests() {
+    // --rate is requests per second in all: a hold and its purchase take
+    // two turns of the schedule, not one.
+    let (_r, serve) = serve(100_000);
+    let (o, doc) = stress(
+        &serve,
+        "rate-buy",
+        &[
+            "--event",
+            "gig",
+            "--scenario",
+            "reserve-buy",
+            "--rate",
+            "200",
+            "-d",
+            "1s",
+            "-c",
+            "4",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    let holds = doc["operations"]["hold"]["count"].as_u64().unwrap();
+    let buys = doc["operations"]["purchase"]["count"].as_u64().unwrap();
+    assert!(buys > 0, "{doc}");
+    // 200 turns in the second, whatever the service's speed; before, every
+    // hold took one and its purchase came on top (~400).
+    assert!(
+        holds + buys <= 201,
+        "{holds} holds + {buys} purchases: {doc}"
+    );
+}
+
+#[test]
+fn json_goes_to_stdout_with_a_dash_and_a_bad_path_fails_before_any_load() {
+    let (redis, serve) = serve(1000);
+    let url = format!("http://{}", serve.addr);
+    let base = ["stress", "--url", &url, "--event", "gig", "-q"];
+    let mut args = base.to_vec();
+    args.extend(["-n", "20", "--json", "-"]);
+    let o = run_cli(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&stdout(&o)).expect("stdout is the JSON alone");
+    assert_eq!(doc["requests"], 20);
+    assert!(stderr(&o).contains("operation"), "the table goes to stderr");
+    assert!(!std::path::Path::new("-").exists());
+    let held = || redis.cli(&["HGET", "tc:{ev:gig}:meta", "held"]);
+    let before = held();
+
+    let mut args = base.to_vec();
+    args.extend(["-n", "1000000", "--json", "/nonexistent-dir/x.json"]);
+    let o = run_cli(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write /nonexistent-dir/x.json"));
+    // Refused before the run: nothing more was held.
+    assert_eq!(held(), before);
+}
+
+#[test]
 fn fail_if_exits_3_naming_the_rule_and_2_when_malformed() {
     let (_r, serve) = serve(1000);
     let (o, doc) = stress(

@@ -4,7 +4,8 @@
 //! writes `--json` and `--plot`, and turns broken `--fail-if` rules and
 //! audit violations into their exit statuses.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -16,6 +17,12 @@ use crate::{CheckFailed, UsageError};
 pub async fn run(a: StressArgs) -> anyhow::Result<()> {
     let rules = rules::parse_all(&a.fail_if).map_err(UsageError)?;
     let mode = work_mode(&a).await?;
+    // An output that cannot be written fails now, not after the load.
+    let json_to_stdout = a.json.as_deref() == Some(Path::new("-"));
+    let json_file = a.json.as_deref().filter(|_| !json_to_stdout);
+    for path in [json_file, a.plot.as_deref()].into_iter().flatten() {
+        check_writable(path)?;
+    }
     let shutdown = async {
         // Without a signal handler the run simply cannot be interrupted;
         // it must not be interrupted at once.
@@ -30,17 +37,29 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
 
     let violations = rules::violations(&rules, &report.stats);
     // Files first: a closed stdout (a pager quit early) must not lose them.
-    if let Some(path) = &a.json {
-        let doc = report::json(&report, &a.fail_if, &violations);
-        let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise");
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
     if let Some(path) = &a.plot {
         std::fs::write(path, report::svg(&report.stats))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let printed = report::write_text(&mut std::io::stdout().lock(), &report, &violations);
+    let mut json_printed = Ok(());
+    if let Some(path) = &a.json {
+        let doc = report::json(&report, &a.fail_if, &violations);
+        let text = serde_json::to_string_pretty(&doc).expect("JSON values serialise") + "\n";
+        if json_to_stdout {
+            json_printed = std::io::stdout().lock().write_all(text.as_bytes());
+        } else {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    // With the JSON on stdout, the report goes to stderr.
+    let printed = json_printed.and_then(|()| {
+        if json_to_stdout {
+            report::write_text(&mut std::io::stderr().lock(), &report, &violations)
+        } else {
+            report::write_text(&mut std::io::stdout().lock(), &report, &violations)
+        }
+    });
     match printed {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             return Err(e).context("cannot print the report")
@@ -61,6 +80,22 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
     if !violations.is_empty() {
         let list: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
         return Err(CheckFailed::Rule(format!("--fail-if violated: {}", list.join("; "))).into());
+    }
+    Ok(())
+}
+
+/// Fails unless `path` can be written, leaving nothing behind that was
+/// not there.
+fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
     }
     Ok(())
 }

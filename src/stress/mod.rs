@@ -630,13 +630,22 @@ impl Worker {
         if !sh.mode.think.is_zero() && !self.sleep_until(Instant::now() + sh.mode.think).await {
             return false;
         }
+        // The open model paces every request, purchases too: `--rate` is
+        // requests per second in all, not flows.
+        let intended = match sh.mode.rate {
+            Some(_) => match self.pace().await {
+                Some(at) => at,
+                None => return false,
+            },
+            None => None,
+        };
         self.path.clear();
         write!(self.path, "/v1/holds/{}/purchase", hold.hold_id).expect("writing to a String");
         self.body.clear();
         write!(self.body, r#"{{"userId":"u{user}"}}"#).expect("writing to a String");
         let body = Bytes::copy_from_slice(self.body.as_bytes());
         let Some(done) = self
-            .request(Op::Purchase, Method::POST, Some(body), None)
+            .request(Op::Purchase, Method::POST, Some(body), intended)
             .await
         else {
             return false;
