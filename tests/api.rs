@@ -31,6 +31,7 @@ async fn events_are_created_once_and_counted_exactly() {
         )
         .await;
     r.assert_error(401, "unauthorized");
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
     let r = api
         .admin(
             "POST",
@@ -468,6 +469,30 @@ async fn every_bad_input_gets_a_clear_json_error() {
         )
         .await;
     r.assert_error(413, "payload_too_large");
+    // A declared length over the limit is refused before any of the body
+    // is read, and without a 100 Continue inviting it.
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 20000000\r\n{expect}\r\n{{"
+        );
+        let addr = api.addr;
+        let answer = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(head.as_bytes()).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = c
+                .read(&mut buf)
+                .expect("answered without waiting for the body");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("payload_too_large"), "{answer}");
+    }
     let r = api.req("PUT", "/v1/events/default", None).await;
     r.assert_error(405, "method_not_allowed");
     let r = api.req("GET", "/nowhere", None).await;

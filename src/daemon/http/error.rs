@@ -36,14 +36,14 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 422 with its own code.
     Unprocessable(&'static str, String),
-    /// 429 with its own code and `Retry-After` seconds.
+    /// 429 with its own code and, when waiting helps, `Retry-After` seconds.
     TooMany {
         /// Snake-case code.
         code: &'static str,
         /// Human sentence.
         message: String,
-        /// Seconds to wait.
-        retry_after: u64,
+        /// Seconds to wait (`None`: waiting alone does not help).
+        retry_after: Option<u64>,
     },
     /// 503 `unavailable` with `Retry-After`.
     Unavailable,
@@ -113,7 +113,10 @@ impl ApiError {
             message: format!(
                 "this user already has {max} live holds in this event; buy or release one first"
             ),
-            retry_after: 1,
+            // The limit clears when one of the user's holds ends (bought,
+            // released, or expired up to the hold time from now): no
+            // Retry-After would be true.
+            retry_after: None,
         }
     }
 }
@@ -152,9 +155,18 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if let ApiError::TooMany { retry_after, .. } = self {
+        if let ApiError::TooMany {
+            retry_after: Some(secs),
+            ..
+        } = self
+        {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme it wants.
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }

@@ -113,7 +113,7 @@ impl Inner {
             Some(Err(wait)) => Err(ApiError::TooMany {
                 code: "rate_limited",
                 message: "too many requests for this user; slow down".into(),
-                retry_after: wait,
+                retry_after: Some(wait),
             }),
             _ => Ok(()),
         }
@@ -204,8 +204,27 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            declared_size_check(body_limit, req, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// 413 at once for a body whose declared `Content-Length` is over the
+/// limit: without reading it, and without a `100 Continue` first (which is
+/// sent only once a handler starts reading). A body that only turns out too
+/// large while read (chunked) gets its 413 from the body limit.
+async fn declared_size_check(limit: usize, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(req).await
 }
 
 /// A request id from the client's `X-Request-Id` when it is a sane token,
@@ -283,7 +302,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         ApiError::TooMany {
             code: "rate_limited",
             message: "too many requests from this address; slow down".into(),
-            retry_after: wait,
+            retry_after: Some(wait),
         }
         .into_response()
     } else {
