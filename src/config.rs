@@ -554,9 +554,9 @@ impl Config {
         if self.redis.timeout.is_zero() {
             return bad("redis.timeout must be greater than 0".into());
         }
-        if self.server.listen.parse::<SocketAddr>().is_err() {
+        if !valid_listen(&self.server.listen) {
             return bad(format!(
-                "server.listen must be an address such as 127.0.0.1:3000 (got {:?})",
+                "server.listen must be an address such as 127.0.0.1:3000 or localhost:3000 (got {:?})",
                 self.server.listen
             ));
         }
@@ -658,6 +658,26 @@ impl Config {
 }
 
 /// Hides the password of a Redis URL, for messages and logs.
+/// An address to listen on: `IP:port` (`[::1]:3000` for IPv6) or
+/// `hostname:port` (resolved when the socket is bound).
+fn valid_listen(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok()
+        && !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && !host.starts_with('-')
+}
+
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
@@ -682,6 +702,31 @@ mod tests {
         cfg.validate().expect("example validates");
         // Every key, so that a new one cannot be left out of the example.
         assert_eq!(cfg, Config::with_default_events());
+    }
+
+    #[test]
+    fn listen_takes_an_ip_or_a_host_name_with_a_port() {
+        for ok in [
+            "127.0.0.1:3000",
+            "[::1]:3000",
+            "0.0.0.0:0",
+            "localhost:3000",
+            "api.example-1.com:80",
+        ] {
+            assert!(valid_listen(ok), "{ok}");
+        }
+        for bad in [
+            "localhost",
+            ":3000",
+            "localhost:",
+            "localhost:99999",
+            "a b:80",
+            "-x:80",
+            "x..y:80",
+            "http://x:80",
+        ] {
+            assert!(!valid_listen(bad), "{bad}");
+        }
     }
 
     #[test]
