@@ -726,6 +726,64 @@ async fn idempotency_keys_replay_or_refuse() {
 }
 
 #[tokio::test]
+async fn the_available_listing_is_whole_and_ascending_across_pages() {
+    // Sent a page (100,000 ids) at a time: three pages here, with holds on
+    // each side of the page and chunk boundaries.
+    let redis = Redis::start();
+    let mut cfg = config(&redis);
+    cfg.compat.event = "big".into();
+    cfg.events.push(ticketctl::config::EventSeed {
+        id: "big".into(),
+        capacity: 250_000,
+        hold_ttl_seconds: 60,
+        max_tickets_per_hold: 10,
+    });
+    let api = Api::start(cfg).await;
+    let held = [
+        1,
+        100_000,
+        100_001,
+        100_002,
+        262_144 - 250_000 + 131_072,
+        250_000,
+    ];
+    let r = api
+        .req(
+            "POST",
+            "/v1/events/big/holds",
+            Some(json!({"userId": "a", "ticketIds": held})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let a = api.req("GET", "/api/ticket/available", None).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.headers["content-type"], "application/json");
+    let ids: Vec<u64> = a.json()["availableTickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let want: Vec<u64> = (1..=250_000).filter(|t| !held.contains(t)).collect();
+    assert_eq!(ids.len(), want.len());
+    assert!(
+        ids == want,
+        "ids differ from every ticket but the held ones"
+    );
+    // Everything available again: 250,000 ids in three pages.
+    let r = api
+        .admin(
+            "DELETE",
+            &format!("/v1/holds/{}", r.json()["holdId"].as_str().unwrap()),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let a = api.req("GET", "/api/ticket/available", None).await.json();
+    assert_eq!(a["availableTickets"].as_array().unwrap().len(), 250_000);
+}
+
+#[tokio::test]
 async fn compatibility_routes_behave_like_the_proof_of_concept() {
     let (_r, api) = api().await;
     let a = api.req("GET", "/api/ticket/available", None).await;

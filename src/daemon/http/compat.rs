@@ -1,12 +1,13 @@
 //! The routes of the Node proof of concept, on the event `compat.event`,
 //! with its own 200/409 bodies. Bad input gets the common error body.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
@@ -33,33 +34,77 @@ fn conflict(field: &str, text: &str) -> Response {
 }
 
 /// `GET /api/ticket/available`: every available ticket id, ascending.
+///
+/// Sent as it is read, a page at a time: a 10,000,000-ticket event is an
+/// ~80 MB answer, which would otherwise be held in memory twice over (the
+/// ids, then their JSON) for each such request. The first page decides the
+/// status (404 for a missing event, 503 without Redis); a failure after it
+/// can only cut the body short, which the client sees as a broken answer.
 pub async fn available(State(st): State<AppState>) -> ApiResult<Response> {
-    const PAGE: usize = 100_000;
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = st
-            .store
-            .list_tickets(&st.compat_event, TicketStatus::Available, after, PAGE)
-            .await?
-            .ok_or_else(|| no_event(&st))?;
-        all.extend(page.ticket_ids);
-        match page.next {
-            Some(n) => after = n,
-            None => break,
+    let first = st
+        .store
+        .list_tickets(&st.compat_event, TicketStatus::Available, 0, AVAILABLE_PAGE)
+        .await?
+        .ok_or_else(|| no_event(&st))?;
+    let mut body = String::from(r#"{"availableTickets":["#);
+    push_ids(&mut body, &first.ticket_ids, true);
+    let next = match first.next {
+        Some(after) => Some(after),
+        None => {
+            body.push_str("]}");
+            None
         }
+    };
+    let rest = futures_util::stream::unfold((st, next), |(st, next)| async move {
+        let after = next?;
+        let page = match st
+            .store
+            .list_tickets(
+                &st.compat_event,
+                TicketStatus::Available,
+                after,
+                AVAILABLE_PAGE,
+            )
+            .await
+        {
+            Ok(Some(page)) => page,
+            Ok(None) => {
+                let e = std::io::Error::other("the compatibility event was deleted mid-listing");
+                return Some((Err(e), (st, None)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing available tickets failed midway");
+                return Some((Err(std::io::Error::other(e.to_string())), (st, None)));
+            }
+        };
+        let mut chunk = String::with_capacity(page.ticket_ids.len() * 8 + 2);
+        push_ids(&mut chunk, &page.ticket_ids, false);
+        if page.next.is_none() {
+            chunk.push_str("]}");
+        }
+        Some((Ok(chunk), (st, page.next)))
+    });
+    let body = futures_util::stream::once(async { Ok(body) }).chain(rest);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Tickets per page of the available listing (about 0.8 MB of JSON).
+const AVAILABLE_PAGE: usize = 100_000;
+
+/// Appends ids to a JSON array being written, comma-separated (`first`:
+/// nothing is in the array yet).
+fn push_ids(out: &mut String, ids: &[u64], first: bool) {
+    use std::fmt::Write;
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 || !first {
+            out.push(',');
+        }
+        write!(out, "{id}").expect("writing to a String");
     }
-    // Serialized straight from the ids: no JSON value per ticket (up to
-    // 10,000,000 of them).
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Available {
-        available_tickets: Vec<u64>,
-    }
-    Ok(Json(Available {
-        available_tickets: all,
-    })
-    .into_response())
 }
 
 /// `POST /api/ticket/reserve` with `{"userId","ticketId"}`.
