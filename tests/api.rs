@@ -726,6 +726,39 @@ async fn idempotency_keys_replay_or_refuse() {
 }
 
 #[tokio::test]
+async fn a_body_still_arriving_at_the_time_limit_is_408_not_503() {
+    let redis = Redis::start();
+    let mut cfg = config(&redis);
+    cfg.server.request_timeout = Duration::from_millis(500);
+    let api = Api::start(cfg).await;
+    let addr = api.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // 100 bytes declared, 10 sent, then nothing.
+        c.write_all(
+            b"POST /v1/events/default/holds HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"userId\":",
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = c.read(&mut buf).expect("answered at the time limit");
+        String::from_utf8_lossy(&buf[..n]).to_lowercase()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("http/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    // Still serving, and the 408 is the client's, not counted as a 503.
+    assert_eq!(api.req("GET", "/healthz", None).await.status, 200);
+    let m = api.req("GET", "/metrics", None).await.text;
+    assert!(!m.contains("status=\"503\""), "{m}");
+    assert!(m.contains("status=\"408\""), "{m}");
+}
+
+#[tokio::test]
 async fn the_available_listing_is_whole_and_ascending_across_pages() {
     // Sent a page (100,000 ids) at a time: three pages here, with holds on
     // each side of the page and chunk boundaries.

@@ -49,6 +49,9 @@ pub enum ApiError {
     Unavailable,
     /// 503 `timeout`: the request ran past `server.request_timeout`.
     Timeout,
+    /// 408 `request_timeout`: the client had not sent its whole body by
+    /// `server.request_timeout` (the connection is closed).
+    BodyTimeout,
     /// 500 `internal`: logged, not described.
     Internal,
 }
@@ -95,6 +98,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
                 "the request took too long; retry shortly".into(),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time".into(),
             ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,6 +170,11 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // What is left of the body cannot be told from a next request.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 9110: a 401 names the scheme it wants.

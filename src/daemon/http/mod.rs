@@ -11,6 +11,7 @@ pub mod openapi;
 mod server;
 pub mod v1;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -227,6 +228,48 @@ async fn declared_size_check(limit: usize, req: Request, next: Next) -> Response
     next.run(req).await
 }
 
+/// The request with a body that raises the returned flag once it has been
+/// read to its end (at once for a request without a body).
+fn track_body(req: Request) -> (Request, Arc<AtomicBool>) {
+    let (parts, body) = req.into_parts();
+    let read = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(&body)));
+    let body = axum::body::Body::new(TrackedBody {
+        inner: body,
+        read: read.clone(),
+    });
+    (Request::from_parts(parts, body), read)
+}
+
+/// A request body that notes when it has been read to its end.
+struct TrackedBody {
+    inner: axum::body::Body,
+    read: Arc<AtomicBool>,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A request id from the client's `X-Request-Id` when it is a sane token,
 /// else a new random one.
 fn request_id(req: &Request) -> String {
@@ -306,8 +349,12 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         }
         .into_response()
     } else {
+        // Past the time limit, a body still arriving is the client's
+        // slowness (408), anything else the service's (503).
+        let (req, body_read) = track_body(req);
         match tokio::time::timeout(st.request_timeout, next.run(req)).await {
             Ok(r) => r,
+            Err(_) if !body_read.load(Ordering::Relaxed) => ApiError::BodyTimeout.into_response(),
             Err(_) => ApiError::Timeout.into_response(),
         }
     };

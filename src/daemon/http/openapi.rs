@@ -294,12 +294,15 @@ pub fn document() -> Value {
         // The per-IP rate limit (when configured) answers 429 on every
         // route but the probes.
         let limited = !super::NOT_RATE_LIMITED.contains(&route.path);
-        let extra: &[u16] = if limited && !route.errors.contains(&429) {
-            &[429]
-        } else {
-            &[]
-        };
-        for code in route.errors.iter().chain(extra) {
+        let mut extra = Vec::new();
+        if limited && !route.errors.contains(&429) {
+            extra.push(429);
+        }
+        // A body still arriving at server.request_timeout answers 408.
+        if route.body.is_some() {
+            extra.push(408);
+        }
+        for code in route.errors.iter().chain(&extra) {
             // The compatibility routes keep the proof of concept's 409 bodies.
             let schema = if *code == 409 && route.path.starts_with("/api/") {
                 "CompatConflict"
@@ -372,6 +375,10 @@ mod tests {
             let r = &doc["paths"][path][method]["responses"]["429"];
             assert_eq!(r.is_object(), listed, "{method} {path}");
         }
+        // 408 wherever a request body is read.
+        let r = &doc["paths"]["/v1/events/{id}/holds"]["post"]["responses"]["408"];
+        assert!(r.is_object());
+        assert!(!doc["paths"]["/healthz"]["get"]["responses"]["408"].is_object());
         // OpenAPI 3.0 has no type lists: `null` is `nullable`.
         let text = doc.to_string();
         assert!(!text.contains(r#""type":["#), "a type list in {text}");
