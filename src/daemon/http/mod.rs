@@ -229,15 +229,19 @@ async fn declared_size_check(limit: usize, req: Request, next: Next) -> Response
 }
 
 /// The request with a body that raises the returned flag once it has been
-/// read to its end (at once for a request without a body).
-fn track_body(req: Request) -> (Request, Arc<AtomicBool>) {
+/// read to its end (no flag for a request without a body).
+fn track_body(req: Request) -> (Request, Option<Arc<AtomicBool>>) {
+    if http_body::Body::is_end_stream(req.body()) {
+        // Nothing to read (most GETs): nothing to wrap.
+        return (req, None);
+    }
     let (parts, body) = req.into_parts();
-    let read = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(&body)));
+    let read = Arc::new(AtomicBool::new(false));
     let body = axum::body::Body::new(TrackedBody {
         inner: body,
         read: read.clone(),
     });
-    (Request::from_parts(parts, body), read)
+    (Request::from_parts(parts, body), Some(read))
 }
 
 /// A request body that notes when it has been read to its end.
@@ -354,7 +358,9 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         let (req, body_read) = track_body(req);
         match tokio::time::timeout(st.request_timeout, next.run(req)).await {
             Ok(r) => r,
-            Err(_) if !body_read.load(Ordering::Relaxed) => ApiError::BodyTimeout.into_response(),
+            Err(_) if body_read.is_some_and(|r| !r.load(Ordering::Relaxed)) => {
+                ApiError::BodyTimeout.into_response()
+            }
             Err(_) => ApiError::Timeout.into_response(),
         }
     };
