@@ -657,9 +657,9 @@ impl Config {
     }
 }
 
-/// Hides the password of a Redis URL, for messages and logs.
 /// An address to listen on: `IP:port` (`[::1]:3000` for IPv6) or
-/// `hostname:port` (resolved when the socket is bound).
+/// `hostname:port` (resolved when the socket is bound). A host of digits
+/// and dots must be a whole IPv4 address (`0:3000` is not `0.0.0.0`).
 fn valid_listen(s: &str) -> bool {
     if s.parse::<SocketAddr>().is_ok() {
         return true;
@@ -667,6 +667,9 @@ fn valid_listen(s: &str) -> bool {
     let Some((host, port)) = s.rsplit_once(':') else {
         return false;
     };
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return false;
+    }
     port.parse::<u16>().is_ok()
         && !host.is_empty()
         && host.len() <= 253
@@ -678,6 +681,7 @@ fn valid_listen(s: &str) -> bool {
         && !host.starts_with('-')
 }
 
+/// Hides the password of a Redis URL, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {

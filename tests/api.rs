@@ -761,24 +761,20 @@ async fn a_body_still_arriving_at_the_time_limit_is_408_not_503() {
 #[tokio::test]
 async fn the_available_listing_is_whole_and_ascending_across_pages() {
     // Sent a page (100,000 ids) at a time: three pages here, with holds on
-    // each side of the page and chunk boundaries.
+    // each side of page boundaries and of the bitmap read boundary at
+    // 262,144 tickets (32 KiB).
     let redis = Redis::start();
     let mut cfg = config(&redis);
     cfg.compat.event = "big".into();
     cfg.events.push(ticketctl::config::EventSeed {
         id: "big".into(),
-        capacity: 250_000,
+        capacity: 300_000,
         hold_ttl_seconds: 60,
         max_tickets_per_hold: 10,
     });
     let api = Api::start(cfg).await;
     let held = [
-        1,
-        100_000,
-        100_001,
-        100_002,
-        262_144 - 250_000 + 131_072,
-        250_000,
+        1, 100_000, 100_001, 100_002, 262_143, 262_144, 262_145, 300_000,
     ];
     let r = api
         .req(
@@ -797,13 +793,13 @@ async fn the_available_listing_is_whole_and_ascending_across_pages() {
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    let want: Vec<u64> = (1..=250_000).filter(|t| !held.contains(t)).collect();
+    let want: Vec<u64> = (1..=300_000).filter(|t| !held.contains(t)).collect();
     assert_eq!(ids.len(), want.len());
     assert!(
         ids == want,
         "ids differ from every ticket but the held ones"
     );
-    // Everything available again: 250,000 ids in three pages.
+    // Everything available again: 300,000 ids in three pages.
     let r = api
         .admin(
             "DELETE",
@@ -813,7 +809,7 @@ async fn the_available_listing_is_whole_and_ascending_across_pages() {
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let a = api.req("GET", "/api/ticket/available", None).await.json();
-    assert_eq!(a["availableTickets"].as_array().unwrap().len(), 250_000);
+    assert_eq!(a["availableTickets"].as_array().unwrap().len(), 300_000);
 }
 
 #[tokio::test]

@@ -176,6 +176,23 @@ async fn serve_seeds_the_default_event_and_stops_on_sigterm() {
 }
 
 #[tokio::test]
+async fn serve_starts_when_redis_refuses_the_replica_check() {
+    // redis.wait_replicas makes serve read INFO at start; an ACL without it
+    // gets a warning, not a server that will not start.
+    let redis = Redis::start();
+    redis.cli(&["ACL", "SETUSER", "default", "-info"]);
+    let dir = std::env::temp_dir().join(format!("tc-acl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("t.toml");
+    std::fs::write(&toml, "[redis]\nwait_replicas = 1\n").unwrap();
+    let s = ServeProc::start(&redis, &["--config", toml.to_str().unwrap()]);
+    let r = common::request(s.addr, "GET", "/v1/events/default", None, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    drop(s);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn serve_with_workers_completes_orders_and_releases_holds() {
     use serde_json::json;
     let redis = Redis::start();

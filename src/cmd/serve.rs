@@ -21,19 +21,42 @@ use crate::daemon::http::{self, metrics::Metrics, AppState, Limits};
 use crate::daemon::shutdown;
 use crate::store::{CreateEvent, Store};
 
+/// Listens on `listen`. A host name listens on one of its addresses: the
+/// first IPv4 one if it has any (so `localhost` is 127.0.0.1 on a dual-stack
+/// host, where clients most often try it), else the first.
+async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(listen).await?.collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .ok_or_else(|| std::io::Error::other("the name has no address"))?;
+    TcpListener::bind(addr).await
+}
+
 pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let cfg = super::load_config(global, args.listen)?;
     let store = super::connect(&cfg).await?;
     seed_events(&store, &cfg).await?;
-    for (node, connected) in store.replicas_short().await? {
-        tracing::warn!(
-            wait_replicas = cfg.redis.wait_replicas,
-            connected,
-            node = if node.is_empty() { crate::config::redact_url(&cfg.redis.url) } else { node },
-            "redis.wait_replicas asks for more replicas than Redis has connected: purchases will answer 503 until they connect"
-        );
+    // Only a warning: a Redis that refuses INFO (an ACL without it) still
+    // serves.
+    match store.replicas_short().await {
+        Ok(short) => {
+            for (node, connected) in short {
+                tracing::warn!(
+                    wait_replicas = cfg.redis.wait_replicas,
+                    connected,
+                    node = if node.is_empty() { crate::config::redact_url(&cfg.redis.url) } else { node },
+                    "redis.wait_replicas asks for more replicas than Redis has connected: purchases will answer 503 until they connect"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot check the replicas redis.wait_replicas asks for"
+        ),
     }
-    let listener = TcpListener::bind(&cfg.server.listen)
+    let listener = bind(&cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;

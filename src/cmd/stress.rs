@@ -52,14 +52,14 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
-    // With the JSON on stdout, the report goes to stderr.
-    let printed = json_printed.and_then(|()| {
-        if json_to_stdout {
-            report::write_text(&mut std::io::stderr().lock(), &report, &violations)
-        } else {
-            report::write_text(&mut std::io::stdout().lock(), &report, &violations)
-        }
-    });
+    // With the JSON on stdout, the report goes to stderr (whether or not
+    // stdout's reader is still there).
+    let printed = if json_to_stdout {
+        let table = report::write_text(&mut std::io::stderr().lock(), &report, &violations);
+        json_printed.and(table)
+    } else {
+        report::write_text(&mut std::io::stdout().lock(), &report, &violations)
+    };
     match printed {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             return Err(e).context("cannot print the report")
@@ -84,18 +84,23 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails unless `path` can be written, leaving nothing behind that was
-/// not there.
+/// Fails when `path` plainly cannot be written: a directory, or in a
+/// directory that does not exist. Nothing is opened or created here (a
+/// named pipe or a symbolic link must meet only the real write).
 fn check_writable(path: &Path) -> anyhow::Result<()> {
-    let existed = path.exists();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    if !existed {
-        let _ = std::fs::remove_file(path);
+    if path.is_dir() {
+        anyhow::bail!("cannot write {}: it is a directory", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: no directory {}",
+            path.display(),
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -286,10 +286,19 @@ impl Store {
             })?;
         let store = Store::new(Backend::Single(mgr), Some(client), cfg);
         store.ping().await?;
-        // A node of a cluster named by a plain URL: use it as the cluster's seed.
-        let info: String = store
+        // A node of a cluster named by a plain URL: use it as the cluster's
+        // seed. A Redis whose ACL refuses INFO is taken as a single node.
+        let info: String = match store
             .run(|mut c| async move { redis::cmd("INFO").arg("cluster").query_async(&mut c).await })
-            .await?;
+            .await
+        {
+            Ok(info) => info,
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "INFO refused; taking Redis as a single node");
+                String::new()
+            }
+        };
         if info.contains("cluster_enabled:1") {
             return Self::connect_cluster(cfg, vec![cfg.url.clone()]).await;
         }

@@ -506,7 +506,12 @@ impl Worker {
         let Some(rate) = sh.mode.rate else {
             return Some(None);
         };
+        // One slot per request: a slot past -n will send nothing, so do
+        // not wait for it.
         let k = sh.slots.fetch_add(1, Ordering::Relaxed);
+        if k >= sh.limit {
+            return None;
+        }
         let at = sh.start + schedule(k, rate, sh.mode.ramp);
         if sh.deadline.is_some_and(|d| at >= d) || !self.sleep_until(at).await {
             return None;
@@ -630,22 +635,19 @@ impl Worker {
         if !sh.mode.think.is_zero() && !self.sleep_until(Instant::now() + sh.mode.think).await {
             return false;
         }
-        // The open model paces every request, purchases too: `--rate` is
-        // requests per second in all, not flows.
-        let intended = match sh.mode.rate {
-            Some(_) => match self.pace().await {
-                Some(at) => at,
-                None => return false,
-            },
-            None => None,
-        };
+        // `--rate` is requests per second in all, not flows: the purchase
+        // takes its slot of the schedule (which pushes the later holds back)
+        // but goes at once, right after its hold, as a buyer would.
+        if sh.mode.rate.is_some() {
+            sh.slots.fetch_add(1, Ordering::Relaxed);
+        }
         self.path.clear();
         write!(self.path, "/v1/holds/{}/purchase", hold.hold_id).expect("writing to a String");
         self.body.clear();
         write!(self.body, r#"{{"userId":"u{user}"}}"#).expect("writing to a String");
         let body = Bytes::copy_from_slice(self.body.as_bytes());
         let Some(done) = self
-            .request(Op::Purchase, Method::POST, Some(body), intended)
+            .request(Op::Purchase, Method::POST, Some(body), None)
             .await
         else {
             return false;
