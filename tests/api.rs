@@ -6,18 +6,28 @@ mod common;
 use common::{config, Api, Redis};
 use serde_json::json;
 use std::time::Duration;
+use ticketctl::config::{Config, EventSeed};
 
 async fn api() -> (Redis, Api) {
+    api_with(|cfg| cfg.events.push(seed("short", 10, 1, 3))).await
+}
+
+/// The API over a private Redis, with the test configuration changed first.
+async fn api_with(change: impl FnOnce(&mut Config)) -> (Redis, Api) {
     let redis = Redis::start();
     let mut cfg = config(&redis);
-    cfg.events.push(ticketctl::config::EventSeed {
-        id: "short".into(),
-        capacity: 10,
-        hold_ttl_seconds: 1,
-        max_tickets_per_hold: 3,
-    });
+    change(&mut cfg);
     let api = Api::start(cfg).await;
     (redis, api)
+}
+
+fn seed(id: &str, capacity: u64, ttl: u64, max_per_hold: u64) -> EventSeed {
+    EventSeed {
+        id: id.into(),
+        capacity,
+        hold_ttl_seconds: ttl,
+        max_tickets_per_hold: max_per_hold,
+    }
 }
 
 #[tokio::test]
@@ -107,10 +117,7 @@ async fn events_are_created_once_and_counted_exactly() {
 
 #[tokio::test]
 async fn admin_routes_are_closed_without_a_configured_token() {
-    let redis = Redis::start();
-    let mut cfg = config(&redis);
-    cfg.server.admin_token = String::new();
-    let api = Api::start(cfg).await;
+    let (_redis, api) = api_with(|cfg| cfg.server.admin_token = String::new()).await;
     let r = api
         .admin(
             "POST",
@@ -727,10 +734,8 @@ async fn idempotency_keys_replay_or_refuse() {
 
 #[tokio::test]
 async fn a_body_still_arriving_at_the_time_limit_is_408_not_503() {
-    let redis = Redis::start();
-    let mut cfg = config(&redis);
-    cfg.server.request_timeout = Duration::from_millis(500);
-    let api = Api::start(cfg).await;
+    let (_redis, api) =
+        api_with(|cfg| cfg.server.request_timeout = Duration::from_millis(500)).await;
     let addr = api.addr;
     let answer = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
@@ -763,16 +768,11 @@ async fn the_available_listing_is_whole_and_ascending_across_pages() {
     // Sent a page (100,000 ids) at a time: three pages here, with holds on
     // each side of page boundaries and of the bitmap read boundary at
     // 262,144 tickets (32 KiB).
-    let redis = Redis::start();
-    let mut cfg = config(&redis);
-    cfg.compat.event = "big".into();
-    cfg.events.push(ticketctl::config::EventSeed {
-        id: "big".into(),
-        capacity: 300_000,
-        hold_ttl_seconds: 60,
-        max_tickets_per_hold: 10,
-    });
-    let api = Api::start(cfg).await;
+    let (_redis, api) = api_with(|cfg| {
+        cfg.compat.event = "big".into();
+        cfg.events.push(seed("big", 300_000, 60, 10));
+    })
+    .await;
     let held = [
         1, 100_000, 100_001, 100_002, 262_143, 262_144, 262_145, 300_000,
     ];

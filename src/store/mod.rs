@@ -388,14 +388,7 @@ impl Store {
             Backend::Cluster(_) => {
                 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
                 let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-                let v = self
-                    .run(|c| async move {
-                        let Conn::Cluster(mut c) = c else {
-                            unreachable!()
-                        };
-                        c.route_command(cmd, route).await
-                    })
-                    .await?;
+                let v = self.route(cmd, route).await?;
                 // One answer per master, by address.
                 let redis::Value::Map(by_node) = v else {
                     return Err(StoreError::Reply(format!(
@@ -451,14 +444,7 @@ impl Store {
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                     Route::with_key(key, SlotAddr::Master),
                 ));
-                let v = self
-                    .run(|c| async move {
-                        let Conn::Cluster(mut c) = c else {
-                            unreachable!()
-                        };
-                        c.route_command(cmd, route).await
-                    })
-                    .await?;
+                let v = self.route(cmd, route).await?;
                 match v {
                     redis::Value::Int(n) => n,
                     // Mid-failover the slot's node may still be a replica
@@ -534,6 +520,21 @@ impl Store {
             h.rebuild();
         }
         r
+    }
+
+    /// Sends `cmd` to the cluster nodes `route` names (cluster only).
+    async fn route(
+        &self,
+        cmd: redis::Cmd,
+        route: redis::cluster_routing::RoutingInfo,
+    ) -> Result<redis::Value> {
+        self.run(|c| async move {
+            let Conn::Cluster(mut c) = c else {
+                unreachable!("routed commands are for a cluster")
+            };
+            c.route_command(cmd, route).await
+        })
+        .await
     }
 
     /// PING: is Redis reachable now?
