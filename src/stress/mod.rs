@@ -1,5 +1,6 @@
 //! The load generator behind `ticketctl stress`: turns a [`WorkMode`] into
-//! N client tasks, each with one keep-alive connection, that play a
+//! N client tasks, each with one keep-alive connection, spread over one
+//! single-threaded runtime per core, that play a
 //! ticketing scenario and send compact [`Sample`]s in batches over a bounded
 //! channel to one collector that owns the [`Stats`]. Closed model (each
 //! task sends as soon as its last answer came) or open model (`--rate`: a
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use hyper::Method;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -245,25 +246,45 @@ pub async fn run(
         progress_done.clone(),
     ));
 
-    let mut tasks = JoinSet::new();
-    for id in 0..mode.connections {
-        tasks.spawn(client_task(id, shared.clone(), tx.clone()));
+    // One single-threaded event loop per core, each with its share of the
+    // connections (as `serve` does): a request and its answer stay on one
+    // thread, with no hand-offs between threads.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, mode.connections.max(1));
+    let mut loops = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let ids: Vec<usize> = (t..mode.connections).step_by(threads).collect();
+        loops.push(client_loop(t, ids, shared.clone(), tx.clone())?);
     }
     drop(tx);
 
     let mut logs = Vec::new();
     let mut interrupted = false;
+    let joined = futures_util::future::join_all(loops);
     tokio::pin!(shutdown);
-    loop {
+    tokio::pin!(joined);
+    let results = loop {
         tokio::select! {
-            joined = tasks.join_next() => match joined {
-                Some(Ok(log)) => logs.push(log),
-                Some(Err(e)) => return Err(StressError::Unexpected(format!("a client task failed: {e}"))),
-                None => break,
-            },
+            results = &mut joined => break results,
             _ = &mut shutdown, if !interrupted => {
                 interrupted = true;
                 stop.cancel();
+            }
+        }
+    };
+    for r in results {
+        match r {
+            Ok(Ok(mut l)) => logs.append(&mut l),
+            Ok(Err(e)) => {
+                return Err(StressError::Unexpected(format!(
+                    "a client task failed: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(StressError::Unexpected(
+                    "a client thread ended without its results".into(),
+                ))
             }
         }
     }
@@ -289,6 +310,41 @@ pub async fn run(
         audit,
         interrupted,
     })
+}
+
+/// Starts a thread with its own single-threaded runtime running the client
+/// tasks `ids`; their audit logs (or the first failure) come back on the
+/// returned channel.
+fn client_loop(
+    n: usize,
+    ids: Vec<usize>,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Vec<Sample>>,
+) -> Result<oneshot::Receiver<Result<Vec<AuditLog>, String>>, StressError> {
+    let (done, result) = oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StressError::Unexpected(format!("cannot start a client thread: {e}")))?;
+    std::thread::Builder::new()
+        .name(format!("stress-{n}"))
+        .spawn(move || {
+            let logs = rt.block_on(async move {
+                let mut tasks = JoinSet::new();
+                for id in ids {
+                    tasks.spawn(client_task(id, shared.clone(), tx.clone()));
+                }
+                drop(tx);
+                let mut logs = Vec::new();
+                while let Some(joined) = tasks.join_next().await {
+                    logs.push(joined.map_err(|e| e.to_string())?);
+                }
+                Ok(logs)
+            });
+            let _ = done.send(logs);
+        })
+        .map_err(|e| StressError::Unexpected(format!("cannot start a client thread: {e}")))?;
+    Ok(result)
 }
 
 /// The event as `GET /v1/events/{id}` shows it.
