@@ -951,6 +951,13 @@ async fn health_readiness_and_metrics() {
         .text
         .contains("ticketctl_http_request_duration_seconds_bucket"));
     assert!(m.text.contains("ticketctl_holds_created_total 1"));
+    // The hold went to Redis in a grouped call (of one, on an idle server).
+    assert!(m
+        .text
+        .contains("ticketctl_grouped_requests_total{op=\"hold\"} 1\n"));
+    assert!(m
+        .text
+        .contains("ticketctl_grouped_call_duration_seconds_count{op=\"hold\"} 1\n"));
 
     // Redis goes away: 503 with Retry-After, health still fine; it comes back: recovered without a restart.
     let port = redis.port;

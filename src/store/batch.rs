@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,8 +32,53 @@ const IDLE: Duration = Duration::from_secs(30);
 /// Most events with a queue at once.
 const MAX_QUEUES: usize = 1024;
 
+/// Upper bounds (seconds) of the call latency buckets.
+pub const CALL_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Grouped calls of one operation: how many, how many requests they
+/// carried, and how long each took (Redis round trip and script).
+#[derive(Default)]
+pub struct CallSeries {
+    /// Calls made.
+    pub calls: AtomicU64,
+    /// Requests those calls carried.
+    pub requests: AtomicU64,
+    /// Their total time, in microseconds.
+    pub micros: AtomicU64,
+    /// Calls per latency bucket (not cumulative); past the last, none.
+    pub buckets: [AtomicU64; CALL_BUCKETS.len()],
+}
+
+/// Grouped calls of holds and of purchases, shared by a process's serving
+/// threads (for its metrics).
+#[derive(Default)]
+pub struct CallStats {
+    /// Hold calls.
+    pub holds: CallSeries,
+    /// Purchase calls.
+    pub purchases: CallSeries,
+}
+
+impl CallSeries {
+    /// Counts one call of `requests` requests that took `elapsed`.
+    pub fn record(&self, requests: usize, elapsed: Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+        self.micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = CALL_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// An operation whose requests for one event can share a script call.
 pub(super) trait Grouped: Send + Sync + 'static {
+    /// Its series in [`CallStats`].
+    fn series(stats: &CallStats) -> &CallSeries;
     /// One request.
     type Item: Send + Sync + 'static;
     /// Its answer.
@@ -176,7 +222,12 @@ async fn send<G: Grouped>(store: &Store, event: &str, mut batch: Vec<Pending<G>>
 
 async fn call<G: Grouped>(store: &Store, event: &str, batch: Vec<Pending<G>>) {
     let (items, txs): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.tx)).unzip();
-    match G::call(store, event, &items).await {
+    let started = std::time::Instant::now();
+    let answers = G::call(store, event, &items).await;
+    if let Some(stats) = &store.call_stats {
+        G::series(stats).record(items.len(), started.elapsed());
+    }
+    match answers {
         Ok(answers) => {
             for (tx, a) in txs.into_iter().zip(answers) {
                 let _ = tx.send(a);

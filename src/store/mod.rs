@@ -5,7 +5,7 @@
 //! Must not: know about HTTP, format JSON for clients, or let Redis error text
 //! out in anything but a [`StoreError`] meant for logs.
 
-mod batch;
+pub mod batch;
 pub mod ids;
 pub mod inspect;
 mod jobs;
@@ -258,6 +258,8 @@ pub struct Store {
     /// counts and listings, and holds, purchases and cancels that meet
     /// them), for the process's metrics.
     swept: Option<Arc<AtomicU64>>,
+    /// Counts the grouped calls (see batch.rs), for the process's metrics.
+    call_stats: Option<Arc<batch::CallStats>>,
 }
 
 impl Store {
@@ -359,6 +361,7 @@ impl Store {
             holds: None,
             purchases: None,
             swept: None,
+            call_stats: None,
         }
     }
 
@@ -484,6 +487,12 @@ impl Store {
     /// Adds the expired holds this store's calls release to `counter`.
     pub fn with_sweep_counter(mut self, counter: Arc<AtomicU64>) -> Store {
         self.swept = Some(counter);
+        self
+    }
+
+    /// Counts this store's grouped calls in `stats`.
+    pub fn with_call_stats(mut self, stats: Arc<batch::CallStats>) -> Store {
+        self.call_stats = Some(stats);
         self
     }
 

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use redis::{Script, Value};
 
-use super::batch::Grouped;
+use super::batch::{self, Grouped};
 use super::ids::{new_secret, HoldId, OrderId};
 use super::keys::{self, EventKeys};
 use super::reply::{parse_csv, to_csv, Reply};
@@ -814,6 +814,10 @@ impl Store {
 pub(super) struct HoldOp;
 
 impl Grouped for HoldOp {
+    fn series(stats: &batch::CallStats) -> &batch::CallSeries {
+        &stats.holds
+    }
+
     type Item = (String, HoldRequest);
     /// `None`: expired holds must be released first (the direct path does).
     type Answer = Option<HoldOutcome>;
@@ -839,6 +843,10 @@ impl Grouped for HoldOp {
 pub(super) struct BuyOp;
 
 impl Grouped for BuyOp {
+    fn series(stats: &batch::CallStats) -> &batch::CallSeries {
+        &stats.purchases
+    }
+
     type Item = BuyItem;
     type Answer = PurchaseOutcome;
 

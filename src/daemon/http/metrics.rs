@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::store::batch::{CallSeries, CallStats, CALL_BUCKETS};
+
 /// Upper bounds (seconds) of the latency buckets.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -60,6 +62,8 @@ pub struct Metrics {
     pub jobs_completed: AtomicU64,
     /// Purchase jobs dead-lettered by a worker in this process.
     pub jobs_dead_lettered: AtomicU64,
+    /// Grouped hold and purchase calls of the serving threads.
+    pub calls: std::sync::Arc<CallStats>,
 }
 
 impl Metrics {
@@ -176,13 +180,85 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
+        self.render_calls(&mut out);
         out
+    }
+
+    /// The grouped calls: counts, requests carried (their ratio is the
+    /// mean group size) and a latency histogram, by operation.
+    fn render_calls(&self, out: &mut String) {
+        let ops = [
+            ("hold", &self.calls.holds),
+            ("purchase", &self.calls.purchases),
+        ];
+        for (name, help, pick) in [
+            (
+                "ticketctl_grouped_calls_total",
+                "Script calls made for grouped holds or purchases.",
+                (|s: &CallSeries| &s.calls) as fn(&CallSeries) -> &AtomicU64,
+            ),
+            (
+                "ticketctl_grouped_requests_total",
+                "Requests those calls carried (over the calls: the mean group size).",
+                |s: &CallSeries| &s.requests,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (op, s) in ops {
+                let _ = writeln!(
+                    out,
+                    "{name}{{op=\"{op}\"}} {}",
+                    pick(s).load(Ordering::Relaxed)
+                );
+            }
+        }
+        let name = "ticketctl_grouped_call_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time of one grouped call: Redis round trip and script.\n# TYPE {name} histogram"
+        );
+        for (op, s) in ops {
+            let mut cum = 0;
+            for (b, n) in CALL_BUCKETS.iter().zip(&s.buckets) {
+                cum += n.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"{b}\"}} {cum}");
+            }
+            let calls = s.calls.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"+Inf\"}} {calls}");
+            let sum = s.micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}_sum{{op=\"{op}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{op=\"{op}\"}} {calls}");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grouped_calls_show_counts_group_sizes_and_latency() {
+        let m = Metrics::default();
+        m.calls.holds.record(5, Duration::from_micros(300));
+        m.calls.holds.record(3, Duration::from_millis(2));
+        m.calls.purchases.record(1, Duration::from_secs(3));
+        let text = m.render();
+        for line in [
+            "ticketctl_grouped_calls_total{op=\"hold\"} 2\n",
+            "ticketctl_grouped_requests_total{op=\"hold\"} 8\n",
+            "ticketctl_grouped_calls_total{op=\"purchase\"} 1\n",
+            "ticketctl_grouped_call_duration_seconds_bucket{op=\"hold\",le=\"0.00025\"} 0\n",
+            "ticketctl_grouped_call_duration_seconds_bucket{op=\"hold\",le=\"0.0005\"} 1\n",
+            "ticketctl_grouped_call_duration_seconds_bucket{op=\"hold\",le=\"0.0025\"} 2\n",
+            "ticketctl_grouped_call_duration_seconds_bucket{op=\"hold\",le=\"+Inf\"} 2\n",
+            "ticketctl_grouped_call_duration_seconds_sum{op=\"hold\"} 0.0023\n",
+            // Past the last bucket: only in +Inf and the count.
+            "ticketctl_grouped_call_duration_seconds_bucket{op=\"purchase\",le=\"1\"} 0\n",
+            "ticketctl_grouped_call_duration_seconds_count{op=\"purchase\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn requests_from_many_threads_add_up() {

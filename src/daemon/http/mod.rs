@@ -170,6 +170,7 @@ fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
         .with_max_holds_per_user(cfg.limits.max_holds_per_user)
         .with_hold_batching()
         .with_sweep_counter(metrics.holds_expired.clone())
+        .with_call_stats(metrics.calls.clone())
 }
 
 /// The metric label of a matched route pattern (from the route table).
