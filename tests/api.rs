@@ -958,6 +958,17 @@ async fn health_readiness_and_metrics() {
     assert!(m
         .text
         .contains("ticketctl_grouped_call_duration_seconds_count{op=\"hold\"} 1\n"));
+    // Each event's tickets and orders, read from Redis at the scrape.
+    for line in [
+        "ticketctl_redis_up 1\n",
+        "ticketctl_events 2\n",
+        "ticketctl_event_tickets{event=\"default\",state=\"available\"} 99\n",
+        "ticketctl_event_tickets{event=\"default\",state=\"held\"} 1\n",
+        "ticketctl_event_tickets{event=\"short\",state=\"available\"} 10\n",
+        "ticketctl_event_orders{event=\"default\",status=\"pending\"} 0\n",
+    ] {
+        assert!(m.text.contains(line), "{line} in\n{}", m.text);
+    }
 
     // Redis goes away: 503 with Retry-After, health still fine; it comes back: recovered without a restart.
     let port = redis.port;
@@ -978,6 +989,11 @@ async fn health_readiness_and_metrics() {
     );
     assert!(!r.text.to_lowercase().contains("refused"), "{}", r.text);
     assert_eq!(api.req("GET", "/healthz", None).await.status, 200);
+    // Metrics still answer, saying Redis could not be read.
+    let m = api.req("GET", "/metrics", None).await;
+    assert_eq!(m.status, 200);
+    assert!(m.text.contains("ticketctl_redis_up 0\n"), "{}", m.text);
+    assert!(m.text.contains("ticketctl_holds_created_total 1"));
     let _redis2 = Redis::start_on(port, &[]);
     let mut ok = false;
     for _ in 0..50 {

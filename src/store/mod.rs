@@ -23,7 +23,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use ids::{HoldId, OrderId};
 pub use jobs::{Job, JobOrder, SinkMessage};
-pub use query::{TicketPage, TicketStatus};
+pub use query::{EventCounters, TicketPage, TicketStatus};
 pub use scripts::*;
 
 use crate::config::{redact_url, RedisConfig};

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::store::batch::{CallSeries, CallStats, CALL_BUCKETS};
+use crate::store::EventCounters;
 
 /// Upper bounds (seconds) of the latency buckets.
 const BUCKETS: [f64; 14] = [
@@ -232,9 +233,87 @@ impl Metrics {
     }
 }
 
+/// Most events given series of their own in one scrape (the first, by id).
+pub const MAX_EVENT_SERIES: usize = 1000;
+
+/// The per-event gauges of a scrape: `redis_up`, how many events exist, and
+/// for each listed event its tickets by state and orders by status (from
+/// its stored counters). `None`: Redis could not be read.
+pub fn render_events(out: &mut String, events: Option<(usize, &[(String, EventCounters)])>) {
+    let name = "ticketctl_redis_up";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Whether this scrape could read the events from Redis.\n# TYPE {name} gauge\n{name} {}",
+        u8::from(events.is_some())
+    );
+    let Some((total, events)) = events else {
+        return;
+    };
+    let name = "ticketctl_events";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Events in Redis (at most {MAX_EVENT_SERIES} get series of their own).\n# TYPE {name} gauge\n{name} {total}"
+    );
+    let name = "ticketctl_event_tickets";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Tickets of an event by state, from its counters (held includes holds past their deadline not released yet).\n# TYPE {name} gauge"
+    );
+    for (id, c) in events {
+        let available = c.capacity.saturating_sub(c.held + c.sold);
+        for (state, n) in [("available", available), ("held", c.held), ("sold", c.sold)] {
+            let _ = writeln!(out, "{name}{{event=\"{id}\",state=\"{state}\"}} {n}");
+        }
+    }
+    let name = "ticketctl_event_orders";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Orders of an event by status.\n# TYPE {name} gauge"
+    );
+    for (id, c) in events {
+        let pending = c.orders.saturating_sub(c.completed + c.failed);
+        for (status, n) in [
+            ("pending", pending),
+            ("completed", c.completed),
+            ("failed", c.failed),
+        ] {
+            let _ = writeln!(out, "{name}{{event=\"{id}\",status=\"{status}\"}} {n}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_gauges_show_tickets_and_orders_or_that_redis_was_unreadable() {
+        let mut out = String::new();
+        render_events(&mut out, None);
+        assert!(out.contains("ticketctl_redis_up 0\n"), "{out}");
+        assert!(!out.contains("ticketctl_event_tickets"), "{out}");
+        let c = EventCounters {
+            capacity: 100,
+            held: 7,
+            sold: 20,
+            orders: 20,
+            completed: 15,
+            failed: 1,
+        };
+        let mut out = String::new();
+        render_events(&mut out, Some((3, &[("gig".to_string(), c)])));
+        for line in [
+            "ticketctl_redis_up 1\n",
+            "ticketctl_events 3\n",
+            "ticketctl_event_tickets{event=\"gig\",state=\"available\"} 73\n",
+            "ticketctl_event_tickets{event=\"gig\",state=\"held\"} 7\n",
+            "ticketctl_event_tickets{event=\"gig\",state=\"sold\"} 20\n",
+            "ticketctl_event_orders{event=\"gig\",status=\"pending\"} 4\n",
+            "ticketctl_event_orders{event=\"gig\",status=\"failed\"} 1\n",
+        ] {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
+    }
 
     #[test]
     fn grouped_calls_show_counts_group_sizes_and_latency() {

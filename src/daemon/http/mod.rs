@@ -403,13 +403,35 @@ async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
+    let mut text = st.metrics.render();
+    // Per-event gauges from Redis; a scrape still answers when Redis does
+    // not (with redis_up 0).
+    let events = async {
+        let mut ids = st.store.list_events().await?;
+        let total = ids.len();
+        ids.truncate(metrics::MAX_EVENT_SERIES);
+        let counters = st.store.event_counters(&ids).await?;
+        let listed: Vec<_> = ids
+            .into_iter()
+            .zip(counters)
+            .filter_map(|(id, c)| c.map(|c| (id, c)))
+            .collect();
+        Ok::<_, crate::store::StoreError>((total, listed))
+    };
+    match events.await {
+        Ok((total, listed)) => metrics::render_events(&mut text, Some((total, &listed))),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the events");
+            metrics::render_events(&mut text, None);
+        }
+    }
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        text,
     )
         .into_response()
 }
