@@ -944,28 +944,54 @@ async fn health_readiness_and_metrics() {
         Some(json!({"userId": "a", "quantity": 1})),
     )
     .await;
+    // Bought on the short event: an order and a queued job (no worker runs).
+    let h = api
+        .req(
+            "POST",
+            "/v1/events/short/holds",
+            Some(json!({"userId": "b", "ticketIds": [3]})),
+        )
+        .await;
+    let id = h.json()["holdId"].as_str().unwrap().to_string();
+    let p = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{id}/purchase"),
+            Some(json!({"userId": "b"})),
+        )
+        .await;
+    assert_eq!(p.status, 202, "{}", p.text);
     let m = api.req("GET", "/metrics", None).await;
     assert_eq!(m.status, 200);
-    assert!(m.text.contains(r#"ticketctl_http_requests_total{method="POST",route="/v1/events/{id}/holds",status="201"} 1"#), "{}", m.text);
+    assert!(m.text.contains(r#"ticketctl_http_requests_total{method="POST",route="/v1/events/{id}/holds",status="201"} 2"#), "{}", m.text);
     assert!(m
         .text
         .contains("ticketctl_http_request_duration_seconds_bucket"));
-    assert!(m.text.contains("ticketctl_holds_created_total 1"));
-    // The hold went to Redis in a grouped call (of one, on an idle server).
-    assert!(m
-        .text
-        .contains("ticketctl_grouped_requests_total{op=\"hold\"} 1\n"));
-    assert!(m
-        .text
-        .contains("ticketctl_grouped_call_duration_seconds_count{op=\"hold\"} 1\n"));
+    assert!(m.text.contains("ticketctl_holds_created_total 2"));
+    assert!(m.text.contains("ticketctl_purchases_total 1"));
+    // Each hold and the purchase went to Redis in a grouped call (of one,
+    // on an idle server).
+    for line in [
+        "ticketctl_grouped_requests_total{op=\"hold\"} 2\n",
+        "ticketctl_grouped_call_duration_seconds_count{op=\"hold\"} 2\n",
+        "ticketctl_grouped_requests_total{op=\"purchase\"} 1\n",
+    ] {
+        assert!(m.text.contains(line), "{line} in\n{}", m.text);
+    }
     // Each event's tickets and orders, read from Redis at the scrape.
     for line in [
         "ticketctl_redis_up 1\n",
         "ticketctl_events 2\n",
         "ticketctl_event_tickets{event=\"default\",state=\"available\"} 99\n",
         "ticketctl_event_tickets{event=\"default\",state=\"held\"} 1\n",
-        "ticketctl_event_tickets{event=\"short\",state=\"available\"} 10\n",
+        "ticketctl_event_tickets{event=\"short\",state=\"available\"} 9\n",
+        "ticketctl_event_tickets{event=\"short\",state=\"sold\"} 1\n",
         "ticketctl_event_orders{event=\"default\",status=\"pending\"} 0\n",
+        "ticketctl_event_orders{event=\"short\",status=\"pending\"} 1\n",
+        "ticketctl_purchase_jobs_queued{event=\"short\"} 1\n",
+        "ticketctl_purchase_jobs_queued{event=\"default\"} 0\n",
+        "ticketctl_purchase_jobs_in_flight{event=\"short\"} 0\n",
+        "ticketctl_dead_letters{event=\"short\"} 0\n",
     ] {
         assert!(m.text.contains(line), "{line} in\n{}", m.text);
     }
@@ -993,7 +1019,7 @@ async fn health_readiness_and_metrics() {
     let m = api.req("GET", "/metrics", None).await;
     assert_eq!(m.status, 200);
     assert!(m.text.contains("ticketctl_redis_up 0\n"), "{}", m.text);
-    assert!(m.text.contains("ticketctl_holds_created_total 1"));
+    assert!(m.text.contains("ticketctl_holds_created_total 2"));
     let _redis2 = Redis::start_on(port, &[]);
     let mut ok = false;
     for _ in 0..50 {

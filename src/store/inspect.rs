@@ -214,52 +214,42 @@ impl Store {
         }))
     }
 
-    /// The purchase queue of one event; `now_ms` ages the oldest pending jobs.
-    pub async fn inspect_queue(&self, event: &str, now_ms: u64) -> Result<QueueView> {
+    /// The purchase queue's counts of one event (no consumers): cheap
+    /// enough for every metrics scrape. `consumers` stays empty.
+    pub async fn queue_counts(&self, event: &str) -> Result<QueueView> {
+        Ok(self.queue_counts_and_group(event).await?.0)
+    }
+
+    /// [`Store::queue_counts`], and whether the job stream and its group
+    /// exist yet.
+    async fn queue_counts_and_group(&self, event: &str) -> Result<(QueueView, bool)> {
         let keys = EventKeys::new(event);
-        let (jobs, dead) = (keys.jobs(), keys.dead());
-        // Separate calls rather than one pipeline: each names one key, so a
-        // cluster client routes each on its own.
-        let (j1, j2) = (jobs.clone(), jobs);
-        let infos = async {
-            let groups: Value = self
-                .run(|mut c| async move {
-                    redis::cmd("XINFO")
-                        .arg("GROUPS")
-                        .arg(j1)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            let consumers: Value = self
-                .run(|mut c| async move {
-                    redis::cmd("XINFO")
-                        .arg("CONSUMERS")
-                        .arg(j2)
-                        .arg(keys::JOBS_GROUP)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            Ok::<_, StoreError>((groups, consumers))
-        };
-        let infos = infos.await;
         let mut view = QueueView {
-            dead: self.stream_len(&dead).await?,
+            dead: self.stream_len(&keys.dead()).await?,
             ..QueueView::default()
         };
-        let (groups, consumers) = match infos {
+        let jobs = keys.jobs();
+        let groups: Value = match self
+            .run(|mut c| async move {
+                redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(jobs)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+        {
             Ok(v) => v,
-            // No job stream (or group) yet: an empty queue.
-            Err(StoreError::Redis(m)) if m.contains("no such key") || m.contains("NOGROUP") => {
-                return Ok(view)
-            }
+            // No job stream yet: an empty queue.
+            Err(StoreError::Redis(m)) if m.contains("no such key") => return Ok((view, false)),
             Err(e) => return Err(e),
         };
+        let mut group = false;
         if let Value::Array(gs) = &groups {
             for g in gs {
                 let f = fields(g);
                 if get(&f, "name").map(text).as_deref() == Some(keys::JOBS_GROUP) {
+                    group = true;
                     view.in_flight = get(&f, "pending").map(int).unwrap_or(0);
                     match get(&f, "lag") {
                         Some(Value::Int(n)) => view.queued = u64::try_from(*n).unwrap_or(0),
@@ -273,6 +263,34 @@ impl Store {
                 }
             }
         }
+        Ok((view, group))
+    }
+
+    /// The purchase queue of one event; `now_ms` ages the oldest pending jobs.
+    pub async fn inspect_queue(&self, event: &str, now_ms: u64) -> Result<QueueView> {
+        let (mut view, group) = self.queue_counts_and_group(event).await?;
+        if !group {
+            return Ok(view);
+        }
+        let jobs = EventKeys::new(event).jobs();
+        let consumers: Value = match self
+            .run(|mut c| async move {
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(jobs)
+                    .arg(keys::JOBS_GROUP)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+        {
+            Ok(v) => v,
+            // Gone meanwhile (deleted by hand): no consumers to show.
+            Err(StoreError::Redis(m)) if m.contains("no such key") || m.contains("NOGROUP") => {
+                return Ok(view)
+            }
+            Err(e) => return Err(e),
+        };
         if let Value::Array(cs) = &consumers {
             for c in cs {
                 let f = fields(c);

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::store::batch::{CallSeries, CallStats, CALL_BUCKETS};
+use crate::store::inspect::QueueView;
 use crate::store::EventCounters;
 
 /// Upper bounds (seconds) of the latency buckets.
@@ -236,10 +237,14 @@ impl Metrics {
 /// Most events given series of their own in one scrape (the first, by id).
 pub const MAX_EVENT_SERIES: usize = 1000;
 
+/// One event's figures for a scrape: its id, its stored counters, and its
+/// purchase queue (`None` when that could not be read).
+pub type EventSeries = (String, EventCounters, Option<QueueView>);
+
 /// The per-event gauges of a scrape: `redis_up`, how many events exist, and
-/// for each listed event its tickets by state and orders by status (from
-/// its stored counters). `None`: Redis could not be read.
-pub fn render_events(out: &mut String, events: Option<(usize, &[(String, EventCounters)])>) {
+/// for each listed event its tickets by state, orders by status (from its
+/// stored counters) and purchase queue. `None`: Redis could not be read.
+pub fn render_events(out: &mut String, events: Option<(usize, &[EventSeries])>) {
     let name = "ticketctl_redis_up";
     let _ = writeln!(
         out,
@@ -259,7 +264,7 @@ pub fn render_events(out: &mut String, events: Option<(usize, &[(String, EventCo
         out,
         "# HELP {name} Tickets of an event by state, from its counters (held includes holds past their deadline not released yet).\n# TYPE {name} gauge"
     );
-    for (id, c) in events {
+    for (id, c, _) in events {
         let available = c.capacity.saturating_sub(c.held + c.sold);
         for (state, n) in [("available", available), ("held", c.held), ("sold", c.sold)] {
             let _ = writeln!(out, "{name}{{event=\"{id}\",state=\"{state}\"}} {n}");
@@ -270,7 +275,7 @@ pub fn render_events(out: &mut String, events: Option<(usize, &[(String, EventCo
         out,
         "# HELP {name} Orders of an event by status.\n# TYPE {name} gauge"
     );
-    for (id, c) in events {
+    for (id, c, _) in events {
         let pending = c.orders.saturating_sub(c.completed + c.failed);
         for (status, n) in [
             ("pending", pending),
@@ -278,6 +283,30 @@ pub fn render_events(out: &mut String, events: Option<(usize, &[(String, EventCo
             ("failed", c.failed),
         ] {
             let _ = writeln!(out, "{name}{{event=\"{id}\",status=\"{status}\"}} {n}");
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "ticketctl_purchase_jobs_queued",
+            "Purchase jobs of an event not yet read by a worker.",
+            (|q: &QueueView| q.queued) as fn(&QueueView) -> u64,
+        ),
+        (
+            "ticketctl_purchase_jobs_in_flight",
+            "Purchase jobs of an event read by a worker and not yet acknowledged.",
+            |q: &QueueView| q.in_flight,
+        ),
+        (
+            "ticketctl_dead_letters",
+            "Dead-lettered purchase jobs of an event.",
+            |q: &QueueView| q.dead,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (id, _, q) in events {
+            if let Some(q) = q {
+                let _ = writeln!(out, "{name}{{event=\"{id}\"}} {}", pick(q));
+            }
         }
     }
 }
@@ -301,7 +330,21 @@ mod tests {
             failed: 1,
         };
         let mut out = String::new();
-        render_events(&mut out, Some((3, &[("gig".to_string(), c)])));
+        let q = QueueView {
+            queued: 2,
+            in_flight: 1,
+            dead: 1,
+            ..QueueView::default()
+        };
+        let listed = [
+            ("gig".to_string(), c, Some(q)),
+            ("odd".to_string(), c, None),
+        ];
+        render_events(&mut out, Some((3, &listed)));
+        assert!(
+            !out.contains("ticketctl_dead_letters{event=\"odd\"}"),
+            "{out}"
+        );
         for line in [
             "ticketctl_redis_up 1\n",
             "ticketctl_events 3\n",
@@ -310,6 +353,10 @@ mod tests {
             "ticketctl_event_tickets{event=\"gig\",state=\"sold\"} 20\n",
             "ticketctl_event_orders{event=\"gig\",status=\"pending\"} 4\n",
             "ticketctl_event_orders{event=\"gig\",status=\"failed\"} 1\n",
+            "ticketctl_purchase_jobs_queued{event=\"gig\"} 2\n",
+            "ticketctl_purchase_jobs_in_flight{event=\"gig\"} 1\n",
+            "ticketctl_dead_letters{event=\"gig\"} 1\n",
+            "ticketctl_event_tickets{event=\"odd\",state=\"sold\"} 20\n",
         ] {
             assert!(out.contains(line), "{line} in\n{out}");
         }

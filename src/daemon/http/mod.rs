@@ -411,10 +411,15 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         let total = ids.len();
         ids.truncate(metrics::MAX_EVENT_SERIES);
         let counters = st.store.event_counters(&ids).await?;
-        let listed: Vec<_> = ids
+        // A queue that cannot be read (a key damaged by hand) loses its
+        // own series only.
+        let queues =
+            futures_util::future::join_all(ids.iter().map(|id| st.store.queue_counts(id))).await;
+        let listed: Vec<metrics::EventSeries> = ids
             .into_iter()
             .zip(counters)
-            .filter_map(|(id, c)| c.map(|c| (id, c)))
+            .zip(queues)
+            .filter_map(|((id, c), q)| c.map(|c| (id, c, q.ok())))
             .collect();
         Ok::<_, crate::store::StoreError>((total, listed))
     };
