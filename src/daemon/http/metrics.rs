@@ -259,30 +259,38 @@ pub fn render_events(out: &mut String, events: Option<(usize, &[EventSeries])>) 
         out,
         "# HELP {name} Events in Redis (at most {MAX_EVENT_SERIES} get series of their own).\n# TYPE {name} gauge\n{name} {total}"
     );
-    let name = "ticketctl_event_tickets";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Tickets of an event by state, from its counters (held includes holds past their deadline not released yet).\n# TYPE {name} gauge"
-    );
-    for (id, c, _) in events {
-        let available = c.capacity.saturating_sub(c.held + c.sold);
-        for (state, n) in [("available", available), ("held", c.held), ("sold", c.sold)] {
-            let _ = writeln!(out, "{name}{{event=\"{id}\",state=\"{state}\"}} {n}");
-        }
-    }
-    let name = "ticketctl_event_orders";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Orders of an event by status.\n# TYPE {name} gauge"
-    );
-    for (id, c, _) in events {
-        let pending = c.orders.saturating_sub(c.completed + c.failed);
-        for (status, n) in [
-            ("pending", pending),
-            ("completed", c.completed),
-            ("failed", c.failed),
-        ] {
-            let _ = writeln!(out, "{name}{{event=\"{id}\",status=\"{status}\"}} {n}");
+    type Split = fn(&EventCounters) -> [(&'static str, u64); 3];
+    for (name, help, label, split) in [
+        (
+            "ticketctl_event_tickets",
+            "Tickets of an event by state, from its counters (held includes holds past their deadline not released yet).",
+            "state",
+            (|c: &EventCounters| {
+                [
+                    ("available", c.capacity.saturating_sub(c.held + c.sold)),
+                    ("held", c.held),
+                    ("sold", c.sold),
+                ]
+            }) as Split,
+        ),
+        (
+            "ticketctl_event_orders",
+            "Orders of an event by status.",
+            "status",
+            |c: &EventCounters| {
+                [
+                    ("pending", c.orders.saturating_sub(c.completed + c.failed)),
+                    ("completed", c.completed),
+                    ("failed", c.failed),
+                ]
+            },
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (id, c, _) in events {
+            for (value, n) in split(c) {
+                let _ = writeln!(out, "{name}{{event=\"{id}\",{label}=\"{value}\"}} {n}");
+            }
         }
     }
     for (name, help, pick) in [
