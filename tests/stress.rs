@@ -262,6 +262,21 @@ fn a_fixed_rate_ends_when_n_requests_are_sent() {
 }
 
 #[test]
+fn a_rate_too_low_to_reach_a_second_slot_ends_after_the_first() {
+    // The second request would be 1e30 s away: the run ends, it does not
+    // panic or wait for the deadline.
+    let (_r, serve) = serve(1000);
+    let (o, doc) = stress(
+        &serve,
+        "rate-tiny",
+        &["--event", "gig", "--rate", "1e-30", "-d", "60s", "-c", "2"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(doc["requests"], 1);
+    assert!(doc["durationSecs"].as_f64().unwrap() < 30.0, "{doc}");
+}
+
+#[test]
 fn json_goes_to_stdout_with_a_dash_and_a_bad_path_fails_before_any_load() {
     let (redis, serve) = serve(1000);
     let url = format!("http://{}", serve.addr);

@@ -255,7 +255,14 @@ pub async fn run(
     let mut loops = Vec::with_capacity(threads);
     for t in 0..threads {
         let ids: Vec<usize> = (t..mode.connections).step_by(threads).collect();
-        loops.push(client_loop(t, ids, shared.clone(), tx.clone())?);
+        match client_loop(t, ids, shared.clone(), tx.clone()) {
+            Ok(l) => loops.push(l),
+            Err(e) => {
+                // The threads already started stop too.
+                stop.cancel();
+                return Err(e);
+            }
+        }
     }
     drop(tx);
 
@@ -322,13 +329,21 @@ fn client_loop(
     tx: mpsc::Sender<Vec<Sample>>,
 ) -> Result<oneshot::Receiver<Result<Vec<AuditLog>, String>>, StressError> {
     let (done, result) = oneshot::channel();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StressError::Unexpected(format!("cannot start a client thread: {e}")))?;
     std::thread::Builder::new()
         .name(format!("stress-{n}"))
         .spawn(move || {
+            let stop = shared.stop.clone();
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    stop.cancel();
+                    let _ = done.send(Err(format!("cannot start a client thread: {e}")));
+                    return;
+                }
+            };
             let logs = rt.block_on(async move {
                 let mut tasks = JoinSet::new();
                 for id in ids {
@@ -337,7 +352,14 @@ fn client_loop(
                 drop(tx);
                 let mut logs = Vec::new();
                 while let Some(joined) = tasks.join_next().await {
-                    logs.push(joined.map_err(|e| e.to_string())?);
+                    match joined {
+                        Ok(log) => logs.push(log),
+                        // One failed task ends the whole run, on every thread.
+                        Err(e) => {
+                            shared.stop.cancel();
+                            return Err(e.to_string());
+                        }
+                    }
                 }
                 Ok(logs)
             });
@@ -425,7 +447,7 @@ struct Shared {
 
 /// Offset of the `k`-th request of the open model from the start: `k/rate`,
 /// or along a linear ramp from 0 to `rate` over `ramp` and then steady.
-pub fn schedule(k: u64, rate: f64, ramp: Option<Duration>) -> Duration {
+pub fn schedule(k: u64, rate: f64, ramp: Option<Duration>) -> Option<Duration> {
     let k = k as f64;
     let secs = match ramp {
         Some(r) if !r.is_zero() => {
@@ -440,7 +462,8 @@ pub fn schedule(k: u64, rate: f64, ramp: Option<Duration>) -> Duration {
         }
         _ => k / rate,
     };
-    Duration::from_secs_f64(secs)
+    // None: too far off to be reached (a very low rate).
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// splitmix64: tiny, fast and reproducible from `--seed`.
@@ -568,7 +591,9 @@ impl Worker {
         if k >= sh.limit {
             return None;
         }
-        let at = sh.start + schedule(k, rate, sh.mode.ramp);
+        let Some(at) = schedule(k, rate, sh.mode.ramp).and_then(|d| sh.start.checked_add(d)) else {
+            return None;
+        };
         if sh.deadline.is_some_and(|d| at >= d) || !self.sleep_until(at).await {
             return None;
         }
@@ -743,13 +768,16 @@ mod tests {
 
     #[test]
     fn the_open_schedule_is_even_and_ramps_linearly() {
-        assert_eq!(schedule(0, 100.0, None), Duration::ZERO);
-        assert_eq!(schedule(50, 100.0, None), Duration::from_millis(500));
+        assert_eq!(schedule(0, 100.0, None), Some(Duration::ZERO));
+        assert_eq!(schedule(50, 100.0, None), Some(Duration::from_millis(500)));
+        // A slot too far off to reach is none, not a panic.
+        assert_eq!(schedule(1, 1e-30, None), None);
         let ramp = Some(Duration::from_secs(2));
         // 100/s ramped over 2 s: 100 requests during the ramp, the 25th at 1 s.
-        assert!((schedule(25, 100.0, ramp).as_secs_f64() - 1.0).abs() < 1e-9);
-        assert!((schedule(100, 100.0, ramp).as_secs_f64() - 2.0).abs() < 1e-9);
-        assert!((schedule(200, 100.0, ramp).as_secs_f64() - 3.0).abs() < 1e-9);
+        let at = |k| schedule(k, 100.0, ramp).unwrap().as_secs_f64();
+        assert!((at(25) - 1.0).abs() < 1e-9);
+        assert!((at(100) - 2.0).abs() < 1e-9);
+        assert!((at(200) - 3.0).abs() < 1e-9);
     }
 
     #[test]
