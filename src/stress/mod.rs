@@ -591,9 +591,7 @@ impl Worker {
         if k >= sh.limit {
             return None;
         }
-        let Some(at) = schedule(k, rate, sh.mode.ramp).and_then(|d| sh.start.checked_add(d)) else {
-            return None;
-        };
+        let at = schedule(k, rate, sh.mode.ramp).and_then(|d| sh.start.checked_add(d))?;
         if sh.deadline.is_some_and(|d| at >= d) || !self.sleep_until(at).await {
             return None;
         }
