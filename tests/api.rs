@@ -934,6 +934,22 @@ async fn compatibility_routes_behave_like_the_proof_of_concept() {
 }
 
 #[tokio::test]
+async fn metrics_skip_a_damaged_event_and_an_id_unfit_for_a_label() {
+    let (redis, api) = api().await;
+    redis.cli(&["DEL", "tc:{ev:short}:meta"]);
+    redis.cli(&["SET", "tc:{ev:short}:meta", "not a hash"]);
+    redis.cli(&["SADD", "tc:events", "bad\"id\nx"]);
+    let m = api.req("GET", "/metrics", None).await;
+    assert_eq!(m.status, 200);
+    assert!(m.text.contains("ticketctl_redis_up 1\n"), "{}", m.text);
+    assert!(m
+        .text
+        .contains("ticketctl_event_tickets{event=\"default\",state=\"available\"} 100\n"));
+    assert!(!m.text.contains("event=\"short\",state"), "{}", m.text);
+    assert!(!m.text.contains("bad"), "{}", m.text);
+}
+
+#[tokio::test]
 async fn health_readiness_and_metrics() {
     let (mut redis, api) = api().await;
     assert_eq!(api.req("GET", "/healthz", None).await.status, 200);
@@ -944,11 +960,11 @@ async fn health_readiness_and_metrics() {
         Some(json!({"userId": "a", "quantity": 1})),
     )
     .await;
-    // Bought on the short event: an order and a queued job (no worker runs).
+    // Bought: an order and a queued job (no worker runs).
     let h = api
         .req(
             "POST",
-            "/v1/events/short/holds",
+            "/v1/events/default/holds",
             Some(json!({"userId": "b", "ticketIds": [3]})),
         )
         .await;
@@ -967,8 +983,8 @@ async fn health_readiness_and_metrics() {
     assert!(m
         .text
         .contains("ticketctl_http_request_duration_seconds_bucket"));
-    assert!(m.text.contains("ticketctl_holds_created_total 2"));
-    assert!(m.text.contains("ticketctl_purchases_total 1"));
+    assert!(m.text.contains("ticketctl_holds_created_total 2\n"));
+    assert!(m.text.contains("ticketctl_purchases_total 1\n"));
     // Each hold and the purchase went to Redis in a grouped call (of one,
     // on an idle server).
     for line in [
@@ -982,16 +998,16 @@ async fn health_readiness_and_metrics() {
     for line in [
         "ticketctl_redis_up 1\n",
         "ticketctl_events 2\n",
-        "ticketctl_event_tickets{event=\"default\",state=\"available\"} 99\n",
+        "ticketctl_event_tickets{event=\"default\",state=\"available\"} 98\n",
         "ticketctl_event_tickets{event=\"default\",state=\"held\"} 1\n",
-        "ticketctl_event_tickets{event=\"short\",state=\"available\"} 9\n",
-        "ticketctl_event_tickets{event=\"short\",state=\"sold\"} 1\n",
-        "ticketctl_event_orders{event=\"default\",status=\"pending\"} 0\n",
-        "ticketctl_event_orders{event=\"short\",status=\"pending\"} 1\n",
-        "ticketctl_purchase_jobs_queued{event=\"short\"} 1\n",
-        "ticketctl_purchase_jobs_queued{event=\"default\"} 0\n",
-        "ticketctl_purchase_jobs_in_flight{event=\"short\"} 0\n",
-        "ticketctl_dead_letters{event=\"short\"} 0\n",
+        "ticketctl_event_tickets{event=\"default\",state=\"sold\"} 1\n",
+        "ticketctl_event_tickets{event=\"short\",state=\"available\"} 10\n",
+        "ticketctl_event_orders{event=\"default\",status=\"pending\"} 1\n",
+        "ticketctl_event_orders{event=\"short\",status=\"pending\"} 0\n",
+        "ticketctl_purchase_jobs_queued{event=\"default\"} 1\n",
+        "ticketctl_purchase_jobs_queued{event=\"short\"} 0\n",
+        "ticketctl_purchase_jobs_in_flight{event=\"default\"} 0\n",
+        "ticketctl_dead_letters{event=\"default\"} 0\n",
     ] {
         assert!(m.text.contains(line), "{line} in\n{}", m.text);
     }
@@ -1015,11 +1031,21 @@ async fn health_readiness_and_metrics() {
     );
     assert!(!r.text.to_lowercase().contains("refused"), "{}", r.text);
     assert_eq!(api.req("GET", "/healthz", None).await.status, 200);
-    // Metrics still answer, saying Redis could not be read.
-    let m = api.req("GET", "/metrics", None).await;
-    assert_eq!(m.status, 200);
-    assert!(m.text.contains("ticketctl_redis_up 0\n"), "{}", m.text);
-    assert!(m.text.contains("ticketctl_holds_created_total 2"));
+    // Metrics still answer; once the per-event gauges read a few seconds
+    // ago are stale, they say Redis could not be read.
+    let mut down = false;
+    for _ in 0..50 {
+        let m = api.req("GET", "/metrics", None).await;
+        assert_eq!(m.status, 200);
+        assert!(m.text.contains("ticketctl_holds_created_total 2\n"));
+        if m.text.contains("ticketctl_redis_up 0\n") {
+            assert!(!m.text.contains("ticketctl_event_tickets{"), "{}", m.text);
+            down = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(down, "metrics never said Redis was unreadable");
     let _redis2 = Redis::start_on(port, &[]);
     let mut ok = false;
     for _ in 0..50 {

@@ -214,15 +214,23 @@ impl Store {
         }))
     }
 
-    /// The purchase queue's counts of one event (no consumers): cheap
-    /// enough for every metrics scrape. `consumers` stays empty.
-    pub async fn queue_counts(&self, event: &str) -> Result<QueueView> {
-        Ok(self.queue_counts_and_group(event).await?.0)
+    /// The purchase queue's counts of one event (no consumers), cheap
+    /// enough for every metrics scrape: two commands. `queued` is `None`
+    /// when Redis does not give the group's lag (Redis 6.2, or a stream an
+    /// older version deleted entries from), rather than counted.
+    pub async fn queue_counts(&self, event: &str) -> Result<(Option<u64>, QueueView)> {
+        let (view, _, lag_known) = self.queue_counts_and_group(event, false).await?;
+        Ok((lag_known.then_some(view.queued), view))
     }
 
-    /// [`Store::queue_counts`], and whether the job stream and its group
-    /// exist yet.
-    async fn queue_counts_and_group(&self, event: &str) -> Result<(QueueView, bool)> {
+    /// The queue's counts, whether the job stream and its group exist yet,
+    /// and whether Redis gave the lag (else `queued` is counted entry by
+    /// entry when `count` is set, and 0 otherwise).
+    async fn queue_counts_and_group(
+        &self,
+        event: &str,
+        count: bool,
+    ) -> Result<(QueueView, bool, bool)> {
         let keys = EventKeys::new(event);
         let mut view = QueueView {
             dead: self.stream_len(&keys.dead()).await?,
@@ -241,10 +249,12 @@ impl Store {
         {
             Ok(v) => v,
             // No job stream yet: an empty queue.
-            Err(StoreError::Redis(m)) if m.contains("no such key") => return Ok((view, false)),
+            Err(StoreError::Redis(m)) if m.contains("no such key") => {
+                return Ok((view, false, true))
+            }
             Err(e) => return Err(e),
         };
-        let mut group = false;
+        let (mut group, mut lag_known) = (false, true);
         if let Value::Array(gs) = &groups {
             for g in gs {
                 let f = fields(g);
@@ -253,6 +263,7 @@ impl Store {
                     view.in_flight = get(&f, "pending").map(int).unwrap_or(0);
                     match get(&f, "lag") {
                         Some(Value::Int(n)) => view.queued = u64::try_from(*n).unwrap_or(0),
+                        _ if !count => lag_known = false,
                         _ => {
                             let after = get(&f, "last-delivered-id").map(text).unwrap_or_default();
                             let n = self.count_after(&keys.jobs(), &after).await?;
@@ -263,12 +274,12 @@ impl Store {
                 }
             }
         }
-        Ok((view, group))
+        Ok((view, group, lag_known))
     }
 
     /// The purchase queue of one event; `now_ms` ages the oldest pending jobs.
     pub async fn inspect_queue(&self, event: &str, now_ms: u64) -> Result<QueueView> {
-        let (mut view, group) = self.queue_counts_and_group(event).await?;
+        let (mut view, group, _) = self.queue_counts_and_group(event, true).await?;
         if !group {
             return Ok(view);
         }

@@ -6,7 +6,7 @@ use super::ids::OrderId;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
 use super::scripts::{Order, OrderStatus, READ_BITMAPS};
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
 
 /// Which tickets to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl Store {
     }
 
     /// The counters of each of `events` as stored (`None` for one that does
-    /// not exist or whose counters are not integers), read concurrently
+    /// not exist, or whose counters are damaged), read concurrently
     /// without a script: cheap enough for every metrics scrape. `held`
     /// still includes holds past their deadline that nothing has released.
     pub async fn event_counters(&self, events: &[String]) -> Result<Vec<Option<EventCounters>>> {
@@ -173,10 +173,18 @@ impl Store {
         });
         let mut out = Vec::with_capacity(events.len());
         for r in futures_util::future::join_all(reads).await {
-            let v: Vec<Option<u64>> = r?
-                .into_iter()
-                .map(|f| f.and_then(|f| f.parse().ok()))
-                .collect();
+            let v: Vec<Option<u64>> = match r {
+                Ok(v) => v
+                    .into_iter()
+                    .map(|f| f.and_then(|f| f.parse().ok()))
+                    .collect(),
+                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                // A key damaged by hand (another type): that event only.
+                Err(_) => {
+                    out.push(None);
+                    continue;
+                }
+            };
             out.push(match v[..] {
                 [Some(capacity), Some(held), Some(sold), orders, completed, failed] => {
                     Some(EventCounters {

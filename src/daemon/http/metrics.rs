@@ -66,6 +66,8 @@ pub struct Metrics {
     pub jobs_dead_lettered: AtomicU64,
     /// Grouped hold and purchase calls of the serving threads.
     pub calls: std::sync::Arc<CallStats>,
+    /// The last per-event gauges read from Redis, and when.
+    pub event_gauges: Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl Metrics {
@@ -238,8 +240,9 @@ impl Metrics {
 pub const MAX_EVENT_SERIES: usize = 1000;
 
 /// One event's figures for a scrape: its id, its stored counters, and its
-/// purchase queue (`None` when that could not be read).
-pub type EventSeries = (String, EventCounters, Option<QueueView>);
+/// purchase queue (`None` when that could not be read), with the jobs
+/// queued when Redis gives them.
+pub type EventSeries = (String, EventCounters, Option<(Option<u64>, QueueView)>);
 
 /// The per-event gauges of a scrape: `redis_up`, how many events exist, and
 /// for each listed event its tickets by state, orders by status (from its
@@ -267,7 +270,7 @@ pub fn render_events(out: &mut String, events: Option<(usize, &[EventSeries])>) 
             "state",
             (|c: &EventCounters| {
                 [
-                    ("available", c.capacity.saturating_sub(c.held + c.sold)),
+                    ("available", c.capacity.saturating_sub(c.held.saturating_add(c.sold))),
                     ("held", c.held),
                     ("sold", c.sold),
                 ]
@@ -279,7 +282,7 @@ pub fn render_events(out: &mut String, events: Option<(usize, &[EventSeries])>) 
             "status",
             |c: &EventCounters| {
                 [
-                    ("pending", c.orders.saturating_sub(c.completed + c.failed)),
+                    ("pending", c.orders.saturating_sub(c.completed.saturating_add(c.failed))),
                     ("completed", c.completed),
                     ("failed", c.failed),
                 ]
@@ -293,27 +296,28 @@ pub fn render_events(out: &mut String, events: Option<(usize, &[EventSeries])>) 
             }
         }
     }
+    type Pick = fn(&(Option<u64>, QueueView)) -> Option<u64>;
     for (name, help, pick) in [
         (
             "ticketctl_purchase_jobs_queued",
-            "Purchase jobs of an event not yet read by a worker.",
-            (|q: &QueueView| q.queued) as fn(&QueueView) -> u64,
+            "Purchase jobs of an event not yet read by a worker (absent when Redis gives no lag).",
+            (|q: &(Option<u64>, QueueView)| q.0) as Pick,
         ),
         (
             "ticketctl_purchase_jobs_in_flight",
             "Purchase jobs of an event read by a worker and not yet acknowledged.",
-            |q: &QueueView| q.in_flight,
+            |q| Some(q.1.in_flight),
         ),
         (
             "ticketctl_dead_letters",
             "Dead-lettered purchase jobs of an event.",
-            |q: &QueueView| q.dead,
+            |q| Some(q.1.dead),
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (id, _, q) in events {
-            if let Some(q) = q {
-                let _ = writeln!(out, "{name}{{event=\"{id}\"}} {}", pick(q));
+            if let Some(n) = q.as_ref().and_then(pick) {
+                let _ = writeln!(out, "{name}{{event=\"{id}\"}} {n}");
             }
         }
     }
@@ -345,10 +349,20 @@ mod tests {
             ..QueueView::default()
         };
         let listed = [
-            ("gig".to_string(), c, Some(q)),
+            ("gig".to_string(), c, Some((Some(2), q.clone()))),
+            ("old".to_string(), c, Some((None, q))),
             ("odd".to_string(), c, None),
         ];
         render_events(&mut out, Some((3, &listed)));
+        // No lag from Redis: no queued figure, the others stand.
+        assert!(
+            !out.contains("ticketctl_purchase_jobs_queued{event=\"old\"}"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ticketctl_dead_letters{event=\"old\"} 1\n"),
+            "{out}"
+        );
         assert!(
             !out.contains("ticketctl_dead_letters{event=\"odd\"}"),
             "{out}"

@@ -404,32 +404,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
     let mut text = st.metrics.render();
-    // Per-event gauges from Redis; a scrape still answers when Redis does
-    // not (with redis_up 0).
-    let events = async {
-        let mut ids = st.store.list_events().await?;
-        let total = ids.len();
-        ids.truncate(metrics::MAX_EVENT_SERIES);
-        let counters = st.store.event_counters(&ids).await?;
-        // A queue that cannot be read (a key damaged by hand) loses its
-        // own series only.
-        let queues =
-            futures_util::future::join_all(ids.iter().map(|id| st.store.queue_counts(id))).await;
-        let listed: Vec<metrics::EventSeries> = ids
-            .into_iter()
-            .zip(counters)
-            .zip(queues)
-            .filter_map(|((id, c), q)| c.map(|c| (id, c, q.ok())))
-            .collect();
-        Ok::<_, crate::store::StoreError>((total, listed))
-    };
-    match events.await {
-        Ok((total, listed)) => metrics::render_events(&mut text, Some((total, &listed))),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read the events");
-            metrics::render_events(&mut text, None);
-        }
-    }
+    text.push_str(&event_gauges(&st).await);
     (
         StatusCode::OK,
         [(
@@ -439,4 +414,55 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// How long a scrape's per-event gauges are reused: each costs Redis up to
+/// three commands per event, and scrapers need not be trusted.
+const EVENT_GAUGES_FOR: Duration = Duration::from_secs(5);
+/// Longest a scrape waits for Redis; past it, `redis_up` is 0 and the
+/// in-process metrics are still served.
+const EVENT_GAUGES_WITHIN: Duration = Duration::from_secs(3);
+
+/// The per-event gauges (see [`metrics::render_events`]), from Redis at most
+/// every [`EVENT_GAUGES_FOR`] for the whole process.
+async fn event_gauges(st: &AppState) -> String {
+    let cache = &st.metrics.event_gauges;
+    if let Some((at, text)) = cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if at.elapsed() < EVENT_GAUGES_FOR {
+            return text.clone();
+        }
+    }
+    let read = async {
+        let mut ids = st.store.list_events().await?;
+        // Ids go into labels: only well-formed ones (one added by hand
+        // with a quote or a newline would break the whole exposition).
+        ids.retain(|id| crate::config::valid_event_id(id));
+        let total = ids.len();
+        ids.truncate(metrics::MAX_EVENT_SERIES);
+        let queues = futures_util::future::join_all(ids.iter().map(|id| st.store.queue_counts(id)));
+        let (counters, queues) = futures_util::join!(st.store.event_counters(&ids), queues);
+        // A queue that cannot be read (a key damaged by hand) loses its own
+        // series only.
+        let listed: Vec<metrics::EventSeries> = ids
+            .into_iter()
+            .zip(counters?)
+            .zip(queues)
+            .filter_map(|((id, c), q)| c.map(|c| (id, c, q.ok())))
+            .collect();
+        Ok::<_, crate::store::StoreError>((total, listed))
+    };
+    let mut text = String::new();
+    match tokio::time::timeout(EVENT_GAUGES_WITHIN, read).await {
+        Ok(Ok((total, listed))) => metrics::render_events(&mut text, Some((total, &listed))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metrics: cannot read the events");
+            metrics::render_events(&mut text, None);
+        }
+        Err(_) => {
+            tracing::warn!("metrics: the events took too long to read");
+            metrics::render_events(&mut text, None);
+        }
+    }
+    *cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), text.clone()));
+    text
 }
