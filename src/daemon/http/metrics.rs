@@ -121,29 +121,13 @@ impl Metrics {
         out.push_str("# HELP ticketctl_http_request_duration_seconds HTTP request latency by route and status.\n");
         out.push_str("# TYPE ticketctl_http_request_duration_seconds histogram\n");
         for ((m, r, st), s) in &map {
-            let labels = format!("method=\"{m}\",route=\"{r}\",status=\"{st}\"");
-            let mut cum = 0;
-            for (b, n) in BUCKETS.iter().zip(s.buckets) {
-                cum += n;
-                let _ = writeln!(
-                    out,
-                    "ticketctl_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {cum}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "ticketctl_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "ticketctl_http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum
-            );
-            let _ = writeln!(
-                out,
-                "ticketctl_http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
+            write_histogram(
+                &mut out,
+                "ticketctl_http_request_duration_seconds",
+                &format!("method=\"{m}\",route=\"{r}\",status=\"{st}\""),
+                BUCKETS.iter().zip(s.buckets),
+                s.sum,
+                s.count,
             );
         }
         for (name, help, c) in [
@@ -222,18 +206,38 @@ impl Metrics {
             "# HELP {name} Time of one grouped call: Redis round trip and script.\n# TYPE {name} histogram"
         );
         for (op, s) in ops {
-            let mut cum = 0;
-            for (b, n) in CALL_BUCKETS.iter().zip(&s.buckets) {
-                cum += n.load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"{b}\"}} {cum}");
-            }
-            let calls = s.calls.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"+Inf\"}} {calls}");
-            let sum = s.micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "{name}_sum{{op=\"{op}\"}} {sum}");
-            let _ = writeln!(out, "{name}_count{{op=\"{op}\"}} {calls}");
+            write_histogram(
+                out,
+                name,
+                &format!("op=\"{op}\""),
+                CALL_BUCKETS
+                    .iter()
+                    .zip(s.buckets.iter().map(|n| n.load(Ordering::Relaxed))),
+                s.micros.load(Ordering::Relaxed) as f64 / 1e6,
+                s.calls.load(Ordering::Relaxed),
+            );
         }
     }
+}
+
+/// One histogram series: its buckets (upper bound, count in that bucket
+/// alone) written cumulatively, then `+Inf`, `_sum` and `_count`.
+fn write_histogram<'a>(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    buckets: impl Iterator<Item = (&'a f64, u64)>,
+    sum: f64,
+    count: u64,
+) {
+    let mut cum = 0;
+    for (b, n) in buckets {
+        cum += n;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
 }
 
 /// Most events given series of their own in one scrape (the first, by id).
