@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::input;
 use super::AppState;
 use crate::store::{
-    CancelOutcome, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, TicketStatus,
+    CancelOutcome, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, TicketPage, TicketStatus,
 };
 use crate::time::rfc3339_ms;
 
@@ -46,16 +46,8 @@ pub async fn available(State(st): State<AppState>) -> ApiResult<Response> {
         .list_tickets(&st.compat_event, TicketStatus::Available, 0, AVAILABLE_PAGE)
         .await?
         .ok_or_else(|| no_event(&st))?;
-    let mut body = String::from(r#"{"availableTickets":["#);
-    push_ids(&mut body, &first.ticket_ids, true);
-    let next = match first.next {
-        Some(after) => Some(after),
-        None => {
-            body.push_str("]}");
-            None
-        }
-    };
-    let rest = futures_util::stream::unfold((st, next), |(st, next)| async move {
+    let body = page_json(&first, true);
+    let rest = futures_util::stream::unfold((st, first.next), |(st, next)| async move {
         let after = next?;
         let page = match st
             .store
@@ -77,12 +69,7 @@ pub async fn available(State(st): State<AppState>) -> ApiResult<Response> {
                 return Some((Err(std::io::Error::other(e.to_string())), (st, None)));
             }
         };
-        let mut chunk = String::with_capacity(page.ticket_ids.len() * 8 + 2);
-        push_ids(&mut chunk, &page.ticket_ids, false);
-        if page.next.is_none() {
-            chunk.push_str("]}");
-        }
-        Some((Ok(chunk), (st, page.next)))
+        Some((Ok(page_json(&page, false)), (st, page.next)))
     });
     let body = futures_util::stream::once(async { Ok(body) }).chain(rest);
     Ok((
@@ -95,16 +82,25 @@ pub async fn available(State(st): State<AppState>) -> ApiResult<Response> {
 /// Tickets per page of the available listing (about 0.8 MB of JSON).
 const AVAILABLE_PAGE: usize = 100_000;
 
-/// Appends ids to a JSON array being written, comma-separated (`first`:
-/// nothing is in the array yet).
-fn push_ids(out: &mut String, ids: &[u64], first: bool) {
+/// One page's part of the listing's JSON: the opening for the first page,
+/// its ids comma-separated (after a comma unless first), the closing for
+/// the last page.
+fn page_json(page: &TicketPage, first: bool) -> String {
     use std::fmt::Write;
-    for (i, id) in ids.iter().enumerate() {
+    let mut out = String::with_capacity(page.ticket_ids.len() * 8 + 24);
+    if first {
+        out.push_str(r#"{"availableTickets":["#);
+    }
+    for (i, id) in page.ticket_ids.iter().enumerate() {
         if i > 0 || !first {
             out.push(',');
         }
         write!(out, "{id}").expect("writing to a String");
     }
+    if page.next.is_none() {
+        out.push_str("]}");
+    }
+    out
 }
 
 /// `POST /api/ticket/reserve` with `{"userId","ticketId"}`.
