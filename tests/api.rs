@@ -703,6 +703,17 @@ async fn idempotency_keys_replay_or_refuse() {
         )
         .await;
     assert_eq!(c3.status, 422);
+    // A key names one request across events and routes: the same body on
+    // another event is another request.
+    let elsewhere = api
+        .raw("POST", "/v1/events/short/holds", Some(body.clone()), &hdr)
+        .await;
+    assert_eq!(elsewhere.status, 422, "{}", elsewhere.text);
+    assert_eq!(elsewhere.json()["error"]["code"], "idempotency_key_reused");
+    assert_eq!(
+        api.req("GET", "/v1/events/short", None).await.json()["held"],
+        0
+    );
 
     let id = first.json()["holdId"].as_str().unwrap().to_string();
     let path = format!("/v1/holds/{id}/purchase");
@@ -724,12 +735,25 @@ async fn idempotency_keys_replay_or_refuse() {
         )
         .await;
     assert_eq!(p3.status, 422);
+    // A hold's key used again on a purchase.
+    let p4 = api
+        .raw(
+            "POST",
+            &path,
+            Some(json!({"userId": "a"}).to_string()),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(p4.status, 422, "{}", p4.text);
     assert_eq!(r.cli(&["XLEN", "tc:{ev:default}:jobs"]), "1");
-    let ttl: i64 = r
-        .cli(&["TTL", "tc:{ev:default}:idem:hold:k-1"])
-        .parse()
-        .unwrap();
-    assert!(ttl > 86_000 && ttl <= 86_400, "{ttl}");
+    for key in [
+        "tc:{ev:default}:idem:hold:k-1",
+        "tc:idem:k-1",
+        "tc:idem:p-1",
+    ] {
+        let ttl: i64 = r.cli(&["TTL", key]).parse().unwrap();
+        assert!(ttl > 86_000 && ttl <= 86_400, "{key}: {ttl}");
+    }
 }
 
 #[tokio::test]

@@ -72,6 +72,16 @@ impl EventKeys {
     }
 }
 
+/// Binds an Idempotency-Key to the one request it was first used for, across
+/// events and routes (its hash tag is the client's key: any Cluster slot).
+pub fn idempotency_binding(client_key: &str) -> String {
+    format!("tc:idem:{client_key}")
+}
+
+/// How long an Idempotency-Key is remembered, in seconds (as the per-event
+/// records in `lua/lib.lua`).
+pub const IDEMPOTENCY_TTL_SECS: u64 = 86_400;
+
 /// The index of orders already published to a sink stream. Its hash tag is
 /// the stream's whole name, so it shares the stream's Cluster slot.
 pub fn sink_published(stream: &str) -> String {

@@ -542,6 +542,39 @@ impl Store {
         }
     }
 
+    /// Binds an Idempotency-Key to one request for 24 hours: its route
+    /// (`kind`), event and fingerprint. False when the key is already bound
+    /// to another request, on this event or any other; the per-event record
+    /// then replays a repeated request.
+    async fn bind_idempotency(
+        &self,
+        kind: &str,
+        event: &str,
+        idem: &Idempotency<'_>,
+    ) -> Result<bool> {
+        let key = keys::idempotency_binding(idem.key);
+        let request = format!("{kind}\n{event}\n{}", idem.fingerprint);
+        let mut set = redis::cmd("SET");
+        set.arg(&key)
+            .arg(&request)
+            .arg("NX")
+            .arg("EX")
+            .arg(keys::IDEMPOTENCY_TTL_SECS);
+        let created: Option<String> = self
+            .run(|mut c| async move { set.query_async(&mut c).await })
+            .await?;
+        if created.is_some() {
+            return Ok(true);
+        }
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        let bound: Option<String> = self
+            .run(|mut c| async move { get.query_async(&mut c).await })
+            .await?;
+        // Gone meanwhile (24 hours are up): the per-event record decides.
+        Ok(bound.is_none_or(|b| b == request))
+    }
+
     /// Holds tickets for `user`, all or nothing.
     pub async fn hold(
         &self,
@@ -550,6 +583,11 @@ impl Store {
         req: &HoldRequest,
         idem: Option<&Idempotency<'_>>,
     ) -> Result<HoldOutcome> {
+        if let Some(i) = idem {
+            if !self.bind_idempotency("hold", event, i).await? {
+                return Ok(HoldOutcome::IdempotencyMismatch);
+            }
+        }
         // Without an Idempotency-Key the hold joins the event's next group
         // call (see batch.rs) when this store groups holds.
         if let (Some(q), None) = (&self.holds, idem) {
@@ -687,6 +725,11 @@ impl Store {
         idem: Option<&Idempotency<'_>>,
     ) -> Result<PurchaseOutcome> {
         let event = hold.event().to_string();
+        if let Some(i) = idem {
+            if !self.bind_idempotency("purchase", &event, i).await? {
+                return Ok(PurchaseOutcome::IdempotencyMismatch);
+            }
+        }
         let item = || BuyItem {
             by: match hold {
                 HoldRef::Id(h) => BuyRef::Id((*h).clone()),
