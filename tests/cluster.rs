@@ -81,12 +81,15 @@ async fn core_flows_and_workers_run_unchanged_on_a_cluster() {
             .await;
         assert_eq!(p.status, 202, "{}", p.text);
         orders.push(p.json()["orderId"].as_str().unwrap().to_string());
+        // A key names one request: one per event (its binding lives in
+        // the key's own slot, its record in the event's).
+        let key = format!("k-{e}");
         let again = api
             .raw(
                 "POST",
                 &format!("/v1/events/{e}/holds"),
                 Some(json!({"userId": "c", "quantity": 2}).to_string()),
-                &[("idempotency-key", "k")],
+                &[("idempotency-key", &key)],
             )
             .await;
         let twice = api
@@ -94,7 +97,7 @@ async fn core_flows_and_workers_run_unchanged_on_a_cluster() {
                 "POST",
                 &format!("/v1/events/{e}/holds"),
                 Some(json!({"userId": "c", "quantity": 2}).to_string()),
-                &[("idempotency-key", "k")],
+                &[("idempotency-key", &key)],
             )
             .await;
         assert_eq!((again.status, again.json()), (201, twice.json()));
