@@ -60,7 +60,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Live holds one user may have in one event (0: no limit).
+    /// Live holds one user may have in one event (0: no limit, and holds
+    /// are not counted).
     pub max_holds_per_user: u64,
     /// Requests per second one client IP may make, sustained (0: no limit).
     pub per_ip_rate: f64,
@@ -75,7 +76,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_holds_per_user: 100,
+            max_holds_per_user: 0,
             per_ip_rate: 0.0,
             per_ip_burst: 200.0,
             per_user_rate: 0.0,

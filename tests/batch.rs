@@ -171,6 +171,55 @@ async fn one_users_holds_in_one_call_are_counted_one_by_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_limit_holds_are_not_counted_and_a_limit_counts_from_then_on() {
+    use ticketctl::store::HoldRef;
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 200).await;
+    let asks: Vec<_> = (1..=150)
+        .map(|t| ("greedy".to_string(), HoldRequest::Tickets(vec![t])))
+        .collect();
+    let outcomes = hold_all(&store, "gig", asks).await;
+    let holds: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| match o {
+            HoldOutcome::Held { hold, .. } => hold,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(redis.cli(&["HLEN", "tc:{ev:gig}:uholds"]), "0");
+    // Buying and cancelling uncounted holds leaves no count behind.
+    for h in &holds[..5] {
+        store
+            .purchase(&HoldRef::Id(&h.id), "greedy", None)
+            .await
+            .unwrap();
+    }
+    for h in &holds[5..10] {
+        store.cancel(&HoldRef::Id(&h.id), None).await.unwrap();
+    }
+    assert_eq!(redis.cli(&["HLEN", "tc:{ev:gig}:uholds"]), "0");
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!((counts.held, counts.sold), (140, 5));
+
+    // A limit set later counts the holds made from then on.
+    let limited = batching_store(&redis, 2).await;
+    for t in [151, 152] {
+        let o = limited
+            .hold("gig", "greedy", &HoldRequest::Tickets(vec![t]), None)
+            .await
+            .unwrap();
+        assert!(matches!(o, HoldOutcome::Held { .. }), "{o:?}");
+    }
+    let o = limited
+        .hold("gig", "greedy", &HoldRequest::Tickets(vec![153]), None)
+        .await
+        .unwrap();
+    assert!(matches!(o, HoldOutcome::HoldLimit(2)), "{o:?}");
+    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "greedy"]), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_quantity_holds_take_disjoint_tickets_until_none_are_left() {
     let redis = Redis::start();
     let store = batching_store(&redis, 0).await;

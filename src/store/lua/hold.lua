@@ -45,16 +45,19 @@ local pending = {}
 -- back if it fails: the user it charged and the tickets it claimed.
 local charged, claiming = nil, {}
 
--- Takes back the charge of a hold that does not happen.
+-- Takes back the charge of a hold that does not happen (if it was charged).
 local function uncharge(user)
-  user_hold_done(user)
+  if charged then user_hold_done(user) end
   charged = nil
 end
 
 -- Counts the hold against its user first (one call on the common path) and
 -- takes it back when the hold does not happen. Returns whether it may go on,
--- and how many expired holds were released to find out.
+-- and how many expired holds were released to find out. Without a limit
+-- holds are not counted (a release of an uncounted hold finds no count and
+-- leaves none).
 local function charge_user(user)
+  if max_user == 0 then return true, 0 end
   local n = user_count_add(user, '1')
   charged = user
   if max_user == 0 or n <= max_user then return true, 0 end
@@ -263,7 +266,7 @@ if not ok then
   local done = {}
   for i = 1, #records, 2 do
     local h = parse_hold(records[i + 1])
-    done[#done + 1] = { split_csv(h.csv), records[i], h.user }
+    done[#done + 1] = { split_csv(h.csv), records[i], max_user > 0 and h.user or nil }
   end
   undo(done)
   -- Every reply goes: the refusals too were decided against holds that
