@@ -175,6 +175,20 @@ async fn serve_seeds_the_default_event_and_stops_on_sigterm() {
     }
 }
 
+#[test]
+fn serve_that_cannot_listen_exits_1_and_writes_nothing() {
+    let redis = Redis::start();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = run_cli(&["serve", "--redis", &redis.url(), "--listen", &addr]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    // The default event was not seeded.
+    assert_eq!(redis.cli(&["EXISTS", "tc:{ev:default}:meta"]), "0");
+    assert_eq!(redis.cli(&["SCARD", "tc:events"]), "0");
+}
+
 #[tokio::test]
 async fn serve_starts_when_redis_refuses_the_replica_check() {
     // redis.wait_replicas makes serve read INFO at start; an ACL without it

@@ -1,4 +1,4 @@
-//! `ticketctl serve`: seed the configured events, bind, serve until SIGTERM
+//! `ticketctl serve`: bind, seed the configured events, serve until SIGTERM
 //! or Ctrl-C, drain.
 //!
 //! Serving is thread per core: `server.threads` threads each run their own
@@ -37,6 +37,12 @@ async fn bind(listen: &str) -> std::io::Result<TcpListener> {
 pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let cfg = super::load_config(global, args.listen)?;
     let store = super::connect(&cfg).await?;
+    // Bound before the events are seeded: a serve that cannot listen (the
+    // port taken, say) writes nothing. Connections that arrive meanwhile
+    // wait in the backlog.
+    let listener = bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     seed_events(&store, &cfg).await?;
     // Only a warning: a Redis that refuses INFO (an ACL without it) still
     // serves.
@@ -56,9 +62,6 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
             "cannot check the replicas redis.wait_replicas asks for"
         ),
     }
-    let listener = bind(&cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
     let token = shutdown::on_signal();
     let metrics = Arc::new(Metrics::default());
