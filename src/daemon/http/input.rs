@@ -43,12 +43,48 @@ pub fn json_object(
             "a JSON object body is required".into(),
         ));
     }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the body must be a JSON object".into(),
-        )),
+    match serde_json::from_slice::<Object>(&body) {
+        Ok(Object(m)) => Ok(m),
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            Err(ApiError::BadRequest(match e.to_string() {
+                m if m.starts_with(DUPLICATE) => m,
+                _ => "the body must be a JSON object".into(),
+            }))
+        }
         Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
+    }
+}
+
+/// How the error for a repeated field begins.
+const DUPLICATE: &str = "duplicate field";
+
+/// A JSON object whose fields are each named once. A repeated name is
+/// refused: left to the last one to win, a proxy or log reading the first
+/// would see another request than the one served.
+struct Object(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Object;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Object, A::Error> {
+                let mut m = Map::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    if m.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "{DUPLICATE} {k:?} in the body"
+                        )));
+                    }
+                    m.insert(k, a.next_value()?);
+                }
+                Ok(Object(m))
+            }
+        }
+        d.deserialize_map(Fields)
     }
 }
 
@@ -336,6 +372,25 @@ mod tests {
             json_object(&h, Ok(Bytes::new())),
             Err(ApiError::BadRequest(_))
         ));
+        let message = |body: &'static [u8]| match json_object(&h, Ok(Bytes::from_static(body))) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        for body in [&b"[]"[..], b"5", b"null", b"\"x\"", b"true"] {
+            assert_eq!(message(body), "the body must be a JSON object");
+        }
+        for body in [&b"{"[..], b"{\"a\":1} x", b"{\"a\":}"] {
+            assert!(
+                message(body).starts_with("malformed JSON: "),
+                "{}",
+                message(body)
+            );
+        }
+        // A repeated field is refused, not left for the last to win.
+        let m = message(b"{\"userId\":\"a\",\"ticketIds\":[1],\"userId\":\"b\"}");
+        assert!(m.starts_with("duplicate field \"userId\""), "{m}");
+        // Inside a field's value, names are not the request's fields.
+        assert!(json_object(&h, Ok(Bytes::from_static(b"{\"a\":{\"b\":1},\"b\":2}"))).is_ok());
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert!(matches!(
             json_object(&h, Ok(Bytes::from_static(b"{}"))),
