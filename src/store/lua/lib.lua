@@ -121,12 +121,23 @@ local function hold_of_ticket(arg, meta)
   return tonumber(owner), h
 end
 
+-- Whether the event has users' counts at all (none while the limit is off),
+-- looked up once per call before the first decrement: without counts a
+-- decrement has nothing to do.
+local counts_exist = nil
+
 -- Changes a user's count of live holds by `by` ('1' or '-1': text, which
 -- Redis takes without a printf) and returns the new count. The count is
 -- derived data: one that is not a number (damaged by hand) starts again
 -- from this change instead of failing the call halfway, which would stop
 -- every hold, sale and release of its user.
 local function user_count_add(user, by)
+  if by == '1' then
+    counts_exist = true
+  else
+    if counts_exist == nil then counts_exist = redis.call('EXISTS', K.uholds) == 1 end
+    if not counts_exist then return 0 end
+  end
   local n = redis.pcall('HINCRBY', K.uholds, user, by)
   if type(n) == 'table' or (n < 1 and by == '1') then
     n = tonumber(by)
