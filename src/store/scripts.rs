@@ -38,6 +38,7 @@ pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
 pub(super) static DLQ_RETRY: LazyLock<Script> = lua!("dlq_retry.lua");
 pub(super) static READ_BITMAPS: LazyLock<Script> = lua!(standalone "read_bitmaps.lua");
 pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!("publish_stream.lua");
+static BIND_IDEMPOTENCY: LazyLock<Script> = lua!(standalone "bind_idempotency.lua");
 
 /// An event's fixed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -542,37 +543,24 @@ impl Store {
         }
     }
 
-    /// Binds an Idempotency-Key to one request for 24 hours: its route
-    /// (`kind`), event and fingerprint. False when the key is already bound
-    /// to another request, on this event or any other; the per-event record
-    /// then replays a repeated request.
+    /// Binds an Idempotency-Key to one request for 24 hours from its
+    /// latest use: its route (`kind`), event and fingerprint. False when the
+    /// key is bound to another request, on this event or any other; the
+    /// per-event record then replays a repeated request.
     async fn bind_idempotency(
         &self,
         kind: &str,
         event: &str,
         idem: &Idempotency<'_>,
     ) -> Result<bool> {
-        let key = keys::idempotency_binding(idem.key);
-        let request = format!("{kind}\n{event}\n{}", idem.fingerprint);
-        let mut set = redis::cmd("SET");
-        set.arg(&key)
-            .arg(&request)
-            .arg("NX")
-            .arg("EX")
+        let mut inv = BIND_IDEMPOTENCY.prepare_invoke();
+        inv.key(keys::idempotency_binding(idem.key))
+            .arg(format!("v1\n{kind}\n{event}\n{}", idem.fingerprint))
             .arg(keys::IDEMPOTENCY_TTL_SECS);
-        let created: Option<String> = self
-            .run(|mut c| async move { set.query_async(&mut c).await })
+        let bound: i64 = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        if created.is_some() {
-            return Ok(true);
-        }
-        let mut get = redis::cmd("GET");
-        get.arg(&key);
-        let bound: Option<String> = self
-            .run(|mut c| async move { get.query_async(&mut c).await })
-            .await?;
-        // Gone meanwhile (24 hours are up): the per-event record decides.
-        Ok(bound.is_none_or(|b| b == request))
+        Ok(bound == 1)
     }
 
     /// Holds tickets for `user`, all or nothing.
