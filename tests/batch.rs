@@ -217,6 +217,16 @@ async fn without_a_limit_holds_are_not_counted_and_a_limit_counts_from_then_on()
         .unwrap();
     assert!(matches!(o, HoldOutcome::HoldLimit(2)), "{o:?}");
     assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "greedy"]), "2");
+    // A counted hold ending through a process without the limit still
+    // lowers its user's count.
+    let counted = held(&limited, "other", vec![160]).await;
+    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "other"]), "1");
+    store
+        .purchase(&HoldRef::Id(&counted.id), "other", None)
+        .await
+        .unwrap();
+    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "other"]), "");
+    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "greedy"]), "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -54,13 +54,14 @@ end
 -- Counts the hold against its user first (one call on the common path) and
 -- takes it back when the hold does not happen. Returns whether it may go on,
 -- and how many expired holds were released to find out. Without a limit
--- holds are not counted (a release of an uncounted hold finds no count and
--- leaves none).
+-- holds are not counted. Holds do not record whether they were counted, so
+-- one made without a limit lowers its user's count when it ends (if the
+-- user has one) and leaves none behind when the user has none.
 local function charge_user(user)
   if max_user == 0 then return true, 0 end
   local n = user_count_add(user, '1')
   charged = user
-  if max_user == 0 or n <= max_user then return true, 0 end
+  if n <= max_user then return true, 0 end
   -- Holds past their deadline do not count: release this user's, oldest
   -- first, as part of the general sweep, then look again.
   local released = sweep(now, 1000)
