@@ -47,7 +47,11 @@ pub fn json_object(
         Ok(Object(m)) => Ok(m),
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             Err(ApiError::BadRequest(match e.to_string() {
-                m if m.starts_with(DUPLICATE) => m,
+                // Without serde's " at line 1 column N".
+                m if m.starts_with(DUPLICATE) => match m.rfind(" at line ") {
+                    Some(i) => m[..i].to_string(),
+                    None => m,
+                },
                 _ => "the body must be a JSON object".into(),
             }))
         }
@@ -75,8 +79,10 @@ impl<'de> serde::Deserialize<'de> for Object {
                 let mut m = Map::new();
                 while let Some(k) = a.next_key::<String>()? {
                     if m.contains_key(&k) {
+                        let shown: String = k.chars().take(64).collect();
+                        let more = if shown.len() < k.len() { "…" } else { "" };
                         return Err(serde::de::Error::custom(format!(
-                            "{DUPLICATE} {k:?} in the body"
+                            "{DUPLICATE} {shown:?}{more} in the body"
                         )));
                     }
                     m.insert(k, a.next_value()?);
@@ -388,7 +394,12 @@ mod tests {
         }
         // A repeated field is refused, not left for the last to win.
         let m = message(b"{\"userId\":\"a\",\"ticketIds\":[1],\"userId\":\"b\"}");
-        assert!(m.starts_with("duplicate field \"userId\""), "{m}");
+        assert_eq!(m, "duplicate field \"userId\" in the body");
+        let long = format!("{{\"{0}\":1,\"{0}\":2}}", "k".repeat(1000));
+        match json_object(&h, Ok(Bytes::from(long))) {
+            Err(ApiError::BadRequest(m)) => assert!(m.len() < 100, "{m}"),
+            other => panic!("{other:?}"),
+        }
         // Inside a field's value, names are not the request's fields.
         assert!(json_object(&h, Ok(Bytes::from_static(b"{\"a\":{\"b\":1},\"b\":2}"))).is_ok());
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
