@@ -22,6 +22,16 @@ pub fn json_object(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Map<String, Value>> {
+    if headers
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(ApiError::BadRequest(
+            "Content-Type must be given once".into(),
+        ));
+    }
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -227,6 +237,11 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
+    if headers.get_all("idempotency-key").iter().nth(1).is_some() {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must be given once".into(),
+        ));
+    }
     let s = v.to_str().ok().filter(|s| {
         !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
     });
@@ -402,6 +417,13 @@ mod tests {
         }
         // Inside a field's value, names are not the request's fields.
         assert!(json_object(&h, Ok(Bytes::from_static(b"{\"a\":{\"b\":1},\"b\":2}"))).is_ok());
+        let mut twice = HeaderMap::new();
+        twice.append(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        twice.append(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(matches!(
+            json_object(&twice, Ok(Bytes::from_static(b"{}"))),
+            Err(ApiError::BadRequest(m)) if m == "Content-Type must be given once"
+        ));
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert!(matches!(
             json_object(&h, Ok(Bytes::from_static(b"{}"))),
@@ -438,5 +460,12 @@ mod tests {
         assert_eq!(idempotency_key(&h).unwrap().as_deref(), Some("abc-1"));
         h.insert("idempotency-key", "x".repeat(256).parse().unwrap());
         assert!(idempotency_key(&h).is_err());
+        // Two keys: which one would a retry carry?
+        h.insert("idempotency-key", "abc-1".parse().unwrap());
+        h.append("idempotency-key", "abc-2".parse().unwrap());
+        assert!(matches!(
+            idempotency_key(&h),
+            Err(ApiError::BadRequest(m)) if m == "Idempotency-Key must be given once"
+        ));
     }
 }
