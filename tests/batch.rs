@@ -144,15 +144,20 @@ async fn concurrent_holds_share_calls_and_never_share_a_ticket() {
     }
 }
 
+/// User "greedy" asks for tickets 1..=n of "gig", one hold each, all at once.
+async fn greedy_asks(store: &Store, n: u64) -> Vec<HoldOutcome> {
+    let asks = (1..=n)
+        .map(|t| ("greedy".to_string(), HoldRequest::Tickets(vec![t])))
+        .collect();
+    hold_all(store, "gig", asks).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_users_holds_in_one_call_are_counted_one_by_one() {
     let redis = Redis::start();
     let store = batching_store(&redis, 3).await;
     event(&store, "gig", 100).await;
-    let asks: Vec<_> = (1..=30)
-        .map(|t| ("greedy".to_string(), HoldRequest::Tickets(vec![t])))
-        .collect();
-    let outcomes = hold_all(&store, "gig", asks).await;
+    let outcomes = greedy_asks(&store, 30).await;
     let made = outcomes
         .iter()
         .filter(|o| matches!(o, HoldOutcome::Held { .. }))
@@ -176,10 +181,7 @@ async fn without_a_limit_holds_are_not_counted_and_a_limit_counts_from_then_on()
     let redis = Redis::start();
     let store = batching_store(&redis, 0).await;
     event(&store, "gig", 200).await;
-    let asks: Vec<_> = (1..=150)
-        .map(|t| ("greedy".to_string(), HoldRequest::Tickets(vec![t])))
-        .collect();
-    let outcomes = hold_all(&store, "gig", asks).await;
+    let outcomes = greedy_asks(&store, 150).await;
     let holds: Vec<_> = outcomes
         .into_iter()
         .map(|o| match o {
