@@ -303,6 +303,47 @@ async fn holds_purchases_and_orders() {
         404
     );
     assert_eq!(api.req("GET", "/v1/holds/nonsense", None).await.status, 404);
+    // So is another deadline: a hold has one id.
+    let live = api
+        .req(
+            "POST",
+            "/v1/events/default/holds",
+            Some(json!({"userId": "d", "ticketIds": [50]})),
+        )
+        .await
+        .json();
+    let live_id = live["holdId"].as_str().unwrap();
+    let parts: Vec<&str> = live_id.split('.').collect();
+    let deadline: u64 = parts[2].parse().unwrap();
+    let moved = format!("{}.{}.{}.{}", parts[0], parts[1], deadline - 1000, parts[3]);
+    assert_eq!(
+        api.req("GET", &format!("/v1/holds/{moved}"), None)
+            .await
+            .status,
+        404
+    );
+    let buy = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{moved}/purchase"),
+            Some(json!({"userId": "d"})),
+        )
+        .await;
+    assert_eq!(buy.status, 404, "{}", buy.text);
+    let cancel = api
+        .req(
+            "DELETE",
+            &format!("/v1/holds/{moved}"),
+            Some(json!({"userId": "d"})),
+        )
+        .await;
+    assert_eq!(cancel.status, 404, "{}", cancel.text);
+    assert_eq!(
+        api.req("GET", &format!("/v1/holds/{live_id}"), None)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]

@@ -57,7 +57,8 @@ async fn bought(store: &Store, hold: &ticketctl::store::Hold) -> ticketctl::stor
     }
 }
 
-/// Moves the deadline of hold `seq` of event `gig` far into the past.
+/// Moves the deadline of hold `seq` of event `gig` far into the past (to 1:
+/// its holdId then names that deadline).
 fn backdate(redis: &Redis, seq: u64) {
     let seq = seq.to_string();
     let rec = redis.cli(&["HGET", "tc:{ev:gig}:holds", &seq]);
@@ -728,8 +729,9 @@ async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
     let store = batching_store(&redis, 3).await;
     event(&store, "gig", 10).await;
     let a = held(&store, "a", vec![1, 2]).await;
-    let b = held(&store, "b", vec![3]).await;
+    let mut b = held(&store, "b", vec![3]).await;
     backdate(&redis, b.id.seq);
+    b.id.deadline_ms = 1;
     let taken = "tc:{ev:gig}:taken";
     redis.cli(&["RENAME", taken, "saved"]);
     redis.cli(&["RPUSH", taken, "not a bitmap"]);

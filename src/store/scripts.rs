@@ -687,7 +687,7 @@ impl Store {
     pub async fn get_hold(&self, id: &HoldId) -> Result<Option<Hold>> {
         let keys = EventKeys::new(&id.event);
         let mut inv = invocation(&GET_HOLD, &keys, None);
-        inv.arg(id.seq).arg(&id.secret);
+        inv.arg(id.seq).arg(&id.secret).arg(id.deadline_ms);
         let r = self.eval(inv, "get_hold").await?;
         if r.status()? != "ok" {
             return Ok(None);
@@ -820,8 +820,9 @@ impl Store {
                 .arg("h")
                 .arg(h.seq)
                 .arg(&h.secret)
-                .arg(user.unwrap_or("")),
-            HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg(""),
+                .arg(user.unwrap_or(""))
+                .arg(h.deadline_ms),
+            HoldRef::Ticket { ticket, .. } => inv.arg("t").arg(*ticket).arg("").arg("").arg(""),
         };
         let r = self.eval(inv, "cancel").await?;
         let status = r.status()?;

@@ -1,7 +1,8 @@
 -- cancel: releases a live hold before its deadline.
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: 'h' (ARGV[2] = hold seq, ARGV[3] = hold secret, ARGV[4] = userId,
---          or '' for an operator acting for the user)
+--          or '' for an operator acting for the user, ARGV[5] = the deadline
+--          named by the holdId)
 --          | 't' (ARGV[2] = ticket id: the hold holding it, operator only)
 -- Returns: { 'ok', tickets released } | { 'not_found' } | { 'forbidden' } | { 'not_held' } | { 'schema', v } | { 'damaged', what }
 --        | { 'invalid', message } (by ticket: out of range)
@@ -13,7 +14,7 @@ local seq, h
 if ARGV[1] == 'h' then
   seq = tonumber(ARGV[2])
   h = parse_hold(redis.call('HGET', K.holds, seq))
-  if not h or h.secret ~= ARGV[3] then return { 'not_found' } end
+  if not h or h.secret ~= ARGV[3] or h.deadline ~= tonumber(ARGV[5]) then return { 'not_found' } end
   if ARGV[4] ~= '' and h.user ~= ARGV[4] then return { 'forbidden' } end
 else
   local reply
