@@ -679,3 +679,60 @@ async fn a_publish_that_fails_writes_nothing() {
     assert_eq!(call(&[1, 2, 3, 4], &[]), "1");
     assert_eq!(redis.cli(&["XLEN", "sink"]), "4");
 }
+
+#[tokio::test]
+async fn a_job_published_after_it_was_dead_lettered_completes_its_order() {
+    // A worker slower than claim_idle × max_attempts: its jobs were taken
+    // over and dead-lettered while it still published them. Every sink has
+    // what it completes, so its orders are completed, not failed.
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 10, 60_000).await;
+    buy(&s, "e", "a").await;
+    buy(&s, "e", "b").await;
+    s.ensure_group("e").await.unwrap();
+    let jobs = s
+        .read_jobs(&["e".to_string()], "slow", 10, None, false)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 2);
+    let order = |j: &ticketctl::store::Job| j.body.as_ref().unwrap().order.clone();
+    let dead: Vec<_> = jobs
+        .iter()
+        .map(|j| (j.stream_id.as_str(), Some(order(j).seq), 3, ""))
+        .collect();
+    assert_eq!(s.dead_letter("e", &dead).await.unwrap(), 2);
+    let status = |id| {
+        let s = s.clone();
+        async move { s.get_order(&id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(order(&jobs[0])).await, OrderStatus::Failed);
+
+    let done = s
+        .complete_jobs("e", &[(jobs[0].stream_id.as_str(), order(&jobs[0]).seq)])
+        .await
+        .unwrap();
+    assert_eq!(done, 1);
+    assert_eq!(status(order(&jobs[0])).await, OrderStatus::Completed);
+    assert_eq!(status(order(&jobs[1])).await, OrderStatus::Failed);
+    // Its dead letter is gone; the other's stays.
+    assert_eq!(redis.cli(&["XLEN", "tc:{ev:e}:dead"]), "1");
+    let left = redis.cli(&["XRANGE", "tc:{ev:e}:dead", "-", "+"]);
+    assert!(left.contains(&jobs[1].stream_id), "{left}");
+    assert!(!left.contains(&jobs[0].stream_id), "{left}");
+    let meta = |f: &str| redis.cli(&["HGET", "tc:{ev:e}:meta", f]);
+    assert_eq!(
+        (meta("completed"), meta("failed")),
+        ("1".into(), "1".into())
+    );
+    // Completing it again changes nothing.
+    let again = s
+        .complete_jobs("e", &[(jobs[0].stream_id.as_str(), order(&jobs[0]).seq)])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(
+        (meta("completed"), meta("failed")),
+        ("1".into(), "1".into())
+    );
+}

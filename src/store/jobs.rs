@@ -320,14 +320,16 @@ impl Store {
     }
 
     /// Marks the orders of finished jobs completed and acknowledges the
-    /// jobs (all of one event). Returns how many orders changed.
+    /// jobs (all of one event). An order dead-lettered meanwhile (its job
+    /// taken over too often while this worker still had it) is completed
+    /// too, and its dead letter removed. Returns how many orders changed.
     pub async fn complete_jobs(&self, event: &str, jobs: &[(&str, u64)]) -> Result<u64> {
         if jobs.is_empty() {
             return Ok(0);
         }
         let keys = EventKeys::new(event);
         let mut inv = invocation(&COMPLETE_ORDERS, &keys, None);
-        inv.key(keys.job_errors());
+        inv.key(keys.job_errors()).key(keys.dead());
         for (id, seq) in jobs {
             inv.arg(*id).arg(*seq);
         }

@@ -2,8 +2,14 @@
 -- acknowledges their jobs and trims acknowledged jobs off the stream. Safe to
 -- repeat (a second call for the same job changes nothing).
 -- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: last errors of jobs (hash)
+-- KEYS[11]: dead-letter stream
 -- ARGV: streamId, seq, streamId, seq, ...
 -- Returns: { orders completed now, nowMs }
+--
+-- An order already `failed` is completed too: its job was dead-lettered
+-- while this worker still had it (taken over more than max_attempts times,
+-- as when claim_idle is shorter than a delivery), yet every sink has it now.
+-- Its dead letter goes when it is among the newest DEAD_SCAN entries.
 
 -- Drops acknowledged jobs from the head of the job stream: everything before
 -- the oldest pending job, or before the last delivered one when none is
@@ -29,19 +35,37 @@ for i = 1, #ARGV, 2 do
   seqs[#seqs + 1] = ARGV[i + 1]
 end
 local recs = collect_in_chunks(seqs, function(...) return redis.call('HMGET', K.orders, ...) end)
-local updates = {}
+local DEAD_SCAN = 1000
+local updates, revived, n_revived = {}, {}, 0
 for i, rec in ipairs(recs) do
-  -- Only a pending order changes: 'pending|' is the record's first 8 bytes.
-  if rec and string.sub(rec, 1, 8) == 'pending|' then
+  -- Only a pending (or failed) order changes: 'pending|' is the record's
+  -- first 8 bytes.
+  local pending = rec and string.sub(rec, 1, 8) == 'pending|'
+  local failed = rec and not pending and string.sub(rec, 1, 7) == 'failed|'
+  if pending or failed then
     local o = parse_order(rec)
-    updates[#updates + 1] = seqs[i]
-    updates[#updates + 1] = order_record(o, 'completed', now)
-    done = done + 1
+    if o then
+      updates[#updates + 1] = seqs[i]
+      updates[#updates + 1] = order_record(o, 'completed', now)
+      done = done + 1
+      if failed then revived[ids[i]] = true; n_revived = n_revived + 1 end
+    end
   end
 end
 if #updates > 0 then
   in_chunks(updates, function(...) redis.call('HSET', K.orders, ...) end)
   redis.call('HINCRBY', K.meta, 'completed', done)
+end
+if n_revived > 0 then
+  redis.call('HINCRBY', K.meta, 'failed', -n_revived)
+  local gone = {}
+  for _, e in ipairs(redis.call('XREVRANGE', KEYS[11], '+', '-', 'COUNT', DEAD_SCAN)) do
+    local f = e[2]
+    for j = 1, #f, 2 do
+      if f[j] == 'jobId' and revived[f[j + 1]] then gone[#gone + 1] = e[1] end
+    end
+  end
+  in_chunks(gone, function(...) redis.call('XDEL', KEYS[11], ...) end)
 end
 in_chunks(ids, function(...) redis.call('XACK', K.jobs, 'purchase', ...) end)
 trim_jobs()
