@@ -99,11 +99,12 @@ pub enum DlqCommand {
     /// List dead-lettered jobs.
     List {
         /// Only this event.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_event_id)]
         event: Option<String>,
         /// Most entries per event.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        #[arg(long, default_value_t = 100,
+              value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -117,7 +118,7 @@ pub enum DlqCommand {
         #[arg(long)]
         all: bool,
         /// With --all: only this event.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_event_id)]
         event: Option<String>,
     },
     /// Delete dead-lettered jobs (their orders stay failed).
@@ -126,7 +127,7 @@ pub enum DlqCommand {
         #[arg(long)]
         yes: bool,
         /// Only this event.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_event_id)]
         event: Option<String>,
     },
 }
@@ -279,6 +280,14 @@ pub struct StressArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s)
+}
+
+fn parse_event_id(s: &str) -> Result<String, String> {
+    if crate::config::valid_event_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a valid event id"))
+    }
 }
 
 fn parse_path(s: &str) -> Result<String, String> {

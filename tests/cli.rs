@@ -49,6 +49,21 @@ fn config_errors_exit_2_naming_the_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("server.listen"));
 
+    // Refused before Redis is asked (none listens on port 1).
+    for args in [
+        &["dlq", "list", "--limit", "0"][..],
+        &["dlq", "list", "--event", "bad id"],
+        &["dlq", "retry", "--all", "--event", "bad id"],
+        &["dlq", "purge", "--yes", "--event", "bad id"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--redis", "redis://127.0.0.1:1"]);
+        let o = run_cli(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
     let o = run_cli(&["serve", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);

@@ -35,7 +35,7 @@ pub async fn run(global: &GlobalOpts, cmd: DlqCommand) -> anyhow::Result<()> {
             for e in events(&store, event).await? {
                 all.extend(
                     store
-                        .dead_letters(&e, limit)
+                        .dead_letters(&e, limit as usize)
                         .await
                         .context("cannot read dead letters")?,
                 );
