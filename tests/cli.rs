@@ -204,6 +204,34 @@ fn serve_that_cannot_listen_exits_1_and_writes_nothing() {
     assert_eq!(redis.cli(&["SCARD", "tc:events"]), "0");
 }
 
+#[test]
+fn a_webhook_slower_than_claim_idle_is_warned_of() {
+    let redis = Redis::start();
+    let dir = std::env::temp_dir().join(format!("tc-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("t.toml");
+    std::fs::write(
+        &toml,
+        "[purchase]\nclaim_idle = \"30s\"\n[[purchase.sinks]]\nkind = \"webhook\"\n\
+         url = \"http://127.0.0.1:9/orders\"\nsecret = \"k\"\ntimeout = \"10s\"\n",
+    )
+    .unwrap();
+    let warned = |extra: &[&str]| {
+        let mut args = vec!["work", "purchase", "--once", "--redis"];
+        let url = redis.url();
+        args.push(&url);
+        args.extend(extra);
+        let o = run_cli(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stderr(&o).contains("can outlast purchase.claim_idle")
+    };
+    // Three tries of 10 s: 30.3 s at most, over 30 s.
+    assert!(warned(&["--config", toml.to_str().unwrap()]));
+    // The default sinks are streams: nothing to warn of.
+    assert!(!warned(&[]));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn serve_starts_when_redis_refuses_the_replica_check() {
     // redis.wait_replicas makes serve read INFO at start; an ACL without it

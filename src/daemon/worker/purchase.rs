@@ -247,6 +247,19 @@ pub async fn run(
     metrics: Arc<Metrics>,
 ) -> Result<PurchaseSummary, StoreError> {
     let sinks = sinks(&cfg).map_err(StoreError::Reply)?;
+    for s in &sinks {
+        if let Sink::Webhook(h) = s {
+            let longest = h.longest_delivery();
+            if longest >= cfg.claim_idle {
+                tracing::warn!(
+                    url = h.url(),
+                    ?longest,
+                    claim_idle = ?cfg.claim_idle,
+                    "a delivery to this webhook can outlast purchase.claim_idle: other workers may take over jobs still being delivered, and a job taken over more than purchase.max_attempts times is dead-lettered"
+                );
+            }
+        }
+    }
     let mut w = Worker {
         store,
         cfg,

@@ -57,6 +57,17 @@ impl Webhook {
         })
     }
 
+    /// The longest one delivery can take: every try timing out, with the
+    /// longest backoff between them.
+    pub fn longest_delivery(&self) -> Duration {
+        (1..TRIES).map(backoff_ceiling).sum::<Duration>() + self.timeout * TRIES
+    }
+
+    /// Its address.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Delivers one body, retrying; the error names the last failure.
     pub async fn deliver(&self, body: &[u8]) -> Result<(), String> {
         let signature = sign(&self.secret, body);
@@ -118,9 +129,14 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// The longest wait before try `attempt` (counted from 0).
+fn backoff_ceiling(attempt: u32) -> Duration {
+    BASE_BACKOFF * 2u32.pow(attempt.saturating_sub(1).min(10))
+}
+
 /// Exponential backoff with full jitter: a random wait in [base*2^(n-1)/2, base*2^(n-1)].
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = BASE_BACKOFF * 2u32.pow(attempt.saturating_sub(1).min(10));
+    let ceiling = backoff_ceiling(attempt);
     let mut b = [0u8; 2];
     let _ = getrandom::fill(&mut b);
     let frac = u16::from_le_bytes(b) as u32;
@@ -156,6 +172,12 @@ mod tests {
             sign("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn the_longest_delivery_is_every_try_timing_out_plus_the_longest_waits() {
+        let h = Webhook::new("http://127.0.0.1:9/x", "k", Duration::from_secs(5)).unwrap();
+        assert_eq!(h.longest_delivery(), Duration::from_millis(15_300));
     }
 
     #[test]
