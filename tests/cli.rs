@@ -205,7 +205,7 @@ fn serve_that_cannot_listen_exits_1_and_writes_nothing() {
 }
 
 #[test]
-fn a_webhook_slower_than_claim_idle_is_warned_of() {
+fn a_webhook_slower_than_claim_idle_or_no_sink_at_all_is_warned_of() {
     let redis = Redis::start();
     let dir = std::env::temp_dir().join(format!("tc-hook-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -229,6 +229,23 @@ fn a_webhook_slower_than_claim_idle_is_warned_of() {
     assert!(warned(&["--config", toml.to_str().unwrap()]));
     // The default sinks are streams: nothing to warn of.
     assert!(!warned(&[]));
+    // No sink at all is warned of too.
+    std::fs::write(&toml, "[purchase]\nsinks = []\n").unwrap();
+    let o = run_cli(&[
+        "work",
+        "purchase",
+        "--once",
+        "--redis",
+        &redis.url(),
+        "--config",
+        toml.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("purchase.sinks is empty"),
+        "{}",
+        stderr(&o)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -247,6 +247,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
 ) -> Result<PurchaseSummary, StoreError> {
     let sinks = sinks(&cfg).map_err(StoreError::Reply)?;
+    if sinks.is_empty() {
+        tracing::warn!(
+            "purchase.sinks is empty: orders are marked completed without being published anywhere"
+        );
+    }
     for s in &sinks {
         if let Sink::Webhook(h) = s {
             let longest = h.longest_delivery();
