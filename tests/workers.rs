@@ -736,3 +736,47 @@ async fn a_job_published_after_it_was_dead_lettered_completes_its_order() {
         ("1".into(), "1".into())
     );
 }
+
+#[tokio::test]
+async fn dead_workers_consumers_are_forgotten_but_never_one_holding_a_job() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 10, 60_000).await;
+    buy(&s, "e", "a").await;
+    s.ensure_group("e").await.unwrap();
+    let jobs = s
+        .read_jobs(&["e".to_string()], "busy", 10, None, false)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    for c in ["gone-1", "gone-2", "me"] {
+        redis.cli(&["XGROUP", "CREATECONSUMER", "tc:{ev:e}:jobs", "purchase", c]);
+    }
+    let names = || {
+        let mut n: Vec<String> = redis
+            .cli(&["XINFO", "CONSUMERS", "tc:{ev:e}:jobs", "purchase"])
+            .lines()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "name")
+            .map(|w| w[1].to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(), ["busy", "gone-1", "gone-2", "me"]);
+    // Not idle long enough: nobody goes.
+    let n = s
+        .forget_idle_consumers("e", Duration::from_secs(3600), "me")
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let n = s
+        .forget_idle_consumers("e", Duration::ZERO, "me")
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    // The one holding a job and the caller stay; the job is still pending.
+    assert_eq!(names(), ["busy", "me"]);
+    assert_eq!(jobs_outstanding(&redis, "e"), 1);
+}

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::ids::OrderId;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
-use super::scripts::{invocation, COMPLETE_ORDERS, DEAD_LETTER, PUBLISH_STREAM};
+use super::scripts::{
+    invocation, COMPLETE_ORDERS, DEAD_LETTER, FORGET_IDLE_CONSUMERS, PUBLISH_STREAM,
+};
 use super::{Result, Store, StoreError};
 
 /// One purchase job as read from an event's job stream.
@@ -438,6 +440,24 @@ impl Store {
             }
             _ => None,
         })
+    }
+
+    /// Removes the consumers of an event's job group that hold no job and
+    /// have been idle for `min_idle` (workers that died), except `keep`.
+    /// Returns how many went.
+    pub async fn forget_idle_consumers(
+        &self,
+        event: &str,
+        min_idle: Duration,
+        keep: &str,
+    ) -> Result<u64> {
+        let mut inv = FORGET_IDLE_CONSUMERS.prepare_invoke();
+        inv.key(EventKeys::new(event).jobs())
+            .arg(keys::JOBS_GROUP)
+            .arg(min_idle.as_millis() as u64)
+            .arg(keep);
+        self.run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await
     }
 
     /// Removes a consumer that holds no pending jobs from an event's group

@@ -40,6 +40,12 @@ pub struct PurchaseSummary {
     pub failed_batches: u64,
 }
 
+/// A consumer that holds no job and has not read for this long is a dead
+/// worker's, and is removed from its group.
+const FORGET_IDLE: Duration = Duration::from_secs(3600);
+/// How often a worker looks for such consumers.
+const FORGET_EVERY: Duration = Duration::from_secs(600);
+
 enum Sink {
     Stream(String),
     Webhook(Webhook),
@@ -189,6 +195,26 @@ impl Worker {
             .collect()
     }
 
+    /// Removes the consumers of dead workers (no job held, silent for
+    /// [`FORGET_IDLE`]), so that `inspect queues` lists the live ones.
+    async fn forget_dead_consumers(&self, events: &[String]) {
+        for e in events {
+            match self
+                .store
+                .forget_idle_consumers(e, FORGET_IDLE, &self.opts.consumer)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(event = %e, consumers = n, "forgot idle purchase consumers")
+                }
+                Err(err) => {
+                    tracing::debug!(event = %e, error = %err, "cannot forget idle consumers")
+                }
+            }
+        }
+    }
+
     async fn claim_pass(&mut self, events: &[String]) -> Result<usize, StoreError> {
         let mut n = 0;
         for e in events {
@@ -279,6 +305,7 @@ pub async fn run(
     let claim_every = (w.cfg.claim_idle / 2).max(Duration::from_millis(50));
     let mut last_claim = Instant::now() - claim_every;
     let mut last_refresh = Instant::now();
+    let mut last_forget: Option<Instant> = None;
     let mut last_report = (Instant::now(), 0u64);
     let started = Instant::now();
     let mut prefetched: Option<Vec<Job>> = None;
@@ -295,6 +322,10 @@ pub async fn run(
                 tracing::warn!(error = %e, "claiming stale jobs failed");
             }
             last_claim = Instant::now();
+        }
+        if last_forget.is_none_or(|t| t.elapsed() >= FORGET_EVERY) {
+            w.forget_dead_consumers(&events).await;
+            last_forget = Some(Instant::now());
         }
         if events.is_empty() {
             // Nothing to read yet: wait for events to appear (or exit with --once).
