@@ -735,6 +735,50 @@ async fn a_job_published_after_it_was_dead_lettered_completes_its_order() {
         (meta("completed"), meta("failed")),
         ("1".into(), "1".into())
     );
+
+    // The other order was retried and dead-lettered again meanwhile (a
+    // second dead letter under another job id); its first job is then
+    // completed, named twice in the call: it counts once, and every dead
+    // letter of the order goes.
+    let seq = order(&jobs[1]).seq.to_string();
+    redis.cli(&[
+        "XADD",
+        "tc:{ev:e}:dead",
+        "*",
+        "seq",
+        &seq,
+        "jobId",
+        "1-1",
+        "error",
+        "again",
+    ]);
+    let j1 = (jobs[1].stream_id.as_str(), order(&jobs[1]).seq);
+    assert_eq!(s.complete_jobs("e", &[j1, j1]).await.unwrap(), 1);
+    assert_eq!(status(order(&jobs[1])).await, OrderStatus::Completed);
+    assert_eq!(redis.cli(&["XLEN", "tc:{ev:e}:dead"]), "0");
+    assert_eq!(
+        (meta("completed"), meta("failed")),
+        ("2".into(), "0".into())
+    );
+
+    // A dead letter of a completed order that was not found (older than the
+    // newest 1,000): a retry drops it and queues nothing.
+    redis.cli(&[
+        "XADD",
+        "tc:{ev:e}:dead",
+        "*",
+        "seq",
+        &seq,
+        "jobId",
+        "1-2",
+        "error",
+        "old",
+    ]);
+    let queued = redis.cli(&["XLEN", "tc:{ev:e}:jobs"]);
+    let (retried, left) = s.retry_dead_letters("e", None).await.unwrap();
+    assert_eq!((retried, left), (0, 0));
+    assert_eq!(redis.cli(&["XLEN", "tc:{ev:e}:jobs"]), queued);
+    assert_eq!(status(order(&jobs[1])).await, OrderStatus::Completed);
 }
 
 #[tokio::test]

@@ -195,8 +195,10 @@ impl Worker {
             .collect()
     }
 
-    /// Removes the consumers of dead workers (no job held, silent for
-    /// [`FORGET_IDLE`]), so that `inspect queues` lists the live ones.
+    /// Removes the consumers that hold no job and have not read one for
+    /// [`FORGET_IDLE`]: dead workers', and those of live workers that had
+    /// nothing to do (their next read adds them again), so that dead ones
+    /// do not pile up in `inspect queues`.
     async fn forget_dead_consumers(&self, events: &[String]) {
         for e in events {
             match self
@@ -280,8 +282,11 @@ pub async fn run(
     }
     for s in &sinks {
         if let Sink::Webhook(h) = s {
+            // A batch read ahead waits while the one before it is
+            // delivered: its jobs stay unacknowledged for up to two
+            // deliveries.
             let longest = h.longest_delivery();
-            if longest >= cfg.claim_idle {
+            if longest * 2 >= cfg.claim_idle {
                 tracing::warn!(
                     url = h.url(),
                     ?longest,

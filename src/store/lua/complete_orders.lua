@@ -9,7 +9,8 @@
 -- An order already `failed` is completed too: its job was dead-lettered
 -- while this worker still had it (taken over more than max_attempts times,
 -- as when claim_idle is shorter than a delivery), yet every sink has it now.
--- Its dead letter goes when it is among the newest DEAD_SCAN entries.
+-- Its dead letters go when among the newest DEAD_SCAN entries (an older
+-- one is dropped by `dlq retry`, which re-queues no completed order).
 
 -- Drops acknowledged jobs from the head of the job stream: everything before
 -- the oldest pending job, or before the last delivered one when none is
@@ -36,20 +37,20 @@ for i = 1, #ARGV, 2 do
 end
 local recs = collect_in_chunks(seqs, function(...) return redis.call('HMGET', K.orders, ...) end)
 local DEAD_SCAN = 1000
-local updates, revived, n_revived = {}, {}, 0
+local updates, seen, revived, n_revived = {}, {}, {}, 0
 for i, rec in ipairs(recs) do
   -- Only a pending (or failed) order changes: 'pending|' is the record's
-  -- first 8 bytes.
+  -- first 8 bytes. An order named twice in one call changes once.
   local pending = rec and string.sub(rec, 1, 8) == 'pending|'
   local failed = rec and not pending and string.sub(rec, 1, 7) == 'failed|'
-  if pending or failed then
+  if (pending or failed) and not seen[seqs[i]] then
+    seen[seqs[i]] = true
     local o = parse_order(rec)
-    if o then
-      updates[#updates + 1] = seqs[i]
-      updates[#updates + 1] = order_record(o, 'completed', now)
-      done = done + 1
-      if failed then revived[ids[i]] = true; n_revived = n_revived + 1 end
-    end
+    if not o then error('order ' .. seqs[i] .. ' of ' .. K.orders .. ' is damaged: ' .. rec) end
+    updates[#updates + 1] = seqs[i]
+    updates[#updates + 1] = order_record(o, 'completed', now)
+    done = done + 1
+    if failed then revived[seqs[i]] = true; n_revived = n_revived + 1 end
   end
 end
 if #updates > 0 then
@@ -57,12 +58,14 @@ if #updates > 0 then
   redis.call('HINCRBY', K.meta, 'completed', done)
 end
 if n_revived > 0 then
+  -- Every dead letter of a revived order goes (it may have been retried
+  -- and dead-lettered again meanwhile).
   redis.call('HINCRBY', K.meta, 'failed', -n_revived)
   local gone = {}
   for _, e in ipairs(redis.call('XREVRANGE', KEYS[11], '+', '-', 'COUNT', DEAD_SCAN)) do
     local f = e[2]
     for j = 1, #f, 2 do
-      if f[j] == 'jobId' and revived[f[j + 1]] then gone[#gone + 1] = e[1] end
+      if f[j] == 'seq' and revived[f[j + 1]] then gone[#gone + 1] = e[1] end
     end
   end
   in_chunks(gone, function(...) redis.call('XDEL', KEYS[11], ...) end)

@@ -34,11 +34,15 @@ while retried < max and looked < budget do
     looked = looked + 1
     local fields = {}
     for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
-    if want == '' or fields.seq == want then
+    local o = (want == '' or fields.seq == want) and fields.seq
+      and parse_order(redis.call('HGET', K.orders, fields.seq))
+    if o and o.status == 'completed' then
+      -- Published after all (see complete_orders): nothing to retry.
+      redis.call('XDEL', KEYS[10], id)
+    elseif want == '' or fields.seq == want then
       redis.call('XADD', K.jobs, '*', 'seq', fields.seq or '', 'secret', fields.secret or '',
         'userId', fields.userId or '', 'ticketIds', fields.ticketIds or '', 'createdMs', fields.createdMs or '0')
       if fields.seq then
-        local o = parse_order(redis.call('HGET', K.orders, fields.seq))
         if o and o.status == 'failed' then
           redis.call('HSET', K.orders, fields.seq,
             order_record(o, 'pending', ''))
