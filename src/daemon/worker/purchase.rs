@@ -208,7 +208,7 @@ impl Worker {
             {
                 Ok(0) => {}
                 Ok(n) => {
-                    tracing::info!(event = %e, consumers = n, "forgot idle purchase consumers")
+                    tracing::debug!(event = %e, consumers = n, "forgot idle purchase consumers")
                 }
                 Err(err) => {
                     tracing::debug!(event = %e, error = %err, "cannot forget idle consumers")
