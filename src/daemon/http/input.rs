@@ -22,17 +22,7 @@ pub fn json_object(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Map<String, Value>> {
-    if headers
-        .get_all(header::CONTENT_TYPE)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return Err(ApiError::BadRequest(
-            "Content-Type must be given once".into(),
-        ));
-    }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+    if let Some(ct) = at_most_once(headers, header::CONTENT_TYPE, "Content-Type")? {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !(essence == "application/json"
@@ -67,6 +57,21 @@ pub fn json_object(
         }
         Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
     }
+}
+
+/// The value of a header that may be given once at most (`shown`: its name
+/// in the error when it is given twice).
+fn at_most_once<'a>(
+    headers: &'a HeaderMap,
+    name: impl header::AsHeaderName,
+    shown: &str,
+) -> ApiResult<Option<&'a header::HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!("{shown} must be given once")));
+    }
+    Ok(first)
 }
 
 /// How the error for a repeated field begins.
@@ -234,14 +239,9 @@ pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldRequest> {
 
 /// The `Idempotency-Key` header: 1–255 printable ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else {
+    let Some(v) = at_most_once(headers, "idempotency-key", "Idempotency-Key")? else {
         return Ok(None);
     };
-    if headers.get_all("idempotency-key").iter().nth(1).is_some() {
-        return Err(ApiError::BadRequest(
-            "Idempotency-Key must be given once".into(),
-        ));
-    }
     let s = v.to_str().ok().filter(|s| {
         !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
     });
