@@ -34,23 +34,21 @@ while retried < max and looked < budget do
     looked = looked + 1
     local fields = {}
     for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
-    local o = (want == '' or fields.seq == want) and fields.seq
-      and parse_order(redis.call('HGET', K.orders, fields.seq))
-    if o and o.status == 'completed' then
-      -- Published after all (see complete_orders): nothing to retry.
-      redis.call('XDEL', KEYS[10], id)
-    elseif want == '' or fields.seq == want then
-      redis.call('XADD', K.jobs, '*', 'seq', fields.seq or '', 'secret', fields.secret or '',
-        'userId', fields.userId or '', 'ticketIds', fields.ticketIds or '', 'createdMs', fields.createdMs or '0')
-      if fields.seq then
+    if want == '' or fields.seq == want then
+      local o = fields.seq and parse_order(redis.call('HGET', K.orders, fields.seq))
+      if o and o.status == 'completed' then
+        -- Published after all (see complete_orders): nothing to retry.
+        redis.call('XDEL', KEYS[10], id)
+      else
+        redis.call('XADD', K.jobs, '*', 'seq', fields.seq or '', 'secret', fields.secret or '',
+          'userId', fields.userId or '', 'ticketIds', fields.ticketIds or '', 'createdMs', fields.createdMs or '0')
         if o and o.status == 'failed' then
-          redis.call('HSET', K.orders, fields.seq,
-            order_record(o, 'pending', ''))
+          redis.call('HSET', K.orders, fields.seq, order_record(o, 'pending', ''))
           redis.call('HINCRBY', K.meta, 'failed', -1)
         end
+        redis.call('XDEL', KEYS[10], id)
+        retried = retried + 1
       end
-      redis.call('XDEL', KEYS[10], id)
-      retried = retried + 1
     end
     last = id
     cursor = '(' .. id
