@@ -28,7 +28,13 @@ impl EventKeys {
     }
 
     fn key(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.tag)
+        // Built by hand: `format!` costs several times as much, and every
+        // script call names nine keys.
+        let mut key = String::with_capacity(self.tag.len() + 1 + suffix.len());
+        key.push_str(&self.tag);
+        key.push(':');
+        key.push_str(suffix);
+        key
     }
 
     /// Settings and counters (hash).

@@ -351,7 +351,9 @@ fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
     })
 }
 
-/// Reads a hold's short answer `expired|seq|deadlineMs|nowMs|t1,t2,..`.
+/// Reads a hold's short answer `expired|seq|deadlineMs|nowMs|t1,t2,..`
+/// (every held hold's answer: read byte by byte, not through `str` splitting
+/// and parsing).
 fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldOutcome> {
     let bad = || {
         StoreError::Reply(format!(
@@ -359,11 +361,15 @@ fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldO
             String::from_utf8_lossy(b)
         ))
     };
-    let text = std::str::from_utf8(b).map_err(|_| bad())?;
-    let mut parts = text.splitn(5, '|');
-    let mut num = || -> Result<u64> { parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad) };
+    let mut fields = b.splitn(5, |&c| c == b'|');
+    let mut num = || fields.next().and_then(decimal).ok_or_else(bad);
     let (expired, seq, deadline_ms, now_ms) = (num()?, num()?, num()?, num()?);
-    let tickets = parts.next().and_then(parse_csv).ok_or_else(bad)?;
+    let tickets = fields
+        .next()
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(parse_csv)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(bad)?;
     Ok(HoldOutcome::Held {
         hold: Hold {
             id: HoldId {
@@ -378,6 +384,16 @@ fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldO
         },
         expired,
         replayed: false,
+    })
+}
+
+/// A non-negative decimal integer of at most 19 digits.
+fn decimal(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
     })
 }
 
@@ -921,6 +937,10 @@ mod tests {
             b"0|1|2",
             b"x|1|2|3|4",
             b"0|1|2|3|4,y",
+            b"0|1|-2|3|4",
+            b"0||2|3|4",
+            b"0|1|2|3|",
+            b"0|1|2|99999999999999999999|4",
             b"\xff|1|2|3|4",
         ] {
             let e = held_short("gig", "a", "s".into(), bad).unwrap_err();

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
+use serde::Serialize;
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
@@ -103,6 +104,26 @@ fn page_json(page: &TicketPage, first: bool) -> String {
     out
 }
 
+/// The answer to a reserve that held its ticket (serialized straight from
+/// the struct, as the hot path's answers are).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Reserved {
+    success: bool,
+    ticket_id: u64,
+    hold_id: String,
+    expires_at: String,
+}
+
+/// The answer to a buy that bought its ticket.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bought {
+    success: bool,
+    message: &'static str,
+    order_id: String,
+}
+
 /// `POST /api/ticket/reserve` with `{"userId","ticketId"}`.
 pub async fn reserve(
     State(st): State<AppState>,
@@ -123,12 +144,12 @@ pub async fn reserve(
         )
         .await?
     {
-        HoldOutcome::Held { hold, .. } => Ok(Json(json!({
-            "success": true,
-            "ticketId": ticket,
-            "holdId": hold.id.to_string(),
-            "expiresAt": rfc3339_ms(hold.id.deadline_ms),
-        }))
+        HoldOutcome::Held { hold, .. } => Ok(Json(Reserved {
+            success: true,
+            ticket_id: ticket,
+            hold_id: hold.id.to_string(),
+            expires_at: rfc3339_ms(hold.id.deadline_ms),
+        })
         .into_response()),
         HoldOutcome::Unavailable { .. } => Ok(conflict("error", "Ticket not available.")),
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
@@ -153,11 +174,11 @@ pub async fn buy(
         ticket,
     };
     match st.purchase(&hold, &user, None).await? {
-        PurchaseOutcome::Bought { order, .. } => Ok(Json(json!({
-            "success": true,
-            "message": "Ticket purchased.",
-            "orderId": order.id.to_string(),
-        }))
+        PurchaseOutcome::Bought { order, .. } => Ok(Json(Bought {
+            success: true,
+            message: "Ticket purchased.",
+            order_id: order.id.to_string(),
+        })
         .into_response()),
         PurchaseOutcome::Expired => Ok(conflict("reason", "Your hold on this ticket has expired.")),
         PurchaseOutcome::NotHeld | PurchaseOutcome::NotFound | PurchaseOutcome::Forbidden => {

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -37,39 +38,68 @@ pub fn event_json(c: &EventCounts) -> Value {
     })
 }
 
+/// The hold object of the API, serialized straight from the hold (no
+/// intermediate JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldBody<'a> {
+    hold_id: String,
+    event_id: &'a str,
+    user_id: &'a str,
+    ticket_ids: &'a [u64],
+    expires_at: String,
+    ttl_ms: u64,
+}
+
 /// The hold object of the API.
-pub fn hold_json(h: &Hold) -> Value {
-    json!({
-        "holdId": h.id.to_string(),
-        "eventId": h.id.event,
-        "userId": h.user,
-        "ticketIds": h.tickets,
-        "expiresAt": rfc3339_ms(h.id.deadline_ms),
-        "ttlMs": h.id.deadline_ms.saturating_sub(h.now_ms),
-    })
+pub fn hold_json(h: &Hold) -> HoldBody<'_> {
+    HoldBody {
+        hold_id: h.id.to_string(),
+        event_id: &h.id.event,
+        user_id: &h.user,
+        ticket_ids: &h.tickets,
+        expires_at: rfc3339_ms(h.id.deadline_ms),
+        ttl_ms: h.id.deadline_ms.saturating_sub(h.now_ms),
+    }
+}
+
+/// The order object of the API, serialized straight from the order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderBody<'a> {
+    order_id: String,
+    event_id: &'a str,
+    user_id: &'a str,
+    ticket_ids: &'a [u64],
+    status: &'static str,
+    created_at: String,
+    /// When a completed order was published to every sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<String>,
+    /// When a failed order was dead-lettered (sinks that took it before
+    /// keep it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_at: Option<String>,
 }
 
 /// The order object of the API.
-pub fn order_json(o: &Order) -> Value {
-    let mut v = json!({
-        "orderId": o.id.to_string(),
-        "eventId": o.id.event,
-        "userId": o.user,
-        "ticketIds": o.tickets,
-        "status": o.status.as_str(),
-        "createdAt": rfc3339_ms(o.created_ms),
-    });
-    // When it ended: completed (published to every sink) or failed
-    // (dead-lettered; sinks that took it before keep it).
-    let ended = match o.status {
-        OrderStatus::Completed => "completedAt",
-        OrderStatus::Failed => "failedAt",
-        OrderStatus::Pending => return v,
+pub fn order_json(o: &Order) -> OrderBody<'_> {
+    let ended = o.completed_ms.map(rfc3339_ms);
+    let (completed_at, failed_at) = match o.status {
+        OrderStatus::Completed => (ended, None),
+        OrderStatus::Failed => (None, ended),
+        OrderStatus::Pending => (None, None),
     };
-    if let Some(at) = o.completed_ms {
-        v[ended] = json!(rfc3339_ms(at));
+    OrderBody {
+        order_id: o.id.to_string(),
+        event_id: &o.id.event,
+        user_id: &o.user,
+        ticket_ids: &o.tickets,
+        status: o.status.as_str(),
+        created_at: rfc3339_ms(o.created_ms),
+        completed_at,
+        failed_at,
     }
-    v
 }
 
 fn event_path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
@@ -287,14 +317,14 @@ fn idem_mismatch() -> ApiError {
 pub async fn get_hold(
     State(st): State<AppState>,
     p: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let id = hold_path(p)?;
     let hold = st
         .store
         .get_hold(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such hold".into()))?;
-    Ok(Json(hold_json(&hold)))
+    Ok(Json(hold_json(&hold)).into_response())
 }
 
 /// `DELETE /v1/holds/{holdId}` with `{"userId"}`.
@@ -353,14 +383,14 @@ pub async fn purchase(
 pub async fn get_order(
     State(st): State<AppState>,
     p: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let not_found = || ApiError::NotFound("no such order".into());
     let id = p
         .ok()
         .and_then(|Path(id)| OrderId::parse(&id))
         .ok_or_else(not_found)?;
     let order = st.store.get_order(&id).await?.ok_or_else(not_found)?;
-    Ok(Json(order_json(&order)))
+    Ok(Json(order_json(&order)).into_response())
 }
 
 #[cfg(test)]
@@ -381,13 +411,15 @@ mod tests {
             created_ms: 1_000,
             completed_ms: None,
         };
-        let v = order_json(&o);
+        let json = |o: &Order| serde_json::to_value(order_json(o)).unwrap();
+        let v = json(&o);
+        assert_eq!(v["status"], "pending");
         assert!(v.get("completedAt").is_none() && v.get("failedAt").is_none());
         o.status = OrderStatus::Completed;
         o.completed_ms = Some(2_000);
-        assert_eq!(order_json(&o)["completedAt"], "1970-01-01T00:00:02.000Z");
+        assert_eq!(json(&o)["completedAt"], "1970-01-01T00:00:02.000Z");
         o.status = OrderStatus::Failed;
-        let v = order_json(&o);
+        let v = json(&o);
         assert_eq!(v["failedAt"], "1970-01-01T00:00:02.000Z");
         assert!(v.get("completedAt").is_none(), "{v}");
     }
