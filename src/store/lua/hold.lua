@@ -74,8 +74,14 @@ end
 -- Claims explicit tickets; returns the tickets (as text), or nil and a reply.
 -- Arguments to Redis stay text: a Lua number costs a printf each time.
 local function claim_tickets(csv)
-  local tickets = {}
-  for v in string.gmatch(csv, '[^,]+') do tickets[#tickets + 1] = v end
+  -- One ticket (the common case) skips the pattern iterator.
+  local tickets
+  if csv ~= '' and not string.find(csv, ',', 1, true) then
+    tickets = { csv }
+  else
+    tickets = {}
+    for v in string.gmatch(csv, '[^,]+') do tickets[#tickets + 1] = v end
+  end
   if #tickets > meta.max_per_hold then
     return nil, { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
   end
@@ -202,7 +208,7 @@ local function hold_one(secret, user, mode, arg)
     owners[#owners + 1] = id
     pending[t] = id
   end
-  local csv = table.concat(tickets, ',')
+  local csv = #tickets == 1 and tickets[1] or table.concat(tickets, ',')
   records[#records + 1] = id
   records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. csv .. '|' .. user
   added = added + #tickets

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Drives the hold script straight over one Redis connection, as `serve`
+groups holds: CALLS calls of PER one-ticket holds each (random tickets of a
+1,000,000-ticket event that must already exist, each hold from a new user,
+no per-user limit), four calls in flight at a time.
+
+usage: holdcalls.py PORT EVENT CALLS [PER]
+
+The script sent is lib.lua followed by hold.lua, as ticketctl builds it.
+Prints the number of holds made."""
+import os
+import random
+import socket
+import sys
+
+port, event, calls = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+per = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "store", "lua")
+body = open(os.path.join(lua, "lib.lua")).read() + open(os.path.join(lua, "hold.lua")).read()
+
+
+def encode(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+conn = socket.create_connection(("127.0.0.1", port))
+replies = conn.makefile("rb")
+
+
+def read():
+    line = replies.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind in (b"+", b":"):
+        return rest
+    if kind == b"-":
+        raise SystemExit("redis: " + rest.decode())
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else replies.read(n + 2)[:-2]
+    if kind == b"*":
+        return [read() for _ in range(int(rest))]
+    raise SystemExit("unexpected reply %r" % line)
+
+
+conn.sendall(encode("SCRIPT", "LOAD", body))
+sha = read().decode()
+tag = "tc:{ev:%s}" % event
+keys = [f"{tag}:{k}" for k in ("meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs", "uholds")]
+rnd = random.Random(1)
+user, in_flight, held = 0, 0, 0
+
+
+def answer():
+    global held
+    held += sum(1 for r in read() if isinstance(r, bytes) and r[:1].isdigit())
+
+
+for _ in range(calls):
+    args = ["EVALSHA", sha, len(keys), *keys, "tc:release:wake", event, 0, ""]
+    for _ in range(per):
+        user += 1
+        args += ["s%021d" % user, "user-%d" % user, "t", rnd.randint(1, 1_000_000)]
+    conn.sendall(encode(*args))
+    in_flight += 1
+    if in_flight == 4:
+        answer()
+        in_flight -= 1
+while in_flight:
+    answer()
+    in_flight -= 1
+print(held)
