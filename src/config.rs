@@ -523,6 +523,25 @@ impl Config {
                 ));
             }
         }
+        // Then as the Redis client reads them (a host, a database number).
+        let urls = self.redis.url.split(',').map(|u| ("redis.url", u.trim()));
+        let nodes = self
+            .redis
+            .cluster
+            .iter()
+            .map(|u| ("redis.cluster", u.as_str()));
+        for (key, u) in urls.chain(nodes) {
+            if let Err(e) = redis::IntoConnectionInfo::into_connection_info(u) {
+                // The client's text is "<what> - <kind>[: <detail>]".
+                let text = e.to_string();
+                let what = text.split(" - ").next().unwrap_or(&text);
+                return bad(format!(
+                    "{key}: {:?} is not a usable Redis URL ({})",
+                    redact_url(u),
+                    what.to_lowercase()
+                ));
+            }
+        }
         // The TLS files matter only when the Redis in use is reached over
         // TLS; a config whose rediss:// URL is overridden by a plain one
         // keeps working.
@@ -762,6 +781,15 @@ mod tests {
             assert!(e.contains(key), "{toml}: {e}");
         };
         named("[redis]\nurl = \"redis://127.0.0.1:99999\"\n", "redis.url");
+        named(
+            "[redis]\nurl = \"redis://127.0.0.1:6379/abc\"\n",
+            "database number",
+        );
+        named("[redis]\nurl = \"redis://\"\n", "redis.url");
+        named(
+            "[redis]\ncluster = [\"redis://127.0.0.1:7000/x\"]\n",
+            "redis.cluster",
+        );
         named(
             "[server]\nheader_timeout = \"0s\"\n",
             "server.header_timeout",

@@ -35,6 +35,14 @@ pub struct UsageError(pub String);
 pub const EXIT_RULE: i32 = 3;
 /// Exit status when `stress --audit` finds a broken invariant.
 pub const EXIT_AUDIT: i32 = 4;
+/// Exit status of a `stress` run stopped by Ctrl-C (128 + SIGINT, as a
+/// shell reports it), after its partial report.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// A run stopped before its end by Ctrl-C (exit status 130).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
 
 /// A run that completed but failed a check the user asked for.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +81,9 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             CheckFailed::Audit(_) => EXIT_AUDIT,
         };
     }
+    if err.chain().any(|e| e.is::<Interrupted>()) {
+        return EXIT_INTERRUPTED;
+    }
     let usage = err
         .chain()
         .any(|e| e.is::<config::ConfigError>() || e.is::<UsageError>());
@@ -81,6 +92,18 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     } else {
         EXIT_FAILURE
     }
+}
+
+/// An error as the one line printed for it: its causes joined with `: `,
+/// and any line breaks in them (a client library's multi-line text) joined
+/// with `; `.
+pub fn error_line(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Default log filter: our own records at info; the Redis client's own
@@ -109,4 +132,30 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_printed_on_one_line() {
+        let e = anyhow::anyhow!("Parse error at 1\nUnexpected `84`\n  Unexpected `72`\n")
+            .context("cannot use Redis at redis://127.0.0.1:1");
+        assert_eq!(
+            error_line(&e),
+            "cannot use Redis at redis://127.0.0.1:1: Parse error at 1; Unexpected `84`; Unexpected `72`"
+        );
+        assert_eq!(exit_code(&e), EXIT_FAILURE);
+    }
+
+    #[test]
+    fn exit_statuses() {
+        let interrupted = anyhow::Error::new(Interrupted("stopped".into()));
+        assert_eq!(exit_code(&interrupted), EXIT_INTERRUPTED);
+        let rule = anyhow::Error::new(CheckFailed::Rule("r".into()));
+        assert_eq!(exit_code(&rule), EXIT_RULE);
+        let usage = anyhow::Error::new(UsageError("u".into()));
+        assert_eq!(exit_code(&usage), EXIT_USAGE);
+    }
 }

@@ -24,7 +24,7 @@ fn main() {
         }
     };
     if let Err(e) = ticketctl::run(cli) {
-        eprintln!("ticketctl: {e:#}");
+        eprintln!("ticketctl: {}", ticketctl::error_line(&e));
         std::process::exit(ticketctl::exit_code(&e));
     }
 }

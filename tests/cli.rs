@@ -44,6 +44,13 @@ fn config_errors_exit_2_naming_the_key() {
     let o = run_cli(&["event", "list", "--redis", "http://nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("redis.url"));
+    // URLs the Redis client cannot use are configuration errors too.
+    for url in ["redis://127.0.0.1:1/abc", "redis://"] {
+        let o = run_cli(&["event", "list", "--redis", url]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{url}: {e}");
+        assert!(e.contains("redis.url") && e.lines().count() == 1, "{e}");
+    }
 
     let o = run_cli(&["serve", "--listen", "not-an-address"]);
     assert_eq!(o.status.code(), Some(2));

@@ -462,3 +462,54 @@ fn a_target_that_is_down_fails_fast_with_one_line() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn ctrl_c_prints_the_partial_report_and_exits_130() {
+    let (_redis, serve) = serve(1_000_000);
+    let file = json_file("interrupted");
+    let url = format!("http://{}", serve.addr);
+    let child = std::process::Command::new(common::bin())
+        .args([
+            "stress",
+            "--url",
+            &url,
+            "--event",
+            "gig",
+            "--scenario",
+            "reserve",
+        ])
+        .args([
+            "-c",
+            "2",
+            "-d",
+            "60s",
+            "--rate",
+            "200",
+            "--fail-if",
+            "errors>0",
+        ])
+        .args(["--json", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20), "it stops soon");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(doc["interrupted"], true);
+    assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+    assert!(
+        stdout(&o).contains("hold"),
+        "the report is printed: {}",
+        stdout(&o)
+    );
+}

@@ -44,17 +44,15 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
         let snap = inspect::gather(&store, args.section, &query)
             .await
             .context("cannot read from Redis")?;
-        if !show(&snap, &args, false)? {
-            return Ok(());
-        }
-        // What was asked for by name must exist: the exit status says so
-        // (after the output, which shows it missing).
+        // What was asked for by name must exist: an error, and no snapshot
+        // on stdout that a script could take for an empty one.
         if let (Some(id), Some(None)) = (&args.order_id, &snap.order) {
             anyhow::bail!("no such order {id}");
         }
         if let (Some(e), true) = (&args.event, snap.events.is_empty()) {
             anyhow::bail!("no such event {e}");
         }
+        show(&snap, &args, false)?;
         return Ok(());
     };
     let stop = shutdown::on_signal();

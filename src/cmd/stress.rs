@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::cli::StressArgs;
 use crate::stress::client::Target;
 use crate::stress::{self, report, rules, ProgressMode, Scenario, Stop, StressError, WorkMode};
-use crate::{CheckFailed, UsageError};
+use crate::{CheckFailed, Interrupted, UsageError};
 
 pub async fn run(a: StressArgs) -> anyhow::Result<()> {
     let rules = rules::parse_all(&a.fail_if).map_err(UsageError)?;
@@ -80,6 +80,13 @@ pub async fn run(a: StressArgs) -> anyhow::Result<()> {
     if !violations.is_empty() {
         let list: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
         return Err(CheckFailed::Rule(format!("--fail-if violated: {}", list.join("; "))).into());
+    }
+    // A run cut short by Ctrl-C did not do what was asked: its report is
+    // printed, and the exit status says it is partial.
+    if report.interrupted {
+        return Err(
+            Interrupted("interrupted: the report covers the run until Ctrl-C".into()).into(),
+        );
     }
     Ok(())
 }
