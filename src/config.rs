@@ -523,14 +523,13 @@ impl Config {
                 ));
             }
         }
-        // Then as the Redis client reads them (a host, a database number).
-        let urls = self.redis.url.split(',').map(|u| ("redis.url", u.trim()));
-        let nodes = self
-            .redis
-            .cluster
-            .iter()
-            .map(|u| ("redis.cluster", u.as_str()));
-        for (key, u) in urls.chain(nodes) {
+        // Then the ones in use (the cluster's nodes when it has any), as the
+        // Redis client reads them: a host, a database number.
+        let key = match self.redis.cluster.is_empty() {
+            true => "redis.url",
+            false => "redis.cluster",
+        };
+        for u in self.redis.endpoints() {
             if let Err(e) = redis::IntoConnectionInfo::into_connection_info(u) {
                 // The client's text is "<what> - <kind>[: <detail>]".
                 let text = e.to_string();
@@ -790,6 +789,12 @@ mod tests {
             "[redis]\ncluster = [\"redis://127.0.0.1:7000/x\"]\n",
             "redis.cluster",
         );
+        // The url is not used with a cluster, and not refused for it.
+        let cfg = Config::from_toml(
+            "[redis]\nurl = \"redis://127.0.0.1:1/x\"\ncluster = [\"redis://127.0.0.1:7000\"]\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
         named(
             "[server]\nheader_timeout = \"0s\"\n",
             "server.header_timeout",

@@ -842,3 +842,23 @@ async fn too_few_replicas_for_wait_replicas_are_reported() {
     assert!(connected, "the replica never showed as connected");
     drop(replica);
 }
+
+#[tokio::test]
+async fn a_hold_of_no_tickets_is_refused_and_writes_nothing() {
+    // The HTTP layer refuses an empty ticketIds list; the store refuses it
+    // too, grouped or not, before any write.
+    let redis = Redis::start();
+    let store = batching_store(&redis, 3).await;
+    event(&store, "gig", 10).await;
+    for _ in 0..2 {
+        let o = store
+            .hold("gig", "a", &HoldRequest::Tickets(vec![]), None)
+            .await
+            .unwrap();
+        assert!(matches!(o, HoldOutcome::Invalid(_)), "{o:?}");
+    }
+    assert_eq!(redis.cli(&["HLEN", "tc:{ev:gig}:holds"]), "0");
+    assert_eq!(redis.cli(&["LLEN", "tc:{ev:gig}:sched"]), "0");
+    let h = held(&store, "a", vec![1]).await;
+    assert_eq!(h.id.seq, 1, "no hold number was used up");
+}

@@ -150,6 +150,11 @@ async fn tables_show_the_rows() {
     );
     let one = cli_json(&redis, &["inspect", "orders", &order.id.to_string()]);
     assert_eq!(one["order"]["orderId"], order.id.to_string());
+    let one = cli_json(
+        &redis,
+        &["inspect", "orders", &order.id.to_string(), "--event", "gig"],
+    );
+    assert_eq!(one["order"]["orderId"], order.id.to_string());
     let o = run_cli(&[
         "inspect",
         "orders",

@@ -49,7 +49,8 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
         if let (Some(id), Some(None)) = (&args.order_id, &snap.order) {
             anyhow::bail!("no such order {id}");
         }
-        if let (Some(e), true) = (&args.event, snap.events.is_empty()) {
+        // (An order asked for by id is shown whatever --event says.)
+        if let (Some(e), None, true) = (&args.event, &args.order_id, snap.events.is_empty()) {
             anyhow::bail!("no such event {e}");
         }
         show(&snap, &args, false)?;

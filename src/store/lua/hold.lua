@@ -85,6 +85,7 @@ local function claim_tickets(csv)
   if #tickets > meta.max_per_hold then
     return nil, { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
   end
+  if #tickets == 0 then return nil, { 'invalid', 'at least one ticket per hold' } end
   for _, t in ipairs(tickets) do
     if tonumber(t) > meta.capacity then
       return nil, { 'invalid', 'ticketId ' .. t .. ' is out of range 1..' .. meta.capacity }
