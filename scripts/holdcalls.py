@@ -2,12 +2,13 @@
 """Drives the hold script straight over one Redis connection, as `serve`
 groups holds: CALLS calls of PER one-ticket holds each (random tickets of a
 1,000,000-ticket event that must already exist, each hold from a new user,
-no per-user limit), four calls in flight at a time.
+no per-user limit), four calls in flight at a time. With `buy`, then buys
+every hold made, by its id, PER per call of the purchase script.
 
-usage: holdcalls.py PORT EVENT CALLS [PER]
+usage: holdcalls.py PORT EVENT CALLS [PER [buy]]
 
-The script sent is lib.lua followed by hold.lua, as ticketctl builds it.
-Prints the number of holds made."""
+Each script sent is lib.lua followed by its own file, as ticketctl builds
+it. Prints the number of holds made (and of purchases, with `buy`)."""
 import os
 import random
 import socket
@@ -15,8 +16,12 @@ import sys
 
 port, event, calls = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 per = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+buy = len(sys.argv) > 5 and sys.argv[5] == "buy"
 lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "store", "lua")
-body = open(os.path.join(lua, "lib.lua")).read() + open(os.path.join(lua, "hold.lua")).read()
+
+
+def script(name):
+    return open(os.path.join(lua, "lib.lua")).read() + open(os.path.join(lua, name)).read()
 
 
 def encode(*args):
@@ -46,30 +51,62 @@ def read():
     raise SystemExit("unexpected reply %r" % line)
 
 
-conn.sendall(encode("SCRIPT", "LOAD", body))
+conn.sendall(encode("SCRIPT", "LOAD", script("hold.lua")))
 sha = read().decode()
 tag = "tc:{ev:%s}" % event
 keys = [f"{tag}:{k}" for k in ("meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs", "uholds")]
 rnd = random.Random(1)
-user, in_flight, held = 0, 0, 0
+user = 0
+
+
+holds = []  # (seq, secret, deadline, user) of each hold made
+sent = []  # per call in flight: its (secret, user) pairs
 
 
 def answer():
-    global held
-    held += sum(1 for r in read() if isinstance(r, bytes) and r[:1].isdigit())
+    for (secret, name), r in zip(sent.pop(0), read()):
+        if isinstance(r, bytes) and r[:1].isdigit():
+            _, seq, deadline, _ = r.decode().split("|", 3)
+            holds.append((seq, secret, deadline, name))
 
 
 for _ in range(calls):
     args = ["EVALSHA", sha, len(keys), *keys, "tc:release:wake", event, 0, ""]
+    pairs = []
     for _ in range(per):
         user += 1
-        args += ["s%021d" % user, "user-%d" % user, "t", rnd.randint(1, 1_000_000)]
+        pairs.append(("s%021d" % user, "user-%d" % user))
+        args += [*pairs[-1], "t", rnd.randint(1, 1_000_000)]
+    conn.sendall(encode(*args))
+    sent.append(pairs)
+    if len(sent) == 4:
+        answer()
+while sent:
+    answer()
+if not buy:
+    print(len(holds))
+    sys.exit(0)
+
+conn.sendall(encode("SCRIPT", "LOAD", script("purchase.lua")))
+sha = read().decode()
+bought, in_flight = 0, 0
+
+
+def bought_in_answer():
+    global bought
+    bought += sum(1 for r in read() if isinstance(r, list) and r and r[0] == b"ok")
+
+
+for i in range(0, len(holds), per):
+    args = ["EVALSHA", sha, len(keys), *keys, ""]
+    for seq, secret, deadline, name in holds[i:i + per]:
+        args += ["h", seq, secret, deadline, name, "o" + secret[1:]]
     conn.sendall(encode(*args))
     in_flight += 1
     if in_flight == 4:
-        answer()
+        bought_in_answer()
         in_flight -= 1
 while in_flight:
-    answer()
+    bought_in_answer()
     in_flight -= 1
-print(held)
+print(len(holds), bought)

@@ -111,7 +111,8 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   user_hold_done(h.user)
   sold = sold + #tickets
   orders = orders + 1
-  return order_reply(1, seq, o), order_reply(0, seq, o)
+  -- The reply kept for a repeated Idempotency-Key only when there is one.
+  return order_reply(1, seq, o), K.idem and order_reply(0, seq, o) or nil
 end
 
 local replies = {}
