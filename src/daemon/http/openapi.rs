@@ -214,7 +214,6 @@ fn schemas() -> Value {
         {"type": "integer"}
     ]});
     let ticket = json!({"type": "integer", "minimum": 1, "maximum": 10_000_000});
-    let ids = json!({"type": "array", "items": ticket, "minItems": 1, "uniqueItems": true});
     let time = json!({"type": "string", "format": "date-time"});
     json!({
         "EventCreate": {"type": "object", "required": ["id", "capacity"], "properties": {
@@ -230,8 +229,10 @@ fn schemas() -> Value {
         "TicketPage": {"type": "object", "required": ["ticketIds", "next"], "properties": {
             "ticketIds": {"type": "array", "items": {"type": "integer"}}, "next": {"type": "integer", "nullable": true}}},
         "HoldCreate": {"type": "object", "required": ["userId"], "properties": {
-            "userId": user, "ticketIds": ids, "quantity": {"type": "integer", "minimum": 1}},
-            "description": "exactly one of ticketIds and quantity"},
+            "userId": user,
+            "ticketIds": {"type": "array", "items": ticket, "minItems": 1, "maxItems": 1000, "uniqueItems": true, "nullable": true},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": 1000, "nullable": true}},
+            "description": "exactly one of ticketIds and quantity (null counts as not given)"},
         "Hold": {"type": "object", "required": ["holdId", "eventId", "userId", "ticketIds", "expiresAt", "ttlMs"], "properties": {
             "holdId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
             "ticketIds": {"type": "array", "items": {"type": "integer"}}, "expiresAt": time, "ttlMs": {"type": "integer"}}},
@@ -264,10 +265,12 @@ fn params(path: &str) -> Vec<Value> {
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
     if path.ends_with("/tickets") {
-        out.push(json!({"name": "status", "in": "query", "schema": {"type": "string", "enum": ["available", "held", "sold"]}}));
-        out.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}));
+        // An empty value (`?limit=&after=`, as the contract writes the
+        // route) is taken as the default.
+        out.push(json!({"name": "status", "in": "query", "allowEmptyValue": true, "schema": {"type": "string", "enum": ["available", "held", "sold"]}}));
+        out.push(json!({"name": "limit", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}));
         out.push(
-            json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}}),
+            json!({"name": "after", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 0, "maximum": 18_446_744_073_709_551_615u64}}),
         );
     }
     if path.ends_with("/holds") || path.ends_with("/purchase") {
