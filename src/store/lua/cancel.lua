@@ -14,7 +14,7 @@ local seq, h
 if ARGV[1] == 'h' then
   seq = tonumber(ARGV[2])
   h = parse_hold(redis.call('HGET', K.holds, seq))
-  if not h or h.secret ~= ARGV[3] or h.deadline ~= tonumber(ARGV[5]) then return { 'not_found' } end
+  if not h or not names_hold(h, ARGV[3], ARGV[5]) then return { 'not_found' } end
   if ARGV[4] ~= '' and h.user ~= ARGV[4] then return { 'forbidden' } end
 else
   local reply

@@ -4,7 +4,7 @@
 -- ARGV[1]: hold seq   ARGV[2]: hold secret   ARGV[3]: deadline named by the holdId
 -- Returns: { 'ok', deadlineMs, nowMs, 't1,..', userId } | { 'not_found' }
 local h = parse_hold(redis.call('HGET', K.holds, tonumber(ARGV[1])))
-if not h or h.secret ~= ARGV[2] or h.deadline ~= tonumber(ARGV[3]) then return { 'not_found' } end
+if not h or not names_hold(h, ARGV[2], ARGV[3]) then return { 'not_found' } end
 local now = now_ms()
 if h.deadline <= now then return { 'not_found' } end
 return { 'ok', h.deadline, now, h.csv, h.user }

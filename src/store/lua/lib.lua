@@ -94,6 +94,12 @@ local function parse_hold(rec)
            tickets = split_csv(tickets), user = user }
 end
 
+-- Whether a holdId's secret and deadline (text, from the id) are those of
+-- hold `h`: an id naming another secret or deadline is not this hold's.
+local function names_hold(h, secret, deadline)
+  return h.secret == secret and h.deadline == tonumber(deadline)
+end
+
 local function parse_order(rec)
   if not rec then return nil end
   local status, osecret, hsecret, created, completed, tickets, user =

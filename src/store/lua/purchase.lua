@@ -45,11 +45,7 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   if kind == 'h' then
     seq = tonumber(ref)
     h = parse_hold(redis.call('HGET', K.holds, ref))
-    -- A holdId names its hold's secret and deadline; one naming another
-    -- deadline is not this hold's.
-    if h and (h.secret ~= hold_secret or h.deadline ~= tonumber(named_deadline)) then
-      return { 'not_found' }
-    end
+    if h and not names_hold(h, hold_secret, named_deadline) then return { 'not_found' } end
     if not h then
       local o = parse_order(redis.call('HGET', K.orders, ref))
       if o and o.hold_secret == hold_secret then
