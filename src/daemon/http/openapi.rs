@@ -4,6 +4,8 @@
 
 use serde_json::{json, Value};
 
+use super::input::MAX_TICKETS_IN_REQUEST;
+
 /// One route: method, path template (axum syntax), summary, request body
 /// schema (a `#/components/schemas` name), success statuses and schema, and
 /// the error statuses it can answer.
@@ -230,8 +232,8 @@ fn schemas() -> Value {
             "ticketIds": {"type": "array", "items": {"type": "integer"}}, "next": {"type": "integer", "nullable": true}}},
         "HoldCreate": {"type": "object", "required": ["userId"], "properties": {
             "userId": user,
-            "ticketIds": {"type": "array", "items": ticket, "minItems": 1, "maxItems": 1000, "uniqueItems": true, "nullable": true},
-            "quantity": {"type": "integer", "minimum": 1, "maximum": 1000, "nullable": true}},
+            "ticketIds": {"type": "array", "items": ticket, "minItems": 1, "maxItems": MAX_TICKETS_IN_REQUEST, "uniqueItems": true, "nullable": true},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_TICKETS_IN_REQUEST, "nullable": true}},
             "description": "exactly one of ticketIds and quantity (null counts as not given)"},
         "Hold": {"type": "object", "required": ["holdId", "eventId", "userId", "ticketIds", "expiresAt", "ttlMs"], "properties": {
             "holdId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
@@ -270,7 +272,7 @@ fn params(path: &str) -> Vec<Value> {
         out.push(json!({"name": "status", "in": "query", "allowEmptyValue": true, "schema": {"type": "string", "enum": ["available", "held", "sold"]}}));
         out.push(json!({"name": "limit", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}));
         out.push(
-            json!({"name": "after", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 0, "maximum": 18_446_744_073_709_551_615u64}}),
+            json!({"name": "after", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX}}),
         );
     }
     if path.ends_with("/holds") || path.ends_with("/purchase") {
