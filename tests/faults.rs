@@ -508,3 +508,174 @@ async fn a_stalled_redis_gives_timely_503s_and_bounded_memory() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The order ids in a sink stream, in order (an id twice means published twice).
+fn sink_order_ids(redis: &Redis, stream: &str) -> Vec<String> {
+    let out = redis.cli(&["XRANGE", stream, "-", "+"]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "orderId")
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+/// Waits until every one of `orders` is in both sink streams; how long that took.
+async fn published_within(redis: &Redis, orders: &HashSet<String>, bound: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let missing = ["tc:payments", "tc:fulfillment"].map(|s| {
+            let have: HashSet<String> = sink_order_ids(redis, s).into_iter().collect();
+            orders.difference(&have).count()
+        });
+        if missing == [0, 0] {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < bound,
+            "after {bound:?}, acknowledged orders missing from the sinks: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_each_redis_restart_acknowledged_orders_reach_every_sink_at_once_and_once() {
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    // Every generation is kept: dropping one removes the directory with the AOF.
+    let mut redis = vec![Redis::start_with(&aof)];
+    let port = redis[0].port;
+    let dir = std::env::temp_dir().join(format!("tc-faults-sinks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("fast-timeout.toml");
+    std::fs::write(
+        &cfg,
+        "[redis]\ntimeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
+    )
+    .unwrap();
+    // claim_idle stays at its 30 s: only the worker's own retry can be quick.
+    let serve = ServeProc::start(
+        &redis[0],
+        &["--config", cfg.to_str().unwrap(), "--with-workers"],
+    );
+    admin_event(serve.addr, "gig", 1_000_000, 600).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let tasks = load(
+        Arc::new(Mutex::new(serve.addr)),
+        "gig",
+        1_000_000,
+        16,
+        stop.clone(),
+        seen.clone(),
+    );
+    for round in 1..=2 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redis.last_mut().unwrap().kill();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Nothing is acknowledged while Redis is down.
+        let acked: HashSet<String> = seen.orders.lock().unwrap().keys().cloned().collect();
+        redis.push(Redis::start_on(port, &aof));
+        let took = published_within(redis.last().unwrap(), &acked, Duration::from_secs(15)).await;
+        eprintln!(
+            "restart {round}: all {} acknowledged orders in every sink {took:?} after Redis was back",
+            acked.len()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = redis.last().unwrap();
+    let acked: HashSet<String> = seen.orders.lock().unwrap().keys().cloned().collect();
+    published_within(r, &acked, Duration::from_secs(15)).await;
+    for stream in ["tc:payments", "tc:fulfillment"] {
+        let ids = sink_order_ids(r, stream);
+        let distinct: HashSet<&String> = ids.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "an order published twice to {stream}"
+        );
+    }
+    // Published everywhere, so completed (their jobs are gone from the
+    // stream, trimmed once acknowledged); no ticket in two orders.
+    let mut tickets = HashSet::new();
+    let orders = seen.orders.lock().unwrap().clone();
+    for (oid, order) in orders {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = request(serve.addr, "GET", &format!("/v1/orders/{oid}"), None, &[]).await;
+            assert_eq!(
+                got.status, 200,
+                "accepted order {oid} is gone: {}",
+                got.text
+            );
+            if got.json()["status"] == "completed" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {oid} not completed: {}",
+                got.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for t in order["ticketIds"].as_array().unwrap() {
+            assert!(tickets.insert(t.as_u64().unwrap()), "ticket {t} sold twice");
+        }
+    }
+    assert!(
+        seen.other.lock().unwrap().is_empty(),
+        "unexpected answers: {:?}",
+        seen.other.lock().unwrap()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_and_an_idle_pause_no_request_sees_503() {
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    let mut redis = vec![Redis::start_with(&aof)];
+    let port = redis[0].port;
+    // Two serving threads, each with its own connection to find dead.
+    let dir = std::env::temp_dir().join(format!("tc-faults-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("two-threads.toml");
+    std::fs::write(&cfg, "[server]\nthreads = 2\n").unwrap();
+    let serve = ServeProc::start(&redis[0], &["--config", cfg.to_str().unwrap()]);
+    admin_event(serve.addr, "gig", 1000, 600).await;
+    for _ in 0..10 {
+        let r = request(serve.addr, "GET", "/v1/events/gig", None, &[]).await;
+        assert_eq!(r.status, 200);
+    }
+    redis[0].kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.push(Redis::start_on(port, &aof));
+    // No traffic for a while: nothing has used the dead connections.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut statuses = Vec::new();
+    for i in 0..100u64 {
+        let r = match i % 3 {
+            0 => request(serve.addr, "GET", "/readyz", None, &[]).await,
+            1 => request(serve.addr, "GET", "/v1/events/gig", None, &[]).await,
+            _ => {
+                request(
+                    serve.addr,
+                    "POST",
+                    "/v1/events/gig/holds",
+                    Some(json!({"userId": format!("u{i}"), "quantity": 1}).to_string()),
+                    &[("content-type", "application/json")],
+                )
+                .await
+            }
+        };
+        statuses.push(r.status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 201),
+        "answers after the restart: {statuses:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -707,10 +707,9 @@ async fn orders_read_by(
         buy(&s, "e", b).await;
     }
     s.ensure_group("e").await.unwrap();
-    let jobs = s
-        .read_jobs(&["e".to_string()], consumer, 10, None, false)
-        .await
-        .unwrap();
+    let read = s.read_jobs(&["e".to_string()], consumer, 10, None).await;
+    assert!(read.error.is_none(), "{:?}", read.error);
+    let jobs = read.jobs;
     assert_eq!(jobs.len(), buyers.len());
     (s, jobs)
 }

@@ -98,7 +98,7 @@ pub(crate) async fn spawn_purchase(
             .context("purchase worker")?;
         if once && summary.failed_batches > 0 {
             anyhow::bail!(
-                "purchase worker: {} publish attempt(s) failed (a job taken back and tried again counts again); their jobs stay queued for a retry",
+                "purchase worker: {} batch(es) could not be published or completed (a job taken back and tried again counts again); their jobs stay queued for a retry",
                 summary.failed_batches
             );
         }

@@ -15,7 +15,7 @@ use super::ids::OrderId;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
 use super::scripts::{
-    invocation, COMPLETE_ORDERS, DEAD_LETTER, FORGET_IDLE_CONSUMERS, PUBLISH_STREAM,
+    invocation, COMPLETE_ORDERS, DEAD_LETTER, FORGET_IDLE_CONSUMERS, OWN_JOBS, PUBLISH_STREAM,
 };
 use super::{Result, Store, StoreError};
 
@@ -58,6 +58,24 @@ pub struct SinkMessage {
     pub ticket_ids: Vec<u64>,
     /// RFC 3339 purchase time.
     pub created_at: String,
+}
+
+/// Jobs per Redis call: reads, take-overs, scripts and their replies stay
+/// this small whatever the batch, so that no call nears `redis.timeout`
+/// (in a debug build, the reply of one read of 9,000 jobs took 0.26 s to
+/// parse) and no script holds Redis up for its other clients.
+pub const JOBS_PER_CALL: usize = 500;
+
+/// What [`Store::read_jobs`] read.
+#[derive(Debug, Default)]
+pub struct JobRead {
+    /// The jobs read, in hand now.
+    pub jobs: Vec<Job>,
+    /// Events whose read failed: Redis may have delivered jobs the reply
+    /// lost, which the consumer now holds without having them in hand.
+    pub failed: Vec<String>,
+    /// Why, when a read failed.
+    pub error: Option<StoreError>,
 }
 
 impl JobOrder {
@@ -135,46 +153,66 @@ fn parse_entries(event: &str, v: &Value, deliveries: &HashMap<String, u64>) -> V
 }
 
 impl Store {
-    /// Reads up to `count` jobs across `events` for `consumer`: new ones
-    /// (`own_pending` false) or the consumer's own unacknowledged ones.
-    /// Blocks up to `block` when there are none.
+    /// Reads up to `count` new jobs across `events` (all on one Redis
+    /// server: on a cluster, one event per call) for `consumer`, blocking up
+    /// to `block` when there are none. Each Redis call reads at most
+    /// [`JOBS_PER_CALL`] jobs, so no reply grows with `count`. The jobs read
+    /// before a call failed are kept; [`JobRead::failed`] names the events
+    /// whose jobs that call may have delivered unseen.
     pub async fn read_jobs(
         &self,
         events: &[String],
         consumer: &str,
         count: usize,
         block: Option<Duration>,
-        own_pending: bool,
-    ) -> Result<Vec<Job>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        if self.is_cluster() && events.len() > 1 {
-            // Job streams of different events live in different slots, so
-            // one XREADGROUP cannot name them all: read each, at once,
-            // without blocking (a block would hold a node's connection), and
-            // poll briefly when all are empty.
-            let per_event = (count / events.len()).max(1);
-            let reads = events.iter().map(|e| {
-                self.read_jobs(
-                    std::slice::from_ref(e),
-                    consumer,
-                    per_event,
-                    None,
-                    own_pending,
-                )
-            });
-            let mut jobs = Vec::new();
-            for r in futures_util::future::join_all(reads).await {
-                jobs.extend(r?);
-            }
-            if jobs.is_empty() {
-                if let Some(b) = block {
-                    tokio::time::sleep(b.min(Duration::from_millis(50))).await;
+    ) -> JobRead {
+        let mut read = JobRead::default();
+        // Streams of different slots cannot share a call on a cluster; on
+        // one server, many events are read some at a time, as the command
+        // names each.
+        let per_call = if self.is_cluster() { 1 } else { JOBS_PER_CALL };
+        let one_call = events.len() <= per_call;
+        'groups: for group in events.chunks(per_call) {
+            let per_stream = (JOBS_PER_CALL / group.len()).max(1);
+            let mut block = block.filter(|_| one_call);
+            while read.jobs.len() < count {
+                let want = per_stream.min((count - read.jobs.len()).div_ceil(group.len()));
+                match self.read_new_jobs(group, consumer, want, block).await {
+                    Ok((jobs, more)) => {
+                        read.jobs.extend(jobs);
+                        if !more {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        read.failed.extend(group.iter().cloned());
+                        read.error = Some(e);
+                        // Another node may still answer; one server will not.
+                        if self.is_cluster() {
+                            continue 'groups;
+                        }
+                        return read;
+                    }
                 }
+                block = None;
             }
-            return Ok(jobs);
         }
+        // Reads that could not block: poll, rather than spin, when empty.
+        if let (Some(b), false, true) = (block, one_call, read.jobs.is_empty()) {
+            tokio::time::sleep(b.min(Duration::from_millis(50))).await;
+        }
+        read
+    }
+
+    /// One XREADGROUP of up to `count` new jobs per stream of `events`;
+    /// also whether a stream may have more.
+    async fn read_new_jobs(
+        &self,
+        events: &[String],
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<(Vec<Job>, bool)> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(keys::JOBS_GROUP)
@@ -190,7 +228,7 @@ impl Store {
             cmd.arg(s);
         }
         for _ in events {
-            cmd.arg(if own_pending { "0" } else { ">" });
+            cmd.arg(">");
         }
         let v: Value = match self
             .run(|mut c| async move { cmd.query_async(&mut c).await })
@@ -200,7 +238,7 @@ impl Store {
                 for e in events {
                     self.ensure_group(e).await?;
                 }
-                return Ok(Vec::new());
+                return Ok((Vec::new(), true));
             }
             other => other?,
         };
@@ -210,8 +248,9 @@ impl Store {
             .zip(events.iter().map(String::as_str))
             .collect();
         let mut jobs = Vec::new();
+        let mut more = false;
         let Value::Array(per_stream) = v else {
-            return Ok(jobs);
+            return Ok((jobs, more));
         };
         let none = HashMap::new();
         for s in &per_stream {
@@ -222,9 +261,48 @@ impl Store {
             let Some(event) = by_key.get(key.as_str()) else {
                 continue;
             };
+            if let Value::Array(e) = entries {
+                more |= e.len() >= count;
+            }
             jobs.extend(parse_entries(event, entries, &none));
         }
-        Ok(jobs)
+        Ok((jobs, more))
+    }
+
+    /// Up to `count` of the jobs `consumer` holds in `event`, oldest first,
+    /// without counting a delivery: for a worker taking back the jobs of a
+    /// call that failed (see `own_jobs.lua`). At most [`JOBS_PER_CALL`].
+    pub async fn own_jobs(&self, event: &str, consumer: &str, count: usize) -> Result<Vec<Job>> {
+        let mut inv = OWN_JOBS.prepare_invoke();
+        inv.key(EventKeys::new(event).jobs())
+            .arg(keys::JOBS_GROUP)
+            .arg(consumer)
+            .arg(count.clamp(1, JOBS_PER_CALL));
+        let v: Value = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let Value::Array(rows) = v else {
+            return Err(StoreError::Reply(format!("own_jobs: {v:?}")));
+        };
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut deliveries = HashMap::new();
+        for row in rows {
+            let Value::Array(mut f) = row else { continue };
+            if f.len() != 3 {
+                continue;
+            }
+            let fields = f.pop().unwrap_or(Value::Nil);
+            let n = match f.pop() {
+                Some(Value::Int(n)) => u64::try_from(n).unwrap_or(1),
+                _ => 1,
+            };
+            let Some(id) = f.pop() else { continue };
+            if let Some(id) = text(&id) {
+                deliveries.insert(id, n);
+            }
+            entries.push(Value::Array(vec![id, fields]));
+        }
+        Ok(parse_entries(event, &Value::Array(entries), &deliveries))
     }
 
     /// (Re)creates an event's consumer group, for a job stream deleted by hand.
@@ -248,8 +326,9 @@ impl Store {
         }
     }
 
-    /// Takes over up to `count` jobs of `event` that no consumer acknowledged
-    /// within `min_idle`. Each job's `deliveries` counts this one.
+    /// Takes over up to `count` (at most [`JOBS_PER_CALL`]) jobs of `event`
+    /// that no consumer acknowledged within `min_idle`. Each job's
+    /// `deliveries` counts this one.
     pub async fn claim_stale(
         &self,
         event: &str,
@@ -261,8 +340,8 @@ impl Store {
             .await
     }
 
-    /// Takes back up to `count` of this consumer's own unacknowledged jobs
-    /// (after a restart). Deliveries are counted as for any other take-over,
+    /// Takes back up to `count` (at most [`JOBS_PER_CALL`]) of this
+    /// consumer's own unacknowledged jobs (after a restart). Deliveries are counted as for any other take-over,
     /// so a job that keeps failing still reaches the dead-letter stream.
     pub async fn claim_own(&self, event: &str, consumer: &str, count: usize) -> Result<Vec<Job>> {
         self.claim_pending(event, consumer, Duration::ZERO, Some(consumer), count)
@@ -281,7 +360,7 @@ impl Store {
         let idle = min_idle.as_millis() as u64;
         let mut cmd = redis::cmd("XPENDING");
         cmd.arg(&key).arg(keys::JOBS_GROUP).arg("IDLE").arg(idle);
-        cmd.arg("-").arg("+").arg(count);
+        cmd.arg("-").arg("+").arg(count.clamp(1, JOBS_PER_CALL));
         if let Some(owner) = only_of {
             cmd.arg(owner);
         }
@@ -326,16 +405,17 @@ impl Store {
     /// taken over too often while this worker still had it) is completed
     /// too, and its dead letter removed. Returns how many orders changed.
     pub async fn complete_jobs(&self, event: &str, jobs: &[(&str, u64)]) -> Result<u64> {
-        if jobs.is_empty() {
-            return Ok(0);
-        }
         let keys = EventKeys::new(event);
-        let mut inv = invocation(&COMPLETE_ORDERS, &keys, None);
-        inv.key(keys.job_errors()).key(keys.dead());
-        for (id, seq) in jobs {
-            inv.arg(*id).arg(*seq);
+        let mut done = 0;
+        for chunk in jobs.chunks(JOBS_PER_CALL) {
+            let mut inv = invocation(&COMPLETE_ORDERS, &keys, None);
+            inv.key(keys.job_errors()).key(keys.dead());
+            for (id, seq) in chunk {
+                inv.arg(*id).arg(*seq);
+            }
+            done += self.eval(inv, "complete_orders").await?.uint(0)?;
         }
-        self.eval(inv, "complete_orders").await?.uint(0)
+        Ok(done)
     }
 
     /// Moves jobs to the event's dead-letter stream with their error; their
@@ -345,63 +425,72 @@ impl Store {
         event: &str,
         jobs: &[(&str, Option<u64>, u64, &str)],
     ) -> Result<u64> {
-        if jobs.is_empty() {
-            return Ok(0);
-        }
         let keys = EventKeys::new(event);
-        let mut inv = invocation(&DEAD_LETTER, &keys, None);
-        inv.key(keys.dead()).key(keys.job_errors());
-        for (id, seq, attempts, err) in jobs {
-            inv.arg(*id)
-                .arg(seq.map(|s| s.to_string()).unwrap_or_default())
-                .arg(*attempts)
-                .arg(*err);
+        let mut moved = 0;
+        for chunk in jobs.chunks(JOBS_PER_CALL) {
+            let mut inv = invocation(&DEAD_LETTER, &keys, None);
+            inv.key(keys.dead()).key(keys.job_errors());
+            for (id, seq, attempts, err) in chunk {
+                inv.arg(*id)
+                    .arg(seq.map(|s| s.to_string()).unwrap_or_default())
+                    .arg(*attempts)
+                    .arg(*err);
+            }
+            moved += self.eval(inv, "dead_letter").await?.uint(0)?;
         }
-        self.eval(inv, "dead_letter").await?.uint(0)
+        Ok(moved)
     }
 
     /// Appends messages to a sink stream, skipping orders it already has.
-    /// Returns how many were appended.
+    /// Returns how many were appended. Each call appends at most
+    /// [`JOBS_PER_CALL`]; each is exactly-once on its own, so a failure
+    /// halfway leaves nothing that a retry would append twice.
     pub async fn publish_to_stream(
         &self,
         stream: &str,
         retention: Duration,
         msgs: &[SinkMessage],
     ) -> Result<u64> {
-        let mut inv = PUBLISH_STREAM.prepare_invoke();
-        inv.key(stream)
-            .key(keys::sink_published(stream))
-            .arg(retention.as_millis() as u64);
-        for m in msgs {
-            let tickets = serde_json::to_string(&m.ticket_ids).unwrap_or_else(|_| "[]".into());
-            inv.arg(&m.order_id)
-                .arg(&m.event_id)
-                .arg(&m.user_id)
-                .arg(tickets)
-                .arg(&m.created_at);
+        let index = keys::sink_published(stream);
+        let mut appended = 0;
+        for chunk in msgs.chunks(JOBS_PER_CALL) {
+            let mut inv = PUBLISH_STREAM.prepare_invoke();
+            inv.key(stream)
+                .key(&index)
+                .arg(retention.as_millis() as u64);
+            for m in chunk {
+                let tickets = serde_json::to_string(&m.ticket_ids).unwrap_or_else(|_| "[]".into());
+                inv.arg(&m.order_id)
+                    .arg(&m.event_id)
+                    .arg(&m.user_id)
+                    .arg(tickets)
+                    .arg(&m.created_at);
+            }
+            let v: Value = self
+                .run(|mut c| async move { inv.invoke_async(&mut c).await })
+                .await?;
+            match v {
+                Value::Int(n) => appended += n.max(0) as u64,
+                other => return Err(StoreError::Reply(format!("publish_stream: {other:?}"))),
+            }
         }
-        let v: Value = self
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
-        match v {
-            Value::Int(n) => Ok(n.max(0) as u64),
-            other => Err(StoreError::Reply(format!("publish_stream: {other:?}"))),
-        }
+        Ok(appended)
     }
 
     /// Records why jobs failed this time (kept until they complete or are
     /// dead-lettered).
     pub async fn record_job_errors(&self, event: &str, ids: &[&str], error: &str) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
+        let key = EventKeys::new(event).job_errors();
+        for chunk in ids.chunks(JOBS_PER_CALL) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key);
+            for id in chunk {
+                cmd.arg(*id).arg(error);
+            }
+            self.run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
+                .await?;
         }
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(EventKeys::new(event).job_errors());
-        for id in ids {
-            cmd.arg(*id).arg(error);
-        }
-        self.run(|mut c| async move { cmd.query_async::<()>(&mut c).await })
-            .await
+        Ok(())
     }
 
     /// The oldest job `consumer` has not acknowledged in `event`: its

@@ -22,7 +22,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use ids::{HoldId, OrderId};
-pub use jobs::{Job, JobOrder, SinkMessage};
+pub use jobs::{Job, JobOrder, JobRead, SinkMessage, JOBS_PER_CALL};
 pub use query::{EventCounters, TicketPage, TicketStatus};
 pub use scripts::*;
 
@@ -169,7 +169,16 @@ pub enum Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            // A connection that could not be made (Redis was down at the
+            // last try) fails the command before it is sent, and starts a
+            // new attempt: wait for that one, once. A command that may have
+            // reached Redis is never sent again.
+            Conn::Single(c) => Box::pin(async move {
+                match c.req_packed_command(cmd).await {
+                    Err(e) if e.is_connection_refusal() => c.req_packed_command(cmd).await,
+                    r => r,
+                }
+            }),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -180,7 +189,14 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(p, offset, count),
+            Conn::Single(c) => Box::pin(async move {
+                match c.req_packed_commands(p, offset, count).await {
+                    Err(e) if e.is_connection_refusal() => {
+                        c.req_packed_commands(p, offset, count).await
+                    }
+                    r => r,
+                }
+            }),
             Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
         }
     }
@@ -260,6 +276,42 @@ pub struct Store {
     swept: Option<Arc<AtomicU64>>,
     /// Counts the grouped calls (see batch.rs), for the process's metrics.
     call_stats: Option<Arc<batch::CallStats>>,
+    /// Held by every clone: the connection's health check stops when the
+    /// last one goes.
+    alive: Arc<()>,
+}
+
+/// How often an idle connection to one Redis is checked, and how often
+/// while it is down.
+const HEALTH_EVERY: Duration = Duration::from_millis(500);
+const HEALTH_EVERY_DOWN: Duration = Duration::from_millis(100);
+
+/// PINGs the connection every [`HEALTH_EVERY`] while `alive` lasts. A
+/// connection that Redis closed (a restart) is otherwise found dead only by
+/// the request that next uses it, which then fails; a failed PING makes the
+/// manager reconnect first, and the next PINGs, closer together, keep
+/// trying until Redis is back. With the retry of a command that found no
+/// connection (see [`Conn`]), no request after Redis is back meets the old
+/// connection.
+fn keep_alive(mgr: ConnectionManager, alive: std::sync::Weak<()>) {
+    tokio::spawn(async move {
+        let mut every = HEALTH_EVERY;
+        loop {
+            tokio::time::sleep(every).await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let mut c = mgr.clone();
+            let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+            every = match pong {
+                Ok(_) => HEALTH_EVERY,
+                Err(e) => {
+                    tracing::debug!(error = %e, "redis health check failed");
+                    HEALTH_EVERY_DOWN
+                }
+            };
+        }
+    });
 }
 
 impl Store {
@@ -286,8 +338,9 @@ impl Store {
                 }
                 other => other,
             })?;
-        let store = Store::new(Backend::Single(mgr), Some(client), cfg);
+        let store = Store::new(Backend::Single(mgr.clone()), Some(client), cfg);
         store.ping().await?;
+        keep_alive(mgr, Arc::downgrade(&store.alive));
         // A node of a cluster named by a plain URL: use it as the cluster's
         // seed. A Redis whose ACL refuses INFO is taken as a single node.
         let info: String = match store
@@ -362,6 +415,7 @@ impl Store {
             purchases: None,
             swept: None,
             call_stats: None,
+            alive: Arc::default(),
         }
     }
 

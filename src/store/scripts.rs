@@ -39,6 +39,7 @@ pub(super) static DLQ_RETRY: LazyLock<Script> = lua!("dlq_retry.lua");
 pub(super) static READ_BITMAPS: LazyLock<Script> = lua!(standalone "read_bitmaps.lua");
 pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!("publish_stream.lua");
 static BIND_IDEMPOTENCY: LazyLock<Script> = lua!(standalone "bind_idempotency.lua");
+pub(super) static OWN_JOBS: LazyLock<Script> = lua!(standalone "own_jobs.lua");
 pub(super) static FORGET_IDLE_CONSUMERS: LazyLock<Script> =
     lua!(standalone "forget_idle_consumers.lua");
 

@@ -4,17 +4,19 @@
 //! are taken over after `purchase.claim_idle`; a job delivered more than
 //! `purchase.max_attempts` times goes to the dead-letter stream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::webhook::Webhook;
 use crate::config::{PurchaseConfig, SinkConfig};
 use crate::daemon::http::metrics::Metrics;
-use crate::store::{Job, SinkMessage, Store, StoreError};
+use crate::store::{Job, JobRead, SinkMessage, Store, StoreError};
 
 /// Flags of `work purchase`.
 #[derive(Debug, Clone)]
@@ -36,7 +38,8 @@ pub struct PurchaseSummary {
     pub completed: u64,
     /// Jobs dead-lettered.
     pub dead_lettered: u64,
-    /// Batches that failed and were left for a retry.
+    /// Batches (or, once published, an event's part of one) that could not
+    /// be published, completed or dead-lettered, and were left for a retry.
     pub failed_batches: u64,
 }
 
@@ -79,6 +82,51 @@ pub fn webhook_body(msgs: &[SinkMessage]) -> Vec<u8> {
     serde_json::to_vec(&json!({ "orders": orders })).unwrap_or_default()
 }
 
+/// A failed call's events are tried again after this, doubling up to
+/// [`RETRY_MAX`] while Redis does not answer (so that jobs move within a
+/// fraction of a second of Redis being back), or up to [`RETRY_MAX_OTHER`]
+/// for a sink that refuses or an error that a retry is unlikely to cure.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+const RETRY_MAX_OTHER: Duration = Duration::from_secs(5);
+/// On a cluster, an event whose last read found nothing is read again after this.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// When to take back an event's jobs again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    due: Instant,
+    delay: Duration,
+}
+
+/// Why a call failed, for how soon to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Redis did not answer: try again soon.
+    Unavailable,
+    /// Anything else (a sink refused, damaged data).
+    Other,
+}
+
+impl Failure {
+    fn of(e: &StoreError) -> Failure {
+        match e {
+            StoreError::Unavailable(_) => Failure::Unavailable,
+            _ => Failure::Other,
+        }
+    }
+}
+
+/// What one event's read or completion, run on its own, came back with.
+enum Done {
+    /// A read: of the consumer's own pending jobs (a retry) or of new ones.
+    Read {
+        read: JobRead,
+        own: bool,
+    },
+    Completed(Result<u64, StoreError>),
+}
+
 struct Worker {
     store: Store,
     cfg: PurchaseConfig,
@@ -86,14 +134,55 @@ struct Worker {
     sinks: Vec<Sink>,
     metrics: Arc<Metrics>,
     summary: PurchaseSummary,
+    /// Events where this consumer may hold jobs it does not have in hand: a
+    /// call for them failed (a read whose reply was lost, a batch not
+    /// published or not completed). Their jobs are taken back (see
+    /// [`Store::own_jobs`]) as soon as the retry is due.
+    retry: BTreeMap<String, Retry>,
+    /// On a cluster, each event's reads and completions run by themselves,
+    /// so a node that does not answer holds up its own events only.
+    tasks: JoinSet<(String, Done)>,
+    /// Events with reads or completions in `tasks`, and how many.
+    busy: HashMap<String, usize>,
+    /// Events whose last read found nothing, and when to read them again.
+    quiet: HashMap<String, Instant>,
 }
 
 impl Worker {
+    /// Notes that a call for `events` failed: their jobs are taken back
+    /// later, sooner when Redis was only unavailable.
+    fn failed<'a>(&mut self, events: impl IntoIterator<Item = &'a str>, why: Failure) {
+        let max = match why {
+            Failure::Unavailable => RETRY_MAX,
+            Failure::Other => RETRY_MAX_OTHER,
+        };
+        let now = Instant::now();
+        for e in events {
+            let delay = match self.retry.get(e) {
+                Some(r) => (r.delay * 2).min(max),
+                None => RETRY_FIRST,
+            };
+            self.retry.insert(
+                e.to_string(),
+                Retry {
+                    due: now + delay,
+                    delay,
+                },
+            );
+        }
+    }
+
+    /// When the next retry is due, if any.
+    fn next_retry(&self) -> Option<Instant> {
+        self.retry.values().map(|r| r.due).min()
+    }
+
     /// Publishes to every sink and completes, or dead-letters, one batch.
-    /// False when a sink failed (the jobs stay pending for a later try).
-    async fn process(&mut self, jobs: Vec<Job>) -> Result<bool, StoreError> {
+    /// False when something failed: the events concerned are noted for a
+    /// retry (their jobs stay pending meanwhile).
+    async fn process(&mut self, jobs: Vec<Job>) -> bool {
         if jobs.is_empty() {
-            return Ok(true);
+            return true;
         }
         // Per event: (stream id, order seq if readable, attempts, error).
         type DeadLetter = (String, Option<u64>, u64, String);
@@ -118,58 +207,94 @@ impl Worker {
                 Ok(_) => good.push(j),
             }
         }
+        let mut ok = true;
         for (event, items) in &dead {
             let refs: Vec<_> = items
                 .iter()
                 .map(|(id, seq, a, e)| (id.as_str(), *seq, *a, e.as_str()))
                 .collect();
-            let n = self.store.dead_letter(event, &refs).await?;
-            tracing::warn!(event = %event, jobs = items.len(), "purchase jobs dead-lettered");
-            self.summary.dead_lettered += n;
-            Metrics::add(&self.metrics.jobs_dead_lettered, n);
+            match self.store.dead_letter(event, &refs).await {
+                Ok(n) => {
+                    tracing::warn!(event = %event, jobs = items.len(), "purchase jobs dead-lettered");
+                    self.summary.dead_lettered += n;
+                    Metrics::add(&self.metrics.jobs_dead_lettered, n);
+                }
+                Err(e) => {
+                    self.summary.failed_batches += 1;
+                    tracing::warn!(event = %event, error = %e, "dead-lettering failed; will retry");
+                    self.failed([event.as_str()], Failure::of(&e));
+                    ok = false;
+                }
+            }
         }
         if good.is_empty() {
-            return Ok(true);
+            return ok;
         }
         let msgs: Vec<SinkMessage> = good
             .iter()
             .filter_map(|j| j.body.as_ref().ok().map(|o| o.message()))
             .collect();
-        if let Err(error) = self.publish(&msgs).await {
-            self.summary.failed_batches += 1;
-            tracing::warn!(jobs = good.len(), %error, "purchase batch failed; its jobs will be retried");
-            let mut by_event: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-            for j in &good {
-                by_event
-                    .entry(j.event.as_str())
-                    .or_default()
-                    .push(j.stream_id.as_str());
-            }
-            for (event, ids) in by_event {
-                self.store.record_job_errors(event, &ids, &error).await?;
-            }
-            return Ok(false);
-        }
-        let mut by_event: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+        let mut by_event: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
         for j in &good {
             if let Ok(o) = &j.body {
                 by_event
-                    .entry(j.event.as_str())
+                    .entry(j.event.clone())
                     .or_default()
-                    .push((j.stream_id.as_str(), o.order.seq));
+                    .push((j.stream_id.clone(), o.order.seq));
             }
         }
-        for (event, items) in by_event {
-            let n = self.store.complete_jobs(event, &items).await?;
-            self.summary.completed += n;
-            Metrics::add(&self.metrics.jobs_completed, n);
+        if let Err((error, why)) = self.publish(&msgs).await {
+            self.summary.failed_batches += 1;
+            tracing::warn!(jobs = good.len(), %error, "purchase batch failed; its jobs will be retried");
+            for (event, items) in &by_event {
+                let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+                if let Err(e) = self.store.record_job_errors(event, &ids, &error).await {
+                    tracing::debug!(event = %event, error = %e, "cannot record the jobs' error");
+                }
+            }
+            self.failed(by_event.keys().map(String::as_str), why);
+            return false;
         }
-        Ok(true)
+        for (event, items) in by_event {
+            if self.store.is_cluster() && !self.opts.once {
+                // Completed by itself: a node that does not answer holds
+                // up no other event's next batch.
+                let (store, e) = (self.store.clone(), event.clone());
+                self.spawn(event, async move {
+                    let refs: Vec<(&str, u64)> =
+                        items.iter().map(|(id, seq)| (id.as_str(), *seq)).collect();
+                    Done::Completed(store.complete_jobs(&e, &refs).await)
+                });
+                continue;
+            }
+            let refs: Vec<(&str, u64)> =
+                items.iter().map(|(id, seq)| (id.as_str(), *seq)).collect();
+            let r = self.store.complete_jobs(&event, &refs).await;
+            ok &= self.completed(&event, r);
+        }
+        ok
+    }
+
+    /// Counts a completion, or notes its event for a retry.
+    fn completed(&mut self, event: &str, r: Result<u64, StoreError>) -> bool {
+        match r {
+            Ok(n) => {
+                self.summary.completed += n;
+                Metrics::add(&self.metrics.jobs_completed, n);
+                true
+            }
+            Err(e) => {
+                self.summary.failed_batches += 1;
+                tracing::warn!(event = %event, error = %e, "completing purchase jobs failed; they will be retried");
+                self.failed([event], Failure::of(&e));
+                false
+            }
+        }
     }
 
     /// Publishes to every sink at once (the stream sinks share the
     /// pipelined connection); the error names a sink that failed.
-    async fn publish(&self, msgs: &[SinkMessage]) -> Result<(), String> {
+    async fn publish(&self, msgs: &[SinkMessage]) -> Result<(), (String, Failure)> {
         let body = self
             .sinks
             .iter()
@@ -184,8 +309,8 @@ impl Worker {
                         .publish_to_stream(stream, self.cfg.dedupe_retention, msgs)
                         .await
                         .map(|_| ())
-                        .map_err(|e| format!("stream {stream}: {e}")),
-                    Sink::Webhook(w) => w.deliver(body).await,
+                        .map_err(|e| (format!("stream {stream}: {e}"), Failure::of(&e))),
+                    Sink::Webhook(w) => w.deliver(body).await.map_err(|e| (e, Failure::Other)),
                 }
             }
         });
@@ -193,6 +318,172 @@ impl Worker {
             .await
             .into_iter()
             .collect()
+    }
+
+    /// Takes back the jobs of the events whose retry is due, until each has
+    /// none left or fails again. On one Redis, the first failure ends the
+    /// pass (the server is the same for every event).
+    async fn retry_due(&mut self, stop: &CancellationToken) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .retry
+            .iter()
+            .filter(|(e, r)| r.due <= now && !self.busy.contains_key(*e))
+            .map(|(e, _)| e.clone())
+            .collect();
+        for e in due {
+            if self.store.is_cluster() {
+                // Read by itself, like any other read of the event.
+                self.spawn_read(e, true, self.opts.batch);
+                continue;
+            }
+            while !stop.is_cancelled() {
+                match self
+                    .store
+                    .own_jobs(&e, &self.opts.consumer, self.opts.batch)
+                    .await
+                {
+                    Ok(jobs) if jobs.is_empty() => {
+                        self.retry.remove(&e);
+                        break;
+                    }
+                    Ok(jobs) => {
+                        tracing::info!(event = %e, jobs = jobs.len(), "retrying this consumer's pending jobs");
+                        if !self.process(jobs).await {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::debug!(event = %e, error = %err, "cannot take back pending jobs yet");
+                        let why = Failure::of(&err);
+                        self.failed([e.as_str()], why);
+                        if why == Failure::Unavailable {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `work` for `event` on its own task (cluster), counted in `busy`
+    /// until [`Worker::take`] has its answer.
+    fn spawn(&mut self, event: String, work: impl Future<Output = Done> + Send + 'static) {
+        *self.busy.entry(event.clone()).or_default() += 1;
+        self.tasks.spawn(async move { (event, work.await) });
+    }
+
+    /// Starts a read of up to `count` jobs of one event on its own
+    /// (cluster): its own pending jobs when `own`, else new ones.
+    fn spawn_read(&mut self, event: String, own: bool, count: usize) {
+        let (store, consumer, e) = (
+            self.store.clone(),
+            self.opts.consumer.clone(),
+            event.clone(),
+        );
+        self.spawn(event, async move {
+            let read = if !own {
+                store
+                    .read_jobs(std::slice::from_ref(&e), &consumer, count, None)
+                    .await
+            } else {
+                match store.own_jobs(&e, &consumer, count).await {
+                    Ok(jobs) => JobRead {
+                        jobs,
+                        ..JobRead::default()
+                    },
+                    Err(error) => JobRead {
+                        jobs: Vec::new(),
+                        failed: vec![e.clone()],
+                        error: Some(error),
+                    },
+                }
+            };
+            Done::Read { read, own }
+        });
+    }
+
+    /// Cluster: starts a read of every event that has none running (nor a
+    /// retry pending, nor was found empty a moment ago), then returns what
+    /// the reads and completions that finished brought, waiting up to
+    /// `wait` (at most [`POLL_EVERY`]) for the first.
+    async fn gather(&mut self, events: &[String], wait: Duration) -> JobRead {
+        let now = Instant::now();
+        let per_event = (self.opts.batch / events.len().max(1)).max(1);
+        for e in events {
+            if self.busy.contains_key(e)
+                || self.retry.contains_key(e)
+                || self.quiet.get(e).is_some_and(|t| *t > now)
+            {
+                continue;
+            }
+            self.spawn_read(e.clone(), false, per_event);
+        }
+        let mut out = JobRead::default();
+        if self.tasks.is_empty() {
+            tokio::time::sleep(wait.min(POLL_EVERY)).await;
+            return out;
+        }
+        // Not long: reads of events found empty become due meanwhile.
+        let first = match tokio::time::timeout(wait.min(POLL_EVERY), self.tasks.join_next()).await {
+            Ok(Some(r)) => Some(r),
+            _ => None,
+        };
+        let mut finished: Vec<_> = first.into_iter().collect();
+        while let Some(r) = self.tasks.try_join_next() {
+            finished.push(r);
+        }
+        for r in finished {
+            self.take(r, &mut out);
+        }
+        out
+    }
+
+    /// Every read and completion still running, awaited (at shutdown).
+    async fn finish_tasks(&mut self) -> JobRead {
+        let mut out = JobRead::default();
+        while let Some(r) = self.tasks.join_next().await {
+            self.take(r, &mut out);
+        }
+        out
+    }
+
+    fn take(&mut self, r: Result<(String, Done), tokio::task::JoinError>, out: &mut JobRead) {
+        let Ok((event, done)) = r else {
+            // Only at shutdown (tasks are never aborted before): nothing to count.
+            return;
+        };
+        if let Some(n) = self.busy.get_mut(&event) {
+            *n -= 1;
+            if *n == 0 {
+                self.busy.remove(&event);
+            }
+        }
+        match done {
+            Done::Read { read, own } => {
+                if read.error.is_none() {
+                    if !read.jobs.is_empty() {
+                        self.quiet.remove(&event);
+                    } else if own {
+                        // None left: the retry is over.
+                        self.retry.remove(&event);
+                    } else {
+                        // Nothing new: read again in a moment.
+                        self.quiet
+                            .insert(event.clone(), Instant::now() + POLL_EVERY);
+                    }
+                }
+                out.jobs.extend(read.jobs);
+                out.failed.extend(read.failed);
+                if read.error.is_some() {
+                    out.error = read.error;
+                }
+            }
+            Done::Completed(r) => {
+                self.completed(&event, r);
+            }
+        }
     }
 
     /// Removes the consumers that hold no job and have not read one for
@@ -220,6 +511,9 @@ impl Worker {
     async fn claim_pass(&mut self, events: &[String]) -> Result<usize, StoreError> {
         let mut n = 0;
         for e in events {
+            if self.busy.contains_key(e) {
+                continue;
+            }
             loop {
                 let jobs = self
                     .store
@@ -230,7 +524,7 @@ impl Worker {
                 }
                 n += jobs.len();
                 tracing::info!(event = %e, jobs = jobs.len(), "took over stale purchase jobs");
-                if !self.process(jobs).await? {
+                if !self.process(jobs).await {
                     // The sink is failing: leave the rest for the next pass.
                     return Ok(n);
                 }
@@ -256,7 +550,7 @@ impl Worker {
                     break;
                 }
                 tracing::info!(event = %e, jobs = jobs.len(), "taking back this consumer's pending jobs");
-                if !self.process(jobs).await? {
+                if !self.process(jobs).await {
                     return Ok(());
                 }
             }
@@ -303,6 +597,10 @@ pub async fn run(
         sinks,
         metrics,
         summary: PurchaseSummary::default(),
+        retry: BTreeMap::new(),
+        tasks: JoinSet::new(),
+        busy: HashMap::new(),
+        quiet: HashMap::new(),
     };
     let mut events = w.store.list_events().await?;
     // Jobs this consumer took before a restart come first.
@@ -314,6 +612,9 @@ pub async fn run(
     let mut last_report = (Instant::now(), 0u64);
     let started = Instant::now();
     let mut prefetched: Option<Vec<Job>> = None;
+    // Reads and completions of each event on their own, on a cluster (with
+    // --once, every event is read in turn until all are drained).
+    let apart = w.store.is_cluster() && !w.opts.once;
     while !stop.is_cancelled() {
         if last_refresh.elapsed() >= Duration::from_secs(2) {
             match w.store.list_events().await {
@@ -332,6 +633,9 @@ pub async fn run(
             w.forget_dead_consumers(&events).await;
             last_forget = Some(Instant::now());
         }
+        if !w.opts.once && prefetched.is_none() {
+            w.retry_due(&stop).await;
+        }
         if events.is_empty() {
             // Nothing to read yet: wait for events to appear (or exit with --once).
             if w.opts.once {
@@ -344,48 +648,63 @@ pub async fn run(
             continue;
         }
         let block = (!w.opts.once).then_some(w.opts.block);
-        let jobs = match prefetched.take() {
-            Some(jobs) => Ok(jobs),
+        let read = match prefetched.take() {
+            Some(jobs) => JobRead {
+                jobs,
+                ..JobRead::default()
+            },
+            None if apart => tokio::select! {
+                r = w.gather(&events, w.opts.block) => r,
+                () = stop.cancelled() => break,
+            },
             None => tokio::select! {
-                r = w.store.read_jobs(&events, &w.opts.consumer, w.opts.batch, block, false) => r,
+                r = w.store.read_jobs(&events, &w.opts.consumer, w.opts.batch, block) => r,
                 () = stop.cancelled() => break,
             },
         };
-        let done = match jobs {
-            Ok(jobs) if jobs.is_empty() && w.opts.once => break,
-            Ok(jobs) if jobs.len() >= w.opts.batch => {
-                // A full batch: more is likely queued, so read the next batch
-                // (without blocking, which would stall the shared connection)
-                // while this one is published. The read goes out first: its
-                // answer is then parsed while Redis runs this batch's scripts,
-                // instead of after them (53k -> 70k jobs/s).
-                let (store, consumer, batch) =
-                    (w.store.clone(), w.opts.consumer.clone(), w.opts.batch);
-                let (next, done) = tokio::join!(
-                    store.read_jobs(&events, &consumer, batch, None, false),
-                    w.process(jobs)
-                );
-                if let Ok(next) = next {
-                    prefetched = Some(next).filter(|n| !n.is_empty());
-                }
-                done.map(|_| ())
-            }
-            Ok(jobs) => w.process(jobs).await.map(|_| ()),
-            Err(e) if w.opts.once => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    () = stop.cancelled() => break,
-                }
-                Ok(())
-            }
-        };
-        if let Err(e) = done {
+        let JobRead {
+            jobs,
+            failed,
+            error,
+        } = read;
+        if let Some(e) = error {
             if w.opts.once {
                 return Err(e);
             }
-            tracing::warn!(error = %e, "purchase batch failed");
+            tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
+            w.failed(failed.iter().map(String::as_str), Failure::of(&e));
+            if jobs.is_empty() && !apart {
+                // Not before the retry is due: Redis has just failed.
+                let until = w
+                    .next_retry()
+                    .unwrap_or_else(|| Instant::now() + RETRY_FIRST);
+                tokio::select! {
+                    () = tokio::time::sleep_until(until.into()) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        }
+        if jobs.is_empty() && w.opts.once {
+            break;
+        }
+        if jobs.len() >= w.opts.batch && !apart {
+            // A full batch: more is likely queued, so read the next batch
+            // (without blocking, which would stall the shared connection)
+            // while this one is published. The read goes out first: its
+            // answer is then parsed while Redis runs this batch's scripts,
+            // instead of after them (53k -> 70k jobs/s).
+            let (store, consumer, batch) = (w.store.clone(), w.opts.consumer.clone(), w.opts.batch);
+            let (next, _) = tokio::join!(
+                store.read_jobs(&events, &consumer, batch, None),
+                w.process(jobs)
+            );
+            if let Some(e) = &next.error {
+                tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
+                w.failed(next.failed.iter().map(String::as_str), Failure::of(e));
+            }
+            prefetched = Some(next.jobs).filter(|n| !n.is_empty());
+        } else {
+            w.process(jobs).await;
         }
         if last_report.0.elapsed() >= Duration::from_secs(10)
             && w.summary.completed != last_report.1
@@ -401,11 +720,14 @@ pub async fn run(
         }
     }
     // Jobs already read are in hand: finish them before leaving.
-    if let Some(jobs) = prefetched.take() {
-        if let Err(e) = w.process(jobs).await {
-            tracing::warn!(error = %e, "purchase batch failed during shutdown");
-        }
+    let mut in_hand = prefetched.take().unwrap_or_default();
+    in_hand.extend(w.finish_tasks().await.jobs);
+    if !w.process(in_hand).await {
+        tracing::warn!(
+            "purchase batch failed during shutdown; its jobs stay pending under this consumer"
+        );
     }
+    w.finish_tasks().await;
     for e in &events {
         if let Err(err) = w.store.forget_consumer(e, &w.opts.consumer).await {
             tracing::debug!(event = %e, error = %err, "could not remove consumer");
