@@ -432,6 +432,9 @@ pub fn cluster_node_args(conf: &str) -> Vec<&str> {
         "1000",
         "--cluster-replica-validity-factor",
         "0",
+        // The other masters keep serving their slots while one fails over.
+        "--cluster-require-full-coverage",
+        "no",
         // Start replicating at once (the default waits 5 s for more replicas).
         "--repl-diskless-sync-delay",
         "0",
