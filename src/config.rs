@@ -151,7 +151,8 @@ impl RedisConfig {
 pub struct ServerConfig {
     /// Listen address; env `TICKETCTL_LISTEN`, flag `--listen`.
     pub listen: String,
-    /// Bearer token for admin routes; env `TICKETCTL_ADMIN_TOKEN`. Empty: admin routes closed.
+    /// Bearer token for admin routes; env `TICKETCTL_ADMIN_TOKEN` (ignored
+    /// when empty). Empty: admin routes closed (`serve` warns at start).
     pub admin_token: String,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
@@ -478,9 +479,8 @@ impl Config {
         }
     }
 
-    /// Applies `TICKETCTL_REDIS_URL`, `TICKETCTL_LISTEN` (each ignored when
-    /// empty, as if unset) and `TICKETCTL_ADMIN_TOKEN` (empty closes the
-    /// admin routes, whatever the file says).
+    /// Applies `TICKETCTL_REDIS_URL`, `TICKETCTL_LISTEN` and
+    /// `TICKETCTL_ADMIN_TOKEN`, each ignored when empty, as if unset.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         let set = |k: &str| get(k).filter(|v| !v.is_empty());
         if let Some(v) = set("TICKETCTL_REDIS_URL") {
@@ -489,7 +489,7 @@ impl Config {
         if let Some(v) = set("TICKETCTL_LISTEN") {
             self.server.listen = v;
         }
-        if let Some(v) = get("TICKETCTL_ADMIN_TOKEN") {
+        if let Some(v) = set("TICKETCTL_ADMIN_TOKEN") {
             self.server.admin_token = v;
         }
     }
@@ -823,6 +823,23 @@ mod tests {
         let cfg = Config::from_toml(&format!("[redis]\nurl = \"rediss://x:1\"\n{ca}")).unwrap();
         assert!(cfg.validate().is_ok());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_empty_variable_is_unset_for_all_three() {
+        let file = "[redis]\nurl = \"redis://file:1\"\n[server]\nlisten = \"127.0.0.1:1\"\nadmin_token = \"from-file\"\n";
+        let mut cfg = Config::from_toml(file).unwrap();
+        cfg.apply_env(|_| Some(String::new()));
+        assert_eq!(
+            (
+                cfg.redis.url.as_str(),
+                cfg.server.listen.as_str(),
+                cfg.server.admin_token.as_str()
+            ),
+            ("redis://file:1", "127.0.0.1:1", "from-file")
+        );
+        cfg.apply_env(|k| (k == "TICKETCTL_ADMIN_TOKEN").then(|| "from-env".to_string()));
+        assert_eq!(cfg.server.admin_token, "from-env");
     }
 
     #[test]

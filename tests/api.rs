@@ -1340,3 +1340,38 @@ async fn redis_out_of_memory_is_503_and_changes_nothing() {
     let r = buy().await;
     assert_eq!(r.status, 202, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    use std::io::{Read, Write};
+    let redis = Redis::start();
+    let api = Api::start(config(&redis)).await;
+    let body = json!({"userId": "half", "quantity": 1}).to_string();
+    let req = format!(
+        "POST /v1/events/default/holds HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let addr = api.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        // Up to the answer's end or the timeout; either way what came.
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).to_string()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let metrics = api.req("GET", "/metrics", None).await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ticketctl_http_requests_total")
+                && l.contains("status=\"201\"")
+                && l.contains("holds")),
+        "the request is counted"
+    );
+}

@@ -377,3 +377,58 @@ async fn serving_threads_share_one_socket_metrics_and_rate_limits() {
     assert_eq!(counted, 30, "{}", m.text);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What `serve` logs until it says it is listening (then it is stopped), with `env`.
+fn serve_log(redis: &Redis, extra: &[&str], env: &[(&str, &str)]) -> String {
+    use std::io::BufRead;
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve", "--redis", &redis.url(), "--listen", &addr])
+        .args(extra)
+        .env_remove("TICKETCTL_ADMIN_TOKEN")
+        .envs(env.iter().copied())
+        .env("TICKETCTL_LOG", "info")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("listening") {
+                break;
+            }
+        }
+        let _ = tx.send(log);
+    });
+    let log = rx.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    log.expect("serve said it is listening")
+}
+
+#[test]
+fn an_empty_admin_token_variable_is_unset_and_closed_admin_routes_are_warned_of() {
+    let redis = Redis::start();
+    let dir = std::env::temp_dir().join(format!("tc-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("t.toml");
+    std::fs::write(&toml, "[server]\nadmin_token = \"from-file\"\n").unwrap();
+    let closed = "the admin routes answer 401 to everyone";
+    let log = serve_log(&redis, &[], &[]);
+    assert!(log.contains(closed), "{log}");
+    let log = serve_log(&redis, &[], &[("TICKETCTL_ADMIN_TOKEN", "")]);
+    assert!(log.contains(closed), "{log}");
+    // An empty variable leaves the file's token in place, as the others do.
+    let cfg = ["--config", toml.to_str().unwrap()];
+    let log = serve_log(&redis, &cfg, &[("TICKETCTL_ADMIN_TOKEN", "")]);
+    assert!(!log.contains(closed), "{log}");
+    let log = serve_log(&redis, &[], &[("TICKETCTL_ADMIN_TOKEN", "s3cret")]);
+    assert!(!log.contains(closed), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}

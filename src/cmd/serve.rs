@@ -62,6 +62,11 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
             "cannot check the replicas redis.wait_replicas asks for"
         ),
     }
+    if cfg.server.admin_token.is_empty() {
+        tracing::warn!(
+            "no admin token (server.admin_token or TICKETCTL_ADMIN_TOKEN): the admin routes answer 401 to everyone"
+        );
+    }
     let addr = listener.local_addr()?;
     let token = shutdown::on_signal();
     let metrics = Arc::new(Metrics::default());

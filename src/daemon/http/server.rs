@@ -51,7 +51,10 @@ pub async fn serve_with(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // A client that sends its request and then shuts its side (a
+        // common way to say "that is all") still gets its answer.
+        .half_close(true);
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {

@@ -19,14 +19,22 @@ use crate::store::{Store, StoreError};
 pub struct ReleaseStats {
     /// Holds released.
     pub released: AtomicU64,
+    /// Lateness over the worker's life.
     lag: Mutex<Histogram<u64>>,
+    /// Lateness since the last progress line.
+    recent: Mutex<Histogram<u64>>,
+}
+
+fn lag_histogram() -> Mutex<Histogram<u64>> {
+    Mutex::new(Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"))
 }
 
 impl Default for ReleaseStats {
     fn default() -> Self {
         ReleaseStats {
             released: AtomicU64::new(0),
-            lag: Mutex::new(Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds")),
+            lag: lag_histogram(),
+            recent: lag_histogram(),
         }
     }
 }
@@ -34,7 +42,7 @@ impl Default for ReleaseStats {
 /// Lateness of releases (ms after the deadline, Redis clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LagSummary {
-    /// Holds released.
+    /// Holds released (in the span summarised).
     pub count: u64,
     /// Median lateness.
     pub p50_ms: u64,
@@ -46,12 +54,14 @@ pub struct LagSummary {
 
 impl ReleaseStats {
     fn record(&self, lags: &[u64]) {
-        let mut h = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-        for l in lags {
-            // Histograms start at 1; a release in the same millisecond counts
-            // as 1 ms, and one over an hour late as an hour (so the count
-            // matches `released`).
-            h.saturating_record((*l).max(1));
+        for hist in [&self.lag, &self.recent] {
+            let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
+            for l in lags {
+                // Histograms start at 1; a release in the same millisecond
+                // counts as 1 ms, and one over an hour late as an hour (so
+                // the count matches `released`).
+                h.saturating_record((*l).max(1));
+            }
         }
         self.released
             .fetch_add(lags.len() as u64, Ordering::Relaxed);
@@ -59,13 +69,24 @@ impl ReleaseStats {
 
     /// The lateness so far.
     pub fn lag(&self) -> LagSummary {
-        let h = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-        LagSummary {
-            count: h.len(),
-            p50_ms: h.value_at_quantile(0.5),
-            p99_ms: h.value_at_quantile(0.99),
-            max_ms: h.max(),
-        }
+        summary(&self.lag.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The lateness since the last call, which starts a new interval.
+    pub fn take_recent(&self) -> LagSummary {
+        let mut h = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let s = summary(&h);
+        h.reset();
+        s
+    }
+}
+
+fn summary(h: &Histogram<u64>) -> LagSummary {
+    LagSummary {
+        count: h.len(),
+        p50_ms: h.value_at_quantile(0.5),
+        p99_ms: h.value_at_quantile(0.99),
+        max_ms: h.max(),
     }
 }
 
@@ -129,7 +150,7 @@ pub async fn run(
         };
         let released = stats.released.load(Ordering::Relaxed);
         if once || (released != reported && last_report.elapsed() >= Duration::from_secs(10)) {
-            report(&stats);
+            report(&stats, once);
             reported = released;
             last_report = Instant::now();
         }
@@ -142,17 +163,46 @@ pub async fn run(
             () = stop.cancelled() => break,
         }
     }
-    report(&stats);
+    report(&stats, true);
     Ok(())
 }
 
-fn report(stats: &ReleaseStats) {
-    let l = stats.lag();
+/// A progress line: the holds released and their lateness since the last
+/// line (a lifetime figure would hide today's lag behind yesterday's); the
+/// last line, at exit, covers the worker's whole life.
+fn report(stats: &ReleaseStats, last: bool) {
+    let total = stats.released.load(Ordering::Relaxed);
+    let l = if last {
+        stats.lag()
+    } else {
+        stats.take_recent()
+    };
     tracing::info!(
         released = l.count,
+        released_total = total,
         lag_p50_ms = l.p50_ms,
         lag_p99_ms = l.p99_ms,
         lag_max_ms = l.max_ms,
+        over = if last { "lifetime" } else { "interval" },
         "holds expired"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_shows_the_lag_since_the_last_one() {
+        let stats = ReleaseStats::default();
+        stats.record(&[137_000, 136_000]);
+        assert_eq!(stats.take_recent().count, 2);
+        stats.record(&[5, 88]);
+        let recent = stats.take_recent();
+        assert_eq!((recent.count, recent.max_ms), (2, 88));
+        let life = stats.lag();
+        assert_eq!(life.count, 4);
+        assert!(life.max_ms >= 136_000, "{life:?}");
+        assert_eq!(stats.take_recent().count, 0, "a new interval starts empty");
+    }
 }
