@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use ticketctl::config::Config;
-use ticketctl::daemon::http::metrics::Metrics;
+use ticketctl::daemon::metrics::Metrics;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
 use ticketctl::daemon::worker::release::{self, ReleaseStats};
 use ticketctl::store::{EventSettings, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, Store};

@@ -16,7 +16,7 @@ use hyper::body::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use ticketctl::config::{Config, SinkConfig};
-use ticketctl::daemon::http::metrics::Metrics;
+use ticketctl::daemon::metrics::Metrics;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
 use ticketctl::daemon::worker::release::{self, ReleaseStats};
 use ticketctl::store::{

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::work;
 use crate::cli::{GlobalOpts, PurchaseArgs, ServeArgs};
-use crate::daemon::http::{self, metrics::Metrics, AppState, Limits};
+use crate::daemon::http::{self, AppState, Limits};
+use crate::daemon::metrics::Metrics;
 use crate::daemon::shutdown;
 use crate::store::{CreateEvent, Store};
 

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{GlobalOpts, PurchaseArgs, WorkCommand};
 use crate::config::Config;
-use crate::daemon::http::metrics::Metrics;
+use crate::daemon::metrics::Metrics;
 use crate::daemon::shutdown;
 use crate::daemon::worker::{self, purchase::PurchaseOpts, release::ReleaseStats};
 

@@ -3,5 +3,6 @@
 //! arguments, so tests run them on `127.0.0.1:0` and stop them.
 
 pub mod http;
+pub mod metrics;
 pub mod shutdown;
 pub mod worker;

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use ticketctl::config::Config;
-use ticketctl::daemon::http::{self, metrics::Metrics, AppState, Limits};
+use ticketctl::daemon::http::{self, AppState, Limits};
+use ticketctl::daemon::metrics::Metrics;
 use ticketctl::store::Store;
 
 /// A free loopback port (bound and released; the OS will not hand it out

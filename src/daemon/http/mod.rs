@@ -6,7 +6,6 @@ mod compat;
 pub mod error;
 pub mod input;
 pub mod limit;
-pub mod metrics;
 pub mod openapi;
 mod server;
 pub mod v1;
@@ -30,7 +29,7 @@ use crate::store::{
     CancelOutcome, HoldOutcome, HoldRef, HoldRequest, Idempotency, PurchaseOutcome, Store,
 };
 use error::ApiError;
-use metrics::Metrics;
+use crate::daemon::metrics::{self, Metrics};
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::webhook::Webhook;
 use crate::config::{PurchaseConfig, SinkConfig};
-use crate::daemon::http::metrics::Metrics;
+use crate::daemon::metrics::Metrics;
 use crate::store::{Job, JobRead, SinkMessage, Store, StoreError};
 
 /// Flags of `work purchase`.

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReleaseConfig;
-use crate::daemon::http::metrics::Metrics;
+use crate::daemon::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// What the release worker has done.
