@@ -850,3 +850,88 @@ async fn a_master_failing_over_stalls_no_other_masters_orders() {
         "{victims_completed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cluster_worker_takes_its_pending_jobs_back_once() {
+    let cluster = Cluster::start(3, 0);
+    let events = spread_events(&cluster);
+    let mut cfg = cluster_config(&cluster);
+    for e in &events {
+        cfg.events.push(seed(e, 1000, 600));
+    }
+    let api = Api::start(cfg.clone()).await;
+    let mut orders = Vec::new();
+    for i in 0..300 {
+        let e = &events[i % events.len()];
+        let user = format!("u{i}");
+        let h = api
+            .req(
+                "POST",
+                &format!("/v1/events/{e}/holds"),
+                Some(json!({"userId": user, "quantity": 1})),
+            )
+            .await;
+        assert_eq!(h.status, 201, "{}", h.text);
+        let id = h.json()["holdId"].as_str().unwrap().to_string();
+        let p = api
+            .req(
+                "POST",
+                &format!("/v1/holds/{id}/purchase"),
+                Some(json!({"userId": user})),
+            )
+            .await;
+        assert_eq!(p.status, 202, "{}", p.text);
+        orders.push(p.json()["orderId"].as_str().unwrap().to_string());
+    }
+    // The first life of worker "w" read every job and died before
+    // completing any.
+    let store = Store::connect(&cfg.redis).await.unwrap();
+    for e in &events {
+        store.ensure_group(e).await.unwrap();
+        loop {
+            let r = store
+                .read_jobs(std::slice::from_ref(e), "w", 500, None)
+                .await;
+            assert!(r.error.is_none(), "{:?}", r.error);
+            if r.jobs.is_empty() {
+                break;
+            }
+        }
+    }
+    // Taken back once on restart, a job is at its second delivery; one
+    // more would dead-letter it.
+    cfg.purchase.max_attempts = 2;
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(purchase::run(
+        store,
+        cfg.purchase.clone(),
+        PurchaseOpts {
+            once: false,
+            batch: 64,
+            consumer: "w".into(),
+            block: Duration::from_millis(100),
+        },
+        stop.clone(),
+        Arc::default(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for oid in &orders {
+        loop {
+            let o = api
+                .req("GET", &format!("/v1/orders/{oid}"), None)
+                .await
+                .json();
+            if o["status"] == "completed" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "order {oid}: {o}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.cancel();
+    let summary = worker.await.unwrap().unwrap();
+    assert_eq!((summary.completed, summary.dead_lettered), (300, 0));
+    for s in ["tc:payments", "tc:fulfillment"] {
+        assert_eq!(cluster.cli_for(s, &["XLEN", s]), "300", "{s}");
+    }
+}

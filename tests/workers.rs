@@ -834,3 +834,22 @@ async fn dead_workers_consumers_are_forgotten_but_never_one_holding_a_job() {
     assert_eq!(names(), ["busy", "me"]);
     assert_eq!(jobs_outstanding(&redis, "e"), 1);
 }
+
+#[tokio::test]
+async fn taking_back_own_jobs_counts_no_delivery_and_acknowledges_deleted_ones() {
+    let redis = Redis::start();
+    let (s, jobs) = orders_read_by(&redis, &["a", "b", "c"], "w").await;
+    let key = "tc:{ev:e}:jobs";
+    redis.cli(&["XDEL", key, &jobs[1].stream_id]);
+    let back = s.own_jobs("e", "w", 10).await.unwrap();
+    let ids: Vec<&str> = back.iter().map(|j| j.stream_id.as_str()).collect();
+    assert_eq!(ids, [jobs[0].stream_id.as_str(), jobs[2].stream_id.as_str()]);
+    assert!(back.iter().all(|j| j.deliveries == 1 && j.body.is_ok()), "{back:?}");
+    // Still one delivery each, and the deleted job's entry is gone.
+    let pending = redis.cli(&["XPENDING", key, "purchase", "-", "+", "10"]);
+    let rows: Vec<&str> = pending.lines().collect();
+    assert_eq!(rows.len(), 8, "{pending}");
+    assert_eq!((rows[3], rows[7]), ("1", "1"), "{pending}");
+    // Another consumer's jobs are not this one's.
+    assert!(s.own_jobs("e", "other", 10).await.unwrap().is_empty());
+}

@@ -281,9 +281,9 @@ pub struct Store {
     alive: Arc<()>,
 }
 
-/// How often an idle connection to one Redis is checked, and how often
-/// while it is down.
-const HEALTH_EVERY: Duration = Duration::from_millis(500);
+/// How often a connection to one Redis is checked, and how often while it
+/// is down.
+const HEALTH_EVERY: Duration = Duration::from_millis(250);
 const HEALTH_EVERY_DOWN: Duration = Duration::from_millis(100);
 
 /// PINGs the connection every [`HEALTH_EVERY`] while `alive` lasts. A
@@ -291,8 +291,9 @@ const HEALTH_EVERY_DOWN: Duration = Duration::from_millis(100);
 /// the request that next uses it, which then fails; a failed PING makes the
 /// manager reconnect first, and the next PINGs, closer together, keep
 /// trying until Redis is back. With the retry of a command that found no
-/// connection (see [`Conn`]), no request after Redis is back meets the old
-/// connection.
+/// connection (see [`Conn`]), a request meets the old connection only in
+/// the quarter second after Redis closed it: a Redis restarting faster
+/// than that may still cost a request a 503.
 fn keep_alive(mgr: ConnectionManager, alive: std::sync::Weak<()>) {
     tokio::spawn(async move {
         let mut every = HEALTH_EVERY;

@@ -25,11 +25,11 @@ use serde_json::json;
 pub use server::{serve, serve_with, Limits};
 
 use crate::config::Config;
+use crate::daemon::metrics::{self, Metrics};
 use crate::store::{
     CancelOutcome, HoldOutcome, HoldRef, HoldRequest, Idempotency, PurchaseOutcome, Store,
 };
 use error::ApiError;
-use crate::daemon::metrics::{self, Metrics};
 
 /// What every handler shares.
 #[derive(Clone)]

@@ -144,6 +144,8 @@ struct Worker {
     tasks: JoinSet<(String, Done)>,
     /// Events with reads or completions in `tasks`, and how many.
     busy: HashMap<String, usize>,
+    /// The event of each task in `tasks`.
+    task_events: HashMap<tokio::task::Id, String>,
     /// Events whose last read found nothing, and when to read them again.
     quiet: HashMap<String, Instant>,
 }
@@ -179,8 +181,10 @@ impl Worker {
 
     /// Publishes to every sink and completes, or dead-letters, one batch.
     /// False when something failed: the events concerned are noted for a
-    /// retry (their jobs stay pending meanwhile).
-    async fn process(&mut self, jobs: Vec<Job>) -> bool {
+    /// retry (their jobs stay pending meanwhile). With `apart` (cluster), each
+    /// event's completion runs on its own task; without, it is done before
+    /// returning, for callers that take jobs back again at once.
+    async fn process(&mut self, jobs: Vec<Job>, apart: bool) -> bool {
         if jobs.is_empty() {
             return true;
         }
@@ -256,7 +260,7 @@ impl Worker {
             return false;
         }
         for (event, items) in by_event {
-            if self.store.is_cluster() && !self.opts.once {
+            if apart {
                 // Completed by itself: a node that does not answer holds
                 // up no other event's next batch.
                 let (store, e) = (self.store.clone(), event.clone());
@@ -349,7 +353,7 @@ impl Worker {
                     }
                     Ok(jobs) => {
                         tracing::info!(event = %e, jobs = jobs.len(), "retrying this consumer's pending jobs");
-                        if !self.process(jobs).await {
+                        if !self.process(jobs, false).await {
                             break;
                         }
                     }
@@ -371,7 +375,9 @@ impl Worker {
     /// until [`Worker::take`] has its answer.
     fn spawn(&mut self, event: String, work: impl Future<Output = Done> + Send + 'static) {
         *self.busy.entry(event.clone()).or_default() += 1;
-        self.tasks.spawn(async move { (event, work.await) });
+        let e = event.clone();
+        let task = self.tasks.spawn(async move { (e, work.await) });
+        self.task_events.insert(task.id(), event);
     }
 
     /// Starts a read of up to `count` jobs of one event on its own
@@ -426,12 +432,14 @@ impl Worker {
             return out;
         }
         // Not long: reads of events found empty become due meanwhile.
-        let first = match tokio::time::timeout(wait.min(POLL_EVERY), self.tasks.join_next()).await {
+        let first = match tokio::time::timeout(wait.min(POLL_EVERY), self.tasks.join_next_with_id())
+            .await
+        {
             Ok(Some(r)) => Some(r),
             _ => None,
         };
         let mut finished: Vec<_> = first.into_iter().collect();
-        while let Some(r) = self.tasks.try_join_next() {
+        while let Some(r) = self.tasks.try_join_next_with_id() {
             finished.push(r);
         }
         for r in finished {
@@ -443,15 +451,22 @@ impl Worker {
     /// Every read and completion still running, awaited (at shutdown).
     async fn finish_tasks(&mut self) -> JobRead {
         let mut out = JobRead::default();
-        while let Some(r) = self.tasks.join_next().await {
+        while let Some(r) = self.tasks.join_next_with_id().await {
             self.take(r, &mut out);
         }
         out
     }
 
-    fn take(&mut self, r: Result<(String, Done), tokio::task::JoinError>, out: &mut JobRead) {
-        let Ok((event, done)) = r else {
-            // Only at shutdown (tasks are never aborted before): nothing to count.
+    fn take(
+        &mut self,
+        r: Result<(tokio::task::Id, (String, Done)), tokio::task::JoinError>,
+        out: &mut JobRead,
+    ) {
+        let id = match &r {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let Some(event) = self.task_events.remove(&id) else {
             return;
         };
         if let Some(n) = self.busy.get_mut(&event) {
@@ -460,6 +475,16 @@ impl Worker {
                 self.busy.remove(&event);
             }
         }
+        let done = match r {
+            Ok((_, (_, done))) => done,
+            Err(e) => {
+                // A task that panicked may have left jobs pending: take
+                // the event's jobs back later.
+                tracing::error!(event = %event, error = %e, "a purchase task failed");
+                self.failed([event.as_str()], Failure::Other);
+                return;
+            }
+        };
         match done {
             Done::Read { read, own } => {
                 if read.error.is_none() {
@@ -508,29 +533,38 @@ impl Worker {
         }
     }
 
+    /// Takes over the jobs of dead workers. An event whose node does not
+    /// answer is skipped (the last such error is returned); the others go on.
     async fn claim_pass(&mut self, events: &[String]) -> Result<usize, StoreError> {
-        let mut n = 0;
+        let (mut n, mut failed) = (0, None);
         for e in events {
             if self.busy.contains_key(e) {
                 continue;
             }
             loop {
-                let jobs = self
+                let jobs = match self
                     .store
                     .claim_stale(e, &self.opts.consumer, self.cfg.claim_idle, self.opts.batch)
-                    .await?;
+                    .await
+                {
+                    Ok(jobs) => jobs,
+                    Err(err) => {
+                        failed = Some(err);
+                        break;
+                    }
+                };
                 if jobs.is_empty() {
                     break;
                 }
                 n += jobs.len();
                 tracing::info!(event = %e, jobs = jobs.len(), "took over stale purchase jobs");
-                if !self.process(jobs).await {
+                if !self.process(jobs, false).await {
                     // The sink is failing: leave the rest for the next pass.
                     return Ok(n);
                 }
             }
         }
-        Ok(n)
+        failed.map_or(Ok(n), Err)
     }
 
     /// Takes back this consumer's own unacknowledged jobs (a restart under
@@ -550,7 +584,7 @@ impl Worker {
                     break;
                 }
                 tracing::info!(event = %e, jobs = jobs.len(), "taking back this consumer's pending jobs");
-                if !self.process(jobs).await {
+                if !self.process(jobs, false).await {
                     return Ok(());
                 }
             }
@@ -600,6 +634,7 @@ pub async fn run(
         retry: BTreeMap::new(),
         tasks: JoinSet::new(),
         busy: HashMap::new(),
+        task_events: HashMap::new(),
         quiet: HashMap::new(),
     };
     let mut events = w.store.list_events().await?;
@@ -657,10 +692,13 @@ pub async fn run(
                 r = w.gather(&events, w.opts.block) => r,
                 () = stop.cancelled() => break,
             },
-            None => tokio::select! {
-                r = w.store.read_jobs(&events, &w.opts.consumer, w.opts.batch, block) => r,
-                () = stop.cancelled() => break,
-            },
+            // Not cut short by `stop`: it blocks for `block` at most, and
+            // a read of several calls would lose the jobs of the first ones.
+            None => {
+                w.store
+                    .read_jobs(&events, &w.opts.consumer, w.opts.batch, block)
+                    .await
+            }
         };
         let JobRead {
             jobs,
@@ -669,6 +707,8 @@ pub async fn run(
         } = read;
         if let Some(e) = error {
             if w.opts.once {
+                // What was read before the failure is in hand: finish it.
+                w.process(jobs, false).await;
                 return Err(e);
             }
             tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
@@ -687,7 +727,9 @@ pub async fn run(
         if jobs.is_empty() && w.opts.once {
             break;
         }
-        if jobs.len() >= w.opts.batch && !apart {
+        // While a retry waits, no batch is read ahead: the retry takes the
+        // consumer's pending jobs back, and a batch in hand would be among them.
+        if jobs.len() >= w.opts.batch && !apart && w.retry.is_empty() {
             // A full batch: more is likely queued, so read the next batch
             // (without blocking, which would stall the shared connection)
             // while this one is published. The read goes out first: its
@@ -696,15 +738,19 @@ pub async fn run(
             let (store, consumer, batch) = (w.store.clone(), w.opts.consumer.clone(), w.opts.batch);
             let (next, _) = tokio::join!(
                 store.read_jobs(&events, &consumer, batch, None),
-                w.process(jobs)
+                w.process(jobs, false)
             );
             if let Some(e) = &next.error {
                 tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
                 w.failed(next.failed.iter().map(String::as_str), Failure::of(e));
+                if w.opts.once {
+                    // Not retried in this run: its jobs wait for the next.
+                    w.summary.failed_batches += 1;
+                }
             }
             prefetched = Some(next.jobs).filter(|n| !n.is_empty());
         } else {
-            w.process(jobs).await;
+            w.process(jobs, apart).await;
         }
         if last_report.0.elapsed() >= Duration::from_secs(10)
             && w.summary.completed != last_report.1
@@ -722,7 +768,7 @@ pub async fn run(
     // Jobs already read are in hand: finish them before leaving.
     let mut in_hand = prefetched.take().unwrap_or_default();
     in_hand.extend(w.finish_tasks().await.jobs);
-    if !w.process(in_hand).await {
+    if !w.process(in_hand, false).await {
         tracing::warn!(
             "purchase batch failed during shutdown; its jobs stay pending under this consumer"
         );
