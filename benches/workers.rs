@@ -18,7 +18,8 @@ use ticketctl::config::Config;
 use ticketctl::daemon::metrics::Metrics;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
 use ticketctl::daemon::worker::release::{self, ReleaseStats};
-use ticketctl::store::{EventSettings, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, Store};
+use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, PurchaseOutcome};
+use ticketctl::store::{HoldRef, Store};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

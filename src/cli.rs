@@ -198,14 +198,14 @@ pub enum EventCommand {
 pub struct EventCreateArgs {
     /// Event id: 1-64 characters of a-z A-Z 0-9 - _.
     pub id: String,
-    /// Number of tickets (1..=10000000).
+    /// Number of tickets (1 up to the largest capacity, 10,000,000).
     #[arg(long)]
     pub capacity: u64,
     /// How long a hold lives (e.g. 60s, 2m), whole seconds.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = crate::model::DEFAULT_HOLD_TTL_ARG, value_parser = parse_duration)]
     pub hold_ttl: Duration,
     /// Most tickets in one hold.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = crate::model::DEFAULT_MAX_PER_HOLD)]
     pub max_per_hold: u64,
 }
 
@@ -283,7 +283,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_event_id(s: &str) -> Result<String, String> {
-    if crate::config::valid_event_id(s) {
+    if crate::model::valid_event_id(s) {
         Ok(s.to_string())
     } else {
         Err(format!("{s:?} is not a valid event id"))

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::model::{valid_event_id, EventSettings, SettingNames};
 use serde::{Deserialize, Deserializer};
 
 /// A configuration problem: the message names the file, key or variable.
@@ -230,10 +231,10 @@ pub struct EventSeed {
 }
 
 fn default_hold_ttl() -> u64 {
-    60
+    crate::model::DEFAULT_HOLD_TTL_SECS
 }
 fn default_max_per_hold() -> u64 {
-    10
+    crate::model::DEFAULT_MAX_PER_HOLD
 }
 
 /// `[release]`
@@ -349,50 +350,6 @@ pub struct Overrides {
     pub listen: Option<String>,
 }
 
-/// Checks an event id: 1–64 characters of `a-z A-Z 0-9 - _`.
-pub fn valid_event_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Largest capacity an event may have.
-pub const MAX_CAPACITY: u64 = 10_000_000;
-
-/// What the settings of an event are called where they were given: the
-/// config file, the HTTP API or the command line.
-pub struct SettingNames {
-    /// The capacity.
-    pub capacity: &'static str,
-    /// The hold time.
-    pub hold_ttl: &'static str,
-    /// The most tickets per hold.
-    pub max_per_hold: &'static str,
-}
-
-impl SettingNames {
-    /// `[[events]]` keys.
-    pub const CONFIG: SettingNames = SettingNames {
-        capacity: "capacity",
-        hold_ttl: "hold_ttl_seconds",
-        max_per_hold: "max_tickets_per_hold",
-    };
-    /// JSON fields of `POST /v1/events`.
-    pub const API: SettingNames = SettingNames {
-        capacity: "capacity",
-        hold_ttl: "holdTtlSeconds",
-        max_per_hold: "maxTicketsPerHold",
-    };
-    /// Flags of `ticketctl event create`.
-    pub const CLI: SettingNames = SettingNames {
-        capacity: "--capacity",
-        hold_ttl: "--hold-ttl (seconds)",
-        max_per_hold: "--max-per-hold",
-    };
-}
-
 impl EventSeed {
     /// Checks the seed against the domain's limits; a message names each
     /// setting as the `config` file does.
@@ -400,31 +357,25 @@ impl EventSeed {
         self.validate_as(&SettingNames::CONFIG)
     }
 
+    /// The event's settings as the store keeps them (a validated seed).
+    pub fn settings(&self) -> EventSettings {
+        EventSettings {
+            id: self.id.clone(),
+            capacity: self.capacity,
+            hold_ttl_ms: self.hold_ttl_seconds * 1000,
+            max_per_hold: self.max_tickets_per_hold,
+        }
+    }
+
     /// The same, naming each setting as `names` says.
     pub fn validate_as(&self, names: &SettingNames) -> Result<(), String> {
-        if !valid_event_id(&self.id) {
-            return Err(format!(
-                "event id {:?} must be 1-64 characters of a-z A-Z 0-9 - _",
-                self.id
-            ));
-        }
-        let id = &self.id;
-        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
-            return Err(format!(
-                "event {id}: {} must be 1..={MAX_CAPACITY}",
-                names.capacity
-            ));
-        }
-        if !(1..=86_400).contains(&self.hold_ttl_seconds) {
-            return Err(format!("event {id}: {} must be 1..=86400", names.hold_ttl));
-        }
-        if !(1..=1000).contains(&self.max_tickets_per_hold) {
-            return Err(format!(
-                "event {id}: {} must be 1..=1000",
-                names.max_per_hold
-            ));
-        }
-        Ok(())
+        crate::model::check_event(
+            &self.id,
+            self.capacity,
+            self.hold_ttl_seconds,
+            self.max_tickets_per_hold,
+            names,
+        )
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod inspect;
+pub mod model;
 pub mod store;
 pub mod stress;
 pub mod table;

@@ -1128,7 +1128,8 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn a_long_trail_of_cancelled_holds_never_hides_expired_ones() {
-    use ticketctl::store::{HoldOutcome, HoldRef, HoldRequest};
+    use ticketctl::model::{HoldOutcome, HoldRequest};
+    use ticketctl::store::HoldRef;
     let (_r, api) = api().await;
     let r = api
         .admin(

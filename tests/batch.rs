@@ -8,7 +8,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::{config, Redis, Rng};
-use ticketctl::store::{EventSettings, HoldOutcome, HoldRequest, Store};
+use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest};
+use ticketctl::store::Store;
 
 async fn batching_store(redis: &Redis, max_holds_per_user: u64) -> Store {
     Store::connect(&config(redis).redis)
@@ -31,7 +32,7 @@ async fn event(store: &Store, id: &str, capacity: u64) {
 }
 
 /// The hold a request got (panics on any other outcome).
-async fn held(store: &Store, user: &str, tickets: Vec<u64>) -> ticketctl::store::Hold {
+async fn held(store: &Store, user: &str, tickets: Vec<u64>) -> ticketctl::model::Hold {
     match store
         .hold("gig", user, &HoldRequest::Tickets(tickets), None)
         .await
@@ -43,13 +44,13 @@ async fn held(store: &Store, user: &str, tickets: Vec<u64>) -> ticketctl::store:
 }
 
 /// Buys `hold` for its user; the new order (panics on any other outcome).
-async fn bought(store: &Store, hold: &ticketctl::store::Hold) -> ticketctl::store::Order {
+async fn bought(store: &Store, hold: &ticketctl::model::Hold) -> ticketctl::model::Order {
     match store
         .purchase(&ticketctl::store::HoldRef::Id(&hold.id), &hold.user, None)
         .await
         .unwrap()
     {
-        ticketctl::store::PurchaseOutcome::Bought {
+        ticketctl::model::PurchaseOutcome::Bought {
             order,
             created: true,
         } => order,
@@ -278,7 +279,8 @@ async fn grouped_holds_on_an_unknown_event_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_purchases_share_calls_and_buy_each_hold_once() {
-    use ticketctl::store::{HoldRef, PurchaseOutcome};
+    use ticketctl::model::PurchaseOutcome;
+    use ticketctl::store::HoldRef;
     let redis = Redis::start();
     let store = batching_store(&redis, 0).await;
     event(&store, "gig", 200).await;
@@ -735,7 +737,7 @@ async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
     let taken = "tc:{ev:gig}:taken";
     redis.cli(&["RENAME", taken, "saved"]);
     redis.cli(&["RPUSH", taken, "not a bitmap"]);
-    let buy = |h: &ticketctl::store::Hold| {
+    let buy = |h: &ticketctl::model::Hold| {
         vec![
             "h".to_string(),
             h.id.seq.to_string(),

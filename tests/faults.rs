@@ -343,7 +343,7 @@ async fn a_release_worker_killed_mid_run_releases_each_hold_once() {
                 s.hold(
                     "gig",
                     &format!("u{i}"),
-                    &ticketctl::store::HoldRequest::Quantity(1),
+                    &ticketctl::model::HoldRequest::Quantity(1),
                     None,
                 )
                 .await

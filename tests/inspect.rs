@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use ticketctl::config::SinkConfig;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
-use ticketctl::store::{EventSettings, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, Store};
+use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, PurchaseOutcome};
+use ticketctl::store::{HoldRef, Store};
 
 fn cli_json(redis: &Redis, args: &[&str]) -> Value {
     let mut all = args.to_vec();
@@ -63,7 +64,7 @@ async fn setup() -> (Redis, Store) {
     (redis, store)
 }
 
-async fn hold(store: &Store, event: &str, user: &str, req: HoldRequest) -> ticketctl::store::Hold {
+async fn hold(store: &Store, event: &str, user: &str, req: HoldRequest) -> ticketctl::model::Hold {
     match store.hold(event, user, &req, None).await.unwrap() {
         HoldOutcome::Held { hold, .. } => hold,
         other => panic!("{other:?}"),

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ticketctl::config::RedisConfig;
-use ticketctl::store::{EventSettings, HoldOutcome, HoldRequest, Store};
+use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest};
+use ticketctl::store::Store;
 
 struct TlsRedis {
     child: Child,
@@ -362,7 +363,7 @@ async fn the_store_works_on_a_tls_cluster_with_a_custom_ca() {
             .await
             .unwrap();
         assert!(
-            matches!(bought, ticketctl::store::PurchaseOutcome::Bought { .. }),
+            matches!(bought, ticketctl::model::PurchaseOutcome::Bought { .. }),
             "{bought:?}"
         );
     }

@@ -19,9 +19,8 @@ use ticketctl::config::{Config, SinkConfig};
 use ticketctl::daemon::metrics::Metrics;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
 use ticketctl::daemon::worker::release::{self, ReleaseStats};
-use ticketctl::store::{
-    EventSettings, HoldOutcome, HoldRef, HoldRequest, OrderStatus, PurchaseOutcome, Store,
-};
+use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, OrderStatus, PurchaseOutcome};
+use ticketctl::store::{HoldRef, Store};
 
 async fn store(redis: &Redis) -> Store {
     Store::connect(&config(redis).redis).await.unwrap()
@@ -39,7 +38,7 @@ async fn event(store: &Store, id: &str, capacity: u64, ttl_ms: u64) {
         .unwrap();
 }
 
-async fn hold(store: &Store, event: &str, user: &str, n: u64) -> ticketctl::store::Hold {
+async fn hold(store: &Store, event: &str, user: &str, n: u64) -> ticketctl::model::Hold {
     match store
         .hold(event, user, &HoldRequest::Quantity(n), None)
         .await
@@ -50,7 +49,7 @@ async fn hold(store: &Store, event: &str, user: &str, n: u64) -> ticketctl::stor
     }
 }
 
-async fn buy(store: &Store, event: &str, user: &str) -> ticketctl::store::Order {
+async fn buy(store: &Store, event: &str, user: &str) -> ticketctl::model::Order {
     let h = hold(store, event, user, 1).await;
     match store
         .purchase(&HoldRef::Id(&h.id), user, None)
@@ -843,8 +842,14 @@ async fn taking_back_own_jobs_counts_no_delivery_and_acknowledges_deleted_ones()
     redis.cli(&["XDEL", key, &jobs[1].stream_id]);
     let back = s.own_jobs("e", "w", 10).await.unwrap();
     let ids: Vec<&str> = back.iter().map(|j| j.stream_id.as_str()).collect();
-    assert_eq!(ids, [jobs[0].stream_id.as_str(), jobs[2].stream_id.as_str()]);
-    assert!(back.iter().all(|j| j.deliveries == 1 && j.body.is_ok()), "{back:?}");
+    assert_eq!(
+        ids,
+        [jobs[0].stream_id.as_str(), jobs[2].stream_id.as_str()]
+    );
+    assert!(
+        back.iter().all(|j| j.deliveries == 1 && j.body.is_ok()),
+        "{back:?}"
+    );
     // Still one delivery each, and the deleted job's entry is gone.
     let pending = redis.cli(&["XPENDING", key, "purchase", "-", "+", "10"]);
     let rows: Vec<&str> = pending.lines().collect();

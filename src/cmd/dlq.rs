@@ -5,7 +5,8 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::cli::{DlqCommand, GlobalOpts};
-use crate::store::{OrderId, Store};
+use crate::model::OrderId;
+use crate::store::Store;
 use crate::time::rfc3339_ms;
 use crate::UsageError;
 

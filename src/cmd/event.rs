@@ -5,9 +5,10 @@ use comfy_table::Table;
 use serde_json::json;
 
 use crate::cli::{EventCommand, EventCreateArgs, GlobalOpts};
-use crate::config::{EventSeed, SettingNames};
-use crate::daemon::http::v1::{event_json, settings_of};
-use crate::store::{CreateEvent, EventCounts};
+use crate::config::EventSeed;
+use crate::model::json::event_json;
+use crate::model::SettingNames;
+use crate::model::{CreateEvent, EventCounts};
 use crate::UsageError;
 
 pub async fn run(global: &GlobalOpts, cmd: EventCommand) -> anyhow::Result<()> {
@@ -30,7 +31,7 @@ async fn create(cfg: &crate::config::Config, a: EventCreateArgs) -> anyhow::Resu
     };
     seed.validate_as(&SettingNames::CLI).map_err(UsageError)?;
     let store = super::connect(cfg).await?;
-    let settings = settings_of(&seed);
+    let settings = seed.settings();
     let what = format!(
         "capacity {}, hold {}s, at most {} per hold",
         seed.capacity, seed.hold_ttl_seconds, seed.max_tickets_per_hold

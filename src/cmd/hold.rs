@@ -3,7 +3,8 @@
 use anyhow::Context;
 
 use crate::cli::{GlobalOpts, HoldCommand};
-use crate::store::{CancelOutcome, HoldId, HoldRef};
+use crate::model::{CancelOutcome, HoldId};
+use crate::store::HoldRef;
 use crate::UsageError;
 
 pub async fn run(global: &GlobalOpts, cmd: HoldCommand) -> anyhow::Result<()> {

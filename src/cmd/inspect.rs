@@ -6,9 +6,10 @@ use std::io::{IsTerminal, Write};
 use anyhow::Context;
 
 use crate::cli::{GlobalOpts, InspectArgs};
-use crate::config::{valid_event_id, SinkConfig};
+use crate::config::SinkConfig;
 use crate::daemon::shutdown;
 use crate::inspect::{self, render, Query, Section};
+use crate::model::valid_event_id;
 use crate::UsageError;
 
 pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {

@@ -20,7 +20,8 @@ use crate::cli::{GlobalOpts, PurchaseArgs, ServeArgs};
 use crate::daemon::http::{self, AppState, Limits};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::shutdown;
-use crate::store::{CreateEvent, Store};
+use crate::model::CreateEvent;
+use crate::store::Store;
 
 /// Listens on `listen`. A host name listens on one of its addresses: the
 /// first IPv4 one if it has any (so `localhost` is 127.0.0.1 on a dual-stack
@@ -201,7 +202,7 @@ impl Shard {
 /// other settings is left as it is, with a warning.
 pub(crate) async fn seed_events(store: &Store, cfg: &crate::config::Config) -> anyhow::Result<()> {
     for seed in &cfg.events {
-        let settings = http::v1::settings_of(seed);
+        let settings = seed.settings();
         match store
             .create_event(&settings)
             .await

@@ -115,7 +115,7 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
 /// Checks every flag and decides the whole run.
 async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
     let usage = |m: String| anyhow::Error::new(UsageError(m));
-    if !crate::config::valid_event_id(&a.event) {
+    if !crate::model::valid_event_id(&a.event) {
         return Err(usage(format!(
             "--event {:?} must be 1-64 characters of a-z A-Z 0-9 - _",
             a.event

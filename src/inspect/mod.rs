@@ -7,9 +7,10 @@ pub mod render;
 
 use serde_json::{json, Value};
 
-use crate::daemon::http::v1::order_json;
+use crate::model::json::order_json;
+use crate::model::{Order, OrderId};
 use crate::store::inspect::{EventView, HoldView, QueueView};
-use crate::store::{Order, OrderId, Result, Store};
+use crate::store::{Result, Store};
 use crate::time::rfc3339_ms;
 
 /// Which part to show.

@@ -4,7 +4,7 @@
 use comfy_table::Table;
 
 use super::{Section, Snapshot};
-use crate::store::Order;
+use crate::model::Order;
 use crate::time::rfc3339_ms;
 
 fn table(header: &[&str]) -> Table {
@@ -185,8 +185,8 @@ pub fn text(snap: &Snapshot, section: Option<Section>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::HoldId;
     use crate::store::inspect::{ConsumerView, EventView, HoldView, QueueView};
-    use crate::store::HoldId;
 
     fn snap() -> Snapshot {
         let hold = HoldView {

@@ -4,11 +4,11 @@
 
 use redis::Value;
 
-use super::ids::{HoldId, OrderId};
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
-use super::scripts::{invocation, schema_error, Order, DLQ_RETRY, INSPECT_EVENT};
+use super::scripts::{invocation, schema_error, DLQ_RETRY, INSPECT_EVENT};
 use super::{Result, Store, StoreError};
+use crate::model::{HoldId, Order, OrderId};
 
 /// Schedule entries one inspection reads at most per event.
 pub const MAX_WALK: usize = 20_000;

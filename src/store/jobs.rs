@@ -11,13 +11,13 @@ use redis::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::ids::OrderId;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
 use super::scripts::{
     invocation, COMPLETE_ORDERS, DEAD_LETTER, FORGET_IDLE_CONSUMERS, OWN_JOBS, PUBLISH_STREAM,
 };
 use super::{Result, Store, StoreError};
+use crate::model::OrderId;
 
 /// One purchase job as read from an event's job stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,6 @@
 //! out in anything but a [`StoreError`] meant for logs.
 
 pub mod batch;
-pub mod ids;
 pub mod inspect;
 mod jobs;
 pub mod keys;
@@ -21,7 +20,6 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
-pub use ids::{HoldId, OrderId};
 pub use jobs::{Job, JobOrder, JobRead, SinkMessage, JOBS_PER_CALL};
 pub use query::{EventCounters, TicketPage, TicketStatus};
 pub use scripts::*;

@@ -2,11 +2,11 @@
 //! list. Nothing here changes state except through `release_expired`, which
 //! listings call first so that expired holds never show as held.
 
-use super::ids::OrderId;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
-use super::scripts::{Order, OrderStatus, READ_BITMAPS};
+use super::scripts::READ_BITMAPS;
 use super::{Result, Store, StoreError};
+use crate::model::{Order, OrderId, OrderStatus};
 
 /// Which tickets to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

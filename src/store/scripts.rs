@@ -7,10 +7,14 @@ use std::sync::LazyLock;
 use redis::{Script, Value};
 
 use super::batch::{self, Grouped};
-use super::ids::{new_secret, HoldId, OrderId};
 use super::keys::{self, EventKeys};
 use super::reply::{parse_csv, to_csv, Reply};
 use super::{Result, Store, StoreError};
+use crate::model::ids::new_secret;
+use crate::model::{
+    CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRequest,
+    Order, OrderId, OrderStatus, PurchaseOutcome,
+};
 
 macro_rules! lua {
     (standalone $file:literal) => {
@@ -43,43 +47,6 @@ pub(super) static OWN_JOBS: LazyLock<Script> = lua!(standalone "own_jobs.lua");
 pub(super) static FORGET_IDLE_CONSUMERS: LazyLock<Script> =
     lua!(standalone "forget_idle_consumers.lua");
 
-/// An event's fixed settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventSettings {
-    /// Event id.
-    pub id: String,
-    /// Number of tickets.
-    pub capacity: u64,
-    /// Hold lifetime in milliseconds.
-    pub hold_ttl_ms: u64,
-    /// Most tickets in one hold.
-    pub max_per_hold: u64,
-}
-
-/// Outcome of creating an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreateEvent {
-    /// Newly created.
-    Created,
-    /// Existed with the same settings.
-    Exists,
-    /// Existed with these other settings.
-    Conflict(EventSettings),
-}
-
-/// An event's settings and exact counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventCounts {
-    /// Settings.
-    pub settings: EventSettings,
-    /// Tickets neither held nor sold.
-    pub available: u64,
-    /// Tickets in live holds.
-    pub held: u64,
-    /// Tickets sold.
-    pub sold: u64,
-}
-
 /// Result of one release pass over an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sweep {
@@ -94,157 +61,6 @@ pub struct Sweep {
     /// How late (ms, Redis clock) each release came after its deadline,
     /// when asked for.
     pub lags_ms: Vec<u64>,
-}
-
-/// What to hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldRequest {
-    /// These ticket ids (distinct, each >= 1).
-    Tickets(Vec<u64>),
-    /// Any this many available tickets (lowest numbers first).
-    Quantity(u64),
-}
-
-impl HoldRequest {
-    /// The request as text (`t:1,2` or `q:3`), for an Idempotency-Key's
-    /// fingerprint.
-    pub fn describe(&self) -> String {
-        match self {
-            HoldRequest::Tickets(t) => format!("t:{}", to_csv(t)),
-            HoldRequest::Quantity(n) => format!("q:{n}"),
-        }
-    }
-}
-
-/// A live hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    /// Its id.
-    pub id: HoldId,
-    /// The user it belongs to.
-    pub user: String,
-    /// Its tickets.
-    pub tickets: Vec<u64>,
-    /// Redis time when this reply was made.
-    pub now_ms: u64,
-}
-
-/// Outcome of a hold attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldOutcome {
-    /// Held; `expired` expired holds were released on the way.
-    Held {
-        /// The new hold.
-        hold: Hold,
-        /// Expired holds released by this call.
-        expired: u64,
-        /// The answer stored for a repeated Idempotency-Key (nothing new happened).
-        replayed: bool,
-    },
-    /// These requested tickets are held or sold (empty for a quantity request,
-    /// with `available` saying how many are left).
-    Unavailable {
-        /// Requested ticket ids not available.
-        tickets: Vec<u64>,
-        /// Tickets available, for a quantity request.
-        available: Option<u64>,
-    },
-    /// The request breaks one of the event's limits.
-    Invalid(String),
-    /// The user already has this many live holds in the event.
-    HoldLimit(u64),
-    /// No such event.
-    NoEvent,
-    /// The Idempotency-Key was used with a different request.
-    IdempotencyMismatch,
-}
-
-/// Order status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderStatus {
-    /// Accepted and queued.
-    Pending,
-    /// Published to every sink.
-    Completed,
-    /// Dead-lettered.
-    Failed,
-}
-
-impl OrderStatus {
-    /// The contract's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Completed => "completed",
-            OrderStatus::Failed => "failed",
-        }
-    }
-    pub(crate) fn parse(s: &str) -> Option<OrderStatus> {
-        match s {
-            "pending" => Some(OrderStatus::Pending),
-            "completed" => Some(OrderStatus::Completed),
-            "failed" => Some(OrderStatus::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// An order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Order {
-    /// Its id.
-    pub id: OrderId,
-    /// The buyer.
-    pub user: String,
-    /// The tickets sold.
-    pub tickets: Vec<u64>,
-    /// Where it is.
-    pub status: OrderStatus,
-    /// Redis time of the purchase (ms).
-    pub created_ms: u64,
-    /// When the purchase worker finished it (ms).
-    pub completed_ms: Option<u64>,
-}
-
-/// Outcome of a purchase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurchaseOutcome {
-    /// Bought now (`created`) or earlier (the same order again).
-    Bought {
-        /// The order.
-        order: Order,
-        /// False when this hold had been bought before.
-        created: bool,
-    },
-    /// Unknown hold.
-    NotFound,
-    /// The hold belongs to another user.
-    Forbidden,
-    /// The hold's deadline has passed.
-    Expired,
-    /// (by ticket) no live hold of this user holds the ticket.
-    NotHeld,
-    /// (by ticket) the ticket id is out of the event's range.
-    Invalid(String),
-    /// No such event.
-    NoEvent,
-    /// The Idempotency-Key was used with a different request.
-    IdempotencyMismatch,
-}
-
-/// Outcome of a cancel or an operator release.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// Released this many tickets.
-    Cancelled(u64),
-    /// Unknown, expired, bought or already released.
-    NotFound,
-    /// The hold belongs to another user.
-    Forbidden,
-    /// (by ticket) the ticket is not held.
-    NotHeld,
-    /// (by ticket) the ticket id is out of the event's range.
-    Invalid(String),
 }
 
 /// Which hold a purchase or cancel acts on.

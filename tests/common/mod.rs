@@ -156,10 +156,7 @@ impl Api {
             .await
             .expect("connect to test redis");
         for seed in &cfg.events {
-            store
-                .create_event(&http::v1::settings_of(seed))
-                .await
-                .unwrap();
+            store.create_event(&seed.settings()).await.unwrap();
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -14,9 +14,8 @@ use serde_json::json;
 use super::error::{ApiError, ApiResult};
 use super::input;
 use super::AppState;
-use crate::store::{
-    CancelOutcome, HoldOutcome, HoldRef, HoldRequest, PurchaseOutcome, TicketPage, TicketStatus,
-};
+use crate::model::{CancelOutcome, HoldOutcome, HoldRequest, PurchaseOutcome};
+use crate::store::{HoldRef, TicketPage, TicketStatus};
 use crate::time::rfc3339_ms;
 
 fn no_event(st: &AppState) -> ApiError {

@@ -8,13 +8,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
-use crate::store::HoldRequest;
+use crate::model::HoldRequest;
 
-/// Longest `userId`, in characters.
-pub const MAX_USER_ID_CHARS: usize = 128;
+pub use crate::model::MAX_USER_ID_CHARS;
 /// Most ticket ids accepted in one request before the event's own limit is
-/// consulted.
-pub const MAX_TICKETS_IN_REQUEST: usize = 1000;
+/// consulted: no hold can take more.
+pub const MAX_TICKETS_IN_REQUEST: usize = crate::model::MAX_TICKETS_PER_HOLD as usize;
+/// Longest `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// The body as a JSON object. `body` is the extractor's result, so a body
 /// over the limit arrives here as a rejection.
@@ -163,7 +164,7 @@ pub fn ticket_id_value(v: &Value, field: &str) -> ApiResult<u64> {
         return Err(ApiError::BadRequest(format!("{field} must be at least 1")));
     }
     match text.parse::<u64>() {
-        Ok(t) if t <= crate::config::MAX_CAPACITY => Ok(t),
+        Ok(t) if t <= crate::model::MAX_CAPACITY => Ok(t),
         _ => {
             // The number may be as long as the body: show its start.
             let shown = if text.len() > 24 {
@@ -243,13 +244,15 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         return Ok(None);
     };
     let s = v.to_str().ok().filter(|s| {
-        !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        !s.is_empty()
+            && s.len() <= MAX_IDEMPOTENCY_KEY_LEN
+            && s.bytes().all(|b| (0x20..0x7f).contains(&b))
     });
     match s {
         Some(s) => Ok(Some(s.to_string())),
-        None => Err(ApiError::BadRequest(
-            "Idempotency-Key must be 1-255 printable characters".into(),
-        )),
+        None => Err(ApiError::BadRequest(format!(
+            "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_LEN} printable characters"
+        ))),
     }
 }
 

@@ -26,9 +26,8 @@ pub use server::{serve, serve_with, Limits};
 
 use crate::config::Config;
 use crate::daemon::metrics::{self, Metrics};
-use crate::store::{
-    CancelOutcome, HoldOutcome, HoldRef, HoldRequest, Idempotency, PurchaseOutcome, Store,
-};
+use crate::model::{CancelOutcome, HoldOutcome, HoldRequest, PurchaseOutcome};
+use crate::store::{HoldRef, Idempotency, Store};
 use error::ApiError;
 
 /// What every handler shares.
@@ -295,7 +294,7 @@ fn request_id(req: &Request) -> String {
             // 16 hex digits, written by hand (cheaper than `format!`).
             const HEX: &[u8; 16] = b"0123456789abcdef";
             let mut b = [0u8; 8];
-            crate::store::ids::random_bytes(&mut b);
+            crate::model::ids::random_bytes(&mut b);
             let mut id = String::with_capacity(16);
             for byte in b {
                 id.push(char::from(HEX[usize::from(byte >> 4)]));
@@ -442,7 +441,7 @@ async fn event_gauges(st: &AppState) -> String {
         let mut ids = st.store.list_events().await?;
         // Ids go into labels: only well-formed ones (one added by hand
         // with a quote or a newline would break the whole exposition).
-        ids.retain(|id| crate::config::valid_event_id(id));
+        ids.retain(|id| crate::model::valid_event_id(id));
         let total = ids.len();
         ids.truncate(metrics::MAX_EVENT_SERIES);
         let queues = futures_util::future::join_all(ids.iter().map(|id| st.store.queue_counts(id)));

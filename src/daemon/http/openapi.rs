@@ -4,7 +4,12 @@
 
 use serde_json::{json, Value};
 
-use super::input::MAX_TICKETS_IN_REQUEST;
+use super::input::{MAX_IDEMPOTENCY_KEY_LEN, MAX_TICKETS_IN_REQUEST};
+use super::v1::MAX_PAGE;
+use crate::model::{
+    DEFAULT_HOLD_TTL_SECS, DEFAULT_MAX_PER_HOLD, EVENT_ID_PATTERN, MAX_CAPACITY, MAX_HOLD_TTL_SECS,
+    MAX_TICKETS_PER_HOLD, MAX_USER_ID_CHARS,
+};
 
 /// One route: method, path template (axum syntax), summary, request body
 /// schema (a `#/components/schemas` name), success statuses and schema, and
@@ -212,17 +217,17 @@ pub const ROUTES: &[RouteSpec] = &[
 
 fn schemas() -> Value {
     let user = json!({"oneOf": [
-        {"type": "string", "minLength": 1, "maxLength": 128, "description": "no control characters"},
+        {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_CHARS, "description": "no control characters"},
         {"type": "integer"}
     ]});
-    let ticket = json!({"type": "integer", "minimum": 1, "maximum": 10_000_000});
+    let ticket = json!({"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY});
     let time = json!({"type": "string", "format": "date-time"});
     json!({
         "EventCreate": {"type": "object", "required": ["id", "capacity"], "properties": {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-            "capacity": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
-            "holdTtlSeconds": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 60},
-            "maxTicketsPerHold": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}},
+            "id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+            "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY},
+            "holdTtlSeconds": {"type": "integer", "minimum": 1, "maximum": MAX_HOLD_TTL_SECS, "default": DEFAULT_HOLD_TTL_SECS},
+            "maxTicketsPerHold": {"type": "integer", "minimum": 1, "maximum": MAX_TICKETS_PER_HOLD, "default": DEFAULT_MAX_PER_HOLD}}},
         "Event": {"type": "object", "required": ["id", "capacity", "available", "held", "sold", "holdTtlSeconds", "maxTicketsPerHold"], "properties": {
             "id": {"type": "string"}, "capacity": {"type": "integer"}, "available": {"type": "integer"},
             "held": {"type": "integer"}, "sold": {"type": "integer"},
@@ -270,13 +275,13 @@ fn params(path: &str) -> Vec<Value> {
         // An empty value (`?limit=&after=`, as the contract writes the
         // route) is taken as the default.
         out.push(json!({"name": "status", "in": "query", "allowEmptyValue": true, "schema": {"type": "string", "enum": ["available", "held", "sold"]}}));
-        out.push(json!({"name": "limit", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}));
+        out.push(json!({"name": "limit", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}}));
         out.push(
             json!({"name": "after", "in": "query", "allowEmptyValue": true, "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX}}),
         );
     }
     if path.ends_with("/holds") || path.ends_with("/purchase") {
-        out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]([ -~]*[!-~])?$"}}));
+        out.push(json!({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LEN, "pattern": "^[!-~]([ -~]*[!-~])?$"}}));
     }
     out
 }

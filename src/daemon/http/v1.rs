@@ -7,100 +7,24 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 use super::error::{ApiError, ApiResult};
 use super::input;
 use super::AppState;
-use crate::config::{valid_event_id, EventSeed, SettingNames};
-use crate::store::{
-    CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRef,
-    Idempotency, Order, OrderId, OrderStatus, PurchaseOutcome, TicketStatus,
+use crate::config::EventSeed;
+use crate::model::json::{event_json, hold_json, order_json};
+use crate::model::{valid_event_id, SettingNames};
+use crate::model::{
+    CancelOutcome, CreateEvent, EventCounts, HoldId, HoldOutcome, OrderId, PurchaseOutcome,
 };
-use crate::time::rfc3339_ms;
+use crate::store::{HoldRef, Idempotency, TicketStatus};
 
-/// Default and largest page of `GET /v1/events/{id}/tickets`.
-const DEFAULT_PAGE: usize = 1000;
-const MAX_PAGE: usize = 10_000;
-
-/// The event object of the API.
-pub fn event_json(c: &EventCounts) -> Value {
-    json!({
-        "id": c.settings.id,
-        "capacity": c.settings.capacity,
-        "available": c.available,
-        "held": c.held,
-        "sold": c.sold,
-        "holdTtlSeconds": c.settings.hold_ttl_ms / 1000,
-        "maxTicketsPerHold": c.settings.max_per_hold,
-    })
-}
-
-/// The hold object of the API, serialized straight from the hold (no
-/// intermediate JSON tree).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HoldBody<'a> {
-    hold_id: String,
-    event_id: &'a str,
-    user_id: &'a str,
-    ticket_ids: &'a [u64],
-    expires_at: String,
-    ttl_ms: u64,
-}
-
-/// The hold object of the API.
-pub fn hold_json(h: &Hold) -> HoldBody<'_> {
-    HoldBody {
-        hold_id: h.id.to_string(),
-        event_id: &h.id.event,
-        user_id: &h.user,
-        ticket_ids: &h.tickets,
-        expires_at: rfc3339_ms(h.id.deadline_ms),
-        ttl_ms: h.id.deadline_ms.saturating_sub(h.now_ms),
-    }
-}
-
-/// The order object of the API, serialized straight from the order.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderBody<'a> {
-    order_id: String,
-    event_id: &'a str,
-    user_id: &'a str,
-    ticket_ids: &'a [u64],
-    status: &'static str,
-    created_at: String,
-    /// When a completed order was published to every sink.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    completed_at: Option<String>,
-    /// When a failed order was dead-lettered (sinks that took it before
-    /// keep it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failed_at: Option<String>,
-}
-
-/// The order object of the API.
-pub fn order_json(o: &Order) -> OrderBody<'_> {
-    let ended = o.completed_ms.map(rfc3339_ms);
-    let (completed_at, failed_at) = match o.status {
-        OrderStatus::Completed => (ended, None),
-        OrderStatus::Failed => (None, ended),
-        OrderStatus::Pending => (None, None),
-    };
-    OrderBody {
-        order_id: o.id.to_string(),
-        event_id: &o.id.event,
-        user_id: &o.user,
-        ticket_ids: &o.tickets,
-        status: o.status.as_str(),
-        created_at: rfc3339_ms(o.created_ms),
-        completed_at,
-        failed_at,
-    }
-}
+/// The default page of `GET /v1/events/{id}/tickets`.
+pub const DEFAULT_PAGE: usize = 1000;
+/// The largest page.
+pub const MAX_PAGE: usize = 10_000;
 
 fn event_path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     match p {
@@ -148,12 +72,15 @@ pub async fn create_event(
     let seed = EventSeed {
         id,
         capacity: int("capacity", None)?,
-        hold_ttl_seconds: int("holdTtlSeconds", Some(60))?,
-        max_tickets_per_hold: int("maxTicketsPerHold", Some(10))?,
+        hold_ttl_seconds: int("holdTtlSeconds", Some(crate::model::DEFAULT_HOLD_TTL_SECS))?,
+        max_tickets_per_hold: int(
+            "maxTicketsPerHold",
+            Some(crate::model::DEFAULT_MAX_PER_HOLD),
+        )?,
     };
     seed.validate_as(&SettingNames::API)
         .map_err(ApiError::BadRequest)?;
-    let settings = settings_of(&seed);
+    let settings = seed.settings();
     match st.store.create_event(&settings).await? {
         CreateEvent::Created => {
             let counts = EventCounts { available: settings.capacity, held: 0, sold: 0, settings };
@@ -174,16 +101,6 @@ pub async fn create_event(
             ),
             extra: None,
         }),
-    }
-}
-
-/// Store settings of a validated seed.
-pub fn settings_of(seed: &EventSeed) -> EventSettings {
-    EventSettings {
-        id: seed.id.clone(),
-        capacity: seed.capacity,
-        hold_ttl_ms: seed.hold_ttl_seconds * 1000,
-        max_per_hold: seed.max_tickets_per_hold,
     }
 }
 
@@ -391,36 +308,4 @@ pub async fn get_order(
         .ok_or_else(not_found)?;
     let order = st.store.get_order(&id).await?.ok_or_else(not_found)?;
     Ok(Json(order_json(&order)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_order_says_when_it_ended_and_how() {
-        let mut o = Order {
-            id: OrderId {
-                event: "gig".into(),
-                seq: 1,
-                secret: "s".into(),
-            },
-            user: "u".into(),
-            tickets: vec![1],
-            status: OrderStatus::Pending,
-            created_ms: 1_000,
-            completed_ms: None,
-        };
-        let json = |o: &Order| serde_json::to_value(order_json(o)).unwrap();
-        let v = json(&o);
-        assert_eq!(v["status"], "pending");
-        assert!(v.get("completedAt").is_none() && v.get("failedAt").is_none());
-        o.status = OrderStatus::Completed;
-        o.completed_ms = Some(2_000);
-        assert_eq!(json(&o)["completedAt"], "1970-01-01T00:00:02.000Z");
-        o.status = OrderStatus::Failed;
-        let v = json(&o);
-        assert_eq!(v["failedAt"], "1970-01-01T00:00:02.000Z");
-        assert!(v.get("completedAt").is_none(), "{v}");
-    }
 }

@@ -81,8 +81,7 @@ impl HoldId {
         let mut parts = s.split('.');
         let (event, seq, deadline, secret) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret)
-        {
+        if parts.next().is_some() || !crate::model::valid_event_id(event) || !valid_secret(secret) {
             return None;
         }
         if deadline.is_empty()
@@ -105,8 +104,7 @@ impl OrderId {
     pub fn parse(s: &str) -> Option<OrderId> {
         let mut parts = s.split('.');
         let (event, seq, secret) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !crate::config::valid_event_id(event) || !valid_secret(secret)
-        {
+        if parts.next().is_some() || !crate::model::valid_event_id(event) || !valid_secret(secret) {
             return None;
         }
         Some(OrderId {

@@ -1,0 +1,119 @@
+//! The JSON objects of the API (the contract's field names): what the HTTP
+//! handlers answer and what `event list` and `inspect` print, so the three
+//! always agree.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{EventCounts, Hold, Order, OrderStatus};
+use crate::time::rfc3339_ms;
+
+/// The event object of the API.
+pub fn event_json(c: &EventCounts) -> Value {
+    json!({
+        "id": c.settings.id,
+        "capacity": c.settings.capacity,
+        "available": c.available,
+        "held": c.held,
+        "sold": c.sold,
+        "holdTtlSeconds": c.settings.hold_ttl_ms / 1000,
+        "maxTicketsPerHold": c.settings.max_per_hold,
+    })
+}
+
+/// The hold object of the API, serialized straight from the hold (no
+/// intermediate JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldBody<'a> {
+    hold_id: String,
+    event_id: &'a str,
+    user_id: &'a str,
+    ticket_ids: &'a [u64],
+    expires_at: String,
+    ttl_ms: u64,
+}
+
+/// The hold object of the API.
+pub fn hold_json(h: &Hold) -> HoldBody<'_> {
+    HoldBody {
+        hold_id: h.id.to_string(),
+        event_id: &h.id.event,
+        user_id: &h.user,
+        ticket_ids: &h.tickets,
+        expires_at: rfc3339_ms(h.id.deadline_ms),
+        ttl_ms: h.id.deadline_ms.saturating_sub(h.now_ms),
+    }
+}
+
+/// The order object of the API, serialized straight from the order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderBody<'a> {
+    order_id: String,
+    event_id: &'a str,
+    user_id: &'a str,
+    ticket_ids: &'a [u64],
+    status: &'static str,
+    created_at: String,
+    /// When a completed order was published to every sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<String>,
+    /// When a failed order was dead-lettered (sinks that took it before
+    /// keep it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_at: Option<String>,
+}
+
+/// The order object of the API.
+pub fn order_json(o: &Order) -> OrderBody<'_> {
+    let ended = o.completed_ms.map(rfc3339_ms);
+    let (completed_at, failed_at) = match o.status {
+        OrderStatus::Completed => (ended, None),
+        OrderStatus::Failed => (None, ended),
+        OrderStatus::Pending => (None, None),
+    };
+    OrderBody {
+        order_id: o.id.to_string(),
+        event_id: &o.id.event,
+        user_id: &o.user,
+        ticket_ids: &o.tickets,
+        status: o.status.as_str(),
+        created_at: rfc3339_ms(o.created_ms),
+        completed_at,
+        failed_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OrderId;
+
+    #[test]
+    fn an_order_says_when_it_ended_and_how() {
+        let mut o = Order {
+            id: OrderId {
+                event: "gig".into(),
+                seq: 1,
+                secret: "s".into(),
+            },
+            user: "u".into(),
+            tickets: vec![1],
+            status: OrderStatus::Pending,
+            created_ms: 1_000,
+            completed_ms: None,
+        };
+        let json = |o: &Order| serde_json::to_value(order_json(o)).unwrap();
+        let v = json(&o);
+        assert_eq!(v["status"], "pending");
+        assert!(v.get("completedAt").is_none() && v.get("failedAt").is_none());
+        o.status = OrderStatus::Completed;
+        o.completed_ms = Some(2_000);
+        assert_eq!(json(&o)["completedAt"], "1970-01-01T00:00:02.000Z");
+        o.status = OrderStatus::Failed;
+        let v = json(&o);
+        assert_eq!(v["failedAt"], "1970-01-01T00:00:02.000Z");
+        assert!(v.get("completedAt").is_none(), "{v}");
+    }
+}
