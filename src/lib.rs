@@ -60,7 +60,7 @@ pub enum CheckFailed {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(cli.global.log_format);
     // `serve` runs one single-threaded event loop per serving thread (see
-    // cmd/serve.rs); this one is the first of them. Everything else uses a
+    // daemon/serve.rs); this one is the first of them. Everything else uses a
     // work-stealing pool.
     let rt = if matches!(cli.command, cli::Command::Serve(_)) {
         tokio::runtime::Builder::new_current_thread()

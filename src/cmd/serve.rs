@@ -1,27 +1,15 @@
-//! `ticketctl serve`: bind, seed the configured events, serve until SIGTERM
-//! or Ctrl-C, drain.
-//!
-//! Serving is thread per core: `server.threads` threads each run their own
-//! single-threaded event loop with their own Redis connection (and their own
-//! group commit of holds), accepting from the one listening socket. A request
-//! then never hops between threads on its way to Redis and back, which costs
-//! more than the rest of its handling on a busy machine. Metrics, rate limits
-//! and the connection limit are shared by all threads.
+//! `ticketctl serve`: bind, seed the configured events, warn of what is
+//! missing, start the workers asked for, serve until SIGTERM or Ctrl-C
+//! (the server itself is `daemon::serve`), drain.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use super::work;
 use crate::cli::{GlobalOpts, PurchaseArgs, ServeArgs};
-use crate::daemon::http::{self, AppState, Limits};
-use crate::daemon::metrics::Metrics;
-use crate::daemon::shutdown;
-use crate::model::CreateEvent;
-use crate::store::Store;
+use crate::daemon::{self, metrics::Metrics, shutdown};
 
 /// Listens on `listen`. A host name listens on one of its addresses: the
 /// first IPv4 one if it has any (so `localhost` is 127.0.0.1 on a dual-stack
@@ -45,7 +33,7 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(&cfg.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
-    seed_events(&store, &cfg).await?;
+    daemon::serve::seed_events(&store, &cfg).await?;
     // Only a warning: a Redis that refuses INFO (an ACL without it) still
     // serves.
     match store.replicas_short().await {
@@ -69,7 +57,6 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
             "no admin token (server.admin_token or TICKETCTL_ADMIN_TOKEN): the admin routes answer 401 to everyone"
         );
     }
-    let addr = listener.local_addr()?;
     let token = shutdown::on_signal();
     let metrics = Arc::new(Metrics::default());
     let mut workers = Vec::new();
@@ -82,51 +69,9 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
         workers.push(work::spawn_release(&cfg, false, token.clone(), metrics.clone()).await?);
         workers.push(work::spawn_purchase(&cfg, &pa, token.clone(), metrics.clone()).await?);
     }
-    let state = AppState::new(store, metrics, &cfg);
-    let limits = Limits {
-        max_connections: cfg.server.max_connections,
-        header_timeout: cfg.server.header_timeout,
-        shutdown_timeout: cfg.server.shutdown_timeout,
-    };
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let threads = match cfg.server.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let socket = listener.into_std()?;
-    let mut others = Vec::new();
-    for i in 1..threads {
-        let shard = Shard {
-            socket: socket.try_clone()?,
-            state: state.clone(),
-            cfg: cfg.clone(),
-            limits: limits.clone(),
-            permits: permits.clone(),
-            token: token.clone(),
-        };
-        let (tx, rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("serve-{i}"))
-            .spawn(move || {
-                let _ = tx.send(shard.run());
-            })
-            .context("cannot start a serving thread")?;
-        others.push(rx);
-    }
-    let app = http::router(state, cfg.server.body_limit);
-    let listener = TcpListener::from_std(socket)?;
-    tracing::info!(%addr, threads, "listening");
-    let mut drained = http::serve_with(
-        listener,
-        app,
-        limits,
-        permits,
-        token.clone().cancelled_owned(),
-    )
-    .await;
-    for rx in others {
-        drained &= rx.await.unwrap_or(false);
-    }
+    let drained = daemon::serve::run(listener, store, metrics, &cfg, token.clone())
+        .await
+        .context("cannot start the serving threads")?;
     if !drained {
         tracing::warn!("shutdown timeout reached with requests still in flight");
     }
@@ -134,101 +79,5 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
         work::finish(w, &token, cfg.purchase.shutdown_timeout).await?;
     }
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// One more serving thread: its own event loop and Redis connection.
-struct Shard {
-    socket: std::net::TcpListener,
-    state: AppState,
-    cfg: crate::config::Config,
-    limits: Limits,
-    permits: Arc<Semaphore>,
-    token: CancellationToken,
-}
-
-impl Shard {
-    /// Serves until shutdown; true when its connections drained in time.
-    fn run(self) -> bool {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start a serving thread's event loop");
-                return false;
-            }
-        };
-        rt.block_on(async move {
-            // Redis answered a moment ago (the first thread connected); keep
-            // trying if it has gone since, as the connection itself would.
-            let store = loop {
-                match Store::connect(&self.cfg.redis).await {
-                    Ok(store) => break store,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "serving thread cannot reach Redis yet");
-                        tokio::select! {
-                            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                            () = self.token.cancelled() => return true,
-                        }
-                    }
-                }
-            };
-            let listener = match TcpListener::from_std(self.socket) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "serving thread cannot use the listening socket");
-                    return false;
-                }
-            };
-            let app = http::router(
-                self.state.with_store(store, &self.cfg),
-                self.cfg.server.body_limit,
-            );
-            http::serve_with(
-                listener,
-                app,
-                self.limits,
-                self.permits,
-                self.token.cancelled_owned(),
-            )
-            .await
-        })
-    }
-}
-
-/// Creates the `[[events]]` that do not exist yet; an existing event with
-/// other settings is left as it is, with a warning.
-pub(crate) async fn seed_events(store: &Store, cfg: &crate::config::Config) -> anyhow::Result<()> {
-    for seed in &cfg.events {
-        let settings = seed.settings();
-        match store
-            .create_event(&settings)
-            .await
-            .with_context(|| format!("cannot create event {}", seed.id))?
-        {
-            CreateEvent::Created => {
-                tracing::info!(event = %seed.id, capacity = seed.capacity, "event created")
-            }
-            CreateEvent::Exists => {}
-            CreateEvent::Conflict(existing) => tracing::warn!(
-                event = %seed.id,
-                capacity = existing.capacity,
-                hold_ttl_ms = existing.hold_ttl_ms,
-                max_per_hold = existing.max_per_hold,
-                "event exists with other settings than the config; keeping the existing ones"
-            ),
-        }
-    }
-    // The compatibility routes act on one event: say so at start when it
-    // is missing, rather than with a 404 on every compat request.
-    let compat = &cfg.compat.event;
-    if !cfg.events.iter().any(|e| &e.id == compat) && store.event_counts(compat).await?.is_none() {
-        tracing::warn!(
-            event = %compat,
-            "compat.event does not exist (create it, or list it under [[events]]); the /api/ticket routes answer 404 until it does"
-        );
-    }
     Ok(())
 }

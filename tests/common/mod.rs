@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use ticketctl::config::Config;
-use ticketctl::daemon::http::{self, AppState, Limits};
 use ticketctl::daemon::metrics::Metrics;
+use ticketctl::daemon::serve;
 use ticketctl::store::Store;
 
 /// A free loopback port (bound and released; the OS will not hand it out
@@ -139,6 +139,8 @@ pub fn config(redis: &Redis) -> Config {
     cfg.redis.url = redis.url();
     cfg.redis.timeout = Duration::from_millis(500);
     cfg.server.admin_token = "test-token".into();
+    // One serving thread: a test's requests share one group commit.
+    cfg.server.threads = 1;
     cfg
 }
 
@@ -151,31 +153,24 @@ pub struct Api {
 }
 
 impl Api {
+    /// The server `serve` runs (`daemon::serve`), its events seeded as
+    /// `serve` seeds them.
     pub async fn start(cfg: Config) -> Api {
         let store = Store::connect(&cfg.redis)
             .await
             .expect("connect to test redis");
-        for seed in &cfg.events {
-            store.create_event(&seed.settings()).await.unwrap();
-        }
+        serve::seed_events(&store, &cfg).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = http::router(
-            AppState::new(store.clone(), Arc::new(Metrics::default()), &cfg),
-            cfg.server.body_limit,
-        );
         let token = CancellationToken::new();
-        let limits = Limits {
-            max_connections: cfg.server.max_connections,
-            header_timeout: cfg.server.header_timeout,
-            shutdown_timeout: cfg.server.shutdown_timeout,
-        };
-        let handle = tokio::spawn(http::serve(
-            listener,
-            app,
-            limits,
-            token.clone().cancelled_owned(),
-        ));
+        let handle = tokio::spawn({
+            let (store, token) = (store.clone(), token.clone());
+            async move {
+                serve::run(listener, store, Arc::new(Metrics::default()), &cfg, token)
+                    .await
+                    .expect("the serving threads start")
+            }
+        });
         Api {
             addr,
             store,
@@ -547,6 +542,7 @@ pub fn cluster_config(cluster: &Cluster) -> Config {
     cfg.redis.cluster = cluster.nodes.iter().map(|n| n.url()).collect();
     cfg.redis.timeout = Duration::from_millis(1000);
     cfg.server.admin_token = "test-token".into();
+    cfg.server.threads = 1;
     cfg
 }
 
