@@ -64,14 +64,8 @@ pub async fn run(
     let app = http::router(state, cfg.server.body_limit);
     let listener = TcpListener::from_std(socket)?;
     tracing::info!(%addr, threads, "listening");
-    let mut drained = http::serve_with(
-        listener,
-        app,
-        limits,
-        permits,
-        shutdown.cancelled_owned(),
-    )
-    .await;
+    let mut drained =
+        http::serve_with(listener, app, limits, permits, shutdown.cancelled_owned()).await;
     for rx in others {
         drained &= rx.await.unwrap_or(false);
     }
@@ -161,8 +155,7 @@ pub async fn seed_events(store: &Store, cfg: &Config) -> Result<(), SeedError> {
             .map_err(|source| SeedError {
                 event: seed.id.clone(),
                 source,
-            })?
-        {
+            })? {
             CreateEvent::Created => {
                 tracing::info!(event = %seed.id, capacity = seed.capacity, "event created")
             }
