@@ -7,6 +7,7 @@ pub mod error;
 pub mod input;
 pub mod limit;
 pub mod openapi;
+pub mod routes;
 mod server;
 pub mod v1;
 
@@ -18,7 +19,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -173,7 +173,7 @@ fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
 
 /// The metric label of a matched route pattern (from the route table).
 fn route_label(path: &str) -> &'static str {
-    openapi::ROUTES
+    routes::ROUTES
         .iter()
         .find(|r| r.path == path)
         .map(|r| r.path)
@@ -182,25 +182,11 @@ fn route_label(path: &str) -> &'static str {
 
 /// The full router with its middleware.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    Router::new()
-        .route("/v1/events", post(v1::create_event).get(v1::list_events))
-        .route("/v1/events/{id}", get(v1::get_event))
-        .route("/v1/events/{id}/tickets", get(v1::list_tickets))
-        .route("/v1/events/{id}/holds", post(v1::create_hold))
-        .route(
-            "/v1/holds/{hold_id}",
-            get(v1::get_hold).delete(v1::cancel_hold),
-        )
-        .route("/v1/holds/{hold_id}/purchase", post(v1::purchase))
-        .route("/v1/orders/{order_id}", get(v1::get_order))
-        .route("/api/ticket/available", get(compat::available))
-        .route("/api/ticket/reserve", post(compat::reserve))
-        .route("/api/ticket/buy", post(compat::buy))
-        .route("/api/ticket/release", post(compat::release))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
+    let mut router = Router::new();
+    for route in routes::ROUTES {
+        router = router.route(route.path, (route.handler)());
+    }
+    router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))

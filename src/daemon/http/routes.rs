@@ -1,0 +1,234 @@
+//! Every route of the API, declared once: the router is built from this
+//! table, the metrics label requests with its path templates, and the
+//! OpenAPI document (`openapi.rs`) and the fuzz test read it.
+
+use axum::routing::{delete, get, post, MethodRouter};
+
+use super::{compat, v1, AppState};
+
+/// One route: method, path template (axum syntax), summary, request body
+/// schema (a `#/components/schemas` name), success statuses and schema, and
+/// the error statuses it can answer.
+pub struct RouteSpec {
+    /// HTTP method, lower case.
+    pub method: &'static str,
+    /// Path template with `{name}` parameters.
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Request body schema name.
+    pub body: Option<&'static str>,
+    /// Success status and response schema name.
+    pub ok: (u16, Option<&'static str>),
+    /// Another success status with the same schema (an event created
+    /// again with the same settings: 200).
+    pub also_ok: Option<u16>,
+    /// Error statuses.
+    pub errors: &'static [u16],
+    /// Needs the admin bearer token.
+    pub admin: bool,
+    /// The handler, as the router takes it.
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+// One positional row per route reads as a table.
+#[allow(clippy::too_many_arguments)]
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    body: Option<&'static str>,
+    ok: (u16, Option<&'static str>),
+    errors: &'static [u16],
+    admin: bool,
+    handler: fn() -> MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        summary,
+        body,
+        ok,
+        also_ok: None,
+        errors,
+        admin,
+        handler,
+    }
+}
+
+/// Every route of the API.
+pub const ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        also_ok: Some(200),
+        ..r(
+            "post",
+            "/v1/events",
+            "Create an event (same settings again: 200)",
+            Some("EventCreate"),
+            (201, Some("Event")),
+            &[400, 401, 409, 413, 415, 503],
+            true,
+            || post(v1::create_event),
+        )
+    },
+    r(
+        "get",
+        "/v1/events",
+        "List events with counts",
+        None,
+        (200, Some("EventList")),
+        &[503],
+        false,
+        || get(v1::list_events),
+    ),
+    r(
+        "get",
+        "/v1/events/{id}",
+        "An event with exact counts",
+        None,
+        (200, Some("Event")),
+        &[404, 503],
+        false,
+        || get(v1::get_event),
+    ),
+    r(
+        "get",
+        "/v1/events/{id}/tickets",
+        "Ticket ids by status, ascending, paginated",
+        None,
+        (200, Some("TicketPage")),
+        &[400, 404, 503],
+        false,
+        || get(v1::list_tickets),
+    ),
+    r(
+        "post",
+        "/v1/events/{id}/holds",
+        "Hold tickets for a user, all or nothing",
+        Some("HoldCreate"),
+        (201, Some("Hold")),
+        &[400, 404, 409, 413, 415, 422, 429, 503],
+        false,
+        || post(v1::create_hold),
+    ),
+    r(
+        "get",
+        "/v1/holds/{hold_id}",
+        "A live hold",
+        None,
+        (200, Some("Hold")),
+        &[404, 503],
+        false,
+        || get(v1::get_hold),
+    ),
+    r(
+        "delete",
+        "/v1/holds/{hold_id}",
+        "Cancel a hold (its user only)",
+        Some("UserBody"),
+        (204, None),
+        &[400, 403, 404, 413, 415, 429, 503],
+        false,
+        || delete(v1::cancel_hold),
+    ),
+    r(
+        "post",
+        "/v1/holds/{hold_id}/purchase",
+        "Buy a hold (again: the same order)",
+        Some("UserBody"),
+        (202, Some("Order")),
+        &[400, 403, 404, 409, 413, 415, 422, 429, 503],
+        false,
+        || post(v1::purchase),
+    ),
+    r(
+        "get",
+        "/v1/orders/{order_id}",
+        "An order",
+        None,
+        (200, Some("Order")),
+        &[404, 503],
+        false,
+        || get(v1::get_order),
+    ),
+    r(
+        "get",
+        "/api/ticket/available",
+        "Compatibility: every available ticket id",
+        None,
+        (200, Some("CompatAvailable")),
+        &[404, 503],
+        false,
+        || get(compat::available),
+    ),
+    r(
+        "post",
+        "/api/ticket/reserve",
+        "Compatibility: hold one ticket",
+        Some("CompatReserve"),
+        (200, Some("CompatReserved")),
+        &[400, 404, 409, 413, 415, 429, 503],
+        false,
+        || post(compat::reserve),
+    ),
+    r(
+        "post",
+        "/api/ticket/buy",
+        "Compatibility: buy the user's live hold of a ticket",
+        Some("CompatReserve"),
+        (200, Some("CompatBought")),
+        &[400, 404, 409, 413, 415, 429, 503],
+        false,
+        || post(compat::buy),
+    ),
+    r(
+        "post",
+        "/api/ticket/release",
+        "Compatibility: release the hold of a ticket",
+        Some("CompatRelease"),
+        (200, Some("CompatReleased")),
+        &[400, 401, 404, 409, 413, 415, 503],
+        true,
+        || post(compat::release),
+    ),
+    r(
+        "get",
+        "/healthz",
+        "The process is up (no Redis call)",
+        None,
+        (200, None),
+        &[],
+        false,
+        || get(super::healthz),
+    ),
+    r(
+        "get",
+        "/readyz",
+        "Redis is reachable",
+        None,
+        (200, None),
+        &[503],
+        false,
+        || get(super::readyz),
+    ),
+    r(
+        "get",
+        "/metrics",
+        "Prometheus metrics",
+        None,
+        (200, None),
+        &[],
+        false,
+        || get(super::metrics_text),
+    ),
+    r(
+        "get",
+        "/openapi.json",
+        "This document",
+        None,
+        (200, None),
+        &[],
+        false,
+        || get(super::openapi_json),
+    ),
+];
