@@ -858,3 +858,18 @@ async fn taking_back_own_jobs_counts_no_delivery_and_acknowledges_deleted_ones()
     // Another consumer's jobs are not this one's.
     assert!(s.own_jobs("e", "other", 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_job_stream_deleted_by_hand_gets_its_group_back_and_its_jobs_done() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 10, 60_000).await;
+    buy(&s, "e", "before").await;
+    redis.cli(&["DEL", "tc:{ev:e}:jobs"]);
+    let order = buy(&s, "e", "after").await;
+    // The stream is back without its group: the read meets NOGROUP.
+    let cfg = config(&redis);
+    let summary = drain(&redis, &cfg, purchase_opts(true, "w")).await;
+    assert_eq!(summary.completed, 1);
+    assert_eq!(stream_order_ids(&redis, "tc:payments"), [order.id.to_string()]);
+}

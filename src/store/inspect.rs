@@ -7,7 +7,7 @@ use redis::Value;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
 use super::scripts::{invocation, schema_error, DLQ_RETRY, INSPECT_EVENT};
-use super::{Result, Store, StoreError};
+use super::{Result, Store};
 use crate::model::{HoldId, Order, OrderId};
 
 /// Schedule entries one inspection reads at most per event.
@@ -249,7 +249,7 @@ impl Store {
         {
             Ok(v) => v,
             // No job stream yet: an empty queue.
-            Err(StoreError::Redis(m)) if m.contains("no such key") => {
+            Err(e) if e.is_redis("ERR", Some("no such key")) => {
                 return Ok((view, false, true))
             }
             Err(e) => return Err(e),
@@ -297,7 +297,7 @@ impl Store {
         {
             Ok(v) => v,
             // Gone meanwhile (deleted by hand): no consumers to show.
-            Err(StoreError::Redis(m)) if m.contains("no such key") || m.contains("NOGROUP") => {
+            Err(e) if e.is_redis("ERR", Some("no such key")) || e.is_redis("NOGROUP", None) => {
                 return Ok(view)
             }
             Err(e) => return Err(e),

@@ -234,7 +234,7 @@ impl Store {
             .run(|mut c| async move { cmd.query_async(&mut c).await })
             .await
         {
-            Err(StoreError::Redis(m)) if m.contains("NOGROUP") => {
+            Err(e) if e.is_redis("NOGROUP", None) => {
                 for e in events {
                     self.ensure_group(e).await?;
                 }
@@ -321,7 +321,7 @@ impl Store {
             })
             .await;
         match r {
-            Err(StoreError::Redis(m)) if m.contains("BUSYGROUP") => Ok(()),
+            Err(e) if e.is_redis("BUSYGROUP", None) => Ok(()),
             other => other,
         }
     }
@@ -364,9 +364,15 @@ impl Store {
         if let Some(owner) = only_of {
             cmd.arg(owner);
         }
-        let pending: Value = self
+        let pending: Value = match self
             .run(|mut c| async move { cmd.query_async(&mut c).await })
-            .await?;
+            .await
+        {
+            // No group (the stream was deleted by hand): nothing pending; the
+            // next read makes the group again.
+            Err(e) if e.is_redis("NOGROUP", None) => return Ok(Vec::new()),
+            other => other?,
+        };
         let Value::Array(rows) = pending else {
             return Ok(Vec::new());
         };

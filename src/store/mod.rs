@@ -32,10 +32,10 @@ pub enum StoreError {
     /// Redis could not be reached, timed out, or is loading/failing over:
     /// worth retrying later (HTTP 503).
     #[error("redis unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Cause),
     /// Redis answered with an error we did not expect (a bug or damaged data).
     #[error("redis error: {0}")]
-    Redis(String),
+    Redis(Cause),
     /// A script or query answered something this version cannot read.
     #[error("unexpected reply: {0}")]
     Reply(String),
@@ -47,6 +47,53 @@ pub enum StoreError {
         /// The version found.
         version: String,
     },
+}
+
+/// What lies under a [`StoreError`]: the Redis client's error, kept whole
+/// (its code and kind are read from it, never from its text), or our own
+/// words (a script's answer, a time limit).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Cause {
+    /// The client's error.
+    #[error(transparent)]
+    Client(#[from] RedisError),
+    /// Ours.
+    #[error("{0}")]
+    Message(String),
+}
+
+impl Cause {
+    /// The Redis error code (`NOGROUP`, `BUSY`, ...), when Redis sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Cause::Client(e) => e.code(),
+            Cause::Message(_) => None,
+        }
+    }
+
+    /// Whether Redis answered this error code, with `detail` in its text
+    /// when given (`ERR no such key`).
+    fn is(&self, code: &str, detail: Option<&str>) -> bool {
+        match self {
+            Cause::Client(e) => {
+                e.code() == Some(code)
+                    && detail.is_none_or(|d| e.detail().is_some_and(|t| t.contains(d)))
+            }
+            Cause::Message(_) => false,
+        }
+    }
+}
+
+impl From<String> for Cause {
+    fn from(m: String) -> Cause {
+        Cause::Message(m)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(m: &str) -> Cause {
+        Cause::Message(m.to_string())
+    }
 }
 
 /// Redis error codes that mean "not now" rather than "wrong": loading, a
@@ -69,15 +116,31 @@ fn transient_code(code: &str) -> bool {
 }
 
 impl StoreError {
+    /// [`StoreError::Unavailable`] of a message or a client error.
+    pub fn unavailable(c: impl Into<Cause>) -> StoreError {
+        StoreError::Unavailable(c.into())
+    }
+
+    /// [`StoreError::Redis`] of a message or a client error.
+    pub fn redis(c: impl Into<Cause>) -> StoreError {
+        StoreError::Redis(c.into())
+    }
+
+    /// Whether Redis refused with this error code (and `detail` in its
+    /// text, when given).
+    pub(crate) fn is_redis(&self, code: &str, detail: Option<&str>) -> bool {
+        matches!(self, StoreError::Redis(c) if c.is(code, detail))
+    }
+
     /// An error a script caught and answered with (`{'error', message}`),
     /// classified as Redis's own answer would be: a message starting with a
     /// transient code (see [`transient_code`]) is [`StoreError::Unavailable`].
     pub(crate) fn from_script(script: &str, message: &str) -> StoreError {
         let code = message.split_whitespace().next().unwrap_or("");
         if transient_code(code) {
-            StoreError::Unavailable(format!("{script}: {message}"))
+            StoreError::unavailable(format!("{script}: {message}"))
         } else {
-            StoreError::Redis(format!("{script}: {message}"))
+            StoreError::redis(format!("{script}: {message}"))
         }
     }
 }
@@ -91,11 +154,11 @@ impl From<RedisError> for StoreError {
             || e.code().is_some_and(transient_code)
             // During a failover a command may reach a node that just became
             // a replica (WAIT there is refused): retry later, not a bug.
-            || e.to_string().contains("replica");
+            || e.detail().is_some_and(|d| d.contains("replica"));
         if transient {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(e.into())
         } else {
-            StoreError::Redis(e.to_string())
+            StoreError::Redis(e.into())
         }
     }
 }
@@ -107,7 +170,7 @@ fn tls_certificates(cfg: &RedisConfig) -> Result<Option<redis::TlsCertificates>>
     }
     install_crypto();
     let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| StoreError::Redis(format!("cannot read {}: {e}", p.display())))
+        std::fs::read(p).map_err(|e| StoreError::redis(format!("cannot read {}: {e}", p.display())))
     };
     let root_cert = cfg.tls_ca_file.as_deref().map(read).transpose()?;
     let client_tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
@@ -127,7 +190,7 @@ fn tls_certificates(cfg: &RedisConfig) -> Result<Option<redis::TlsCertificates>>
 /// client certificate, if any.
 fn client_for(cfg: &RedisConfig) -> Result<redis::Client> {
     let bad = |e: String| {
-        StoreError::Redis(format!(
+        StoreError::redis(format!(
             "invalid redis settings for {}: {e}",
             redact_url(&cfg.url)
         ))
@@ -330,10 +393,10 @@ impl Store {
         let connect = ConnectionManager::new_with_config(client.clone(), mc);
         let mgr = tokio::time::timeout(cfg.connect_timeout + cfg.timeout, connect)
             .await
-            .map_err(|_| StoreError::Unavailable("no answer".to_string()))?
+            .map_err(|_| StoreError::unavailable("no answer"))?
             .map_err(|e| match StoreError::from(e) {
                 StoreError::Unavailable(m) | StoreError::Redis(m) => {
-                    StoreError::Unavailable(format!("cannot connect: {m}"))
+                    StoreError::unavailable(format!("cannot connect: {m}"))
                 }
                 other => other,
             })?;
@@ -379,14 +442,14 @@ impl Store {
         }
         let client = builder
             .build()
-            .map_err(|e| StoreError::Redis(format!("invalid cluster settings {shown}: {e}")))?;
+            .map_err(|e| StoreError::redis(format!("invalid cluster settings {shown}: {e}")))?;
         let conn = tokio::time::timeout(
             cfg.connect_timeout + cfg.timeout,
             client.get_async_connection(),
         )
         .await
-        .map_err(|_| StoreError::Unavailable("no answer from the cluster".to_string()))?
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to the cluster: {e}")))?;
+        .map_err(|_| StoreError::unavailable("no answer from the cluster"))?
+        .map_err(|e| StoreError::unavailable(format!("cannot connect to the cluster: {e}")))?;
         let handle = Arc::new(ClusterHandle {
             client,
             conn: std::sync::RwLock::new(conn),
@@ -506,13 +569,13 @@ impl Store {
                     // Mid-failover the slot's node may still be a replica
                     // (WAIT is refused there): try again shortly.
                     other => {
-                        return Err(StoreError::Unavailable(format!("WAIT answered {other:?}")))
+                        return Err(StoreError::unavailable(format!("WAIT answered {other:?}")))
                     }
                 }
             }
         };
         if acked < i64::from(n) {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "only {acked} of {n} replicas confirmed the write"
             )));
         }
@@ -573,7 +636,7 @@ impl Store {
         };
         let r = match tokio::time::timeout(self.timeout, f(conn)).await {
             Ok(r) => r.map_err(StoreError::from),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Err(_) => Err(StoreError::unavailable(format!(
                 "no reply within {:?}",
                 self.timeout
             ))),

@@ -285,7 +285,7 @@ impl Store {
         // Any script refuses an event whose counters were damaged, before
         // writing anything.
         if r.is("damaged") {
-            return Err(StoreError::Redis(format!(
+            return Err(StoreError::redis(format!(
                 "{name}: {}; nothing was changed (repair or delete the event's keys)",
                 r.str(1).unwrap_or_default()
             )));
