@@ -871,5 +871,8 @@ async fn a_job_stream_deleted_by_hand_gets_its_group_back_and_its_jobs_done() {
     let cfg = config(&redis);
     let summary = drain(&redis, &cfg, purchase_opts(true, "w")).await;
     assert_eq!(summary.completed, 1);
-    assert_eq!(stream_order_ids(&redis, "tc:payments"), [order.id.to_string()]);
+    assert_eq!(
+        stream_order_ids(&redis, "tc:payments"),
+        [order.id.to_string()]
+    );
 }

@@ -1,19 +1,18 @@
-//! Read-only views for operators (`ticketctl inspect`), and the operator
-//! actions on dead letters. Every read is bounded (a capped schedule walk,
-//! `COUNT`-limited ranges), so inspection never blocks Redis.
+//! Read-only views for operators (`ticketctl inspect`, `dlq list`): nothing
+//! here writes (the dead-letter actions are in `jobs.rs`). Every read is
+//! bounded (a capped schedule walk, `COUNT`-limited ranges), so inspection
+//! never blocks Redis.
 
 use redis::Value;
 
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
-use super::scripts::{invocation, schema_error, DLQ_RETRY, INSPECT_EVENT};
+use super::scripts::{invocation, schema_error, INSPECT_EVENT};
 use super::{Result, Store};
 use crate::model::{HoldId, Order, OrderId};
 
 /// Schedule entries one inspection reads at most per event.
 pub const MAX_WALK: usize = 20_000;
-/// Most dead letters one `dlq_retry` call looks at.
-const DLQ_SCAN: u64 = 1000;
 
 /// One event as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,9 +248,7 @@ impl Store {
         {
             Ok(v) => v,
             // No job stream yet: an empty queue.
-            Err(e) if e.is_redis("ERR", Some("no such key")) => {
-                return Ok((view, false, true))
-            }
+            Err(e) if e.is_redis("ERR", Some("no such key")) => return Ok((view, false, true)),
             Err(e) => return Err(e),
         };
         let (mut group, mut lag_known) = (false, true);
@@ -394,45 +391,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// Puts dead letters of an event back on its job stream: those of one
-    /// order (`seq`), or all. Returns (retried, still dead). Each script call
-    /// looks at no more than [`DLQ_SCAN`] entries, so a long dead-letter
-    /// stream is walked in steps instead of blocking Redis.
-    pub async fn retry_dead_letters(&self, event: &str, seq: Option<u64>) -> Result<(u64, u64)> {
-        let keys = EventKeys::new(event);
-        let want = seq.map(|s| s.to_string()).unwrap_or_default();
-        // The walk ends at the entry that was last when it began: jobs
-        // dead-lettered again meanwhile wait for the next retry.
-        let (mut total, mut after, mut last) = (0, String::new(), String::new());
-        loop {
-            let mut inv = invocation(&DLQ_RETRY, &keys, None);
-            inv.key(keys.dead())
-                .arg(&want)
-                .arg(500)
-                .arg(&after)
-                .arg(DLQ_SCAN)
-                .arg(&last);
-            let r = self.eval(inv, "dlq_retry").await?;
-            let (n, left) = (r.uint(0)?, r.uint(1)?);
-            total += n;
-            after = r.str(2)?;
-            last = r.str(3)?;
-            if after.is_empty() {
-                return Ok((total, left));
-            }
-        }
-    }
-
-    /// Deletes an event's dead letters (their orders stay `failed`); returns how many.
-    pub async fn purge_dead_letters(&self, event: &str) -> Result<u64> {
-        let key = EventKeys::new(event).dead();
-        let n = self.stream_len(&key).await?;
-        let _: i64 = self
-            .run(|mut c| async move { redis::cmd("DEL").arg(key).query_async(&mut c).await })
-            .await?;
-        Ok(n)
     }
 
     /// Up to `limit` most recent orders of an event, newest first (reads at

@@ -1,7 +1,8 @@
 //! The purchase queue from the consumer's side: reading jobs through the
 //! consumer group, taking over jobs of dead workers, completing and
-//! dead-lettering them, and publishing orders to Redis-stream sinks exactly
-//! once. Also the wake-up subscription of the release worker.
+//! dead-lettering them (and the operator's retry and purge of dead letters),
+//! and publishing orders to Redis-stream sinks exactly once. Also the
+//! wake-up subscription of the release worker.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
 use super::scripts::{
-    invocation, COMPLETE_ORDERS, DEAD_LETTER, FORGET_IDLE_CONSUMERS, OWN_JOBS, PUBLISH_STREAM,
+    invocation, COMPLETE_ORDERS, DEAD_LETTER, DLQ_RETRY, FORGET_IDLE_CONSUMERS, OWN_JOBS,
+    PUBLISH_STREAM,
 };
 use super::{Result, Store, StoreError};
 use crate::model::OrderId;
@@ -59,6 +61,9 @@ pub struct SinkMessage {
     /// RFC 3339 purchase time.
     pub created_at: String,
 }
+
+/// Most dead letters one `dlq_retry` call looks at.
+const DLQ_SCAN: u64 = 1000;
 
 /// Jobs per Redis call: reads, take-overs, scripts and their replies stay
 /// this small whatever the batch, so that no call nears `redis.timeout`
@@ -445,6 +450,45 @@ impl Store {
             moved += self.eval(inv, "dead_letter").await?.uint(0)?;
         }
         Ok(moved)
+    }
+
+    /// Puts dead letters of an event back on its job stream: those of one
+    /// order (`seq`), or all. Returns (retried, still dead). Each script call
+    /// looks at no more than [`DLQ_SCAN`] entries, so a long dead-letter
+    /// stream is walked in steps instead of blocking Redis.
+    pub async fn retry_dead_letters(&self, event: &str, seq: Option<u64>) -> Result<(u64, u64)> {
+        let keys = EventKeys::new(event);
+        let want = seq.map(|s| s.to_string()).unwrap_or_default();
+        // The walk ends at the entry that was last when it began: jobs
+        // dead-lettered again meanwhile wait for the next retry.
+        let (mut total, mut after, mut last) = (0, String::new(), String::new());
+        loop {
+            let mut inv = invocation(&DLQ_RETRY, &keys, None);
+            inv.key(keys.dead())
+                .arg(&want)
+                .arg(500)
+                .arg(&after)
+                .arg(DLQ_SCAN)
+                .arg(&last);
+            let r = self.eval(inv, "dlq_retry").await?;
+            let (n, left) = (r.uint(0)?, r.uint(1)?);
+            total += n;
+            after = r.str(2)?;
+            last = r.str(3)?;
+            if after.is_empty() {
+                return Ok((total, left));
+            }
+        }
+    }
+
+    /// Deletes an event's dead letters (their orders stay `failed`); returns how many.
+    pub async fn purge_dead_letters(&self, event: &str) -> Result<u64> {
+        let key = EventKeys::new(event).dead();
+        let n = self.stream_len(&key).await?;
+        let _: i64 = self
+            .run(|mut c| async move { redis::cmd("DEL").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok(n)
     }
 
     /// Appends messages to a sink stream, skipping orders it already has.
