@@ -275,15 +275,8 @@ pub fn is_admin(headers: &HeaderMap, token: &str) -> bool {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return false;
     }
-    constant_time_eq(given.trim().as_bytes(), token.as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Length is not secret; the content comparison does not stop early.
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // In constant time (the length is not secret).
+    subtle::ConstantTimeEq::ct_eq(given.trim().as_bytes(), token.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -21,36 +21,44 @@ pub struct Webhook {
     host: String,
     port: u16,
     path: String,
+    /// `host[:port]` as written, for the Host header.
+    authority: String,
     url: String,
     secret: String,
     timeout: Duration,
 }
 
 impl Webhook {
-    /// Parses an `http://host[:port][/path]` URL.
+    /// Parses an `http://host[:port][/path][?query]` URL (hyper's own
+    /// parser: IPv6 literals in brackets, ports, queries).
     pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<Webhook, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("webhook url {url:?} must start with http://"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("webhook url {url:?} has a bad port"))?,
-            ),
-            None => (authority, 80),
-        };
-        if host.is_empty() {
-            return Err(format!("webhook url {url:?} has no host"));
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| format!("webhook url {url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("webhook url {url:?} must start with http://"));
         }
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("webhook url {url:?} has no host"))?;
+        // `[::1]` names the address `::1`.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        // The parser takes any port text; only a number is one.
+        let after_host = authority
+            .rsplit_once(']')
+            .map_or(authority, |(_, rest)| rest);
+        if let Some((_, port)) = after_host.rsplit_once(':') {
+            port.parse::<u16>()
+                .map_err(|_| format!("webhook url {url:?} has a bad port"))?;
+        }
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         Ok(Webhook {
             host: host.into(),
-            port,
-            path: path.into(),
+            port: uri.port_u16().unwrap_or(80),
+            path: if path.is_empty() { "/" } else { path }.into(),
+            authority: authority.into(),
             url: url.into(),
             secret: secret.into(),
             timeout,
@@ -96,7 +104,7 @@ impl Webhook {
                 .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
         let req = hyper::Request::post(&self.path)
-            .header("host", format!("{}:{}", self.host, self.port))
+            .header("host", &self.authority)
             .header("content-type", "application/json")
             .header(
                 "user-agent",
@@ -163,6 +171,17 @@ mod tests {
         assert_eq!((w.port, w.path.as_str()), (80, "/"));
         assert!(Webhook::new("https://x", "", Duration::from_secs(1)).is_err());
         assert!(Webhook::new("http://x:notaport/", "", Duration::from_secs(1)).is_err());
+        assert!(Webhook::new("http:///x", "", Duration::from_secs(1)).is_err());
+        let w = Webhook::new("http://[::1]:8080/h?k=v", "", Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            (
+                w.host.as_str(),
+                w.port,
+                w.path.as_str(),
+                w.authority.as_str()
+            ),
+            ("::1", 8080, "/h?k=v", "[::1]:8080")
+        );
     }
 
     #[test]
