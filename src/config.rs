@@ -1,7 +1,9 @@
 //! Configuration: the TOML file, `TICKETCTL_*` environment variables and
 //! command-line overrides, merged with the precedence flag > environment >
-//! file > default, then validated. Owns every default; knows nothing of Redis
-//! or HTTP beyond the values it hands them.
+//! file > default, then validated. Owns the defaults of its settings (the
+//! domain's limits and defaults come from `model`); Redis URLs are checked
+//! with the Redis client's own parser, so a URL it would refuse is a
+//! configuration error.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

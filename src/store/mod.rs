@@ -1,6 +1,8 @@
 //! The only code that talks to Redis. Every state transition is one Lua
-//! script (`lua/`, wrapped one typed method each in `scripts.rs`); read-only
-//! queries live in `query.rs`; key names come from `keys.rs` alone.
+//! script (`lua/`), with one typed method each beside the code that uses
+//! it: events, holds, purchases and releases in `scripts.rs`, the job queue
+//! and dead letters in `jobs.rs`. Read-only queries live in `query.rs` and
+//! `inspect.rs`; key names come from `keys.rs` alone.
 //!
 //! Must not: know about HTTP, format JSON for clients, or let Redis error text
 //! out in anything but a [`StoreError`] meant for logs.
