@@ -420,7 +420,9 @@ impl Store {
         let mut done = 0;
         for chunk in jobs.chunks(JOBS_PER_CALL) {
             let mut inv = invocation(&COMPLETE_ORDERS, &keys, None);
-            inv.key(keys.job_errors()).key(keys.dead());
+            inv.key(keys.job_errors())
+                .key(keys.dead())
+                .arg(keys::JOBS_GROUP);
             for (id, seq) in chunk {
                 inv.arg(*id).arg(*seq);
             }
@@ -440,7 +442,9 @@ impl Store {
         let mut moved = 0;
         for chunk in jobs.chunks(JOBS_PER_CALL) {
             let mut inv = invocation(&DEAD_LETTER, &keys, None);
-            inv.key(keys.dead()).key(keys.job_errors());
+            inv.key(keys.dead())
+                .key(keys.job_errors())
+                .arg(keys::JOBS_GROUP);
             for (id, seq, attempts, err) in chunk {
                 inv.arg(*id)
                     .arg(seq.map(|s| s.to_string()).unwrap_or_default())

@@ -298,7 +298,10 @@ impl Store {
     pub async fn create_event(&self, s: &EventSettings) -> Result<CreateEvent> {
         let keys = EventKeys::new(&s.id);
         let mut inv = invocation(&CREATE_EVENT, &keys, None);
-        inv.arg(s.capacity).arg(s.hold_ttl_ms).arg(s.max_per_hold);
+        inv.arg(s.capacity)
+            .arg(s.hold_ttl_ms)
+            .arg(s.max_per_hold)
+            .arg(keys::JOBS_GROUP);
         let r = self.eval(inv, "create_event").await?;
         let outcome = match r.status()?.as_str() {
             "created" => CreateEvent::Created,

@@ -3,7 +3,8 @@
 -- repeat (a second call for the same job changes nothing).
 -- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: last errors of jobs (hash)
 -- KEYS[11]: dead-letter stream
--- ARGV: streamId, seq, streamId, seq, ...
+-- ARGV[1]: the job stream's consumer group
+-- ARGV[2..]: streamId, seq, streamId, seq, ...
 -- Returns: { orders completed now, nowMs }
 --
 -- An order already `failed` is completed too: its job was dead-lettered
@@ -12,16 +13,18 @@
 -- Its dead letters go when among the newest DEAD_SCAN entries (an older
 -- one is dropped by `dlq retry`, which re-queues no completed order).
 
+local GROUP = ARGV[1]
+
 -- Drops acknowledged jobs from the head of the job stream: everything before
 -- the oldest pending job, or before the last delivered one when none is
 -- pending. Trimming whole stream nodes ('~') is far cheaper than XDEL per job.
 local function trim_jobs()
-  local pending = redis.call('XPENDING', K.jobs, 'purchase')
+  local pending = redis.call('XPENDING', K.jobs, GROUP)
   local minid = pending[2]
   if not minid then
     for _, g in ipairs(redis.call('XINFO', 'GROUPS', K.jobs)) do
       for i = 1, #g, 2 do
-        if g[i] == 'name' and g[i + 1] ~= 'purchase' then break end
+        if g[i] == 'name' and g[i + 1] ~= GROUP then break end
         if g[i] == 'last-delivered-id' then minid = g[i + 1] end
       end
     end
@@ -31,7 +34,7 @@ end
 
 local now = fmt_int(now_ms())
 local done, ids, seqs = 0, {}, {}
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   seqs[#seqs + 1] = ARGV[i + 1]
 end
@@ -70,7 +73,7 @@ if n_revived > 0 then
   end
   in_chunks(gone, function(...) redis.call('XDEL', KEYS[11], ...) end)
 end
-in_chunks(ids, function(...) redis.call('XACK', K.jobs, 'purchase', ...) end)
+in_chunks(ids, function(...) redis.call('XACK', K.jobs, GROUP, ...) end)
 trim_jobs()
 in_chunks(ids, function(...) redis.call('HDEL', KEYS[10], ...) end)
 return { done, tonumber(now) }

@@ -2,6 +2,7 @@
 -- settings of the existing one.
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: capacity   ARGV[2]: hold time in ms   ARGV[3]: max tickets per hold
+-- ARGV[4]: the job stream's consumer group
 -- Returns: { 'created'|'exists'|'conflict', capacity, ttl_ms, max_per_hold }
 --        | { 'schema', v } | { 'damaged', what } (see load_meta)
 local cap, ttl, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -18,5 +19,5 @@ redis.call('HSET', K.meta, 'capacity', cap, 'ttl_ms', ttl, 'max_per_hold', max,
 -- Bit 0 is no ticket. Writing the whole bitmap once sizes it exactly (SETBIT
 -- would over-allocate while growing) and keeps BITPOS within the string.
 redis.call('SET', K.taken, '\128' .. string.rep('\0', math.floor(cap / 8)))
-redis.call('XGROUP', 'CREATE', K.jobs, 'purchase', '0', 'MKSTREAM')
+redis.call('XGROUP', 'CREATE', K.jobs, ARGV[4], '0', 'MKSTREAM')
 return { 'created', cap, ttl, max }

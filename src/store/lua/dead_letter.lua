@@ -2,12 +2,14 @@
 -- stream with their last error, and marks their orders failed.
 -- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
 -- KEYS[11]: last errors of jobs (hash); an empty error argument takes the recorded one
--- ARGV: streamId, seq, attempts, error, ... (seq may be '' for a job too
+-- ARGV[1]: the job stream's consumer group
+-- ARGV[2..]: streamId, seq, attempts, error, ... (seq may be '' for a job too
 --       damaged to name its order)
 -- Returns: { jobs moved }
 local now = now_ms()
 local moved = 0
-for i = 1, #ARGV, 4 do
+local group = ARGV[1]
+for i = 2, #ARGV, 4 do
   local id, seq, attempts, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if err == '' then err = redis.call('HGET', KEYS[11], id) or 'delivery attempts exhausted' end
   local entry = redis.call('XRANGE', K.jobs, id, id)
@@ -31,7 +33,7 @@ for i = 1, #ARGV, 4 do
   -- Acknowledged only: the entry goes with the next trim of acknowledged
   -- jobs (complete_orders). Deleting it from the middle of the stream
   -- would leave Redis unable to say how many jobs wait (XINFO lag).
-  redis.call('XACK', K.jobs, 'purchase', id)
+  redis.call('XACK', K.jobs, group, id)
   redis.call('HDEL', KEYS[11], id)
 end
 return { moved }
