@@ -84,8 +84,9 @@ pub fn idempotency_binding(client_key: &str) -> String {
     format!("tc:idem:{client_key}")
 }
 
-/// How long an Idempotency-Key is remembered, in seconds (as the per-event
-/// records in `lua/lib.lua`).
+/// How long an Idempotency-Key is remembered, in seconds: its binding and
+/// the per-event record of its answer (passed to the hold and purchase
+/// scripts with the request's fingerprint).
 pub const IDEMPOTENCY_TTL_SECS: u64 = 86_400;
 
 /// The index of orders already published to a sink stream. Its hash tag is

@@ -110,6 +110,14 @@ pub(super) fn invocation<'a>(
     inv
 }
 
+/// The idempotency argument of the hold and purchase scripts: the record's
+/// time to live and the request's fingerprint (see `idem_arg` in lib.lua),
+/// or nothing without a key.
+fn idem_arg(idem: Option<&Idempotency<'_>>) -> String {
+    idem.map(|i| format!("{}|{}", keys::IDEMPOTENCY_TTL_SECS, i.fingerprint))
+        .unwrap_or_default()
+}
+
 pub(super) fn schema_error(event: &str, r: &Reply) -> StoreError {
     StoreError::Schema {
         event: event.into(),
@@ -472,7 +480,7 @@ impl Store {
         inv.arg(keys::RELEASE_WAKE_CHANNEL)
             .arg(event)
             .arg(self.max_holds_per_user)
-            .arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+            .arg(idem_arg(idem));
         let secrets: Vec<String> = holds.iter().map(|_| new_secret()).collect();
         for ((user, req), secret) in holds.iter().zip(&secrets) {
             inv.arg(secret).arg(*user);
@@ -588,7 +596,7 @@ impl Store {
     ) -> Result<Vec<Result<PurchaseOutcome>>> {
         let keys = EventKeys::new(event);
         let mut inv = invocation(&PURCHASE, &keys, idem.map(|i| ("purchase", i.key)));
-        inv.arg(idem.map(|i| i.fingerprint.as_str()).unwrap_or(""));
+        inv.arg(idem_arg(idem));
         for item in items {
             match &item.by {
                 BuyRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(h.deadline_ms),

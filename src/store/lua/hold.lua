@@ -5,7 +5,7 @@
 -- KEYS[10]: optional idempotency record (then exactly one hold)
 -- ARGV[1]: wake-up channel   ARGV[2]: event id
 -- ARGV[3]: most live holds one user may have in the event (0: no limit)
--- ARGV[4]: request fingerprint (with KEYS[10])
+-- ARGV[4]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
 -- Then four per hold: secret, userId, 't' (then comma-separated ticket ids)
 -- or 'q' (then a quantity).
 -- Publishes the event id on channel ARGV[1] when the schedule was empty, so

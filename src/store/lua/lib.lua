@@ -220,21 +220,30 @@ local function count_expired(n)
   if n > 0 then redis.call('HINCRBY', K.meta, 'expired', n) end
 end
 
+-- An Idempotency-Key's argument (with KEYS[10]) is '<ttl seconds>|<request
+-- fingerprint>': how long the record is kept comes from keys.rs with it.
+local function idem_arg(arg)
+  local ttl, fingerprint = string.match(arg, '^(%d+)|(.*)$')
+  if not ttl then error('idempotency argument is not ttl|fingerprint') end
+  return fingerprint, ttl
+end
+
 -- Idempotency-Key: returns the stored reply for a repeated key, an
 -- 'idem_mismatch' reply when the key was used with another request, or nil.
-local function idem_replay(fingerprint)
+local function idem_replay(arg)
   if not K.idem then return nil end
   local stored = redis.call('GET', K.idem)
   if not stored then return nil end
   local rec = cjson.decode(stored)
-  if rec.fp ~= fingerprint then return { 'idem_mismatch' } end
+  if rec.fp ~= (idem_arg(arg)) then return { 'idem_mismatch' } end
   return rec.reply
 end
 
 -- Stores `stored` as the answer to replay for this key, returns `reply`.
-local function idem_finish(fingerprint, reply, stored)
+local function idem_finish(arg, reply, stored)
   if K.idem then
-    redis.call('SET', K.idem, cjson.encode({ fp = fingerprint, reply = stored or reply }), 'EX', 86400)
+    local fingerprint, ttl = idem_arg(arg)
+    redis.call('SET', K.idem, cjson.encode({ fp = fingerprint, reply = stored or reply }), 'EX', ttl)
   end
   return reply
 end

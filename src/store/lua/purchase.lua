@@ -4,7 +4,7 @@
 -- the same hold again returns the same order.
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- KEYS[10]: optional idempotency record (then exactly one purchase)
--- ARGV[1]: request fingerprint (with KEYS[10])
+-- ARGV[1]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
 -- Then six per purchase: 'h' (hold seq, hold secret, deadline named by the
 -- holdId) or 't' (ticket id: the hold of this user that holds it, '', '');
 -- then userId and the new order secret.
