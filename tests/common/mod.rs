@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -220,6 +220,196 @@ impl Api {
     }
 }
 
+/// What a hold asks for: these tickets, or this many of the lowest
+/// available ones.
+#[derive(Debug, Clone, Copy)]
+pub enum Want<'a> {
+    Tickets(&'a [u64]),
+    Quantity(u64),
+}
+
+impl Want<'_> {
+    fn field(self) -> (&'static str, Value) {
+        match self {
+            Want::Tickets(ids) => ("ticketIds", json!(ids)),
+            Want::Quantity(n) => ("quantity", json!(n)),
+        }
+    }
+}
+
+/// The routes of the contract, typed: each returns the response as it came.
+impl Api {
+    pub async fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, None).await
+    }
+
+    /// `POST /v1/events` with the admin token.
+    pub async fn create_event(&self, body: Value) -> Resp {
+        self.admin("POST", "/v1/events", Some(body)).await
+    }
+
+    /// `POST /v1/events/{event}/holds` for `user` (a string or a number).
+    pub async fn hold(&self, event: &str, user: impl Into<Value>, want: Want<'_>) -> Resp {
+        let (field, value) = want.field();
+        self.req(
+            "POST",
+            &format!("/v1/events/{event}/holds"),
+            Some(json!({"userId": user.into(), field: value})),
+        )
+        .await
+    }
+
+    /// A hold that must be granted (201); its id.
+    #[track_caller]
+    pub fn hold_ok<'a>(
+        &'a self,
+        event: &'a str,
+        user: impl Into<Value> + 'a,
+        want: Want<'a>,
+    ) -> impl std::future::Future<Output = String> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let r = self.hold(event, user, want).await;
+            assert_eq!(r.status, 201, "hold at {caller}: {}", r.text);
+            r.hold_id()
+        }
+    }
+
+    /// `GET /v1/holds/{hold}`.
+    pub async fn get_hold(&self, hold: &str) -> Resp {
+        self.get(&format!("/v1/holds/{hold}")).await
+    }
+
+    /// `POST /v1/holds/{hold}/purchase` by `user`.
+    pub async fn buy(&self, hold: &str, user: impl Into<Value>) -> Resp {
+        self.req(
+            "POST",
+            &format!("/v1/holds/{hold}/purchase"),
+            Some(json!({"userId": user.into()})),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/holds/{hold}` by `user`.
+    pub async fn cancel(&self, hold: &str, user: impl Into<Value>) -> Resp {
+        self.req(
+            "DELETE",
+            &format!("/v1/holds/{hold}"),
+            Some(json!({"userId": user.into()})),
+        )
+        .await
+    }
+
+    /// `GET /v1/events/{event}`: its (available, held, sold).
+    #[track_caller]
+    pub fn counts<'a>(
+        &'a self,
+        event: &'a str,
+    ) -> impl std::future::Future<Output = (u64, u64, u64)> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let r = self.get(&format!("/v1/events/{event}")).await;
+            assert_eq!(r.status, 200, "counts at {caller}: {}", r.text);
+            let e = r.json();
+            let n = |f: &str| {
+                e[f].as_u64()
+                    .unwrap_or_else(|| panic!("{f} of {event} at {caller}: {e}"))
+            };
+            (n("available"), n("held"), n("sold"))
+        }
+    }
+
+    /// `POST path` with `body` as it is, and only `headers`.
+    pub async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+        self.raw("POST", path, Some(body.into()), headers).await
+    }
+
+    /// `POST path` with a JSON body and an Idempotency-Key.
+    pub async fn with_key(&self, path: &str, body: &Value, key: &str) -> Resp {
+        let headers = [
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        self.post_raw(path, &body.to_string(), &headers).await
+    }
+
+    /// `POST /api/ticket/reserve` (compatibility route).
+    pub async fn reserve(&self, user: &str, ticket: u64) -> Resp {
+        let body = json!({"userId": user, "ticketId": ticket});
+        self.req("POST", "/api/ticket/reserve", Some(body)).await
+    }
+
+    /// `POST /api/ticket/buy` (compatibility route).
+    pub async fn buy_ticket(&self, user: &str, ticket: u64) -> Resp {
+        let body = json!({"ticketId": ticket, "userId": user});
+        self.req("POST", "/api/ticket/buy", Some(body)).await
+    }
+
+    /// `POST /api/ticket/release` with the admin token (compatibility route).
+    pub async fn release(&self, ticket: u64) -> Resp {
+        let body = json!({"ticketId": ticket});
+        self.admin("POST", "/api/ticket/release", Some(body)).await
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+    }
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` text (0 when
+/// absent).
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A JSON array of ticket ids.
+#[track_caller]
+pub fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect()
+}
+
+/// Whether `check` holds within `attempts` tries, `pause` apart.
+pub async fn eventually<F, Fut>(attempts: u32, pause: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..attempts {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    false
+}
+
+/// Available, held and sold tickets of `event` add up to its capacity.
+#[track_caller]
+pub fn assert_counts_add_up<'a>(
+    api: &'a Api,
+    event: &'a str,
+    capacity: u64,
+) -> impl std::future::Future<Output = ()> + 'a {
+    let caller = std::panic::Location::caller();
+    async move {
+        let (available, held, sold) = api.counts(event).await;
+        assert_eq!(
+            available + held + sold,
+            capacity,
+            "{event} at {caller}: {available} available, {held} held, {sold} sold"
+        );
+    }
+}
+
 impl Drop for Api {
     fn drop(&mut self) {
         self.token.cancel();
@@ -249,6 +439,36 @@ impl Resp {
             "{}",
             self.text
         );
+    }
+
+    /// Asserts the status is `status`; shows the body when it is not.
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{}", self.text);
+        self
+    }
+
+    /// The value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// The `holdId` of a hold's answer.
+    #[track_caller]
+    pub fn hold_id(&self) -> String {
+        self.json()["holdId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no holdId: {}", self.text))
+            .to_string()
+    }
+
+    /// The error message of an error answer.
+    #[track_caller]
+    pub fn message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {}", self.text))
+            .to_string()
     }
 
     pub fn code(&self) -> String {
@@ -310,6 +530,40 @@ pub async fn try_request(
         headers,
         text: String::from_utf8_lossy(&bytes).into_owned(),
     })
+}
+
+/// Writes `bytes` on a fresh connection and returns what its first read
+/// brings (waiting 5 s at most): for requests the client cannot build.
+pub async fn first_read(addr: SocketAddr, bytes: Vec<u8>) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(&bytes).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = c.read(&mut buf).expect("an answer within 5 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes `bytes` on a fresh connection, closes its writing half, and
+/// returns all that comes back until the server closes (10 s at most).
+pub async fn half_closed_exchange(addr: SocketAddr, bytes: Vec<u8>) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        // Up to the answer's end or the timeout; either way what came.
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).to_string()
+    })
+    .await
+    .unwrap()
 }
 
 /// Path to the built binary.
