@@ -4,10 +4,11 @@
 mod common;
 
 use common::Want::{Quantity, Tickets};
-use common::{config, eventually, first_read, half_closed_exchange, ids, metric, Api, Redis};
+use common::{config, eventually, first_read, half_closed_exchange, ids, keys, metric, Api, Redis};
 use serde_json::json;
 use std::time::Duration;
 use ticketctl::config::{Config, EventSeed};
+use ticketctl::store::keys::{idempotency_binding, EVENTS};
 
 /// Long enough for a hold on event `short` (1 s) to have expired.
 const SHORT_TTL_PASSED: Duration = Duration::from_millis(1100);
@@ -161,7 +162,7 @@ async fn holds_purchases_and_orders() {
 
     // Bought holds are gone; exactly one job was queued.
     assert_eq!(api.get_hold(&id).await.status, 404);
-    assert_eq!(r.cli(&["XLEN", "tc:{ev:default}:jobs"]), "1");
+    assert_eq!(r.cli(&["XLEN", &keys("default").jobs()]), "1");
     assert_eq!(api.counts("default").await, (95, 3, 2));
 
     // Cancel.
@@ -375,13 +376,13 @@ async fn idempotency_keys_replay_or_refuse() {
     assert_eq!(p3.status, 422);
     // A hold's key used again on a purchase.
     api.with_key(&path, &buy, "k-1").await.assert_status(422);
-    assert_eq!(r.cli(&["XLEN", "tc:{ev:default}:jobs"]), "1");
+    assert_eq!(r.cli(&["XLEN", &keys("default").jobs()]), "1");
     for key in [
-        "tc:{ev:default}:idem:hold:k-1",
-        "tc:idem:k-1",
-        "tc:idem:p-1",
+        keys("default").idempotency("hold", "k-1"),
+        idempotency_binding("k-1"),
+        idempotency_binding("p-1"),
     ] {
-        let ttl: i64 = r.cli(&["TTL", key]).parse().unwrap();
+        let ttl: i64 = r.cli(&["TTL", &key]).parse().unwrap();
         assert!(ttl > 86_000 && ttl <= 86_400, "{key}: {ttl}");
     }
 }
@@ -500,9 +501,9 @@ async fn compatibility_routes_behave_like_the_proof_of_concept() {
 #[tokio::test]
 async fn metrics_skip_a_damaged_event_and_an_id_unfit_for_a_label() {
     let (redis, api) = api().await;
-    redis.cli(&["DEL", "tc:{ev:short}:meta"]);
-    redis.cli(&["SET", "tc:{ev:short}:meta", "not a hash"]);
-    redis.cli(&["SADD", "tc:events", "bad\"id\nx"]);
+    redis.cli(&["DEL", &keys("short").meta()]);
+    redis.cli(&["SET", &keys("short").meta(), "not a hash"]);
+    redis.cli(&["SADD", EVENTS, "bad\"id\nx"]);
     let r = api.get("/metrics").await;
     assert_eq!(r.status, 200);
     let m = r.text;

@@ -7,8 +7,9 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{config, Redis, Rng};
+use common::{config, keys, Redis, Rng};
 use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest};
+use ticketctl::store::keys::RELEASE_WAKE_CHANNEL;
 use ticketctl::store::Store;
 
 async fn batching_store(redis: &Redis, max_holds_per_user: u64) -> Store {
@@ -62,10 +63,10 @@ async fn bought(store: &Store, hold: &ticketctl::model::Hold) -> ticketctl::mode
 /// its holdId then names that deadline).
 fn backdate(redis: &Redis, seq: u64) {
     let seq = seq.to_string();
-    let rec = redis.cli(&["HGET", "tc:{ev:gig}:holds", &seq]);
+    let rec = redis.cli(&["HGET", &keys("gig").holds(), &seq]);
     let mut parts: Vec<&str> = rec.split('|').collect();
     parts[1] = "1";
-    redis.cli(&["HSET", "tc:{ev:gig}:holds", &seq, &parts.join("|")]);
+    redis.cli(&["HSET", &keys("gig").holds(), &seq, &parts.join("|")]);
 }
 
 /// Runs every (user, request) at once and returns the outcomes in order.
@@ -170,7 +171,7 @@ async fn one_users_holds_in_one_call_are_counted_one_by_one() {
         .count();
     assert_eq!((made, limited), (3, 27), "{outcomes:?}");
     assert_eq!(
-        redis.cli(&["HGET", "tc:{ev:gig}:uholds", "greedy"]).trim(),
+        redis.cli(&["HGET", &keys("gig").uholds(), "greedy"]).trim(),
         "3"
     );
     let counts = store.event_counts("gig").await.unwrap().unwrap();
@@ -191,7 +192,7 @@ async fn without_a_limit_holds_are_not_counted_and_a_limit_counts_from_then_on()
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(redis.cli(&["HLEN", "tc:{ev:gig}:uholds"]), "0");
+    assert_eq!(redis.cli(&["HLEN", &keys("gig").uholds()]), "0");
     // Buying and cancelling uncounted holds leaves no count behind.
     for h in &holds[..5] {
         store
@@ -202,7 +203,7 @@ async fn without_a_limit_holds_are_not_counted_and_a_limit_counts_from_then_on()
     for h in &holds[5..10] {
         store.cancel(&HoldRef::Id(&h.id), None).await.unwrap();
     }
-    assert_eq!(redis.cli(&["HLEN", "tc:{ev:gig}:uholds"]), "0");
+    assert_eq!(redis.cli(&["HLEN", &keys("gig").uholds()]), "0");
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!((counts.held, counts.sold), (140, 5));
 
@@ -220,17 +221,17 @@ async fn without_a_limit_holds_are_not_counted_and_a_limit_counts_from_then_on()
         .await
         .unwrap();
     assert!(matches!(o, HoldOutcome::HoldLimit(2)), "{o:?}");
-    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "greedy"]), "2");
+    assert_eq!(redis.cli(&["HGET", &keys("gig").uholds(), "greedy"]), "2");
     // A counted hold ending through a process without the limit still
     // lowers its user's count.
     let counted = held(&limited, "other", vec![160]).await;
-    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "other"]), "1");
+    assert_eq!(redis.cli(&["HGET", &keys("gig").uholds(), "other"]), "1");
     store
         .purchase(&HoldRef::Id(&counted.id), "other", None)
         .await
         .unwrap();
-    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "other"]), "");
-    assert_eq!(redis.cli(&["HGET", "tc:{ev:gig}:uholds", "greedy"]), "2");
+    assert_eq!(redis.cli(&["HGET", &keys("gig").uholds(), "other"]), "");
+    assert_eq!(redis.cli(&["HGET", &keys("gig").uholds(), "greedy"]), "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -352,7 +353,7 @@ async fn concurrent_purchases_share_calls_and_buy_each_hold_once() {
     }
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!((counts.sold, counts.held, counts.available), (100, 0, 100));
-    assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]).trim(), "100");
+    assert_eq!(redis.cli(&["XLEN", &keys("gig").jobs()]).trim(), "100");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -391,7 +392,7 @@ async fn many_of_the_biggest_holds_at_once_are_all_made() {
     }
     let counts = store.event_counts("big").await.unwrap().unwrap();
     assert_eq!(counts.held, 100_000);
-    assert_eq!(redis.cli(&["HLEN", "tc:{ev:big}:owner"]).trim(), "100000");
+    assert_eq!(redis.cli(&["HLEN", &keys("big").owner()]).trim(), "100000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -442,7 +443,10 @@ async fn a_hold_abandoned_while_it_waits_is_not_made() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!(counts.held, 2, "the abandoned hold was made");
-    assert_eq!(redis.cli(&["GETBIT", "tc:{ev:gig}:taken", "3"]).trim(), "0");
+    assert_eq!(
+        redis.cli(&["GETBIT", &keys("gig").taken(), "3"]).trim(),
+        "0"
+    );
 }
 
 #[tokio::test]
@@ -453,7 +457,7 @@ async fn a_taken_ticket_that_no_hold_owns_is_taken_back_without_skewing_counts()
     let redis = Redis::start();
     let store = batching_store(&redis, 0).await;
     event(&store, "gig", 10).await;
-    redis.cli(&["SETBIT", "tc:{ev:gig}:taken", "5", "1"]);
+    redis.cli(&["SETBIT", &keys("gig").taken(), "5", "1"]);
     let HoldOutcome::Held { hold: other, .. } = store
         .hold("gig", "other", &HoldRequest::Tickets(vec![6]), None)
         .await
@@ -494,9 +498,9 @@ async fn a_taken_ticket_that_no_hold_owns_is_taken_back_without_skewing_counts()
         .cancel(&ticketctl::store::HoldRef::Id(&other.id), None)
         .await
         .unwrap();
-    redis.cli(&["SETBIT", "tc:{ev:gig}:taken", "9", "1"]);
-    redis.cli(&["HSET", "tc:{ev:gig}:owner", "9", "999"]);
-    redis.cli(&["HINCRBY", "tc:{ev:gig}:meta", "held", "1"]);
+    redis.cli(&["SETBIT", &keys("gig").taken(), "9", "1"]);
+    redis.cli(&["HSET", &keys("gig").owner(), "9", "999"]);
+    redis.cli(&["HINCRBY", &keys("gig").meta(), "held", "1"]);
     let o = store
         .hold("gig", "c", &HoldRequest::Tickets(vec![9]), None)
         .await
@@ -515,7 +519,7 @@ async fn a_purchase_never_sells_a_ticket_the_owner_index_gives_to_another_hold()
     event(&store, "gig", 10).await;
     let a = held(&store, "a", vec![2, 3]).await;
     let b = held(&store, "b", vec![4]).await;
-    redis.cli(&["HSET", "tc:{ev:gig}:owner", "3", &b.id.seq.to_string()]);
+    redis.cli(&["HSET", &keys("gig").owner(), "3", &b.id.seq.to_string()]);
     let refused = store
         .purchase(&ticketctl::store::HoldRef::Id(&a.id), "a", None)
         .await;
@@ -536,12 +540,12 @@ async fn a_damaged_live_hold_count_blocks_no_purchase_release_or_hold() {
     let redis = Redis::start();
     let store = batching_store(&redis, 3).await;
     event(&store, "gig", 10).await;
-    let uholds = "tc:{ev:gig}:uholds";
+    let uholds = &keys("gig").uholds();
 
     let a = held(&store, "a", vec![1]).await;
     redis.cli(&["HSET", uholds, "a", "x"]);
     assert_eq!(bought(&store, &a).await.tickets, vec![1]);
-    assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "1");
+    assert_eq!(redis.cli(&["XLEN", &keys("gig").jobs()]), "1");
 
     let b = held(&store, "b", vec![2]).await;
     redis.cli(&["HSET", uholds, "b", "x"]);
@@ -576,7 +580,7 @@ async fn a_hold_call_that_fails_partway_leaves_nothing_half_written() {
     let store = batching_store(&redis, 3).await;
     event(&store, "gig", 10).await;
     held(&store, "z", vec![10]).await;
-    let owner = "tc:{ev:gig}:owner";
+    let owner = &keys("gig").owner();
     let saved = redis.cli(&["HGET", owner, "10"]);
     redis.cli(&["DEL", owner]);
     redis.cli(&["SET", owner, "not a hash"]);
@@ -601,7 +605,7 @@ async fn a_hold_call_that_fails_partway_leaves_nothing_half_written() {
     redis.cli(&["DEL", owner]);
     redis.cli(&["HSET", owner, "10", &saved]);
     // A hold failing on its own, after charging its user, is taken back too.
-    let taken = "tc:{ev:gig}:taken";
+    let taken = &keys("gig").taken();
     redis.cli(&["RENAME", taken, "saved"]);
     redis.cli(&["RPUSH", taken, "not a bitmap"]);
     let e = store
@@ -612,8 +616,8 @@ async fn a_hold_call_that_fails_partway_leaves_nothing_half_written() {
     redis.cli(&["DEL", taken]);
     redis.cli(&["RENAME", "saved", taken]);
     // Nothing of the failed calls is left: no ticket taken, no user charged.
-    assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:taken"]), "2"); // bit 0 and ticket 10
-    assert_eq!(redis.cli(&["HKEYS", "tc:{ev:gig}:uholds"]), "z");
+    assert_eq!(redis.cli(&["BITCOUNT", &keys("gig").taken()]), "2"); // bit 0 and ticket 10
+    assert_eq!(redis.cli(&["HKEYS", &keys("gig").uholds()]), "z");
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!((counts.held, counts.available), (1, 9));
     let o = store
@@ -637,17 +641,17 @@ async fn a_purchase_that_fails_partway_sells_nothing() {
     let a = held(&store, "a", vec![1, 2]).await;
     let hold = ticketctl::store::HoldRef::Id(&a.id);
     let buy = || store.purchase(&hold, "a", None);
-    for key in ["sold", "orders", "jobs"] {
-        let key = format!("tc:{{ev:gig}}:{key}");
+    let gig = keys("gig");
+    for key in [gig.sold(), gig.orders(), gig.jobs()] {
         redis.cli(&["RENAME", &key, "saved"]);
         redis.cli(&["RPUSH", &key, "damaged"]);
         let e = buy().await.expect_err("sold with a damaged key");
         assert!(e.to_string().contains("WRONGTYPE"), "{key}: {e}");
         redis.cli(&["DEL", &key]);
         redis.cli(&["RENAME", "saved", &key]);
-        assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:sold"]), "0", "{key}");
-        assert_eq!(redis.cli(&["HLEN", "tc:{ev:gig}:orders"]), "0", "{key}");
-        assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "0", "{key}");
+        assert_eq!(redis.cli(&["BITCOUNT", &keys("gig").sold()]), "0", "{key}");
+        assert_eq!(redis.cli(&["HLEN", &keys("gig").orders()]), "0", "{key}");
+        assert_eq!(redis.cli(&["XLEN", &keys("gig").jobs()]), "0", "{key}");
         assert!(store.get_hold(&a.id).await.unwrap().is_some(), "{key}");
         let counts = store.event_counts("gig").await.unwrap().unwrap();
         assert_eq!((counts.held, counts.sold), (2, 0), "{key}");
@@ -655,7 +659,7 @@ async fn a_purchase_that_fails_partway_sells_nothing() {
     bought(&store, &a).await;
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!((counts.held, counts.sold), (0, 2));
-    assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "1");
+    assert_eq!(redis.cli(&["XLEN", &keys("gig").jobs()]), "1");
 }
 
 #[tokio::test]
@@ -677,7 +681,7 @@ async fn a_refused_hold_reports_the_releases_its_limit_check_made() {
         .unwrap();
     assert!(matches!(o, HoldOutcome::Invalid(_)), "{o:?}");
     assert_eq!(released.load(std::sync::atomic::Ordering::Relaxed), 1);
-    assert_eq!(redis.cli(&["GETBIT", "tc:{ev:gig}:taken", "1"]), "0");
+    assert_eq!(redis.cli(&["GETBIT", &keys("gig").taken(), "1"]), "0");
 }
 
 #[tokio::test]
@@ -689,7 +693,7 @@ async fn a_damaged_counter_is_refused_before_anything_is_written() {
     let store = batching_store(&redis, 3).await;
     event(&store, "gig", 10).await;
     let a = held(&store, "a", vec![1]).await;
-    let meta = "tc:{ev:gig}:meta";
+    let meta = &keys("gig").meta();
     for field in ["held", "hint", "orders"] {
         let saved = redis.cli(&["HGET", meta, field]);
         redis.cli(&["HSET", meta, field, "x"]);
@@ -711,9 +715,9 @@ async fn a_damaged_counter_is_refused_before_anything_is_written() {
             max_per_hold: 10,
         };
         assert!(store.create_event(&settings).await.is_err());
-        assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:taken"]), "2");
-        assert_eq!(redis.cli(&["HKEYS", "tc:{ev:gig}:uholds"]), "a");
-        assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:sold"]), "0");
+        assert_eq!(redis.cli(&["BITCOUNT", &keys("gig").taken()]), "2");
+        assert_eq!(redis.cli(&["HKEYS", &keys("gig").uholds()]), "a");
+        assert_eq!(redis.cli(&["BITCOUNT", &keys("gig").sold()]), "0");
         if saved.is_empty() {
             redis.cli(&["HDEL", meta, field]);
         } else {
@@ -734,7 +738,7 @@ async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
     let mut b = held(&store, "b", vec![3]).await;
     backdate(&redis, b.id.seq);
     b.id.deadline_ms = 1;
-    let taken = "tc:{ev:gig}:taken";
+    let taken = &keys("gig").taken();
     redis.cli(&["RENAME", taken, "saved"]);
     redis.cli(&["RPUSH", taken, "not a bitmap"]);
     let buy = |h: &ticketctl::model::Hold| {
@@ -755,12 +759,12 @@ async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
     assert!(out.contains("error") && out.contains("WRONGTYPE"), "{out}");
     redis.cli(&["DEL", taken]);
     redis.cli(&["RENAME", "saved", taken]);
-    let meta = |f: &str| redis.cli(&["HGET", "tc:{ev:gig}:meta", f]);
+    let meta = |f: &str| redis.cli(&["HGET", &keys("gig").meta(), f]);
     assert_eq!((meta("sold"), meta("orders")), ("2".into(), "1".into()));
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     // b's expired hold is released by the count's sweep.
     assert_eq!((counts.held, counts.sold, counts.available), (0, 2, 8));
-    assert_eq!(redis.cli(&["XLEN", "tc:{ev:gig}:jobs"]), "1");
+    assert_eq!(redis.cli(&["XLEN", &keys("gig").jobs()]), "1");
 }
 
 /// Runs a script of src/store/lua (with its prelude) on event `gig` through
@@ -768,12 +772,7 @@ async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
 fn eval_on_gig(redis: &Redis, script: &str, args: &[String]) -> String {
     let script = [include_str!("../src/store/lua/lib.lua"), script].concat();
     let mut all: Vec<String> = vec!["EVAL".into(), script, "9".into()];
-    all.extend(
-        [
-            "meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs", "uholds",
-        ]
-        .map(|k| format!("tc:{{ev:gig}}:{k}")),
-    );
+    all.extend(keys("gig").script_keys());
     all.extend_from_slice(args);
     redis.cli(&all.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -786,9 +785,9 @@ async fn when_a_hold_call_fails_at_its_end_every_hold_of_it_is_refused() {
     let redis = Redis::start();
     let store = batching_store(&redis, 3).await;
     event(&store, "gig", 10).await;
-    redis.cli(&["SET", "tc:{ev:gig}:owner", "not a hash"]);
+    redis.cli(&["SET", &keys("gig").owner(), "not a hash"]);
     let args: Vec<String> = [
-        "tc:release:wake",
+        RELEASE_WAKE_CHANNEL,
         "gig",
         "3",
         "",
@@ -806,8 +805,8 @@ async fn when_a_hold_call_fails_at_its_end_every_hold_of_it_is_refused() {
     let out = eval_on_gig(&redis, include_str!("../src/store/lua/hold.lua"), &args);
     assert_eq!(out.matches("WRONGTYPE").count(), 2, "{out}");
     assert!(!out.contains("unavailable"), "{out}");
-    redis.cli(&["DEL", "tc:{ev:gig}:owner"]);
-    assert_eq!(redis.cli(&["BITCOUNT", "tc:{ev:gig}:taken"]), "1");
+    redis.cli(&["DEL", &keys("gig").owner()]);
+    assert_eq!(redis.cli(&["BITCOUNT", &keys("gig").taken()]), "1");
     held(&store, "b", vec![5]).await;
 }
 
@@ -859,8 +858,8 @@ async fn a_hold_of_no_tickets_is_refused_and_writes_nothing() {
             .unwrap();
         assert!(matches!(o, HoldOutcome::Invalid(_)), "{o:?}");
     }
-    assert_eq!(redis.cli(&["HLEN", "tc:{ev:gig}:holds"]), "0");
-    assert_eq!(redis.cli(&["LLEN", "tc:{ev:gig}:sched"]), "0");
+    assert_eq!(redis.cli(&["HLEN", &keys("gig").holds()]), "0");
+    assert_eq!(redis.cli(&["LLEN", &keys("gig").sched()]), "0");
     let h = held(&store, "a", vec![1]).await;
     assert_eq!(h.id.seq, 1, "no hold number was used up");
 }

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{run_cli, Redis, ServeProc};
+use common::{keys, run_cli, Redis, ServeProc};
+use ticketctl::store::keys::EVENTS;
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -207,8 +208,8 @@ fn serve_that_cannot_listen_exits_1_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
     // The default event was not seeded.
-    assert_eq!(redis.cli(&["EXISTS", "tc:{ev:default}:meta"]), "0");
-    assert_eq!(redis.cli(&["SCARD", "tc:events"]), "0");
+    assert_eq!(redis.cli(&["EXISTS", &keys("default").meta()]), "0");
+    assert_eq!(redis.cli(&["SCARD", EVENTS]), "0");
 }
 
 #[test]
@@ -325,7 +326,7 @@ async fn serve_with_workers_completes_orders_and_releases_holds() {
             .await
             .json();
         // The release worker (not a read) frees b's expired hold.
-        let expired = redis.cli(&["HGET", "tc:{ev:w}:meta", "expired"]);
+        let expired = redis.cli(&["HGET", &keys("w").meta(), "expired"]);
         if order["status"] == "completed" && expired == "1" {
             assert!(order["completedAt"].is_string());
             break;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{cluster_config, request, Api, Cluster};
+use common::{cluster_config, keys, request, Api, Cluster};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +33,7 @@ fn spread_events(cluster: &Cluster) -> Vec<String> {
     for i in 0..200 {
         let id = format!("e{i}");
         by_master
-            .entry(cluster.master_of(&format!("tc:{{ev:{id}}}:meta")))
+            .entry(cluster.master_of(&keys(&id).meta()))
             .or_insert(id);
         if by_master.len() == 3 {
             break;
@@ -337,7 +337,7 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Kill the master that owns the event; its replica takes over.
-    let victim = cluster.master_of("tc:{ev:race}:meta");
+    let victim = cluster.master_of(&keys("race").meta());
     let victim_port = cluster.nodes[victim].port;
     std::process::Command::new("kill")
         .args(["-9", &cluster.nodes[victim].pid().to_string()])
@@ -347,7 +347,7 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // Failed over: another node now owns the slot, and the cluster is ok again.
-        let owner = cluster.try_master_of_seen_by(witness, "tc:{ev:race}:meta");
+        let owner = cluster.try_master_of_seen_by(witness, &keys("race").meta());
         if owner.is_some_and(|o| o != victim)
             && cluster.nodes[witness]
                 .cli(&["CLUSTER", "INFO"])
@@ -385,7 +385,7 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
                         format!(
                             "{}: exists={} role={}",
                             n.port,
-                            n.cli(&["EXISTS", "tc:{ev:race}:meta"]),
+                            n.cli(&["EXISTS", &keys("race").meta()]),
                             n.cli(&["ROLE"]).lines().next().unwrap_or("")
                         )
                     })
@@ -450,7 +450,7 @@ async fn an_event_slot_migrates_under_load() {
     let mut cfg = cluster_config(&cluster);
     cfg.events.push(seed("mig", 500, 60));
     let api = Api::start(cfg).await;
-    let meta = "tc:{ev:mig}:meta";
+    let meta = &keys("mig").meta();
     let slot = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", meta]);
     let src = cluster.master_of(meta);
     let dst = (0..3).find(|i| *i != src).unwrap();
@@ -619,7 +619,7 @@ fn watch_sink(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_failing_over_stalls_no_other_masters_orders() {
     let cluster = Cluster::start(3, 1);
-    let meta = |e: &str| format!("tc:{{ev:{e}}}:meta");
+    let meta = |e: &str| keys(e).meta();
     let events = spread_events(&cluster);
     // The master killed owns neither sink stream, so publishing goes on.
     let sinks = ["tc:payments", "tc:fulfillment"];
@@ -725,7 +725,7 @@ async fn a_master_failing_over_stalls_no_other_masters_orders() {
         .collect();
     // Read from the new master itself: serve's own answers for the event
     // wait for its connection to follow the failover.
-    let orders_key = format!("tc:{{ev:{victim_event}}}:orders");
+    let orders_key = keys(&victim_event).orders();
     let owner = &cluster.nodes[cluster.master_of_seen_by(witness, &orders_key)];
     let mut conn = redis::Client::open(owner.url())
         .unwrap()
@@ -814,7 +814,7 @@ async fn a_master_failing_over_stalls_no_other_masters_orders() {
         assert!(len >= accepted.len(), "{stream}");
     }
     for e in &events {
-        let key = format!("tc:{{ev:{e}}}:orders");
+        let key = keys(e).orders();
         let owner = &cluster.nodes[cluster.master_of_seen_by(witness, &key)];
         let mut conn = redis::Client::open(owner.url())
             .unwrap()

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{request, Redis, ServeProc};
+use common::{keys, request, Redis, ServeProc};
 use serde_json::{json, Value};
 
 use common::Rng;
@@ -157,7 +157,7 @@ async fn check_invariants(
 ) {
     let orders = seen.orders.lock().unwrap().clone();
     assert!(!orders.is_empty(), "the load bought nothing");
-    let jobs = redis.cli(&["XRANGE", &format!("tc:{{ev:{event}}}:jobs"), "-", "+"]);
+    let jobs = redis.cli(&["XRANGE", &keys(event).jobs(), "-", "+"]);
     let lines: Vec<&str> = jobs.lines().collect();
     let job_seqs: Vec<&str> = lines
         .windows(2)
@@ -365,7 +365,7 @@ async fn a_release_worker_killed_mid_run_releases_each_hold_once() {
     };
     let meta = |f: &str| {
         redis
-            .cli(&["HGET", "tc:{ev:gig}:meta", f])
+            .cli(&["HGET", &keys("gig").meta(), f])
             .parse::<u64>()
             .unwrap_or(0)
     };

@@ -9,13 +9,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bin, config, run_cli, Redis};
+use common::{bin, config, keys, run_cli, Redis};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use ticketctl::config::SinkConfig;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
 use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, PurchaseOutcome};
+use ticketctl::store::keys::EVENTS;
 use ticketctl::store::{HoldRef, Store};
 
 fn cli_json(redis: &Redis, args: &[&str]) -> Value {
@@ -120,7 +121,7 @@ async fn json_snapshot_is_exact() {
     let v = cli_json(&redis, &["inspect", "--event", "tiny"]);
     assert_eq!(v["events"].as_array().unwrap().len(), 1);
     // Inspection changed nothing: the overdue hold is still there to release.
-    assert_eq!(redis.cli(&["HGET", "tc:{ev:tiny}:meta", "held"]), "2");
+    assert_eq!(redis.cli(&["HGET", &keys("tiny").meta(), "held"]), "2");
 }
 
 #[tokio::test]
@@ -210,7 +211,7 @@ async fn empty_foreign_and_unreachable_redis() {
         json!({"events": [], "queues": {"releaseScheduled": 0, "releaseOverdue": 0, "purchaseQueued": 0, "purchaseInFlight": 0, "deadLetters": 0}, "holds": []})
     );
     redis.cli(&["SET", "someone:else", "x"]);
-    redis.cli(&["HSET", "tc:events", "not", "a set"]);
+    redis.cli(&["HSET", EVENTS, "not", "a set"]);
     let o = run_cli(&["inspect", "--redis", &redis.url()]);
     assert_eq!(
         o.status.code(),
@@ -219,7 +220,7 @@ async fn empty_foreign_and_unreachable_redis() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    redis.cli(&["DEL", "tc:events"]);
+    redis.cli(&["DEL", EVENTS]);
     assert_eq!(cli_json(&redis, &["inspect"])["events"], json!([]));
     let port = common::free_port();
     let o = run_cli(&["inspect", "--redis", &format!("redis://127.0.0.1:{port}")]);
@@ -338,7 +339,7 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
         Arc::default(),
     ));
     for _ in 0..200 {
-        if redis.cli(&["XLEN", "tc:{ev:gig}:dead"]) == "2" {
+        if redis.cli(&["XLEN", &keys("gig").dead()]) == "2" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -405,7 +406,7 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
     );
     // An entry deleted from the middle (as older versions did on
     // dead-lettering) leaves Redis unable to say: the jobs are counted.
-    let ids = redis.cli(&["XRANGE", "tc:{ev:gig}:jobs", "-", "+"]);
+    let ids = redis.cli(&["XRANGE", &keys("gig").jobs(), "-", "+"]);
     let is_id = |l: &&str| {
         l.split_once('-').is_some_and(|(ms, n)| {
             !ms.is_empty()
@@ -415,7 +416,7 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
         })
     };
     let last = ids.lines().rfind(is_id).unwrap();
-    redis.cli(&["XDEL", "tc:{ev:gig}:jobs", last]);
+    redis.cli(&["XDEL", &keys("gig").jobs(), last]);
     assert_eq!(
         cli_json(&redis, &["inspect"])["queues"]["purchaseQueued"],
         3

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, Api, Redis};
+use common::{config, keys, Api, Redis};
 use serde_json::json;
 use std::time::Duration;
 
@@ -114,7 +114,7 @@ async fn live_holds_per_user_are_capped() {
         .status,
         201
     );
-    assert_eq!(redis.cli(&["HGET", "tc:{ev:short}:uholds", "greedy"]), "1");
+    assert_eq!(redis.cli(&["HGET", &keys("short").uholds(), "greedy"]), "1");
 }
 
 #[tokio::test]

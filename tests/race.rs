@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use common::{request, Redis, ServeProc};
+use common::{keys, request, Redis, ServeProc};
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 200;
@@ -131,7 +131,7 @@ async fn two_servers_never_sell_a_ticket_twice() {
         assert_eq!(got.status, 200);
         assert_eq!(got.json()["ticketIds"], order["ticketIds"]);
     }
-    let jobs: usize = redis.cli(&["XLEN", "tc:{ev:race}:jobs"]).parse().unwrap();
+    let jobs: usize = redis.cli(&["XLEN", &keys("race").jobs()]).parse().unwrap();
     assert_eq!(jobs, orders.len(), "one job per order");
     let e = request(a.addr, "GET", "/v1/events/race", None, &[])
         .await

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::{run_cli, Redis, ServeProc};
+use common::{keys, run_cli, Redis, ServeProc};
 use serde_json::{json, Value};
 
 fn stderr(o: &std::process::Output) -> String {
@@ -289,7 +289,7 @@ fn json_goes_to_stdout_with_a_dash_and_a_bad_path_fails_before_any_load() {
     assert_eq!(doc["requests"], 20);
     assert!(stderr(&o).contains("operation"), "the table goes to stderr");
     assert!(!std::env::temp_dir().join("-").exists(), "no file named -");
-    let held = || redis.cli(&["HGET", "tc:{ev:gig}:meta", "held"]);
+    let held = || redis.cli(&["HGET", &keys("gig").meta(), "held"]);
     let before = held();
 
     let mut args = base.to_vec();

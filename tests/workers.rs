@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, config, Redis};
+use common::{bin, config, keys, Redis};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ async fn buy(store: &Store, event: &str, user: &str) -> ticketctl::model::Order 
 
 /// Jobs of an event not yet acknowledged: pending plus never delivered.
 fn jobs_outstanding(redis: &Redis, event: &str) -> u64 {
-    let out = redis.cli(&["XINFO", "GROUPS", &format!("tc:{{ev:{event}}}:jobs")]);
+    let out = redis.cli(&["XINFO", "GROUPS", &keys(event).jobs()]);
     let lines: Vec<&str> = out.lines().collect();
     let field = |name: &str| {
         lines
@@ -79,7 +79,7 @@ fn jobs_outstanding(redis: &Redis, event: &str) -> u64 {
 
 fn meta(redis: &Redis, event: &str, field: &str) -> u64 {
     redis
-        .cli(&["HGET", &format!("tc:{{ev:{event}}}:meta"), field])
+        .cli(&["HGET", &keys(event).meta(), field])
         .parse()
         .unwrap_or(0)
 }
@@ -380,13 +380,13 @@ async fn a_failing_webhook_drives_orders_to_the_dead_letter_stream() {
         Arc::default(),
     ));
     let done = wait_until(Duration::from_secs(20), || {
-        redis.cli(&["XLEN", "tc:{ev:e}:dead"]) == "5"
+        redis.cli(&["XLEN", &keys("e").dead()]) == "5"
     })
     .await;
     assert!(
         done,
         "dead letters: {}",
-        redis.cli(&["XLEN", "tc:{ev:e}:dead"])
+        redis.cli(&["XLEN", &keys("e").dead()])
     );
     stop.cancel();
     let summary = worker.await.unwrap().unwrap();
@@ -398,7 +398,7 @@ async fn a_failing_webhook_drives_orders_to_the_dead_letter_stream() {
             OrderStatus::Failed
         );
     }
-    let dead = redis.cli(&["XRANGE", "tc:{ev:e}:dead", "-", "+", "COUNT", "1"]);
+    let dead = redis.cli(&["XRANGE", &keys("e").dead(), "-", "+", "COUNT", "1"]);
     assert!(dead.contains("answered 500"), "{dead}");
     let attempts: Vec<&str> = dead.lines().collect();
     let i = attempts.iter().position(|l| *l == "attempts").unwrap();
@@ -483,7 +483,7 @@ async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     victim.kill().unwrap();
     victim.wait().unwrap();
-    let pending_after_kill = redis.cli(&["XPENDING", "tc:{ev:e}:jobs", "purchase"]);
+    let pending_after_kill = redis.cli(&["XPENDING", &keys("e").jobs(), "purchase"]);
     let mut survivor = spawn("survivor");
     let done = wait_until(Duration::from_secs(60), || {
         jobs_outstanding(&redis, "e") == 0
@@ -503,7 +503,7 @@ async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         ids.dedup();
         assert_eq!(ids.len(), N, "{stream} has duplicates");
     }
-    let orders = redis.cli(&["HVALS", "tc:{ev:e}:orders"]);
+    let orders = redis.cli(&["HVALS", &keys("e").orders()]);
     assert_eq!(
         orders
             .lines()
@@ -574,7 +574,7 @@ async fn a_restarted_worker_with_a_failing_sink_stops_retrying_and_dead_letters(
                 s.get_order(&order.id).await.unwrap().unwrap().status,
                 OrderStatus::Failed
             );
-            let dead = redis.cli(&["XRANGE", "tc:{ev:e}:dead", "-", "+"]);
+            let dead = redis.cli(&["XRANGE", &keys("e").dead(), "-", "+"]);
             let lines: Vec<&str> = dead.lines().collect();
             let i = lines.iter().position(|l| *l == "attempts").unwrap();
             assert_eq!(lines[i + 1], "3");
@@ -634,11 +634,11 @@ async fn sigterm_lets_the_purchase_worker_finish_its_batch_and_exit_0() {
     assert_eq!(status.code(), Some(0));
     // The batch in hand was published and acknowledged: nothing is left pending.
     let completed = redis
-        .cli(&["HGET", "tc:{ev:e}:meta", "completed"])
+        .cli(&["HGET", &keys("e").meta(), "completed"])
         .parse::<u64>()
         .unwrap_or(0);
     assert!(completed >= 50, "completed {completed}");
-    let pending = redis.cli(&["XPENDING", "tc:{ev:e}:jobs", "purchase"]);
+    let pending = redis.cli(&["XPENDING", &keys("e").jobs(), "purchase"]);
     assert!(pending.starts_with('0'), "{pending}");
     assert!(
         completed < 300,
@@ -740,11 +740,11 @@ async fn a_job_published_after_it_was_dead_lettered_completes_its_order() {
     assert_eq!(status(order(&jobs[0])).await, OrderStatus::Completed);
     assert_eq!(status(order(&jobs[1])).await, OrderStatus::Failed);
     // Its dead letter is gone; the other's stays.
-    assert_eq!(redis.cli(&["XLEN", "tc:{ev:e}:dead"]), "1");
-    let left = redis.cli(&["XRANGE", "tc:{ev:e}:dead", "-", "+"]);
+    assert_eq!(redis.cli(&["XLEN", &keys("e").dead()]), "1");
+    let left = redis.cli(&["XRANGE", &keys("e").dead(), "-", "+"]);
     assert!(left.contains(&jobs[1].stream_id), "{left}");
     assert!(!left.contains(&jobs[0].stream_id), "{left}");
-    let meta = |f: &str| redis.cli(&["HGET", "tc:{ev:e}:meta", f]);
+    let meta = |f: &str| redis.cli(&["HGET", &keys("e").meta(), f]);
     assert_eq!(
         (meta("completed"), meta("failed")),
         ("1".into(), "1".into())
@@ -768,7 +768,7 @@ async fn a_job_published_after_it_was_dead_lettered_completes_its_order() {
     let dead_letter_of_seq = |job: &str| {
         redis.cli(&[
             "XADD",
-            "tc:{ev:e}:dead",
+            &keys("e").dead(),
             "*",
             "seq",
             &seq,
@@ -782,7 +782,7 @@ async fn a_job_published_after_it_was_dead_lettered_completes_its_order() {
     let j1 = (jobs[1].stream_id.as_str(), order(&jobs[1]).seq);
     assert_eq!(s.complete_jobs("e", &[j1, j1]).await.unwrap(), 1);
     assert_eq!(status(order(&jobs[1])).await, OrderStatus::Completed);
-    assert_eq!(redis.cli(&["XLEN", "tc:{ev:e}:dead"]), "0");
+    assert_eq!(redis.cli(&["XLEN", &keys("e").dead()]), "0");
     assert_eq!(
         (meta("completed"), meta("failed")),
         ("2".into(), "0".into())
@@ -791,10 +791,10 @@ async fn a_job_published_after_it_was_dead_lettered_completes_its_order() {
     // A dead letter of a completed order that was not found (older than the
     // newest 1,000): a retry drops it and queues nothing.
     dead_letter_of_seq("1-2");
-    let queued = redis.cli(&["XLEN", "tc:{ev:e}:jobs"]);
+    let queued = redis.cli(&["XLEN", &keys("e").jobs()]);
     let (retried, left) = s.retry_dead_letters("e", None).await.unwrap();
     assert_eq!((retried, left), (0, 0));
-    assert_eq!(redis.cli(&["XLEN", "tc:{ev:e}:jobs"]), queued);
+    assert_eq!(redis.cli(&["XLEN", &keys("e").jobs()]), queued);
     assert_eq!(status(order(&jobs[1])).await, OrderStatus::Completed);
 }
 
@@ -803,11 +803,11 @@ async fn dead_workers_consumers_are_forgotten_but_never_one_holding_a_job() {
     let redis = Redis::start();
     let (s, _jobs) = orders_read_by(&redis, &["a"], "busy").await;
     for c in ["gone-1", "gone-2", "me"] {
-        redis.cli(&["XGROUP", "CREATECONSUMER", "tc:{ev:e}:jobs", "purchase", c]);
+        redis.cli(&["XGROUP", "CREATECONSUMER", &keys("e").jobs(), "purchase", c]);
     }
     let names = || {
         let mut n: Vec<String> = redis
-            .cli(&["XINFO", "CONSUMERS", "tc:{ev:e}:jobs", "purchase"])
+            .cli(&["XINFO", "CONSUMERS", &keys("e").jobs(), "purchase"])
             .lines()
             .collect::<Vec<_>>()
             .windows(2)
@@ -838,7 +838,7 @@ async fn dead_workers_consumers_are_forgotten_but_never_one_holding_a_job() {
 async fn taking_back_own_jobs_counts_no_delivery_and_acknowledges_deleted_ones() {
     let redis = Redis::start();
     let (s, jobs) = orders_read_by(&redis, &["a", "b", "c"], "w").await;
-    let key = "tc:{ev:e}:jobs";
+    let key = &keys("e").jobs();
     redis.cli(&["XDEL", key, &jobs[1].stream_id]);
     let back = s.own_jobs("e", "w", 10).await.unwrap();
     let ids: Vec<&str> = back.iter().map(|j| j.stream_id.as_str()).collect();
@@ -865,7 +865,7 @@ async fn a_job_stream_deleted_by_hand_gets_its_group_back_and_its_jobs_done() {
     let s = store(&redis).await;
     event(&s, "e", 10, 60_000).await;
     buy(&s, "e", "before").await;
-    redis.cli(&["DEL", "tc:{ev:e}:jobs"]);
+    redis.cli(&["DEL", &keys("e").jobs()]);
     let order = buy(&s, "e", "after").await;
     // The stream is back without its group: the read meets NOGROUP.
     let cfg = config(&redis);

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use ticketctl::config::Config;
 use ticketctl::daemon::metrics::Metrics;
 use ticketctl::daemon::serve;
+use ticketctl::store::keys::EventKeys;
 use ticketctl::store::Store;
 
 /// A free loopback port (bound and released; the OS will not hand it out
@@ -798,6 +799,51 @@ pub fn cluster_config(cluster: &Cluster) -> Config {
     cfg.server.admin_token = "test-token".into();
     cfg.server.threads = 1;
     cfg
+}
+
+/// The Redis keys of event `event`: every `EventKeys` accessor, and the
+/// per-event keys it names only among the nine every script receives.
+pub fn keys(event: &str) -> Keys {
+    Keys(EventKeys::new(event))
+}
+
+/// `EventKeys`, plus the script keys without an accessor of their own.
+pub struct Keys(EventKeys);
+
+impl std::ops::Deref for Keys {
+    type Target = EventKeys;
+    fn deref(&self) -> &EventKeys {
+        &self.0
+    }
+}
+
+impl Keys {
+    /// Script key `i` (in `EventKeys::script_keys` order), checked to be
+    /// the one named `suffix`.
+    fn script_key(&self, i: usize, suffix: &str) -> String {
+        let key = self.0.script_keys()[i].clone();
+        assert!(
+            key.ends_with(&format!(":{suffix}")),
+            "{key} is not {suffix}"
+        );
+        key
+    }
+    /// Ticket -> seq of the hold holding it (hash).
+    pub fn owner(&self) -> String {
+        self.script_key(3, "owner")
+    }
+    /// Live holds (hash seq -> record).
+    pub fn holds(&self) -> String {
+        self.script_key(4, "holds")
+    }
+    /// Hold seqs in creation order, which is deadline order (list).
+    pub fn sched(&self) -> String {
+        self.script_key(5, "sched")
+    }
+    /// User -> number of live holds (hash).
+    pub fn uholds(&self) -> String {
+        self.script_key(8, "uholds")
+    }
 }
 
 /// A small deterministic xorshift generator for tests (seeded, so a failing
