@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{cluster_config, keys, request, Api, Cluster};
+use common::{cluster_config, keys, request, Api, Cluster, Rng};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -271,13 +271,13 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
         let (stop, orders, errors) = (stop.clone(), orders.clone(), errors.clone());
         let servers = [a.addr, b.addr];
         tasks.push(tokio::spawn(async move {
-            let mut n = c;
+            // Seeded per client, so a failing run can be replayed.
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
             while !stop.load(Ordering::Relaxed) {
-                n = n
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let srv = servers[(n >> 33) as usize % 2];
-                let t = 1 + (n >> 40) % 2000;
+                // A random ticket, held on a random server and bought on
+                // a server picked again.
+                let srv = *rng.pick(&servers);
+                let t = 1 + rng.below(2000);
                 let user = format!("u{c}");
                 let Ok(h) = common::try_request(
                     srv,
@@ -302,7 +302,7 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
                     }
                 }
                 let id = h.json()["holdId"].as_str().unwrap().to_string();
-                let other = servers[((n >> 34) % 2) as usize];
+                let other = *rng.pick(&servers);
                 // Retry a purchase that met the failover: buying again is safe.
                 for _ in 0..50 {
                     let Ok(p) = common::try_request(
