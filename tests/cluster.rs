@@ -339,25 +339,10 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
     // Kill the master that owns the event; its replica takes over.
     let victim = cluster.master_of(&keys("race").meta());
     let victim_port = cluster.nodes[victim].port;
-    std::process::Command::new("kill")
-        .args(["-9", &cluster.nodes[victim].pid().to_string()])
-        .status()
-        .unwrap();
-    let witness = (0..cluster.nodes.len()).find(|i| *i != victim).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // Failed over: another node now owns the slot, and the cluster is ok again.
-        let owner = cluster.try_master_of_seen_by(witness, &keys("race").meta());
-        if owner.is_some_and(|o| o != victim)
-            && cluster.nodes[witness]
-                .cli(&["CLUSTER", "INFO"])
-                .contains("cluster_state:ok")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no failover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Failed over: another node now owns the slot, and the cluster is ok again.
+    let _witness = cluster
+        .kill_master_and_wait_for_failover(victim, &keys("race").meta())
+        .await;
     // The old master comes back and rejoins as a replica, so purchases can
     // again be confirmed by one replica (wait_replicas = 1).
     let conf = format!("nodes-{victim_port}.conf");
@@ -695,24 +680,9 @@ async fn a_master_failing_over_stalls_no_other_masters_orders() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let victim_port = cluster.nodes[victim].port;
     let killed = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-9", &cluster.nodes[victim].pid().to_string()])
-        .status()
-        .unwrap();
-    let witness = (0..cluster.nodes.len()).find(|i| *i != victim).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let owner = cluster.try_master_of_seen_by(witness, &meta(&victim_event));
-        if owner.is_some_and(|o| o != victim)
-            && cluster.nodes[witness]
-                .cli(&["CLUSTER", "INFO"])
-                .contains("cluster_state:ok")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no failover");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let witness = cluster
+        .kill_master_and_wait_for_failover(victim, &meta(&victim_event))
+        .await;
     let failed_over = Instant::now();
     // The failed master's orders accepted before the kill, some of them
     // read or published but not completed when it died, all complete.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{keys, request, Redis, ServeProc};
+use common::{keys, request, sink_order_ids, ConfigFile, Redis, ServeProc};
 use serde_json::{json, Value};
 
 use common::Rng;
@@ -509,17 +509,6 @@ async fn a_stalled_redis_gives_timely_503s_and_bounded_memory() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The order ids in a sink stream, in order (an id twice means published twice).
-fn sink_order_ids(redis: &Redis, stream: &str) -> Vec<String> {
-    let out = redis.cli(&["XRANGE", stream, "-", "+"]);
-    let lines: Vec<&str> = out.lines().collect();
-    lines
-        .windows(2)
-        .filter(|w| w[0] == "orderId")
-        .map(|w| w[1].to_string())
-        .collect()
-}
-
 /// Waits until every one of `orders` is in both sink streams; how long that took.
 async fn published_within(redis: &Redis, orders: &HashSet<String>, bound: Duration) -> Duration {
     let start = Instant::now();
@@ -545,19 +534,12 @@ async fn after_each_redis_restart_acknowledged_orders_reach_every_sink_at_once_a
     // Every generation is kept: dropping one removes the directory with the AOF.
     let mut redis = vec![Redis::start_with(&aof)];
     let port = redis[0].port;
-    let dir = std::env::temp_dir().join(format!("tc-faults-sinks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("fast-timeout.toml");
-    std::fs::write(
-        &cfg,
+    let cfg = ConfigFile::new(
+        "faults-sinks",
         "[redis]\ntimeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
-    )
-    .unwrap();
-    // claim_idle stays at its 30 s: only the worker's own retry can be quick.
-    let serve = ServeProc::start(
-        &redis[0],
-        &["--config", cfg.to_str().unwrap(), "--with-workers"],
     );
+    // claim_idle stays at its 30 s: only the worker's own retry can be quick.
+    let serve = ServeProc::start(&redis[0], &["--config", cfg.arg(), "--with-workers"]);
     admin_event(serve.addr, "gig", 1_000_000, 600).await;
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
@@ -631,7 +613,6 @@ async fn after_each_redis_restart_acknowledged_orders_reach_every_sink_at_once_a
         "unexpected answers: {:?}",
         seen.other.lock().unwrap()
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,11 +621,8 @@ async fn after_a_redis_restart_and_an_idle_pause_no_request_sees_503() {
     let mut redis = vec![Redis::start_with(&aof)];
     let port = redis[0].port;
     // Two serving threads, each with its own connection to find dead.
-    let dir = std::env::temp_dir().join(format!("tc-faults-idle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("two-threads.toml");
-    std::fs::write(&cfg, "[server]\nthreads = 2\n").unwrap();
-    let serve = ServeProc::start(&redis[0], &["--config", cfg.to_str().unwrap()]);
+    let cfg = ConfigFile::new("faults-idle", "[server]\nthreads = 2\n");
+    let serve = ServeProc::start(&redis[0], &["--config", cfg.arg()]);
     admin_event(serve.addr, "gig", 1000, 600).await;
     for _ in 0..10 {
         let r = request(serve.addr, "GET", "/v1/events/gig", None, &[]).await;
@@ -677,5 +655,4 @@ async fn after_a_redis_restart_and_an_idle_pause_no_request_sees_503() {
         statuses.iter().all(|s| *s == 200 || *s == 201),
         "answers after the restart: {statuses:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, config, keys, Redis};
+use common::{bin, config, keys, sink_order_ids, Redis};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use ticketctl::daemon::metrics::Metrics;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
 use ticketctl::daemon::worker::release::{self, ReleaseStats};
 use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, OrderStatus, PurchaseOutcome};
+use ticketctl::store::keys::JOBS_GROUP;
 use ticketctl::store::{HoldRef, Store};
 
 async fn store(redis: &Redis) -> Store {
@@ -219,16 +220,6 @@ async fn drain(redis: &Redis, cfg: &Config, opts: PurchaseOpts) -> purchase::Pur
     .unwrap()
 }
 
-fn stream_order_ids(redis: &Redis, stream: &str) -> Vec<String> {
-    let out = redis.cli(&["XRANGE", stream, "-", "+"]);
-    let lines: Vec<&str> = out.lines().collect();
-    lines
-        .windows(2)
-        .filter(|w| w[0] == "orderId")
-        .map(|w| w[1].to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn orders_are_published_once_to_every_stream_and_completed() {
     let redis = Redis::start();
@@ -247,7 +238,7 @@ async fn orders_are_published_once_to_every_stream_and_completed() {
         assert!(got.completed_ms.unwrap() >= got.created_ms);
     }
     for stream in ["tc:payments", "tc:fulfillment"] {
-        let mut ids = stream_order_ids(&redis, stream);
+        let mut ids = sink_order_ids(&redis, stream);
         assert_eq!(ids.len(), 150, "{stream}");
         ids.sort();
         ids.dedup();
@@ -265,7 +256,7 @@ async fn orders_are_published_once_to_every_stream_and_completed() {
     // Running again publishes nothing more.
     let again = drain(&redis, &cfg, purchase_opts(true, "c2")).await;
     assert_eq!(again.completed, 0);
-    assert_eq!(stream_order_ids(&redis, "tc:payments").len(), 150);
+    assert_eq!(sink_order_ids(&redis, "tc:payments").len(), 150);
 }
 
 /// The largest batch the configuration allows goes through in one pass:
@@ -297,7 +288,7 @@ async fn a_batch_of_nine_thousand_jobs_completes_in_one_pass() {
     assert_eq!((summary.completed, summary.failed_batches), (9000, 0));
     assert_eq!(jobs_outstanding(&redis, "e"), 0, "every job acknowledged");
     for stream in ["tc:payments", "tc:fulfillment"] {
-        assert_eq!(stream_order_ids(&redis, stream).len(), 9000, "{stream}");
+        assert_eq!(sink_order_ids(&redis, stream).len(), 9000, "{stream}");
     }
 }
 
@@ -483,7 +474,7 @@ async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     victim.kill().unwrap();
     victim.wait().unwrap();
-    let pending_after_kill = redis.cli(&["XPENDING", &keys("e").jobs(), "purchase"]);
+    let pending_after_kill = redis.cli(&["XPENDING", &keys("e").jobs(), JOBS_GROUP]);
     let mut survivor = spawn("survivor");
     let done = wait_until(Duration::from_secs(60), || {
         jobs_outstanding(&redis, "e") == 0
@@ -497,7 +488,7 @@ async fn a_purchase_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         "the kill should leave jobs pending: {pending_after_kill}"
     );
     for stream in ["tc:payments", "tc:fulfillment"] {
-        let mut ids = stream_order_ids(&redis, stream);
+        let mut ids = sink_order_ids(&redis, stream);
         assert_eq!(ids.len(), N, "{stream}: every order exactly once");
         ids.sort();
         ids.dedup();
@@ -529,11 +520,11 @@ async fn a_sink_that_failed_mid_write_gets_the_order_on_the_retry() {
     let second = drain(&redis, &cfg, purchase_opts(true, "w")).await;
     assert_eq!(second.completed, 1);
     assert_eq!(
-        stream_order_ids(&redis, "tc:payments"),
+        sink_order_ids(&redis, "tc:payments"),
         vec![order.id.to_string()]
     );
     assert_eq!(
-        stream_order_ids(&redis, "tc:fulfillment"),
+        sink_order_ids(&redis, "tc:fulfillment"),
         vec![order.id.to_string()],
         "no duplicate in the sink that had it"
     );
@@ -638,7 +629,7 @@ async fn sigterm_lets_the_purchase_worker_finish_its_batch_and_exit_0() {
         .parse::<u64>()
         .unwrap_or(0);
     assert!(completed >= 50, "completed {completed}");
-    let pending = redis.cli(&["XPENDING", &keys("e").jobs(), "purchase"]);
+    let pending = redis.cli(&["XPENDING", &keys("e").jobs(), JOBS_GROUP]);
     assert!(pending.starts_with('0'), "{pending}");
     assert!(
         completed < 300,
@@ -803,11 +794,11 @@ async fn dead_workers_consumers_are_forgotten_but_never_one_holding_a_job() {
     let redis = Redis::start();
     let (s, _jobs) = orders_read_by(&redis, &["a"], "busy").await;
     for c in ["gone-1", "gone-2", "me"] {
-        redis.cli(&["XGROUP", "CREATECONSUMER", &keys("e").jobs(), "purchase", c]);
+        redis.cli(&["XGROUP", "CREATECONSUMER", &keys("e").jobs(), JOBS_GROUP, c]);
     }
     let names = || {
         let mut n: Vec<String> = redis
-            .cli(&["XINFO", "CONSUMERS", &keys("e").jobs(), "purchase"])
+            .cli(&["XINFO", "CONSUMERS", &keys("e").jobs(), JOBS_GROUP])
             .lines()
             .collect::<Vec<_>>()
             .windows(2)
@@ -851,7 +842,7 @@ async fn taking_back_own_jobs_counts_no_delivery_and_acknowledges_deleted_ones()
         "{back:?}"
     );
     // Still one delivery each, and the deleted job's entry is gone.
-    let pending = redis.cli(&["XPENDING", key, "purchase", "-", "+", "10"]);
+    let pending = redis.cli(&["XPENDING", key, JOBS_GROUP, "-", "+", "10"]);
     let rows: Vec<&str> = pending.lines().collect();
     assert_eq!(rows.len(), 8, "{pending}");
     assert_eq!((rows[3], rows[7]), ("1", "1"), "{pending}");
@@ -872,7 +863,7 @@ async fn a_job_stream_deleted_by_hand_gets_its_group_back_and_its_jobs_done() {
     let summary = drain(&redis, &cfg, purchase_opts(true, "w")).await;
     assert_eq!(summary.completed, 1);
     assert_eq!(
-        stream_order_ids(&redis, "tc:payments"),
+        sink_order_ids(&redis, "tc:payments"),
         [order.id.to_string()]
     );
 }

@@ -49,6 +49,22 @@ impl EventKeys {
     pub fn sold(&self) -> String {
         self.key("sold")
     }
+    /// Ticket -> number of the hold holding it (hash).
+    pub fn owner(&self) -> String {
+        self.key("owner")
+    }
+    /// Live holds (hash number -> record).
+    pub fn holds(&self) -> String {
+        self.key("holds")
+    }
+    /// Hold numbers in deadline order (list).
+    pub fn sched(&self) -> String {
+        self.key("sched")
+    }
+    /// User -> live holds (hash; for `limits.max_holds_per_user`).
+    pub fn uholds(&self) -> String {
+        self.key("uholds")
+    }
     /// Orders (hash seq -> record).
     pub fn orders(&self) -> String {
         self.key("orders")
@@ -68,9 +84,16 @@ impl EventKeys {
     /// The nine keys every per-event script receives, in order.
     pub fn script_keys(&self) -> [String; 9] {
         [
-            "meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs", "uholds",
+            self.meta(),
+            self.taken(),
+            self.sold(),
+            self.owner(),
+            self.holds(),
+            self.sched(),
+            self.orders(),
+            self.jobs(),
+            self.uholds(),
         ]
-        .map(|s| self.key(s))
     }
     /// Idempotency record for `kind` (`hold` or `purchase`) and a client key.
     pub fn idempotency(&self, kind: &str, client_key: &str) -> String {

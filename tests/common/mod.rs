@@ -801,48 +801,74 @@ pub fn cluster_config(cluster: &Cluster) -> Config {
     cfg
 }
 
-/// The Redis keys of event `event`: every `EventKeys` accessor, and the
-/// per-event keys it names only among the nine every script receives.
-pub fn keys(event: &str) -> Keys {
-    Keys(EventKeys::new(event))
+/// The keys of `event`.
+pub fn keys(event: &str) -> EventKeys {
+    EventKeys::new(event)
 }
 
-/// `EventKeys`, plus the script keys without an accessor of their own.
-pub struct Keys(EventKeys);
+/// The order ids in a sink stream, in order (an id twice means published twice).
+pub fn sink_order_ids(redis: &Redis, stream: &str) -> Vec<String> {
+    let out = redis.cli(&["XRANGE", stream, "-", "+"]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "orderId")
+        .map(|w| w[1].to_string())
+        .collect()
+}
 
-impl std::ops::Deref for Keys {
-    type Target = EventKeys;
-    fn deref(&self) -> &EventKeys {
-        &self.0
+/// A config file of its own for one test, removed with its folder on drop.
+pub struct ConfigFile {
+    dir: std::path::PathBuf,
+    /// The file.
+    pub path: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    /// Writes `toml` to a file named after `name` (and this process).
+    pub fn new(name: &str, toml: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!("tc-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        ConfigFile { dir, path }
+    }
+
+    /// The path, as a flag value.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
     }
 }
 
-impl Keys {
-    /// Script key `i` (in `EventKeys::script_keys` order), checked to be
-    /// the one named `suffix`.
-    fn script_key(&self, i: usize, suffix: &str) -> String {
-        let key = self.0.script_keys()[i].clone();
-        assert!(
-            key.ends_with(&format!(":{suffix}")),
-            "{key} is not {suffix}"
-        );
-        key
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
-    /// Ticket -> seq of the hold holding it (hash).
-    pub fn owner(&self) -> String {
-        self.script_key(3, "owner")
-    }
-    /// Live holds (hash seq -> record).
-    pub fn holds(&self) -> String {
-        self.script_key(4, "holds")
-    }
-    /// Hold seqs in creation order, which is deadline order (list).
-    pub fn sched(&self) -> String {
-        self.script_key(5, "sched")
-    }
-    /// User -> number of live holds (hash).
-    pub fn uholds(&self) -> String {
-        self.script_key(8, "uholds")
+}
+
+impl Cluster {
+    /// SIGKILLs the master `victim` and waits (up to 30 s) until another
+    /// node owns `key`'s slot and the cluster is ok again, as a node other
+    /// than the victim (returned: the witness) sees it.
+    pub async fn kill_master_and_wait_for_failover(&self, victim: usize, key: &str) -> usize {
+        Command::new("kill")
+            .args(["-9", &self.nodes[victim].pid().to_string()])
+            .status()
+            .unwrap();
+        let witness = (0..self.nodes.len()).find(|i| *i != victim).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let owner = self.try_master_of_seen_by(witness, key);
+            if owner.is_some_and(|o| o != victim)
+                && self.nodes[witness]
+                    .cli(&["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            {
+                return witness;
+            }
+            assert!(Instant::now() < deadline, "no failover");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
