@@ -343,6 +343,52 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
+/// Where a webhook sink posts: parsed from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTarget {
+    /// Host name or address (an IPv6 literal without its brackets).
+    pub host: String,
+    /// Port (80 when the URL names none).
+    pub port: u16,
+    /// Path and query (`/` when the URL names none).
+    pub path: String,
+    /// `host[:port]` as written, for the Host header.
+    pub authority: String,
+}
+
+/// Parses an `http://host[:port][/path][?query]` webhook URL with hyper's
+/// own parser (IPv6 literals in brackets, ports, queries), so the config
+/// check and the sink agree on what is a URL.
+pub fn webhook_target(url: &str) -> Result<WebhookTarget, String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("webhook url {url:?} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("webhook url {url:?} must start with http://"));
+    }
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("webhook url {url:?} has no host"))?;
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    // The parser takes any port text; only a number is one.
+    let after_host = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, rest)| rest);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        port.parse::<u16>()
+            .map_err(|_| format!("webhook url {url:?} has a bad port"))?;
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok(WebhookTarget {
+        // `[::1]` names the address `::1`.
+        host: host.trim_start_matches('[').trim_end_matches(']').into(),
+        port: uri.port_u16().unwrap_or(80),
+        path: if path.is_empty() { "/" } else { path }.into(),
+        authority: authority.into(),
+    })
+}
+
 /// Values from flags, applied last.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -622,6 +668,11 @@ impl Config {
                         "purchase.sinks: webhook {url:?} timeout must be greater than 0"
                     ))
                 }
+                SinkConfig::Webhook { url, .. } => {
+                    if let Err(e) = webhook_target(url) {
+                        return bad(format!("purchase.sinks: {e}"));
+                    }
+                }
                 _ => {}
             }
         }
@@ -758,6 +809,18 @@ mod tests {
             &format!("{hook}secret = \"s\"\ntimeout = \"0s\"\n"),
             "timeout",
         );
+        // What the sink could not use is a configuration error, not a
+        // worker that fails to start.
+        named(
+            "[[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://x:notaport/\"\nsecret = \"s\"\n",
+            "bad port",
+        );
+        assert!(Config::from_toml(
+            "[[purchase.sinks]]\nkind = \"webhook\"\nurl = \"http://[::1]:8080/h\"\nsecret = \"s\"\n"
+        )
+        .unwrap()
+        .validate()
+        .is_ok());
         let dir = std::env::temp_dir().join(format!("tc-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let not_pem = dir.join("ca.pem");

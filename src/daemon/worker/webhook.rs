@@ -29,36 +29,15 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Parses an `http://host[:port][/path][?query]` URL (hyper's own
-    /// parser: IPv6 literals in brackets, ports, queries).
+    /// A webhook at an `http://host[:port][/path][?query]` URL (see
+    /// [`crate::config::webhook_target`]).
     pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<Webhook, String> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| format!("webhook url {url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!("webhook url {url:?} must start with http://"));
-        }
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("webhook url {url:?} has no host"))?;
-        // `[::1]` names the address `::1`.
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let authority = uri.authority().map_or("", |a| a.as_str());
-        // The parser takes any port text; only a number is one.
-        let after_host = authority
-            .rsplit_once(']')
-            .map_or(authority, |(_, rest)| rest);
-        if let Some((_, port)) = after_host.rsplit_once(':') {
-            port.parse::<u16>()
-                .map_err(|_| format!("webhook url {url:?} has a bad port"))?;
-        }
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let t = crate::config::webhook_target(url)?;
         Ok(Webhook {
-            host: host.into(),
-            port: uri.port_u16().unwrap_or(80),
-            path: if path.is_empty() { "/" } else { path }.into(),
-            authority: authority.into(),
+            host: t.host,
+            port: t.port,
+            path: t.path,
+            authority: t.authority,
             url: url.into(),
             secret: secret.into(),
             timeout,
