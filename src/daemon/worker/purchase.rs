@@ -2,7 +2,11 @@
 //! batches, publishes each order to every sink, then completes the orders
 //! and acknowledges the jobs in one script per event. Jobs of a dead worker
 //! are taken over after `purchase.claim_idle`; a job delivered more than
-//! `purchase.max_attempts` times goes to the dead-letter stream.
+//! `purchase.max_attempts` times goes to the dead-letter stream. A worker
+//! whose call failed takes its own pending jobs back as soon as Redis answers
+//! (with backoff), without waiting for `claim_idle`; on a Cluster each
+//! event's reads and completions run on their own, so one node that does not
+//! answer holds up only its own events.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
