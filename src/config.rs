@@ -653,24 +653,25 @@ impl Config {
                         "purchase.sinks: stream {stream:?} must be a non-empty name without braces"
                     ))
                 }
-                SinkConfig::Webhook { url, .. } if !url.starts_with("http://") => {
-                    return bad(format!(
-                        "purchase.sinks: webhook url must start with http:// (got {url:?})"
-                    ))
-                }
-                SinkConfig::Webhook { url, secret, .. } if secret.is_empty() => {
-                    return bad(format!(
-                        "purchase.sinks: webhook {url:?} needs a secret (its receiver checks X-Ticketctl-Signature with it)"
-                    ))
-                }
-                SinkConfig::Webhook { url, timeout, .. } if timeout.is_zero() => {
-                    return bad(format!(
-                        "purchase.sinks: webhook {url:?} timeout must be greater than 0"
-                    ))
-                }
-                SinkConfig::Webhook { url, .. } => {
+                SinkConfig::Webhook {
+                    url,
+                    secret,
+                    timeout,
+                } => {
+                    // The sink's own parser: what it could not use is
+                    // refused here (the scheme first, as before).
                     if let Err(e) = webhook_target(url) {
                         return bad(format!("purchase.sinks: {e}"));
+                    }
+                    if secret.is_empty() {
+                        return bad(format!(
+                            "purchase.sinks: webhook {url:?} needs a secret (its receiver checks X-Ticketctl-Signature with it)"
+                        ));
+                    }
+                    if timeout.is_zero() {
+                        return bad(format!(
+                            "purchase.sinks: webhook {url:?} timeout must be greater than 0"
+                        ));
                     }
                 }
                 _ => {}
@@ -839,6 +840,35 @@ mod tests {
         let cfg = Config::from_toml(&format!("[redis]\nurl = \"rediss://x:1\"\n{ca}")).unwrap();
         assert!(cfg.validate().is_ok());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn webhook_urls_parse() {
+        let t = |host: &str, port, path: &str, authority: &str| WebhookTarget {
+            host: host.into(),
+            port,
+            path: path.into(),
+            authority: authority.into(),
+        };
+        for (url, want) in [
+            (
+                "http://127.0.0.1:8080/hooks/orders",
+                t("127.0.0.1", 8080, "/hooks/orders", "127.0.0.1:8080"),
+            ),
+            (
+                "http://example.test",
+                t("example.test", 80, "/", "example.test"),
+            ),
+            (
+                "http://[::1]:8080/h?k=v",
+                t("::1", 8080, "/h?k=v", "[::1]:8080"),
+            ),
+        ] {
+            assert_eq!(webhook_target(url), Ok(want), "{url}");
+        }
+        for bad in ["https://x", "http://x:notaport/", "http:///x"] {
+            assert!(webhook_target(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

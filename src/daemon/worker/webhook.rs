@@ -10,6 +10,8 @@ use hyper::body::Bytes;
 use sha2::Sha256;
 use tokio::net::TcpStream;
 
+use crate::config::WebhookTarget;
+
 /// Tries per delivery before the batch counts as failed (the job is then
 /// retried later, up to `purchase.max_attempts` deliveries).
 const TRIES: u32 = 3;
@@ -18,11 +20,7 @@ const BASE_BACKOFF: Duration = Duration::from_millis(100);
 /// A webhook target.
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    host: String,
-    port: u16,
-    path: String,
-    /// `host[:port]` as written, for the Host header.
-    authority: String,
+    target: WebhookTarget,
     url: String,
     secret: String,
     timeout: Duration,
@@ -32,12 +30,8 @@ impl Webhook {
     /// A webhook at an `http://host[:port][/path][?query]` URL (see
     /// [`crate::config::webhook_target`]).
     pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<Webhook, String> {
-        let t = crate::config::webhook_target(url)?;
         Ok(Webhook {
-            host: t.host,
-            port: t.port,
-            path: t.path,
-            authority: t.authority,
+            target: crate::config::webhook_target(url)?,
             url: url.into(),
             secret: secret.into(),
             timeout,
@@ -74,7 +68,7 @@ impl Webhook {
     }
 
     async fn post(&self, body: &[u8], signature: &str) -> Result<(), String> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port))
+        let stream = TcpStream::connect((self.target.host.as_str(), self.target.port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let (mut sender, conn) =
@@ -82,8 +76,8 @@ impl Webhook {
                 .await
                 .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
-        let req = hyper::Request::post(&self.path)
-            .header("host", &self.authority)
+        let req = hyper::Request::post(&self.target.path)
+            .header("host", &self.target.authority)
             .header("content-type", "application/json")
             .header(
                 "user-agent",
@@ -133,35 +127,6 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_parse() {
-        let w = Webhook::new(
-            "http://127.0.0.1:8080/hooks/orders",
-            "",
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        assert_eq!(
-            (w.host.as_str(), w.port, w.path.as_str()),
-            ("127.0.0.1", 8080, "/hooks/orders")
-        );
-        let w = Webhook::new("http://example.test", "", Duration::from_secs(1)).unwrap();
-        assert_eq!((w.port, w.path.as_str()), (80, "/"));
-        assert!(Webhook::new("https://x", "", Duration::from_secs(1)).is_err());
-        assert!(Webhook::new("http://x:notaport/", "", Duration::from_secs(1)).is_err());
-        assert!(Webhook::new("http:///x", "", Duration::from_secs(1)).is_err());
-        let w = Webhook::new("http://[::1]:8080/h?k=v", "", Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            (
-                w.host.as_str(),
-                w.port,
-                w.path.as_str(),
-                w.authority.as_str()
-            ),
-            ("::1", 8080, "/h?k=v", "[::1]:8080")
-        );
-    }
 
     #[test]
     fn signature_is_hmac_sha256_hex() {
