@@ -415,7 +415,7 @@ impl Store {
     /// jobs (all of one event). An order dead-lettered meanwhile (its job
     /// taken over too often while this worker still had it) is completed
     /// too, and its dead letter removed. Returns how many orders changed.
-    pub async fn complete_jobs(&self, event: &str, jobs: &[(&str, u64)]) -> Result<u64> {
+    pub async fn complete_jobs(&self, event: &str, jobs: &[(impl AsRef<str>, u64)]) -> Result<u64> {
         let keys = EventKeys::new(event);
         let mut done = 0;
         for chunk in jobs.chunks(JOBS_PER_CALL) {
@@ -424,7 +424,7 @@ impl Store {
                 .key(keys.dead())
                 .arg(keys::JOBS_GROUP);
             for (id, seq) in chunk {
-                inv.arg(*id).arg(*seq);
+                inv.arg(id.as_ref()).arg(*seq);
             }
             done += self.eval(inv, "complete_orders").await?.uint(0)?;
         }

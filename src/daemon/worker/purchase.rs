@@ -178,6 +178,13 @@ impl Worker {
         }
     }
 
+    /// Notes a read that failed: the jobs it may have delivered to its
+    /// `events` unseen are taken back later.
+    fn read_failed(&mut self, events: &[String], e: &StoreError) {
+        tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
+        self.failed(events.iter().map(String::as_str), Failure::of(e));
+    }
+
     /// When the next retry is due, if any.
     fn next_retry(&self) -> Option<Instant> {
         self.retry.values().map(|r| r.due).min()
@@ -269,15 +276,11 @@ impl Worker {
                 // up no other event's next batch.
                 let (store, e) = (self.store.clone(), event.clone());
                 self.spawn(event, async move {
-                    let refs: Vec<(&str, u64)> =
-                        items.iter().map(|(id, seq)| (id.as_str(), *seq)).collect();
-                    Done::Completed(store.complete_jobs(&e, &refs).await)
+                    Done::Completed(store.complete_jobs(&e, &items).await)
                 });
                 continue;
             }
-            let refs: Vec<(&str, u64)> =
-                items.iter().map(|(id, seq)| (id.as_str(), *seq)).collect();
-            let r = self.store.complete_jobs(&event, &refs).await;
+            let r = self.store.complete_jobs(&event, &items).await;
             ok &= self.completed(&event, r);
         }
         ok
@@ -715,8 +718,7 @@ pub async fn run(
                 w.process(jobs, false).await;
                 return Err(e);
             }
-            tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
-            w.failed(failed.iter().map(String::as_str), Failure::of(&e));
+            w.read_failed(&failed, &e);
             if jobs.is_empty() && !apart {
                 // Not before the retry is due: Redis has just failed.
                 let until = w
@@ -745,8 +747,7 @@ pub async fn run(
                 w.process(jobs, false)
             );
             if let Some(e) = &next.error {
-                tracing::warn!(error = %e, "reading purchase jobs failed; retrying");
-                w.failed(next.failed.iter().map(String::as_str), Failure::of(e));
+                w.read_failed(&next.failed, e);
                 if w.opts.once {
                     // Not retried in this run: its jobs wait for the next.
                     w.summary.failed_batches += 1;
