@@ -64,8 +64,7 @@ pub async fn run(
     let app = http::router(state, cfg.server.body_limit);
     let listener = TcpListener::from_std(socket)?;
     tracing::info!(%addr, threads, "listening");
-    let mut drained =
-        http::serve_with(listener, app, limits, permits, shutdown.cancelled_owned()).await;
+    let mut drained = http::serve(listener, app, limits, permits, shutdown.cancelled_owned()).await;
     for rx in others {
         drained &= rx.await.unwrap_or(false);
     }
@@ -121,7 +120,7 @@ impl Shard {
                 self.state.with_store(store, &self.cfg),
                 self.cfg.server.body_limit,
             );
-            http::serve_with(
+            http::serve(
                 listener,
                 app,
                 self.limits,

@@ -65,14 +65,6 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// The Redis error code (`NOGROUP`, `BUSY`, ...), when Redis sent one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Cause::Client(e) => e.code(),
-            Cause::Message(_) => None,
-        }
-    }
-
     /// Whether Redis answered this error code, with `detail` in its text
     /// when given (`ERR no such key`).
     fn is(&self, code: &str, detail: Option<&str>) -> bool {

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
 
-pub use server::{serve, serve_with, Limits};
+pub use server::{serve, Limits};
 
 use crate::config::Config;
 use crate::daemon::metrics::{self, Metrics};

@@ -25,21 +25,11 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains.
-/// Returns true when every connection finished within the timeout.
+/// Serves `app` on `listener` until `shutdown` completes, then drains;
+/// true when every connection finished within the timeout. `permits` are
+/// shared with the other loops accepting on the same socket (one connection
+/// limit for every serving thread).
 pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) -> bool {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    serve_with(listener, app, limits, permits, shutdown).await
-}
-
-/// [`serve`] with connection permits shared with other loops (several
-/// threads accepting on one listening socket share one connection limit).
-pub async fn serve_with(
     listener: TcpListener,
     app: Router,
     limits: Limits,
