@@ -35,6 +35,7 @@ async fn make_event(store: &Store, id: &str, capacity: u64, ttl_ms: u64) {
             capacity,
             hold_ttl_ms: ttl_ms,
             max_per_hold: 10,
+            selling: Default::default(),
         })
         .await
         .unwrap();

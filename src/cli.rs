@@ -198,15 +198,52 @@ pub enum EventCommand {
 pub struct EventCreateArgs {
     /// Event id: 1-64 characters of a-z A-Z 0-9 - _.
     pub id: String,
-    /// Number of tickets (1 up to the largest capacity, 10,000,000).
-    #[arg(long)]
-    pub capacity: u64,
+    /// Number of tickets (1 up to the largest capacity, 10,000,000); with
+    /// --section it may be left out (their sum).
+    #[arg(long, required_unless_present = "sections")]
+    pub capacity: Option<u64>,
     /// How long a hold lives (e.g. 60s, 2m), whole seconds.
     #[arg(long, default_value = crate::model::DEFAULT_HOLD_TTL_ARG, value_parser = parse_duration)]
     pub hold_ttl: Duration,
     /// Most tickets in one hold.
     #[arg(long, default_value_t = crate::model::DEFAULT_MAX_PER_HOLD)]
     pub max_per_hold: u64,
+    /// A section: the next CAPACITY tickets at PRICE each, in the currency's
+    /// minor units (cents). Repeat it, in ticket order.
+    #[arg(long = "section", value_name = "ID:CAPACITY:PRICE", value_parser = parse_section)]
+    pub sections: Vec<crate::model::Section>,
+    /// Currency of the prices (three capital letters).
+    #[arg(long, default_value = crate::model::DEFAULT_CURRENCY)]
+    pub currency: String,
+    /// When sales open (RFC 3339, e.g. 2026-12-01T20:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub sales_start: Option<String>,
+    /// When sales close (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub sales_end: Option<String>,
+    /// Most tickets one buyer may hold plus have bought (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_per_user: u64,
+    /// Most extensions per hold.
+    #[arg(long, default_value_t = 0)]
+    pub max_extensions: u64,
+}
+
+/// `ID:CAPACITY:PRICE`, integers only (money never as a float).
+fn parse_section(s: &str) -> Result<crate::model::Section, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [id, cap, price] = parts[..] else {
+        return Err(format!("{s:?} is not ID:CAPACITY:PRICE"));
+    };
+    Ok(crate::model::Section {
+        id: id.into(),
+        capacity: cap
+            .parse()
+            .map_err(|_| format!("capacity {cap:?} is not a whole number"))?,
+        price: price
+            .parse()
+            .map_err(|_| format!("price {price:?} is not a whole number of minor units (cents)"))?,
+    })
 }
 
 /// `stress`

@@ -208,12 +208,7 @@ impl Default for CompatConfig {
 
 /// The one event the proof of concept had: `default`, 100 tickets.
 fn default_events() -> Vec<EventSeed> {
-    vec![EventSeed {
-        id: "default".into(),
-        capacity: 100,
-        hold_ttl_seconds: default_hold_ttl(),
-        max_tickets_per_hold: default_max_per_hold(),
-    }]
+    vec![EventSeed::new("default", 100)]
 }
 
 /// One `[[events]]` entry.
@@ -222,7 +217,9 @@ fn default_events() -> Vec<EventSeed> {
 pub struct EventSeed {
     /// 1–64 characters of `a-z A-Z 0-9 - _`.
     pub id: String,
-    /// Number of tickets, numbered `1..=capacity`.
+    /// Number of tickets, numbered `1..=capacity` (0 or left out with
+    /// `sections`: their sum).
+    #[serde(default)]
     pub capacity: u64,
     /// How long a hold lives.
     #[serde(default = "default_hold_ttl")]
@@ -230,6 +227,51 @@ pub struct EventSeed {
     /// Most tickets in one hold.
     #[serde(default = "default_max_per_hold")]
     pub max_tickets_per_hold: u64,
+    /// Currency of the prices (three capital letters).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Sections in ticket order (none: one section `general` at price 0).
+    #[serde(default)]
+    pub sections: Vec<crate::model::Section>,
+    /// When sales open (RFC 3339, as a string or a TOML date-time).
+    #[serde(default)]
+    pub sales_start: Option<TimeValue>,
+    /// When sales close.
+    #[serde(default)]
+    pub sales_end: Option<TimeValue>,
+    /// Most tickets one user may hold plus have bought (0: no limit).
+    #[serde(default)]
+    pub max_tickets_per_user: u64,
+    /// Most extensions per hold.
+    #[serde(default)]
+    pub max_extensions: u64,
+}
+
+/// A point in time in the config: an RFC 3339 string or a TOML date-time.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TimeValue {
+    /// `sales_start = "2026-12-01T20:00:00Z"`
+    Text(String),
+    /// `sales_start = 2026-12-01T20:00:00Z`
+    Toml(toml::value::Datetime),
+}
+
+impl TimeValue {
+    /// Unix ms, or why not.
+    pub fn ms(&self) -> Result<u64, String> {
+        let text = match self {
+            TimeValue::Text(s) => s.clone(),
+            TimeValue::Toml(d) => d.to_string(),
+        };
+        crate::time::parse_rfc3339_ms(&text).ok_or_else(|| {
+            format!("{text:?} is not an RFC 3339 time with a zone, such as 2026-12-01T20:00:00Z")
+        })
+    }
+}
+
+fn default_currency() -> String {
+    crate::model::DEFAULT_CURRENCY.into()
 }
 
 fn default_hold_ttl() -> u64 {
@@ -399,31 +441,79 @@ pub struct Overrides {
 }
 
 impl EventSeed {
+    /// An event of `capacity` tickets with every other setting at its default.
+    pub fn new(id: &str, capacity: u64) -> EventSeed {
+        EventSeed {
+            id: id.into(),
+            capacity,
+            hold_ttl_seconds: default_hold_ttl(),
+            max_tickets_per_hold: default_max_per_hold(),
+            currency: default_currency(),
+            sections: Vec::new(),
+            sales_start: None,
+            sales_end: None,
+            max_tickets_per_user: 0,
+            max_extensions: 0,
+        }
+    }
+
     /// Checks the seed against the domain's limits; a message names each
     /// setting as the `config` file does.
     pub fn validate(&self) -> Result<(), String> {
-        self.validate_as(&SettingNames::CONFIG)
+        self.validate_as(&SettingNames::CONFIG).map(|_| ())
+    }
+
+    /// The capacity: as given, or the sections' sum when left out.
+    fn capacity(&self) -> u64 {
+        if self.capacity == 0 {
+            self.sections
+                .iter()
+                .map(|s| s.capacity)
+                .fold(0, u64::saturating_add)
+        } else {
+            self.capacity
+        }
+    }
+
+    /// Checks the seed, naming each setting as `names` says; its settings
+    /// as the store keeps them.
+    pub fn validate_as(&self, names: &SettingNames) -> Result<EventSettings, String> {
+        let capacity = self.capacity();
+        crate::model::check_event(
+            &self.id,
+            capacity,
+            self.hold_ttl_seconds,
+            self.max_tickets_per_hold,
+            names,
+        )?;
+        let time = |v: &Option<TimeValue>, field: &str| -> Result<Option<u64>, String> {
+            v.as_ref()
+                .map(|t| t.ms())
+                .transpose()
+                .map_err(|e| format!("event {}: {}: {e}", self.id, names.field(field)))
+        };
+        let selling = crate::model::Selling {
+            currency: self.currency.clone(),
+            sections: self.sections.clone(),
+            sales_start_ms: time(&self.sales_start, "salesStart")?,
+            sales_end_ms: time(&self.sales_end, "salesEnd")?,
+            max_per_user: self.max_tickets_per_user,
+            max_extensions: self.max_extensions,
+        };
+        selling.check(&self.id, capacity, |f| names.field(f))?;
+        Ok(EventSettings {
+            id: self.id.clone(),
+            capacity,
+            hold_ttl_ms: self.hold_ttl_seconds * 1000,
+            max_per_hold: self.max_tickets_per_hold,
+            selling,
+        })
     }
 
     /// The event's settings as the store keeps them (a validated seed).
     pub fn settings(&self) -> EventSettings {
-        EventSettings {
-            id: self.id.clone(),
-            capacity: self.capacity,
-            hold_ttl_ms: self.hold_ttl_seconds * 1000,
-            max_per_hold: self.max_tickets_per_hold,
-        }
-    }
-
-    /// The same, naming each setting as `names` says.
-    pub fn validate_as(&self, names: &SettingNames) -> Result<(), String> {
-        crate::model::check_event(
-            &self.id,
-            self.capacity,
-            self.hold_ttl_seconds,
-            self.max_tickets_per_hold,
-            names,
-        )
+        self.validate_as(&SettingNames::CONFIG)
+            .expect("settings() of a validated seed")
     }
 }
 

@@ -31,10 +31,9 @@ async fn api_with(change: impl FnOnce(&mut Config)) -> (Redis, Api) {
 
 fn seed(id: &str, capacity: u64, ttl: u64, max_per_hold: u64) -> EventSeed {
     EventSeed {
-        id: id.into(),
-        capacity,
         hold_ttl_seconds: ttl,
         max_tickets_per_hold: max_per_hold,
+        ..EventSeed::new(id, capacity)
     }
 }
 
@@ -49,7 +48,10 @@ async fn events_are_created_once_and_counted_exactly() {
     r.assert_status(201);
     assert_eq!(
         r.json(),
-        json!({"id": "gig", "capacity": 5, "available": 5, "held": 0, "sold": 0, "holdTtlSeconds": 60, "maxTicketsPerHold": 10})
+        json!({"id": "gig", "capacity": 5, "available": 5, "held": 0, "sold": 0, "holdTtlSeconds": 60, "maxTicketsPerHold": 10,
+               "currency": "EUR", "salesStart": null, "salesEnd": null, "maxTicketsPerUser": 0, "maxExtensions": 0,
+               "sections": [{"id": "general", "firstTicket": 1, "lastTicket": 5, "capacity": 5, "price": 0,
+                             "available": 5, "held": 0, "sold": 0}]})
     );
     // The same settings again are the same event; others are a conflict.
     let same = json!({"id": "gig", "capacity": 5, "holdTtlSeconds": 60});

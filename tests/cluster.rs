@@ -20,10 +20,9 @@ use ticketctl::store::Store;
 
 fn seed(id: &str, capacity: u64, ttl: u64) -> EventSeed {
     EventSeed {
-        id: id.into(),
-        capacity,
         hold_ttl_seconds: ttl,
         max_tickets_per_hold: 5,
+        ..EventSeed::new(id, capacity)
     }
 }
 

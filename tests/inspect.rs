@@ -58,6 +58,7 @@ async fn setup() -> (Redis, Store) {
                 capacity: cap,
                 hold_ttl_ms: ttl,
                 max_per_hold: 5,
+                selling: Default::default(),
             })
             .await
             .unwrap();
@@ -279,6 +280,7 @@ async fn a_million_tickets_and_many_holds() {
             capacity: 1_000_000,
             hold_ttl_ms: 600_000,
             max_per_hold: 10,
+            selling: Default::default(),
         })
         .await
         .unwrap();
@@ -504,7 +506,8 @@ async fn dlq_retry_ends_at_the_entry_that_was_last_when_it_began() {
     ]
     .concat();
     let sha = redis.cli(&["SCRIPT", "LOAD", &script]);
-    let mut args: Vec<String> = vec!["EVALSHA".into(), sha, "10".into()];
+    let n_keys = (keys.script_keys().len() + 1).to_string();
+    let mut args: Vec<String> = vec!["EVALSHA".into(), sha, n_keys];
     args.extend(keys.script_keys());
     args.push(dead.clone());
     let call = |after: &str, last: &str| -> Vec<String> {

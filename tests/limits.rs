@@ -13,10 +13,9 @@ async fn live_holds_per_user_are_capped() {
     let mut cfg = config(&redis);
     cfg.limits.max_holds_per_user = 2;
     cfg.events.push(ticketctl::config::EventSeed {
-        id: "short".into(),
-        capacity: 10,
         hold_ttl_seconds: 1,
         max_tickets_per_hold: 3,
+        ..ticketctl::config::EventSeed::new("short", 10)
     });
     let api = Api::start(cfg).await;
     let mut ids = Vec::new();

@@ -167,6 +167,7 @@ async fn the_store_works_over_tls_with_a_password() {
             capacity: 5,
             hold_ttl_ms: 60_000,
             max_per_hold: 5,
+            selling: Default::default(),
         })
         .await
         .unwrap();
@@ -348,6 +349,7 @@ async fn the_store_works_on_a_tls_cluster_with_a_custom_ca() {
                 capacity: 5,
                 hold_ttl_ms: 60_000,
                 max_per_hold: 5,
+                selling: Default::default(),
             })
             .await
             .unwrap();

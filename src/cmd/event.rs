@@ -5,10 +5,10 @@ use comfy_table::Table;
 use serde_json::json;
 
 use crate::cli::{EventCommand, EventCreateArgs, GlobalOpts};
-use crate::config::EventSeed;
+use crate::config::{EventSeed, TimeValue};
 use crate::model::json::event_json;
 use crate::model::SettingNames;
-use crate::model::{CreateEvent, EventCounts};
+use crate::model::{CreateEvent, EventCounts, EventSettings};
 use crate::UsageError;
 
 pub async fn run(global: &GlobalOpts, cmd: EventCommand) -> anyhow::Result<()> {
@@ -25,29 +25,71 @@ async fn create(cfg: &crate::config::Config, a: EventCreateArgs) -> anyhow::Resu
     }
     let seed = EventSeed {
         id: a.id,
-        capacity: a.capacity,
+        capacity: a.capacity.unwrap_or(0),
         hold_ttl_seconds: a.hold_ttl.as_secs(),
         max_tickets_per_hold: a.max_per_hold,
+        currency: a.currency,
+        sections: a.sections,
+        sales_start: a.sales_start.map(TimeValue::Text),
+        sales_end: a.sales_end.map(TimeValue::Text),
+        max_tickets_per_user: a.max_per_user,
+        max_extensions: a.max_extensions,
     };
-    seed.validate_as(&SettingNames::CLI).map_err(UsageError)?;
+    if a.capacity == Some(0) {
+        return Err(UsageError(format!(
+            "event {}: --capacity must be 1..={}",
+            seed.id,
+            crate::model::MAX_CAPACITY
+        ))
+        .into());
+    }
+    let settings = seed.validate_as(&SettingNames::CLI).map_err(UsageError)?;
     let store = super::connect(cfg).await?;
-    let settings = seed.settings();
-    let what = format!(
-        "capacity {}, hold {}s, at most {} per hold",
-        seed.capacity, seed.hold_ttl_seconds, seed.max_tickets_per_hold
-    );
-    match store.create_event(&settings).await.context("cannot create the event")? {
-        CreateEvent::Created => println!("created event {} ({what})", seed.id),
-        CreateEvent::Exists => println!("event {} already exists with the same settings ({what})", seed.id),
+    let what = describe(&settings);
+    match store
+        .create_event(&settings)
+        .await
+        .context("cannot create the event")?
+    {
+        CreateEvent::Created => println!("created event {} ({what})", settings.id),
+        CreateEvent::Exists => println!(
+            "event {} already exists with the same settings ({what})",
+            settings.id
+        ),
         CreateEvent::Conflict(e) => anyhow::bail!(
-            "event {} already exists with other settings (capacity {}, hold {}s, at most {} per hold)",
+            "event {} already exists with other settings ({})",
             e.id,
-            e.capacity,
-            e.hold_ttl_ms / 1000,
-            e.max_per_hold
+            describe(&e)
         ),
     }
     Ok(())
+}
+
+/// An event's settings in one line.
+fn describe(s: &EventSettings) -> String {
+    let mut out = format!(
+        "capacity {}, hold {}s, at most {} per hold",
+        s.capacity,
+        s.hold_ttl_ms / 1000,
+        s.max_per_hold
+    );
+    let sell = &s.selling;
+    for sec in &sell.sections {
+        out.push_str(&format!(
+            ", section {} of {} at {} {}",
+            sec.id, sec.capacity, sec.price, sell.currency
+        ));
+    }
+    if let Some(ms) = sell.sales_start_ms {
+        out.push_str(&format!(", on sale from {}", crate::time::rfc3339_ms(ms)));
+    }
+    if let Some(ms) = sell.sales_end_ms {
+        out.push_str(&format!(", until {}", crate::time::rfc3339_ms(ms)));
+    }
+    if sell.max_per_user > 0 {
+        out.push_str(&format!(", at most {} per buyer", sell.max_per_user));
+    }
+    out
 }
 
 async fn list(cfg: &crate::config::Config, as_json: bool) -> anyhow::Result<()> {

@@ -10,6 +10,23 @@ use crate::time::rfc3339_ms;
 
 /// The event object of the API.
 pub fn event_json(c: &EventCounts) -> Value {
+    let sell = &c.settings.selling;
+    let sections: Vec<Value> = c
+        .sections
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "firstTicket": s.first,
+                "lastTicket": s.last,
+                "capacity": s.last + 1 - s.first,
+                "price": s.price,
+                "available": s.available,
+                "held": s.held,
+                "sold": s.sold,
+            })
+        })
+        .collect();
     json!({
         "id": c.settings.id,
         "capacity": c.settings.capacity,
@@ -18,6 +35,12 @@ pub fn event_json(c: &EventCounts) -> Value {
         "sold": c.sold,
         "holdTtlSeconds": c.settings.hold_ttl_ms / 1000,
         "maxTicketsPerHold": c.settings.max_per_hold,
+        "currency": sell.currency,
+        "salesStart": sell.sales_start_ms.map(rfc3339_ms),
+        "salesEnd": sell.sales_end_ms.map(rfc3339_ms),
+        "maxTicketsPerUser": sell.max_per_user,
+        "maxExtensions": sell.max_extensions,
+        "sections": sections,
     })
 }
 
@@ -32,6 +55,8 @@ pub struct HoldBody<'a> {
     ticket_ids: &'a [u64],
     expires_at: String,
     ttl_ms: u64,
+    amount: u64,
+    currency: &'a str,
 }
 
 /// The hold object of the API.
@@ -43,6 +68,8 @@ pub fn hold_json(h: &Hold) -> HoldBody<'_> {
         ticket_ids: &h.tickets,
         expires_at: rfc3339_ms(h.id.deadline_ms),
         ttl_ms: h.id.deadline_ms.saturating_sub(h.now_ms),
+        amount: h.amount,
+        currency: &h.currency,
     }
 }
 
@@ -55,6 +82,8 @@ pub struct OrderBody<'a> {
     user_id: &'a str,
     ticket_ids: &'a [u64],
     status: &'static str,
+    amount: u64,
+    currency: &'a str,
     created_at: String,
     /// When a completed order was published to every sink.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +108,8 @@ pub fn order_json(o: &Order) -> OrderBody<'_> {
         user_id: &o.user,
         ticket_ids: &o.tickets,
         status: o.status.as_str(),
+        amount: o.amount,
+        currency: &o.currency,
         created_at: rfc3339_ms(o.created_ms),
         completed_at,
         failed_at,
@@ -103,10 +134,16 @@ mod tests {
             status: OrderStatus::Pending,
             created_ms: 1_000,
             completed_ms: None,
+            amount: 2_500,
+            currency: "EUR".into(),
         };
         let json = |o: &Order| serde_json::to_value(order_json(o)).unwrap();
         let v = json(&o);
         assert_eq!(v["status"], "pending");
+        assert_eq!(
+            (v["amount"].as_u64(), v["currency"].as_str()),
+            (Some(2_500), Some("EUR"))
+        );
         assert!(v.get("completedAt").is_none() && v.get("failedAt").is_none());
         o.status = OrderStatus::Completed;
         o.completed_ms = Some(2_000);

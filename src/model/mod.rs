@@ -30,6 +30,24 @@ pub const EVENT_ID_RULE: &str = "1-64 characters of a-z A-Z 0-9 - _";
 /// The same as a regular expression (the API document's `pattern`).
 pub const EVENT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 
+/// Most sections one event may have.
+pub const MAX_SECTIONS: usize = 100;
+/// Highest price of one ticket, in minor units. With at most
+/// [`MAX_TICKETS_PER_HOLD`] tickets per hold, every amount stays far below
+/// 2^53, which the Redis scripts' numbers hold exactly.
+pub const MAX_PRICE: u64 = 1_000_000_000_000;
+/// The currency of an event that names none.
+pub const DEFAULT_CURRENCY: &str = "EUR";
+/// The one section of an event created without sections.
+pub const DEFAULT_SECTION: &str = "general";
+/// Most extensions a hold may be given.
+pub const MAX_EXTENSIONS: u64 = 100;
+
+/// Whether `c` is a currency code: three capital letters (ISO 4217 form).
+pub fn valid_currency(c: &str) -> bool {
+    c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
+}
+
 /// Checks an event id: [`EVENT_ID_RULE`].
 pub fn valid_event_id(id: &str) -> bool {
     !id.is_empty()
@@ -48,6 +66,18 @@ pub struct SettingNames {
     pub hold_ttl: &'static str,
     /// The most tickets per hold.
     pub max_per_hold: &'static str,
+    /// The currency.
+    pub currency: &'static str,
+    /// The sections.
+    pub sections: &'static str,
+    /// When sales open.
+    pub sales_start: &'static str,
+    /// When sales close.
+    pub sales_end: &'static str,
+    /// The per-user limit.
+    pub max_per_user: &'static str,
+    /// The most extensions per hold.
+    pub max_extensions: &'static str,
 }
 
 impl SettingNames {
@@ -56,19 +86,54 @@ impl SettingNames {
         capacity: "capacity",
         hold_ttl: "hold_ttl_seconds",
         max_per_hold: "max_tickets_per_hold",
+        currency: "currency",
+        sections: "sections",
+        sales_start: "sales_start",
+        sales_end: "sales_end",
+        max_per_user: "max_tickets_per_user",
+        max_extensions: "max_extensions",
     };
     /// JSON fields of `POST /v1/events`.
     pub const API: SettingNames = SettingNames {
         capacity: "capacity",
         hold_ttl: "holdTtlSeconds",
         max_per_hold: "maxTicketsPerHold",
+        currency: "currency",
+        sections: "sections",
+        sales_start: "salesStart",
+        sales_end: "salesEnd",
+        max_per_user: "maxTicketsPerUser",
+        max_extensions: "maxExtensions",
     };
     /// Flags of `ticketctl event create`.
     pub const CLI: SettingNames = SettingNames {
         capacity: "--capacity",
         hold_ttl: "--hold-ttl (seconds)",
         max_per_hold: "--max-per-hold",
+        currency: "--currency",
+        sections: "--section",
+        sales_start: "--sales-start",
+        sales_end: "--sales-end",
+        max_per_user: "--max-per-user",
+        max_extensions: "--max-extensions",
     };
+
+    /// How this form spells the setting the API calls `api`.
+    pub fn field(&self, api: &str) -> String {
+        match api {
+            "capacity" => self.capacity,
+            "holdTtlSeconds" => self.hold_ttl,
+            "maxTicketsPerHold" => self.max_per_hold,
+            "currency" => self.currency,
+            "sections" => self.sections,
+            "salesStart" => self.sales_start,
+            "salesEnd" => self.sales_end,
+            "maxTicketsPerUser" => self.max_per_user,
+            "maxExtensions" => self.max_extensions,
+            other => other,
+        }
+        .to_string()
+    }
 }
 
 /// Checks an event's settings against the limits above; the message names
@@ -104,7 +169,7 @@ pub fn check_event(
     Ok(())
 }
 
-/// An event's fixed settings.
+/// An event's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSettings {
     /// Event id.
@@ -115,6 +180,201 @@ pub struct EventSettings {
     pub hold_ttl_ms: u64,
     /// Most tickets in one hold.
     pub max_per_hold: u64,
+    /// Sections, prices, sale window and per-buyer limit.
+    pub selling: Selling,
+}
+
+/// One section as an event is created with it: the next `capacity` ticket
+/// numbers, at `price` minor units each.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// Section id (an event id's characters), unique in the event.
+    pub id: String,
+    /// Number of tickets.
+    pub capacity: u64,
+    /// Price of one ticket in the currency's minor units.
+    pub price: u64,
+}
+
+/// What sells an event's tickets: sections and prices, the sale window,
+/// the per-buyer limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selling {
+    /// Currency of every price (three capital letters).
+    pub currency: String,
+    /// Sections in ticket order; empty: one section
+    /// [`DEFAULT_SECTION`] at price 0 holding every ticket.
+    pub sections: Vec<Section>,
+    /// Holds are refused before this (Unix ms).
+    pub sales_start_ms: Option<u64>,
+    /// Holds are refused from this on (Unix ms).
+    pub sales_end_ms: Option<u64>,
+    /// Most tickets one user may hold plus have bought (0: no limit).
+    pub max_per_user: u64,
+    /// Most extensions per hold.
+    pub max_extensions: u64,
+}
+
+impl Default for Selling {
+    fn default() -> Self {
+        Selling {
+            currency: DEFAULT_CURRENCY.into(),
+            sections: Vec::new(),
+            sales_start_ms: None,
+            sales_end_ms: None,
+            max_per_user: 0,
+            max_extensions: 0,
+        }
+    }
+}
+
+impl Selling {
+    /// Checks the selling settings of event `id` of `capacity` tickets (the
+    /// sections, when given, must add up to it); `field` names a setting as
+    /// the caller's form spells it.
+    pub fn check(
+        &self,
+        id: &str,
+        capacity: u64,
+        field: impl Fn(&str) -> String,
+    ) -> Result<(), String> {
+        if !valid_currency(&self.currency) {
+            return Err(format!(
+                "event {id}: {} must be 3 capital letters (ISO 4217), not {:?}",
+                field("currency"),
+                self.currency
+            ));
+        }
+        if !self.sections.is_empty() {
+            if self.sections.len() > MAX_SECTIONS {
+                return Err(format!(
+                    "event {id}: at most {MAX_SECTIONS} {}",
+                    field("sections")
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut total: u64 = 0;
+            for s in &self.sections {
+                if !valid_event_id(&s.id) {
+                    return Err(format!(
+                        "event {id}: section id {:?} must be {EVENT_ID_RULE}",
+                        s.id
+                    ));
+                }
+                if !seen.insert(s.id.as_str()) {
+                    return Err(format!("event {id}: section {} is named twice", s.id));
+                }
+                if s.capacity == 0 {
+                    return Err(format!(
+                        "event {id}: section {} needs a capacity of at least 1",
+                        s.id
+                    ));
+                }
+                if s.price > MAX_PRICE {
+                    return Err(format!(
+                        "event {id}: section {}: price must be 0..={MAX_PRICE} (minor units)",
+                        s.id
+                    ));
+                }
+                total = total.saturating_add(s.capacity);
+            }
+            if total != capacity {
+                return Err(format!(
+                    "event {id}: {} is {capacity} but its sections add up to {total}",
+                    field("capacity")
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (self.sales_start_ms, self.sales_end_ms) {
+            if a >= b {
+                return Err(format!(
+                    "event {id}: {} must be before {}",
+                    field("salesStart"),
+                    field("salesEnd")
+                ));
+            }
+        }
+        if self.max_extensions > MAX_EXTENSIONS {
+            return Err(format!(
+                "event {id}: {} must be 0..={MAX_EXTENSIONS}",
+                field("maxExtensions")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sections as the store keeps them: `id:capacity:price` joined by
+    /// `,`; empty for the default single section at price 0.
+    pub fn sections_text(&self, capacity: u64) -> String {
+        match &self.sections[..] {
+            [] => String::new(),
+            [s] if s.id == DEFAULT_SECTION && s.price == 0 && s.capacity == capacity => {
+                String::new()
+            }
+            list => list
+                .iter()
+                .map(|s| format!("{}:{}:{}", s.id, s.capacity, s.price))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// Parses [`Selling::sections_text`]'s form.
+    pub fn parse_sections(text: &str) -> Option<Vec<Section>> {
+        if text.is_empty() {
+            return Some(Vec::new());
+        }
+        text.split(',')
+            .map(|part| {
+                let mut f = part.split(':');
+                let (id, cap, price) = (f.next()?, f.next()?, f.next()?);
+                Some(Section {
+                    id: id.into(),
+                    capacity: cap.parse().ok()?,
+                    price: price.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A section's place and exact counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionCounts {
+    /// Section id.
+    pub id: String,
+    /// Its first ticket.
+    pub first: u64,
+    /// Its last ticket.
+    pub last: u64,
+    /// Price of one ticket (minor units).
+    pub price: u64,
+    /// Tickets neither held nor sold.
+    pub available: u64,
+    /// Tickets in live holds.
+    pub held: u64,
+    /// Tickets sold.
+    pub sold: u64,
+}
+
+/// A change of an event's settings (`PATCH`); `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPatch {
+    /// New sale start (`Some(None)`: none).
+    pub sales_start_ms: Option<Option<u64>>,
+    /// New sale end (`Some(None)`: none).
+    pub sales_end_ms: Option<Option<u64>>,
+    /// New per-user limit.
+    pub max_per_user: Option<u64>,
+    /// New extension limit.
+    pub max_extensions: Option<u64>,
+    /// New hold time (ms).
+    pub hold_ttl_ms: Option<u64>,
+    /// New most tickets per hold.
+    pub max_per_hold: Option<u64>,
+    /// New prices by section id.
+    pub prices: Vec<(String, u64)>,
 }
 
 /// Outcome of creating an event.
@@ -139,6 +399,8 @@ pub struct EventCounts {
     pub held: u64,
     /// Tickets sold.
     pub sold: u64,
+    /// Each section's counts, in ticket order (they add up to the above).
+    pub sections: Vec<SectionCounts>,
 }
 
 /// What to hold.
@@ -148,6 +410,13 @@ pub enum HoldRequest {
     Tickets(Vec<u64>),
     /// Any this many available tickets (lowest numbers first).
     Quantity(u64),
+    /// This many available tickets of one section (lowest numbers first).
+    InSection {
+        /// Section id.
+        section: String,
+        /// How many.
+        quantity: u64,
+    },
 }
 
 impl HoldRequest {
@@ -160,6 +429,7 @@ impl HoldRequest {
                 format!("t:{}", ids.join(","))
             }
             HoldRequest::Quantity(n) => format!("q:{n}"),
+            HoldRequest::InSection { section, quantity } => format!("q:{quantity}:{section}"),
         }
     }
 }
@@ -173,6 +443,10 @@ pub struct Hold {
     pub user: String,
     /// Its tickets.
     pub tickets: Vec<u64>,
+    /// What its tickets cost at the time of the hold (minor units).
+    pub amount: u64,
+    /// The currency of `amount`.
+    pub currency: String,
     /// Redis time when this reply was made.
     pub now_ms: u64,
 }
@@ -201,6 +475,13 @@ pub enum HoldOutcome {
     Invalid(String),
     /// The user already has this many live holds in the event.
     HoldLimit(u64),
+    /// Outside the sale window: sales open at `Ok(ms)`, or closed at `Err(ms)`.
+    NotOnSale(Result<u64, u64>),
+    /// The hold would take the user past `maxTicketsPerUser`; this many
+    /// more tickets are still allowed.
+    UserLimit(u64),
+    /// The event has no section of that id.
+    NoSection(String),
     /// No such event.
     NoEvent,
     /// The Idempotency-Key was used with a different request.
@@ -252,6 +533,10 @@ pub struct Order {
     pub created_ms: u64,
     /// When the purchase worker finished it (ms).
     pub completed_ms: Option<u64>,
+    /// What it costs (minor units).
+    pub amount: u64,
+    /// The currency of `amount`.
+    pub currency: String,
 }
 
 /// Outcome of a purchase.

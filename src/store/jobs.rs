@@ -45,6 +45,11 @@ pub struct JobOrder {
     pub tickets: Vec<u64>,
     /// Redis time of the purchase (ms).
     pub created_ms: u64,
+    /// What the order costs (minor units; 0 for a job written before
+    /// orders had a price).
+    pub amount: u64,
+    /// The currency of `amount`.
+    pub currency: String,
 }
 
 /// A message for the sinks.
@@ -60,6 +65,13 @@ pub struct SinkMessage {
     pub ticket_ids: Vec<u64>,
     /// RFC 3339 purchase time.
     pub created_at: String,
+    /// What the order costs (minor units).
+    pub amount: u64,
+    /// The currency of `amount`.
+    pub currency: String,
+    /// What happened: `purchase` (later also `cancelled`, `refunded`,
+    /// `refund_due`). With `order_id`, the consumer's idempotency key.
+    pub kind: &'static str,
 }
 
 /// Most dead letters one `dlq_retry` call looks at.
@@ -92,6 +104,9 @@ impl JobOrder {
             user_id: self.user.clone(),
             ticket_ids: self.tickets.clone(),
             created_at: crate::time::rfc3339_ms(self.created_ms),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            kind: "purchase",
         }
     }
 }
@@ -127,6 +142,16 @@ fn parse_fields(event: &str, fields: &[Value]) -> std::result::Result<JobOrder, 
         created_ms: get("createdMs")?
             .parse()
             .map_err(|_| "job field createdMs is not a number".to_string())?,
+        amount: match map.get("amount") {
+            None => 0,
+            Some(a) => a
+                .parse()
+                .map_err(|_| "job field amount is not a whole number".to_string())?,
+        },
+        currency: map
+            .get("currency")
+            .cloned()
+            .unwrap_or_else(|| crate::model::DEFAULT_CURRENCY.into()),
     })
 }
 
@@ -518,7 +543,10 @@ impl Store {
                     .arg(&m.event_id)
                     .arg(&m.user_id)
                     .arg(tickets)
-                    .arg(&m.created_at);
+                    .arg(&m.created_at)
+                    .arg(m.amount)
+                    .arg(&m.currency)
+                    .arg(m.kind);
             }
             let v: Value = self
                 .run(|mut c| async move { inv.invoke_async(&mut c).await })

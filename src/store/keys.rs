@@ -57,9 +57,18 @@ impl EventKeys {
     pub fn holds(&self) -> String {
         self.key("holds")
     }
-    /// Hold numbers in deadline order (list).
+    /// Hold numbers in creation order (list), as versions before `due`
+    /// wrote them: still drained, no longer written.
     pub fn sched(&self) -> String {
         self.key("sched")
+    }
+    /// The release schedule: hold numbers scored by deadline (zset).
+    pub fn due(&self) -> String {
+        self.key("due")
+    }
+    /// User -> tickets held plus bought (hash; for `maxTicketsPerUser`).
+    pub fn user_tickets(&self) -> String {
+        self.key("utix")
     }
     /// User -> live holds (hash; for `limits.max_holds_per_user`).
     pub fn uholds(&self) -> String {
@@ -81,8 +90,8 @@ impl EventKeys {
     pub fn job_errors(&self) -> String {
         self.key("joberr")
     }
-    /// The nine keys every per-event script receives, in order.
-    pub fn script_keys(&self) -> [String; 9] {
+    /// The eleven keys every per-event script receives, in order.
+    pub fn script_keys(&self) -> [String; 11] {
         [
             self.meta(),
             self.taken(),
@@ -93,6 +102,8 @@ impl EventKeys {
             self.orders(),
             self.jobs(),
             self.uholds(),
+            self.user_tickets(),
+            self.due(),
         ]
     }
     /// Idempotency record for `kind` (`hold` or `purchase`) and a client key.

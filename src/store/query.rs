@@ -56,7 +56,10 @@ pub(super) fn parse_order_record(event: &str, seq: u64, rec: &str) -> Option<Ord
     )
 }
 
-/// Parses an order record: `status|orderSecret|holdSecret|createdMs|completedMs|t1,..|userId`.
+/// Parses an order record:
+/// `status|orderSecret|holdSecret|createdMs|completedMs|t1,..[:amount:CUR]|userId`
+/// (an older version's record has no price: 0, in the currency of every
+/// event made before events had one).
 fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
     let mut f = rec.splitn(7, '|');
     let status = OrderStatus::parse(f.next()?)?;
@@ -64,7 +67,13 @@ fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
     let _hold_secret = f.next()?;
     let created_ms = f.next()?.parse().ok()?;
     let completed = f.next()?;
-    let tickets = parse_csv(f.next()?)?;
+    let mut priced = f.next()?.split(':');
+    let tickets = parse_csv(priced.next()?)?;
+    let (amount, currency) = match (priced.next(), priced.next()) {
+        (Some(a), Some(c)) => (a.parse().ok()?, c.to_string()),
+        (None, None) => (0, crate::model::DEFAULT_CURRENCY.to_string()),
+        _ => return None,
+    };
     let user = f.next()?.to_string();
     if secret != id.secret {
         return None;
@@ -76,6 +85,8 @@ fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
         status,
         created_ms,
         completed_ms: completed.parse().ok(),
+        amount,
+        currency,
     })
 }
 

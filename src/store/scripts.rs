@@ -12,8 +12,9 @@ use super::reply::{parse_csv, to_csv, Reply};
 use super::{Result, Store, StoreError};
 use crate::model::ids::new_secret;
 use crate::model::{
-    CancelOutcome, CreateEvent, EventCounts, EventSettings, Hold, HoldId, HoldOutcome, HoldRequest,
-    Order, OrderId, OrderStatus, PurchaseOutcome,
+    CancelOutcome, CreateEvent, EventCounts, EventPatch, EventSettings, Hold, HoldId, HoldOutcome,
+    HoldRequest, Order, OrderId, OrderStatus, PurchaseOutcome, SectionCounts, Selling,
+    DEFAULT_CURRENCY,
 };
 
 macro_rules! lua {
@@ -31,6 +32,7 @@ macro_rules! lua {
 }
 
 static CREATE_EVENT: LazyLock<Script> = lua!("create_event.lua");
+static PATCH_EVENT: LazyLock<Script> = lua!("patch_event.lua");
 static HOLD: LazyLock<Script> = lua!("hold.lua");
 static PURCHASE: LazyLock<Script> = lua!("purchase.lua");
 static CANCEL: LazyLock<Script> = lua!("cancel.lua");
@@ -61,6 +63,15 @@ pub struct Sweep {
     /// How late (ms, Redis clock) each release came after its deadline,
     /// when asked for.
     pub lags_ms: Vec<u64>,
+}
+
+/// Why a change of settings was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchRefused {
+    /// The event has no section of this id.
+    NoSection(String),
+    /// The settings would contradict each other.
+    Invalid(String),
 }
 
 /// Which hold a purchase or cancel acts on.
@@ -159,6 +170,10 @@ fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
                     .ok_or_else(|| StoreError::Reply("purchase: ticket list".into()))?,
                 user: r.str(8)?,
                 status,
+                // An answer stored for an Idempotency-Key before orders had
+                // a price has neither.
+                amount: r.uint(9).unwrap_or(0),
+                currency: r.str(10).unwrap_or_else(|_| DEFAULT_CURRENCY.into()),
             };
             PurchaseOutcome::Bought {
                 order,
@@ -176,7 +191,7 @@ fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
     })
 }
 
-/// Reads a hold's short answer `expired|seq|deadlineMs|nowMs|t1,t2,..`
+/// Reads a hold's short answer `expired|seq|deadlineMs|nowMs|amount|currency|t1,t2,..`
 /// (every held hold's answer: read byte by byte, not through `str` splitting
 /// and parsing).
 fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldOutcome> {
@@ -186,9 +201,15 @@ fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldO
             String::from_utf8_lossy(b)
         ))
     };
-    let mut fields = b.splitn(5, |&c| c == b'|');
+    let mut fields = b.splitn(7, |&c| c == b'|');
     let mut num = || fields.next().and_then(decimal).ok_or_else(bad);
-    let (expired, seq, deadline_ms, now_ms) = (num()?, num()?, num()?, num()?);
+    let (expired, seq, deadline_ms, now_ms, amount) = (num()?, num()?, num()?, num()?, num()?);
+    let currency = fields
+        .next()
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(bad)?
+        .to_string();
     let tickets = fields
         .next()
         .and_then(|f| std::str::from_utf8(f).ok())
@@ -205,6 +226,8 @@ fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldO
             },
             user: user.into(),
             tickets,
+            amount,
+            currency,
             now_ms,
         },
         expired,
@@ -227,7 +250,7 @@ fn decimal(b: &[u8]) -> Option<u64> {
 fn released_by_hold(r: &Reply) -> u64 {
     let at = match r.status().as_deref() {
         Ok("ok" | "unavailable" | "sweep_more") => 1,
-        Ok("hold_limit" | "invalid") => 2,
+        Ok("hold_limit" | "invalid" | "user_limit") => 2,
         _ => return 0,
     };
     r.int(at).map_or(0, |n| n.max(0) as u64)
@@ -254,7 +277,9 @@ fn hold_outcome(
                 hold: Hold {
                     id,
                     user: user.into(),
-                    tickets: r.uints_from(6)?,
+                    tickets: r.uints_from(8)?,
+                    amount: r.uint(6)?,
+                    currency: r.str(7)?,
                     now_ms: r.uint(5)?,
                 },
                 expired: expired.max(0) as u64,
@@ -267,11 +292,18 @@ fn hold_outcome(
                 tickets: r.uints_from(2)?,
                 available: None,
             },
-            HoldRequest::Quantity(_) => HoldOutcome::Unavailable {
+            HoldRequest::Quantity(_) | HoldRequest::InSection { .. } => HoldOutcome::Unavailable {
                 tickets: vec![],
                 available: Some(r.uint(2)?),
             },
         },
+        "not_on_sale" => HoldOutcome::NotOnSale(if r.str(1)? == "opens" {
+            Ok(r.uint(2)?)
+        } else {
+            Err(r.uint(2)?)
+        }),
+        "user_limit" => HoldOutcome::UserLimit(r.uint(1)?),
+        "no_section" => HoldOutcome::NoSection(r.str(1)?),
         "invalid" => HoldOutcome::Invalid(r.str(1)?),
         "hold_limit" => HoldOutcome::HoldLimit(r.uint(1)?),
         "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
@@ -306,20 +338,43 @@ impl Store {
     pub async fn create_event(&self, s: &EventSettings) -> Result<CreateEvent> {
         let keys = EventKeys::new(&s.id);
         let mut inv = invocation(&CREATE_EVENT, &keys, None);
+        let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let sell = &s.selling;
         inv.arg(s.capacity)
             .arg(s.hold_ttl_ms)
             .arg(s.max_per_hold)
-            .arg(keys::JOBS_GROUP);
+            .arg(keys::JOBS_GROUP)
+            .arg(&sell.currency)
+            .arg(sell.sections_text(s.capacity))
+            .arg(opt(sell.sales_start_ms))
+            .arg(opt(sell.sales_end_ms))
+            .arg(sell.max_per_user)
+            .arg(sell.max_extensions);
         let r = self.eval(inv, "create_event").await?;
         let outcome = match r.status()?.as_str() {
             "created" => CreateEvent::Created,
             "exists" => CreateEvent::Exists,
-            "conflict" => CreateEvent::Conflict(EventSettings {
-                id: s.id.clone(),
-                capacity: r.uint(1)?,
-                hold_ttl_ms: r.uint(2)?,
-                max_per_hold: r.uint(3)?,
-            }),
+            "conflict" => {
+                let opt = |i| -> Result<Option<u64>> {
+                    let v = r.str(i)?;
+                    Ok(v.parse().ok())
+                };
+                CreateEvent::Conflict(EventSettings {
+                    id: s.id.clone(),
+                    capacity: r.uint(1)?,
+                    hold_ttl_ms: r.uint(2)?,
+                    max_per_hold: r.uint(3)?,
+                    selling: Selling {
+                        currency: r.str(4)?,
+                        sections: Selling::parse_sections(&r.str(5)?)
+                            .ok_or_else(|| StoreError::Reply("create_event: sections".into()))?,
+                        sales_start_ms: opt(6)?,
+                        sales_end_ms: opt(7)?,
+                        max_per_user: r.uint(8)?,
+                        max_extensions: r.uint(9)?,
+                    },
+                })
+            }
             "schema" => return Err(schema_error(&s.id, &r)),
             other => return Err(StoreError::Reply(format!("create_event: status {other:?}"))),
         };
@@ -334,6 +389,48 @@ impl Store {
             })
             .await?;
         Ok(outcome)
+    }
+
+    /// Changes an event's settings; then its counts. `Ok(Err(..))` when the
+    /// change is refused: an unknown section, or a sale window that would
+    /// end before it starts. `None` when the event does not exist.
+    pub async fn patch_event(
+        &self,
+        event: &str,
+        p: &EventPatch,
+    ) -> Result<Option<std::result::Result<EventCounts, PatchRefused>>> {
+        let keys = EventKeys::new(event);
+        let mut inv = invocation(&PATCH_EVENT, &keys, None);
+        let window = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+        if let Some(v) = p.sales_start_ms {
+            inv.arg("sales_start").arg(window(v));
+        }
+        if let Some(v) = p.sales_end_ms {
+            inv.arg("sales_end").arg(window(v));
+        }
+        for (field, v) in [
+            ("max_user", p.max_per_user),
+            ("max_ext", p.max_extensions),
+            ("ttl_ms", p.hold_ttl_ms),
+            ("max_per_hold", p.max_per_hold),
+        ] {
+            if let Some(v) = v {
+                inv.arg(field).arg(v);
+            }
+        }
+        for (section, price) in &p.prices {
+            inv.arg(format!("price:{section}")).arg(*price);
+        }
+        let r = self.eval(inv, "patch_event").await?;
+        match r.status()?.as_str() {
+            "ok" => {}
+            "not_found" => return Ok(None),
+            "no_section" => return Ok(Some(Err(PatchRefused::NoSection(r.str(1)?)))),
+            "invalid" => return Ok(Some(Err(PatchRefused::Invalid(r.str(1)?)))),
+            "schema" => return Err(schema_error(event, &r)),
+            other => return Err(StoreError::Reply(format!("patch_event: status {other:?}"))),
+        }
+        Ok(self.event_counts(event).await?.map(Ok))
     }
 
     /// Releases up to `max` expired holds of an event and returns its exact
@@ -355,6 +452,35 @@ impl Store {
         }
         let (capacity, held, sold) = (r.uint(3)?, r.uint(4)?, r.uint(5)?);
         let next = r.int(1)?;
+        let n_sections = r.uint(13)? as usize;
+        let mut sections = Vec::with_capacity(n_sections);
+        let mut listed = Vec::with_capacity(n_sections);
+        for i in 0..n_sections {
+            let at = 14 + 6 * i;
+            let (first, last, price) = (r.uint(at + 1)?, r.uint(at + 2)?, r.uint(at + 3)?);
+            let (s_held, s_sold) = (r.uint(at + 4)?, r.uint(at + 5)?);
+            let c = SectionCounts {
+                id: r.str(at)?,
+                first,
+                last,
+                price,
+                available: (last + 1 - first).saturating_sub(s_held + s_sold),
+                held: s_held,
+                sold: s_sold,
+            };
+            listed.push(crate::model::Section {
+                id: c.id.clone(),
+                capacity: last + 1 - first,
+                price,
+            });
+            sections.push(c);
+        }
+        // The default single section is no setting of its own.
+        if n_sections == 1 && listed[0].id == crate::model::DEFAULT_SECTION && listed[0].price == 0
+        {
+            listed.clear();
+        }
+        let opt = |i| -> Result<Option<u64>> { Ok(u64::try_from(r.int(i)?).ok()) };
         Ok(Some(Sweep {
             released: r.uint(0)?,
             next_deadline_ms: u64::try_from(next).ok(),
@@ -365,12 +491,21 @@ impl Store {
                     capacity,
                     hold_ttl_ms: r.uint(6)?,
                     max_per_hold: r.uint(7)?,
+                    selling: Selling {
+                        currency: r.str(8)?,
+                        sections: listed,
+                        sales_start_ms: opt(9)?,
+                        sales_end_ms: opt(10)?,
+                        max_per_user: r.uint(11)?,
+                        max_extensions: r.uint(12)?,
+                    },
                 },
                 available: capacity.saturating_sub(held + sold),
                 held,
                 sold,
+                sections,
             },
-            lags_ms: r.uints_from(8)?,
+            lags_ms: r.uints_from(14 + 6 * n_sections)?,
         }))
     }
 
@@ -487,6 +622,9 @@ impl Store {
             match req {
                 HoldRequest::Tickets(t) => inv.arg("t").arg(to_csv(t)),
                 HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
+                HoldRequest::InSection { section, quantity } => {
+                    inv.arg("q").arg(format!("{quantity}:{section}"))
+                }
             };
         }
         let r = self.eval(inv, "hold").await?;
@@ -547,6 +685,8 @@ impl Store {
             },
             user: r.str(4)?,
             tickets,
+            amount: r.uint(5)?,
+            currency: r.str(6)?,
             now_ms: r.uint(2)?,
         }))
     }
@@ -703,7 +843,9 @@ impl Grouped for HoldOp {
     fn weight((_, req): &(String, HoldRequest)) -> usize {
         match req {
             HoldRequest::Tickets(t) => t.len(),
-            HoldRequest::Quantity(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+            HoldRequest::Quantity(n) | HoldRequest::InSection { quantity: n, .. } => {
+                usize::try_from(*n).unwrap_or(usize::MAX)
+            }
         }
     }
 
@@ -743,7 +885,13 @@ mod tests {
 
     #[test]
     fn a_held_holds_short_answer_is_read_with_the_secret_sent() {
-        let o = held_short("gig", "alice", "s3cret".into(), b"2|17|1000|400|7,8").unwrap();
+        let o = held_short(
+            "gig",
+            "alice",
+            "s3cret".into(),
+            b"2|17|1000|400|2500|EUR|7,8",
+        )
+        .unwrap();
         let HoldOutcome::Held {
             hold,
             expired,
@@ -755,6 +903,7 @@ mod tests {
         assert_eq!((expired, replayed), (2, false));
         assert_eq!(hold.id.to_string(), "gig.h17.1000.s3cret");
         assert_eq!((hold.tickets, hold.now_ms), (vec![7, 8], 400));
+        assert_eq!((hold.amount, hold.currency.as_str()), (2500, "EUR"));
         assert_eq!(hold.user, "alice");
     }
 
@@ -763,13 +912,16 @@ mod tests {
         for bad in [
             &b""[..],
             b"0|1|2",
-            b"x|1|2|3|4",
-            b"0|1|2|3|4,y",
-            b"0|1|-2|3|4",
-            b"0||2|3|4",
-            b"0|1|2|3|",
-            b"0|1|2|99999999999999999999|4",
-            b"\xff|1|2|3|4",
+            b"0|1|2|3|4",
+            b"x|1|2|3|0|EUR|4",
+            b"0|1|2|3|0|EUR|4,y",
+            b"0|1|-2|3|0|EUR|4",
+            b"0||2|3|0|EUR|4",
+            b"0|1|2|3|0|EUR|",
+            b"0|1|2|3|0||4",
+            b"0|1|2|3|1.5|EUR|4",
+            b"0|1|2|99999999999999999999|0|EUR|4",
+            b"\xff|1|2|3|0|EUR|4",
         ] {
             let e = held_short("gig", "a", "s".into(), bad).unwrap_err();
             assert!(matches!(e, StoreError::Reply(_)), "{e:?}");

@@ -153,7 +153,9 @@ pub async fn reserve(
         HoldOutcome::Unavailable { .. } => Ok(conflict("error", "Ticket not available.")),
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
         HoldOutcome::HoldLimit(max) => Err(ApiError::too_many_holds(max)),
-        HoldOutcome::NoEvent => Err(no_event(&st)),
+        HoldOutcome::NotOnSale(when) => Err(ApiError::not_on_sale(when)),
+        HoldOutcome::UserLimit(remaining) => Err(ApiError::user_limit(remaining)),
+        HoldOutcome::NoSection(_) | HoldOutcome::NoEvent => Err(no_event(&st)),
         HoldOutcome::IdempotencyMismatch => Err(ApiError::Internal),
     }
 }

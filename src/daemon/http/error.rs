@@ -114,6 +114,40 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// 409 `not_on_sale`: sales open at `Ok(ms)` or closed at `Err(ms)`.
+    pub fn not_on_sale(when: Result<u64, u64>) -> ApiError {
+        let message = match when {
+            Ok(ms) => format!(
+                "this event is not on sale yet: sales open at {}",
+                crate::time::rfc3339_ms(ms)
+            ),
+            Err(ms) => format!(
+                "sales for this event closed at {}",
+                crate::time::rfc3339_ms(ms)
+            ),
+        };
+        let extra = match when {
+            Ok(ms) => json!({ "salesStart": crate::time::rfc3339_ms(ms) }),
+            Err(ms) => json!({ "salesEnd": crate::time::rfc3339_ms(ms) }),
+        };
+        ApiError::Conflict {
+            code: "not_on_sale",
+            message,
+            extra: Some(extra),
+        }
+    }
+
+    /// 409 `user_limit`: `remaining` more tickets are allowed to this user.
+    pub fn user_limit(remaining: u64) -> ApiError {
+        ApiError::Conflict {
+            code: "user_limit",
+            message: format!(
+                "this hold would pass the event's limit of tickets per buyer: {remaining} more allowed"
+            ),
+            extra: Some(json!({ "remaining": remaining })),
+        }
+    }
+
     /// 429 `too_many_holds`: the user has `max` live holds in the event.
     pub fn too_many_holds(max: u64) -> ApiError {
         ApiError::TooMany {

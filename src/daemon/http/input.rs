@@ -187,10 +187,24 @@ pub fn ticket_id(body: &Map<String, Value>) -> ApiResult<u64> {
     }
 }
 
-/// `ticketIds` (non-empty array of distinct ids) or `quantity` (>= 1), not both.
+/// `ticketIds` (non-empty array of distinct ids) or `quantity` (>= 1), not
+/// both; `section` (an id) with `quantity` only.
 pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldRequest> {
     let tickets = body.get("ticketIds").filter(|v| !v.is_null());
     let quantity = body.get("quantity").filter(|v| !v.is_null());
+    let section = match body.get("section") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if crate::model::valid_event_id(s) => Some(s.clone()),
+        Some(Value::String(_)) => {
+            return Err(ApiError::NotFound("no such section in this event".into()))
+        }
+        Some(_) => return Err(ApiError::BadRequest("section must be a string".into())),
+    };
+    if section.is_some() && tickets.is_some() {
+        return Err(ApiError::BadRequest(
+            "section goes with quantity; ticketIds name their tickets".into(),
+        ));
+    }
     match (tickets, quantity) {
         (Some(_), Some(_)) => Err(ApiError::BadRequest(
             "give either ticketIds or quantity, not both".into(),
@@ -225,9 +239,13 @@ pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldRequest> {
             "ticketIds must be an array of integers".into(),
         )),
         (None, Some(v)) => match v.as_u64() {
-            Some(n) if n >= 1 && n as usize <= MAX_TICKETS_IN_REQUEST => {
-                Ok(HoldRequest::Quantity(n))
-            }
+            Some(n) if n >= 1 && n as usize <= MAX_TICKETS_IN_REQUEST => match section {
+                Some(section) => Ok(HoldRequest::InSection {
+                    section,
+                    quantity: n,
+                }),
+                None => Ok(HoldRequest::Quantity(n)),
+            },
             Some(n) if n >= 1 => Err(ApiError::BadRequest(format!(
                 "too many tickets: at most {MAX_TICKETS_IN_REQUEST}"
             ))),
@@ -236,6 +254,79 @@ pub fn hold_ask(body: &Map<String, Value>) -> ApiResult<HoldRequest> {
             )),
         },
     }
+}
+
+/// An optional unsigned integer field (`what`: how the message names it).
+pub fn opt_uint(body: &Map<String, Value>, field: &str) -> ApiResult<Option<u64>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!("{field} must be an integer of at least 0"))
+        }),
+    }
+}
+
+/// An optional RFC 3339 time field, as Unix ms; `Some(None)` for an
+/// explicit `null` (to remove it, in a PATCH).
+pub fn opt_time(body: &Map<String, Value>, field: &str) -> ApiResult<Option<Option<u64>>> {
+    match body.get(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => crate::time::parse_rfc3339_ms(s)
+            .map(|ms| Some(Some(ms)))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{field} must be an RFC 3339 time such as 2026-12-01T20:00:00Z"
+                ))
+            }),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "{field} must be an RFC 3339 time string"
+        ))),
+    }
+}
+
+/// `sections` of `POST /v1/events`: `[{"id","capacity","price"}]`.
+pub fn sections(body: &Map<String, Value>) -> ApiResult<Option<Vec<crate::model::Section>>> {
+    let items = match body.get("sections") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::BadRequest("sections must be an array".into())),
+    };
+    if items.is_empty() || items.len() > crate::model::MAX_SECTIONS {
+        return Err(ApiError::BadRequest(format!(
+            "sections must list 1..={} sections",
+            crate::model::MAX_SECTIONS
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(o) = item else {
+            return Err(ApiError::BadRequest(format!(
+                "sections[{i}] must be an object with id, capacity and price"
+            )));
+        };
+        let id = match o.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "sections[{i}].id must be a string"
+                )))
+            }
+        };
+        let num = |f: &str| {
+            o.get(f).and_then(Value::as_u64).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "sections[{i}].{f} must be an integer of at least 0 (prices in minor units)"
+                ))
+            })
+        };
+        out.push(crate::model::Section {
+            id,
+            capacity: num("capacity")?,
+            price: num("price")?,
+        });
+    }
+    Ok(Some(out))
 }
 
 /// The `Idempotency-Key` header: 1–255 printable ASCII characters.

@@ -8,8 +8,9 @@ use super::input::{MAX_IDEMPOTENCY_KEY_LEN, MAX_TICKETS_IN_REQUEST};
 use super::routes::ROUTES;
 use super::v1::MAX_PAGE;
 use crate::model::{
-    DEFAULT_HOLD_TTL_SECS, DEFAULT_MAX_PER_HOLD, EVENT_ID_PATTERN, MAX_CAPACITY, MAX_HOLD_TTL_SECS,
-    MAX_TICKETS_PER_HOLD, MAX_USER_ID_CHARS,
+    DEFAULT_CURRENCY, DEFAULT_HOLD_TTL_SECS, DEFAULT_MAX_PER_HOLD, EVENT_ID_PATTERN, MAX_CAPACITY,
+    MAX_EXTENSIONS, MAX_HOLD_TTL_SECS, MAX_PRICE, MAX_SECTIONS, MAX_TICKETS_PER_HOLD,
+    MAX_USER_ID_CHARS,
 };
 
 fn schemas() -> Value {
@@ -19,31 +20,63 @@ fn schemas() -> Value {
     ]});
     let ticket = json!({"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY});
     let time = json!({"type": "string", "format": "date-time"});
+    let money = json!({"type": "integer", "minimum": 0, "description": "minor units of the currency (cents)"});
+    let price = json!({"type": "integer", "minimum": 0, "maximum": MAX_PRICE, "description": "minor units of the currency (cents)"});
+    let currency = json!({"type": "string", "pattern": "^[A-Z]{3}$"});
+    let opt_time = json!({"type": "string", "format": "date-time", "nullable": true});
+    let hold_ttl = json!({"type": "integer", "minimum": 1, "maximum": MAX_HOLD_TTL_SECS, "default": DEFAULT_HOLD_TTL_SECS});
+    let per_hold = json!({"type": "integer", "minimum": 1, "maximum": MAX_TICKETS_PER_HOLD, "default": DEFAULT_MAX_PER_HOLD});
+    let per_user =
+        json!({"type": "integer", "minimum": 0, "default": 0, "description": "0: no limit"});
+    let extensions =
+        json!({"type": "integer", "minimum": 0, "maximum": MAX_EXTENSIONS, "default": 0});
     json!({
-        "EventCreate": {"type": "object", "required": ["id", "capacity"], "properties": {
+        "EventCreate": {"type": "object", "required": ["id"], "properties": {
             "id": {"type": "string", "pattern": EVENT_ID_PATTERN},
-            "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY},
-            "holdTtlSeconds": {"type": "integer", "minimum": 1, "maximum": MAX_HOLD_TTL_SECS, "default": DEFAULT_HOLD_TTL_SECS},
-            "maxTicketsPerHold": {"type": "integer", "minimum": 1, "maximum": MAX_TICKETS_PER_HOLD, "default": DEFAULT_MAX_PER_HOLD}}},
-        "Event": {"type": "object", "required": ["id", "capacity", "available", "held", "sold", "holdTtlSeconds", "maxTicketsPerHold"], "properties": {
+            "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY, "description": "required without sections; with them, their sum"},
+            "holdTtlSeconds": hold_ttl,
+            "maxTicketsPerHold": per_hold,
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "default": DEFAULT_CURRENCY},
+            "sections": {"type": "array", "minItems": 1, "maxItems": MAX_SECTIONS, "items": {"type": "object", "required": ["id", "capacity", "price"], "properties": {
+                "id": {"type": "string", "pattern": EVENT_ID_PATTERN}, "capacity": {"type": "integer", "minimum": 1}, "price": price}},
+                "description": "consecutive ticket ranges in the order given"},
+            "salesStart": opt_time, "salesEnd": opt_time,
+            "maxTicketsPerUser": per_user, "maxExtensions": extensions}},
+        "EventPatch": {"type": "object", "properties": {
+            "salesStart": opt_time, "salesEnd": opt_time, "maxTicketsPerUser": per_user, "maxExtensions": extensions,
+            "holdTtlSeconds": hold_ttl, "maxTicketsPerHold": per_hold,
+            "sections": {"type": "array", "items": {"type": "object", "required": ["id", "price"], "properties": {
+                "id": {"type": "string"}, "price": price}}}},
+            "description": "applies to holds made after it; null removes a sale window bound"},
+        "Event": {"type": "object", "required": ["id", "capacity", "available", "held", "sold", "holdTtlSeconds", "maxTicketsPerHold",
+                "currency", "salesStart", "salesEnd", "maxTicketsPerUser", "maxExtensions", "sections"], "properties": {
             "id": {"type": "string"}, "capacity": {"type": "integer"}, "available": {"type": "integer"},
             "held": {"type": "integer"}, "sold": {"type": "integer"},
-            "holdTtlSeconds": {"type": "integer"}, "maxTicketsPerHold": {"type": "integer"}}},
+            "holdTtlSeconds": {"type": "integer"}, "maxTicketsPerHold": {"type": "integer"},
+            "currency": currency, "salesStart": opt_time, "salesEnd": opt_time,
+            "maxTicketsPerUser": {"type": "integer"}, "maxExtensions": {"type": "integer"},
+            "sections": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "firstTicket": {"type": "integer"}, "lastTicket": {"type": "integer"},
+                "capacity": {"type": "integer"}, "price": money, "available": {"type": "integer"},
+                "held": {"type": "integer"}, "sold": {"type": "integer"}}}}}},
         "EventList": {"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
         "TicketPage": {"type": "object", "required": ["ticketIds", "next"], "properties": {
             "ticketIds": {"type": "array", "items": {"type": "integer"}}, "next": {"type": "integer", "nullable": true}}},
         "HoldCreate": {"type": "object", "required": ["userId"], "properties": {
             "userId": user,
             "ticketIds": {"type": "array", "items": ticket, "minItems": 1, "maxItems": MAX_TICKETS_IN_REQUEST, "uniqueItems": true, "nullable": true},
-            "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_TICKETS_IN_REQUEST, "nullable": true}},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_TICKETS_IN_REQUEST, "nullable": true},
+            "section": {"type": "string", "nullable": true, "description": "with quantity: the lowest free tickets of this section"}},
             "description": "exactly one of ticketIds and quantity (null counts as not given)"},
-        "Hold": {"type": "object", "required": ["holdId", "eventId", "userId", "ticketIds", "expiresAt", "ttlMs"], "properties": {
+        "Hold": {"type": "object", "required": ["holdId", "eventId", "userId", "ticketIds", "expiresAt", "ttlMs", "amount", "currency"], "properties": {
             "holdId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
-            "ticketIds": {"type": "array", "items": {"type": "integer"}}, "expiresAt": time, "ttlMs": {"type": "integer"}}},
+            "ticketIds": {"type": "array", "items": {"type": "integer"}}, "expiresAt": time, "ttlMs": {"type": "integer"},
+            "amount": money, "currency": currency}},
         "UserBody": {"type": "object", "required": ["userId"], "properties": {"userId": user}},
-        "Order": {"type": "object", "required": ["orderId", "eventId", "userId", "ticketIds", "status", "createdAt"], "properties": {
+        "Order": {"type": "object", "required": ["orderId", "eventId", "userId", "ticketIds", "status", "amount", "currency", "createdAt"], "properties": {
             "orderId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
             "ticketIds": {"type": "array", "items": {"type": "integer"}},
+            "amount": money, "currency": currency,
             "status": {"type": "string", "enum": ["pending", "completed", "failed"]},
             "createdAt": time, "completedAt": time, "failedAt": time}},
         "CompatAvailable": {"type": "object", "properties": {"availableTickets": {"type": "array", "items": {"type": "integer"}}}},
@@ -58,7 +91,9 @@ fn schemas() -> Value {
             "description": "the proof of concept's 409 body: error (reserve, release) or reason (buy)"},
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string"}, "message": {"type": "string"},
-            "ticketIds": {"type": "array", "items": {"type": "integer"}}}}}},
+            "ticketIds": {"type": "array", "items": {"type": "integer"}},
+            "remaining": {"type": "integer", "description": "user_limit: tickets still allowed to this buyer"},
+            "salesStart": time, "salesEnd": time}}}},
     })
 }
 

@@ -2,7 +2,7 @@
 //! table, the metrics label requests with its path templates, and the
 //! OpenAPI document (`openapi.rs`) and the fuzz test read it.
 
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, patch, post, MethodRouter};
 
 use super::{compat, v1, AppState};
 
@@ -90,6 +90,16 @@ pub const ROUTES: &[RouteSpec] = &[
         &[404, 503],
         false,
         || get(v1::get_event),
+    ),
+    r(
+        "patch",
+        "/v1/events/{id}",
+        "Change an event's sale window, limits, hold time or prices",
+        Some("EventPatch"),
+        (200, Some("Event")),
+        &[400, 401, 404, 413, 415, 503],
+        true,
+        || patch(v1::patch_event),
     ),
     r(
         "get",

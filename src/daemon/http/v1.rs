@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use super::error::{ApiError, ApiResult};
 use super::input;
 use super::AppState;
-use crate::config::EventSeed;
+use crate::config::{EventSeed, TimeValue};
 use crate::model::json::{event_json, hold_json, order_json};
 use crate::model::{valid_event_id, SettingNames};
 use crate::model::{
-    CancelOutcome, CreateEvent, EventCounts, HoldId, HoldOutcome, OrderId, PurchaseOutcome,
+    CancelOutcome, CreateEvent, EventPatch, HoldId, HoldOutcome, OrderId, PurchaseOutcome,
 };
-use crate::store::{HoldRef, Idempotency, TicketStatus};
+use crate::store::{HoldRef, Idempotency, PatchRefused, TicketStatus};
 
 /// The default page of `GET /v1/events/{id}/tickets`.
 pub const DEFAULT_PAGE: usize = 1000;
@@ -69,38 +69,157 @@ pub async fn create_event(
                 .ok_or_else(|| ApiError::BadRequest(format!("{field} must be a positive integer"))),
         }
     };
+    let text = |field: &str| -> ApiResult<Option<String>> {
+        match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be a string"))),
+        }
+    };
+    let sections = input::sections(&body)?.unwrap_or_default();
+    // With sections the capacity may be left out (their sum); given, it is
+    // checked against them.
+    let capacity = match int("capacity", (!sections.is_empty()).then_some(0))? {
+        0 if body.get("capacity").is_some_and(|v| !v.is_null()) => {
+            return Err(ApiError::BadRequest(format!(
+                "capacity must be 1..={}",
+                crate::model::MAX_CAPACITY
+            )))
+        }
+        n => n,
+    };
     let seed = EventSeed {
         id,
-        capacity: int("capacity", None)?,
+        capacity,
         hold_ttl_seconds: int("holdTtlSeconds", Some(crate::model::DEFAULT_HOLD_TTL_SECS))?,
         max_tickets_per_hold: int(
             "maxTicketsPerHold",
             Some(crate::model::DEFAULT_MAX_PER_HOLD),
         )?,
+        currency: text("currency")?.unwrap_or_else(|| crate::model::DEFAULT_CURRENCY.into()),
+        sections,
+        sales_start: text("salesStart")?.map(TimeValue::Text),
+        sales_end: text("salesEnd")?.map(TimeValue::Text),
+        max_tickets_per_user: int("maxTicketsPerUser", Some(0))?,
+        max_extensions: int("maxExtensions", Some(0))?,
     };
-    seed.validate_as(&SettingNames::API)
+    let settings = seed
+        .validate_as(&SettingNames::API)
         .map_err(ApiError::BadRequest)?;
-    let settings = seed.settings();
-    match st.store.create_event(&settings).await? {
-        CreateEvent::Created => {
-            let counts = EventCounts { available: settings.capacity, held: 0, sold: 0, settings };
-            Ok((StatusCode::CREATED, Json(event_json(&counts))).into_response())
+    let created = match st.store.create_event(&settings).await? {
+        CreateEvent::Created => true,
+        CreateEvent::Exists => false,
+        CreateEvent::Conflict(existing) => {
+            return Err(ApiError::Conflict {
+                code: "event_exists",
+                message: format!(
+                    "event {} exists with other settings (capacity {}, holdTtlSeconds {}, maxTicketsPerHold {}, currency {}, {} sections)",
+                    existing.id,
+                    existing.capacity,
+                    existing.hold_ttl_ms / 1000,
+                    existing.max_per_hold,
+                    existing.selling.currency,
+                    existing.selling.sections.len().max(1)
+                ),
+                extra: None,
+            })
         }
-        CreateEvent::Exists => {
-            let counts = st.store.event_counts(&settings.id).await?.ok_or(ApiError::Internal)?;
-            Ok((StatusCode::OK, Json(event_json(&counts))).into_response())
+    };
+    let counts = st
+        .store
+        .event_counts(&settings.id)
+        .await?
+        .ok_or(ApiError::Internal)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(event_json(&counts))).into_response())
+}
+
+/// `PATCH /v1/events/{id}` (admin): sale window, limits, hold time and
+/// prices; capacity, sections' sizes and currency cannot change.
+pub async fn patch_event(
+    State(st): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    if !input::is_admin(&headers, &st.admin_token) {
+        return Err(ApiError::Unauthorized);
+    }
+    let id = event_path(p)?;
+    let body = input::json_object(&headers, body)?;
+    let ranged = |field: &str, range: std::ops::RangeInclusive<u64>| -> ApiResult<Option<u64>> {
+        match input::opt_uint(&body, field)? {
+            Some(n) if !range.contains(&n) => Err(ApiError::BadRequest(format!(
+                "{field} must be {}..={}",
+                range.start(),
+                range.end()
+            ))),
+            n => Ok(n),
         }
-        CreateEvent::Conflict(existing) => Err(ApiError::Conflict {
-            code: "event_exists",
-            message: format!(
-                "event {} exists with other settings (capacity {}, holdTtlSeconds {}, maxTicketsPerHold {})",
-                existing.id,
-                existing.capacity,
-                existing.hold_ttl_ms / 1000,
-                existing.max_per_hold
-            ),
-            extra: None,
-        }),
+    };
+    let mut patch = EventPatch {
+        sales_start_ms: input::opt_time(&body, "salesStart")?,
+        sales_end_ms: input::opt_time(&body, "salesEnd")?,
+        max_per_user: ranged("maxTicketsPerUser", 0..=u64::MAX)?,
+        max_extensions: ranged("maxExtensions", 0..=crate::model::MAX_EXTENSIONS)?,
+        hold_ttl_ms: ranged("holdTtlSeconds", 1..=crate::model::MAX_HOLD_TTL_SECS)?
+            .map(|s| s * 1000),
+        max_per_hold: ranged("maxTicketsPerHold", 1..=crate::model::MAX_TICKETS_PER_HOLD)?,
+        prices: Vec::new(),
+    };
+    match body.get("sections") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let (Some(Value::String(sid)), Some(price)) =
+                    (item.get("id"), item.get("price").and_then(Value::as_u64))
+                else {
+                    return Err(ApiError::BadRequest(format!(
+                        "sections[{i}] must be {{\"id\", \"price\"}} with an integer price in minor units"
+                    )));
+                };
+                if price > crate::model::MAX_PRICE {
+                    return Err(ApiError::BadRequest(format!(
+                        "sections[{i}].price must be 0..={}",
+                        crate::model::MAX_PRICE
+                    )));
+                }
+                patch.prices.push((sid.clone(), price));
+            }
+        }
+        Some(_) => return Err(ApiError::BadRequest("sections must be an array".into())),
+    }
+    // Fields that cannot change are accepted only as they are.
+    let fixed = ["capacity", "currency"];
+    if fixed
+        .iter()
+        .any(|f| body.get(*f).is_some_and(|v| !v.is_null()))
+    {
+        let now = st.store.event_counts(&id).await?.ok_or_else(no_event)?;
+        if body
+            .get("capacity")
+            .is_some_and(|v| v.as_u64() != Some(now.settings.capacity))
+        {
+            return Err(ApiError::BadRequest("capacity cannot change".into()));
+        }
+        if body
+            .get("currency")
+            .is_some_and(|v| v.as_str() != Some(now.settings.selling.currency.as_str()))
+        {
+            return Err(ApiError::BadRequest("currency cannot change".into()));
+        }
+    }
+    match st.store.patch_event(&id, &patch).await? {
+        None => Err(no_event()),
+        Some(Err(PatchRefused::NoSection(s))) => {
+            Err(ApiError::NotFound(format!("no section {s} in this event")))
+        }
+        Some(Err(PatchRefused::Invalid(m))) => Err(ApiError::BadRequest(m)),
+        Some(Ok(counts)) => Ok(Json(event_json(&counts)).into_response()),
     }
 }
 
@@ -218,6 +337,11 @@ pub async fn create_hold(
         }
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
         HoldOutcome::HoldLimit(max) => Err(ApiError::too_many_holds(max)),
+        HoldOutcome::NotOnSale(when) => Err(ApiError::not_on_sale(when)),
+        HoldOutcome::UserLimit(remaining) => Err(ApiError::user_limit(remaining)),
+        HoldOutcome::NoSection(s) => {
+            Err(ApiError::NotFound(format!("no section {s} in this event")))
+        }
         HoldOutcome::NoEvent => Err(no_event()),
         HoldOutcome::IdempotencyMismatch => Err(idem_mismatch()),
     }

@@ -80,6 +80,7 @@ pub fn webhook_body(msgs: &[SinkMessage]) -> Vec<u8> {
             json!({
                 "orderId": m.order_id, "eventId": m.event_id, "userId": m.user_id,
                 "ticketIds": m.ticket_ids, "createdAt": m.created_at,
+                "amount": m.amount, "currency": m.currency, "type": m.kind,
             })
         })
         .collect();

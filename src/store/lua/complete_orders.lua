@@ -1,8 +1,8 @@
 -- complete_orders: marks orders completed once every sink has them, then
 -- acknowledges their jobs and trims acknowledged jobs off the stream. Safe to
 -- repeat (a second call for the same job changes nothing).
--- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: last errors of jobs (hash)
--- KEYS[11]: dead-letter stream
+-- KEYS[1..11]: the event's keys (see lib.lua)   KEYS[12]: last errors of jobs (hash)
+-- KEYS[13]: dead-letter stream
 -- ARGV[1]: the job stream's consumer group
 -- ARGV[2..]: streamId, seq, streamId, seq, ...
 -- Returns: { orders completed now, nowMs }
@@ -65,15 +65,15 @@ if n_revived > 0 then
   -- and dead-lettered again meanwhile).
   redis.call('HINCRBY', K.meta, 'failed', -n_revived)
   local gone = {}
-  for _, e in ipairs(redis.call('XREVRANGE', KEYS[11], '+', '-', 'COUNT', DEAD_SCAN)) do
+  for _, e in ipairs(redis.call('XREVRANGE', KEYS[NKEYS + 2], '+', '-', 'COUNT', DEAD_SCAN)) do
     local f = e[2]
     for j = 1, #f, 2 do
       if f[j] == 'seq' and revived[f[j + 1]] then gone[#gone + 1] = e[1] end
     end
   end
-  in_chunks(gone, function(...) redis.call('XDEL', KEYS[11], ...) end)
+  in_chunks(gone, function(...) redis.call('XDEL', KEYS[NKEYS + 2], ...) end)
 end
 in_chunks(ids, function(...) redis.call('XACK', K.jobs, GROUP, ...) end)
 trim_jobs()
-in_chunks(ids, function(...) redis.call('HDEL', KEYS[10], ...) end)
+in_chunks(ids, function(...) redis.call('HDEL', KEYS[NKEYS + 1], ...) end)
 return { done, tonumber(now) }

@@ -1,7 +1,7 @@
 -- dead_letter: moves jobs that failed too often to the event's dead-letter
 -- stream with their last error, and marks their orders failed.
--- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
--- KEYS[11]: last errors of jobs (hash); an empty error argument takes the recorded one
+-- KEYS[1..11]: the event's keys (see lib.lua)   KEYS[12]: dead-letter stream
+-- KEYS[13]: last errors of jobs (hash); an empty error argument takes the recorded one
 -- ARGV[1]: the job stream's consumer group
 -- ARGV[2..]: streamId, seq, attempts, error, ... (seq may be '' for a job too
 --       damaged to name its order)
@@ -11,7 +11,7 @@ local moved = 0
 local group = ARGV[1]
 for i = 2, #ARGV, 4 do
   local id, seq, attempts, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if err == '' then err = redis.call('HGET', KEYS[11], id) or 'delivery attempts exhausted' end
+  if err == '' then err = redis.call('HGET', KEYS[NKEYS + 2], id) or 'delivery attempts exhausted' end
   local entry = redis.call('XRANGE', K.jobs, id, id)
   if #entry > 0 then
     local fields = entry[1][2]
@@ -19,7 +19,7 @@ for i = 2, #ARGV, 4 do
     fields[#fields + 1] = 'attempts'; fields[#fields + 1] = attempts
     fields[#fields + 1] = 'error'; fields[#fields + 1] = err
     fields[#fields + 1] = 'failedMs'; fields[#fields + 1] = fmt_int(now)
-    redis.call('XADD', KEYS[10], '*', unpack(fields))
+    redis.call('XADD', KEYS[NKEYS + 1], '*', unpack(fields))
     moved = moved + 1
   end
   if seq ~= '' then
@@ -34,6 +34,6 @@ for i = 2, #ARGV, 4 do
   -- jobs (complete_orders). Deleting it from the middle of the stream
   -- would leave Redis unable to say how many jobs wait (XINFO lag).
   redis.call('XACK', K.jobs, group, id)
-  redis.call('HDEL', KEYS[11], id)
+  redis.call('HDEL', KEYS[NKEYS + 2], id)
 end
 return { moved }

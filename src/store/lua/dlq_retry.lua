@@ -4,7 +4,7 @@
 -- Looks at a bounded number of entries per call, so a long dead-letter
 -- stream never blocks Redis for long: the caller goes on from the entry
 -- returned.
--- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
+-- KEYS[1..11]: the event's keys (see lib.lua)   KEYS[12]: dead-letter stream
 -- ARGV[1]: order seq to retry, or '' for all
 -- ARGV[2]: at most this many entries retried per call
 -- ARGV[3]: go on after this entry id ('' : from the first)
@@ -16,8 +16,10 @@
 --            last entry to look at }
 local want, max, after, budget = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local last_entry = ARGV[5]
+-- For a job written before jobs carried their currency.
+local currency = redis.call('HGET', K.meta, 'currency') or 'EUR'
 if last_entry == '' then
-  local newest = redis.call('XREVRANGE', KEYS[10], '+', '-', 'COUNT', 1)
+  local newest = redis.call('XREVRANGE', KEYS[NKEYS + 1], '+', '-', 'COUNT', 1)
   if #newest == 0 then return { 0, 0, '', '' } end
   last_entry = newest[1][1]
 end
@@ -26,7 +28,7 @@ local cursor = after == '' and '-' or '(' .. after
 local last = after
 local at_end = false
 while retried < max and looked < budget do
-  local entries = redis.call('XRANGE', KEYS[10], cursor, last_entry, 'COUNT', math.min(200, budget - looked))
+  local entries = redis.call('XRANGE', KEYS[NKEYS + 1], cursor, last_entry, 'COUNT', math.min(200, budget - looked))
   if #entries == 0 then at_end = true; break end
   for _, e in ipairs(entries) do
     if retried >= max then break end
@@ -38,15 +40,16 @@ while retried < max and looked < budget do
       local o = fields.seq and parse_order(redis.call('HGET', K.orders, fields.seq))
       if o and o.status == 'completed' then
         -- Published after all (see complete_orders): nothing to retry.
-        redis.call('XDEL', KEYS[10], id)
+        redis.call('XDEL', KEYS[NKEYS + 1], id)
       else
         redis.call('XADD', K.jobs, '*', 'seq', fields.seq or '', 'secret', fields.secret or '',
-          'userId', fields.userId or '', 'ticketIds', fields.ticketIds or '', 'createdMs', fields.createdMs or '0')
+          'userId', fields.userId or '', 'ticketIds', fields.ticketIds or '', 'createdMs', fields.createdMs or '0',
+          'amount', fields.amount or '0', 'currency', fields.currency or currency)
         if o and o.status == 'failed' then
           redis.call('HSET', K.orders, fields.seq, order_record(o, 'pending', ''))
           redis.call('HINCRBY', K.meta, 'failed', -1)
         end
-        redis.call('XDEL', KEYS[10], id)
+        redis.call('XDEL', KEYS[NKEYS + 1], id)
         retried = retried + 1
       end
     end
@@ -54,4 +57,4 @@ while retried < max and looked < budget do
     cursor = '(' .. id
   end
 end
-return { retried, redis.call('XLEN', KEYS[10]), at_end and '' or last, last_entry }
+return { retried, redis.call('XLEN', KEYS[NKEYS + 1]), at_end and '' or last, last_entry }

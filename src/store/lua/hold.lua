@@ -1,19 +1,25 @@
 -- hold: reserves tickets of one event, all or nothing per hold, for one or
 -- more holds at once (the server groups concurrent requests for an event
 -- into one call; each hold succeeds or fails on its own).
--- KEYS[1..9]: the event's keys (see lib.lua)
--- KEYS[10]: optional idempotency record (then exactly one hold)
+-- KEYS[1..11]: the event's keys (see lib.lua)
+-- KEYS[12]: optional idempotency record (then exactly one hold)
 -- ARGV[1]: wake-up channel   ARGV[2]: event id
 -- ARGV[3]: most live holds one user may have in the event (0: no limit)
--- ARGV[4]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
+-- ARGV[4]: with KEYS[12], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
 -- Then four per hold: secret, userId, 't' (then comma-separated ticket ids)
--- or 'q' (then a quantity).
--- Publishes the event id on channel ARGV[1] when the schedule was empty, so
--- a sleeping release worker learns of a sooner deadline.
+-- or 'q' (then a quantity, or 'quantity:sectionId' for the lowest free
+-- tickets of one section).
+-- Publishes the event id on channel ARGV[1] when the new deadline comes
+-- before every scheduled one, so a sleeping release worker learns of it.
 -- Returns { 'not_found' } | { 'schema', v } | { 'damaged', what } for the whole call, otherwise one
 -- reply per hold:
---          'expired|seq|deadlineMs|nowMs|t1,t2,..' (held; without KEYS[10])
---        | { 'ok', expired, secret, seq, deadlineMs, nowMs, t1, t2, .. } (held; with KEYS[10])
+--          'expired|seq|deadlineMs|nowMs|amount|currency|t1,t2,..' (held; without KEYS[12])
+--        | { 'ok', expired, secret, seq, deadlineMs, nowMs, amount, currency, t1, t2, .. }
+--          (held; with KEYS[12])
+--        | { 'not_on_sale', 'opens'|'closed', ms }: outside the sale window
+--        | { 'no_section', id }: the event has no such section
+--        | { 'user_limit', remaining, expired }: the user's held and bought
+--          tickets would pass maxTicketsPerUser
 --        | { 'unavailable', expired, t1, .. } (quantity: { 'unavailable', expired, available })
 --        | { 'sweep_more', expired }: expired holds may be in the way; release
 --          them (release_expired) and call again
@@ -22,7 +28,7 @@
 --        | { 'error', message }: counters and bitmap disagree, or a key is
 --          damaged (nothing held)
 -- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
--- Every outcome but sweep_more and error is kept for the key.
+-- Every outcome but sweep_more, not_on_sale and error is kept for the key.
 local fingerprint = ARGV[4]
 local replay = idem_replay(fingerprint)
 if replay then return { replay } end
@@ -30,13 +36,28 @@ if replay then return { replay } end
 local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
+-- Outside the sale window every hold of the call is refused alike.
+local closed = nil
+if meta.sales_start and now < meta.sales_start then
+  closed = { 'not_on_sale', 'opens', meta.sales_start }
+elseif meta.sales_end and now >= meta.sales_end then
+  closed = { 'not_on_sale', 'closed', meta.sales_end }
+end
+if closed then
+  local replies = {}
+  for i = 5, #ARGV, 4 do replies[#replies + 1] = closed end
+  return replies
+end
 local max_user = tonumber(ARGV[3])
+local max_tickets = meta.max_user
 local deadline = now + meta.ttl_ms
 -- Written once at the end: the last hold number, tickets newly held, and
 -- the new holds' schedule entries (all share one deadline, in seq order).
 local seq = meta.seq
 local deadline_s, now_s = fmt_int(deadline), fmt_int(now)
 local added, scheduled, owners, records = 0, {}, {}, {}
+-- Tickets claimed by this call per section (sectioned events only).
+local section_added = {}
 -- Tickets claimed by holds of this call (their owner entries are written at
 -- the end): ticket id text -> hold seq text.
 local pending = {}
@@ -44,6 +65,20 @@ local pending = {}
 -- damaged by hand), so what a hold has changed is noted as it goes and taken
 -- back if it fails: the user it charged and the tickets it claimed.
 local charged, claiming = nil, {}
+
+-- The user's tickets held or bought, and whether `n` more stay within
+-- maxTicketsPerUser: released expired holds are looked for before a refusal.
+-- Returns ok, remaining, holds released.
+local function within_user_limit(user, n)
+  if max_tickets == 0 then return true, 0, 0 end
+  local have = tonumber(redis.call('HGET', K.utix, user) or '0') or 0
+  if have + n <= max_tickets then return true, 0, 0 end
+  local released = sweep(now, 1000)
+  meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
+  have = tonumber(redis.call('HGET', K.utix, user) or '0') or 0
+  if have + n <= max_tickets then return true, 0, released end
+  return false, math.max(max_tickets - have, 0), released
+end
 
 -- Takes back the charge of a hold that does not happen (if it was charged).
 local function uncharge(user)
@@ -116,6 +151,7 @@ local function claim_tickets(csv)
           if owner then
             redis.call('HDEL', K.owner, t)
             redis.call('HINCRBY', K.meta, 'held', -1)
+            section_count({ t }, 'held', -1)
             meta.held = meta.held - 1
           end
           lowest_repaired = math.min(lowest_repaired or tonumber(t), tonumber(t))
@@ -145,27 +181,45 @@ local function claim_tickets(csv)
   return tickets, nil, expired
 end
 
--- Claims the lowest `n` available tickets; returns them, or nil and a reply.
-local function claim_quantity(n)
+-- Claims the lowest `n` available tickets (of one section when `sid` is
+-- given); returns them, or nil and a reply.
+local function claim_quantity(n, sid)
   n = tonumber(n)
   if n > meta.max_per_hold then
     return nil, { 'invalid', 'at most ' .. meta.max_per_hold .. ' tickets per hold' }
   end
+  local first, last, sec = 1, meta.capacity, nil
+  if sid then
+    for _, x in ipairs(sections()) do
+      if x.id == sid then sec = x end
+    end
+    if not sec then return nil, { 'no_section', sid } end
+    first, last = sec.first, sec.last
+    if not sectioned() then sec = nil end
+  end
+  -- Free tickets where the hold looks: the event's, or its section's.
+  local function free_here()
+    if not sec then return meta.capacity - meta.held - added - meta.sold end
+    local c = redis.call('HMGET', K.meta, 'held:' .. sec.i, 'sold:' .. sec.i)
+    return sec.capacity - (tonumber(c[1]) or 0) - (tonumber(c[2]) or 0) - (section_added[sec.i] or 0)
+  end
   local expired = 0
-  local avail = meta.capacity - meta.held - added - meta.sold
+  local avail = free_here()
   if avail < n then
     local nxt
     expired, nxt = sweep(now, 1000)
     meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
-    avail = meta.capacity - meta.held - added - meta.sold
+    avail = free_here()
     if avail < n and nxt == now then return nil, { 'sweep_more', expired } end
   end
   if avail < n then return nil, { 'unavailable', expired, avail } end
   local tickets = {}
-  local pos = tonumber(redis.call('HGET', K.meta, 'hint') or '1')
+  local hint_field = sec and ('hint:' .. sec.i) or 'hint'
+  local pos = tonumber(redis.call('HGET', K.meta, hint_field) or '1') or 1
+  if pos < first then pos = first end
   while #tickets < n do
-    local p = redis.call('BITPOS', K.taken, 0, pos, meta.capacity, 'BIT')
-    if p < 1 or p > meta.capacity then break end
+    local p = redis.call('BITPOS', K.taken, 0, pos, last, 'BIT')
+    if p < first or p > last then break end
     tickets[#tickets + 1] = p
     pos = p + 1
   end
@@ -178,18 +232,42 @@ local function claim_quantity(n)
     redis.call('SETBIT', K.taken, tickets[i], '1')
     claiming[i] = tickets[i]
   end
-  redis.call('HSET', K.meta, 'hint', pos)
+  redis.call('HSET', K.meta, hint_field, pos)
   return tickets, nil, expired
 end
 
+-- What `tickets` (text) cost at today's prices, and (sectioned events) how
+-- many fall in each section, added to section_added.
+local function price_of(tickets)
+  local list = sections()
+  if #list == 1 then return #tickets * list[1].price end
+  local amount = 0
+  for _, t in ipairs(tickets) do
+    local x = section_of(tonumber(t))
+    amount = amount + x.price
+    section_added[x.i] = (section_added[x.i] or 0) + 1
+  end
+  return amount
+end
+
 local function hold_one(secret, user, mode, arg)
+  local quantity, sid = arg, nil
+  if mode ~= 't' then
+    local n, s = string.match(arg, '^(%d+):(.+)$')
+    if n then quantity, sid = n, s end
+  end
+  if max_tickets > 0 then
+    local n = mode == 't' and #split_csv(arg) or tonumber(quantity)
+    local ok, remaining, released = within_user_limit(user, n)
+    if not ok then return { 'user_limit', remaining, released } end
+  end
   local allowed, swept = charge_user(user)
   if not allowed then return { 'hold_limit', max_user, swept } end
   local tickets, reply, expired
   if mode == 't' then
     tickets, reply, expired = claim_tickets(arg)
   else
-    tickets, reply, expired = claim_quantity(arg)
+    tickets, reply, expired = claim_quantity(quantity, sid)
   end
   if not tickets then
     uncharge(user)
@@ -204,21 +282,26 @@ local function hold_one(secret, user, mode, arg)
   expired = expired + swept
   seq = seq + 1
   local id = fmt_int(seq)
+  local amount = price_of(tickets)
+  user_tickets_add(user, #tickets)
   for _, t in ipairs(tickets) do
     owners[#owners + 1] = t
     owners[#owners + 1] = id
     pending[t] = id
   end
   local csv = #tickets == 1 and tickets[1] or table.concat(tickets, ',')
+  local amount_s = fmt_int(amount)
   records[#records + 1] = id
-  records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. csv .. '|' .. user
+  records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. csv .. ':' .. amount_s .. ':' .. meta.currency .. '|' .. user
   added = added + #tickets
+  scheduled[#scheduled + 1] = deadline_s
   scheduled[#scheduled + 1] = id
   if not K.idem then
     -- The short form: one string is far cheaper to send and to read.
-    return (expired == 0 and '0' or fmt_int(expired)) .. '|' .. id .. '|' .. deadline_s .. '|' .. now_s .. '|' .. csv
+    return (expired == 0 and '0' or fmt_int(expired)) .. '|' .. id .. '|' .. deadline_s .. '|' .. now_s
+      .. '|' .. amount_s .. '|' .. meta.currency .. '|' .. csv
   end
-  reply = { 'ok', expired, secret, seq, deadline, now }
+  reply = { 'ok', expired, secret, seq, deadline, now, amount_s, meta.currency }
   for _, t in ipairs(tickets) do reply[#reply + 1] = t end
   return reply
 end
@@ -238,6 +321,7 @@ local function undo(holds)
     end
     if id then redis.pcall('HDEL', K.holds, id) end
     if user then pcall(user_hold_done, user) end
+    if d[4] then pcall(user_tickets_add, d[4], -#tickets) end
   end
   local hint = redis.pcall('HGET', K.meta, 'hint')
   if lowest and type(hint) ~= 'table' and lowest < (tonumber(hint) or 1) then
@@ -250,6 +334,7 @@ for i = 5, #ARGV, 4 do
   charged, claiming = nil, {}
   local ok, reply = pcall(hold_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
   if not ok then
+    -- (hold_one raises before it counts the user's tickets)
     undo({ { claiming, nil, charged } })
     reply = { 'error', error_text(reply) }
   end
@@ -263,9 +348,12 @@ local function write_holds()
   in_chunks(owners, function(...) redis.call('HSET', K.owner, ...) end)
   if #scheduled > 0 then
     redis.call('HSET', K.holds, unpack(records))
-    first = redis.call('RPUSH', K.sched, unpack(scheduled)) == #scheduled
+    local head = redis.call('ZRANGE', K.due, 0, 0, 'WITHSCORES')
+    first = not head[2] or tonumber(head[2]) > deadline
+    redis.call('ZADD', K.due, unpack(scheduled))
     redis.call('HSET', K.meta, 'seq', scheduled[#scheduled])
     redis.call('HINCRBY', K.meta, 'held', added)
+    for i, n in pairs(section_added) do redis.call('HINCRBY', K.meta, 'held:' .. i, n) end
   end
   return first
 end
@@ -274,7 +362,7 @@ if not ok then
   local done = {}
   for i = 1, #records, 2 do
     local h = parse_hold(records[i + 1])
-    done[#done + 1] = { split_csv(h.csv), records[i], max_user > 0 and h.user or nil }
+    done[#done + 1] = { split_csv(h.csv), records[i], max_user > 0 and h.user or nil, h.user }
   end
   undo(done)
   -- Every reply goes: the refusals too were decided against holds that
@@ -292,7 +380,7 @@ if K.idem then
     if status == 'ok' or status == 'unavailable' then
       stored = { status, -1 }
       for i = 3, #reply do stored[#stored + 1] = reply[i] end
-    elseif status == 'hold_limit' or status == 'invalid' then
+    elseif status == 'hold_limit' or status == 'invalid' or status == 'user_limit' then
       stored = { status, reply[2] }
     end
     idem_finish(fingerprint, reply, stored)

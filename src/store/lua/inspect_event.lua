@@ -2,7 +2,7 @@
 -- holds due soonest, and what is overdue (past its deadline, not released
 -- yet). Walks at most ARGV[1] schedule entries, so it never blocks Redis for
 -- long however many holds there are.
--- KEYS[1..9]: the event's keys (see lib.lua)
+-- KEYS[1..11]: the event's keys (see lib.lua)
 -- ARGV[1]: most schedule entries to read   ARGV[2]: most holds to return
 -- ARGV[3]: only holds of this userId ('' for all)
 -- Returns: { nowMs, capacity, held, sold, ttl_ms, max_per_hold, expired, orders, completed, failed,
@@ -19,9 +19,18 @@ local overdue, overdue_tickets, oldest, in10, in60 = 0, 0, -1, 0, 0
 local holds, returned = {}, 0
 local walked, complete = 0, 0
 local chunk = 500
+-- The older list schedule first (its holds are due before any of `due`'s
+-- only while the hold time did not change; the counts do not depend on it),
+-- then `due` in deadline order.
+local in_list = redis.call('LLEN', K.sched)
 while true do
   if walked >= max_walk then break end
-  local seqs = redis.call('LRANGE', K.sched, walked, walked + chunk - 1)
+  local seqs
+  if walked < in_list then
+    seqs = redis.call('LRANGE', K.sched, walked, math.min(walked + chunk, in_list) - 1)
+  else
+    seqs = redis.call('ZRANGE', K.due, walked - in_list, walked - in_list + chunk - 1)
+  end
   if #seqs == 0 then complete = 1; break end
   local recs = redis.call('HMGET', K.holds, unpack(seqs))
   local past_window = false
@@ -47,7 +56,7 @@ while true do
     end
   end
   walked = walked + #seqs
-  if past_window and returned >= max_holds then complete = 1; break end
+  if past_window and returned >= max_holds and walked >= in_list then complete = 1; break end
 end
 local reply = { now, meta.capacity, meta.held, meta.sold, meta.ttl_ms, meta.max_per_hold,
   tonumber(m[1] or '0'), tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'),

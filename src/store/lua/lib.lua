@@ -1,25 +1,38 @@
 -- Shared prelude: prepended to every script in this folder before it is
 -- loaded, so each script stays one atomic EVALSHA. Owns no keys of its own.
 --
--- Every per-event script receives the same nine keys, all carrying the
+-- Every per-event script receives the same eleven keys, all carrying the
 -- event's hash tag (one Cluster slot):
--- KEYS[1]: meta    hash   capacity, ttl_ms, max_per_hold, held, sold, seq, hint, v
+-- KEYS[1]: meta    hash   capacity, ttl_ms, max_per_hold, held, sold, seq, hint, v, and
+--                         the selling settings (see load_meta); per-section counters
+--                         held:<i>, sold:<i>, hint:<i> when there are several sections
 -- KEYS[2]: taken   bitmap bit t set while ticket t is held or sold (bit 0 always set)
 -- KEYS[3]: sold    bitmap bit t set once ticket t is sold
 -- KEYS[4]: owner   hash   ticket -> hold seq, for held tickets only
--- KEYS[5]: holds   hash   hold seq -> "secret|deadlineMs|t1,t2,..|userId"
--- KEYS[6]: sched   list   hold seqs in creation order (= deadline order: the
---                         hold time is fixed per event)
--- KEYS[7]: orders  hash   hold seq -> "status|orderSecret|holdSecret|createdMs|completedMs|t1,..|userId"
+-- KEYS[5]: holds   hash   hold seq -> "secret|deadlineMs|t1,t2,..[:amount:CUR]|userId"
+-- KEYS[6]: sched   list   hold seqs in creation order, written by versions before the
+--                         release schedule became `due` (only drained now)
+-- KEYS[7]: orders  hash   hold seq -> "status|orderSecret|holdSecret|createdMs|completedMs|t1,..[:amount:CUR]|userId"
 -- KEYS[8]: jobs    stream purchase jobs, consumer group "purchase"
 -- KEYS[9]: uholds  hash   userId -> number of live holds (no entry at 0)
--- KEYS[10]: idem   string optional Idempotency-Key record (only some scripts)
+-- KEYS[10]: utix   hash   userId -> tickets held plus bought (no entry at 0)
+-- KEYS[11]: due    zset   hold seq scored by its deadline (ms): the release schedule
+-- KEYS[12]: idem   string optional Idempotency-Key record (only some scripts)
+--
+-- A record with ':amount:CUR' after its tickets was made by this version:
+-- its tickets count toward utix. One without (an older version's) counts
+-- nowhere and costs 0 in the event's currency.
+--
+-- Money: Lua's numbers are doubles, which hold every integer below 2^53
+-- exactly; prices are at most 10^12 minor units and a hold at most 1000
+-- tickets, so no amount here is ever rounded.
 
 local SCHEMA = 1
+local NKEYS = 11
 local K = {
   meta = KEYS[1], taken = KEYS[2], sold = KEYS[3], owner = KEYS[4],
   holds = KEYS[5], sched = KEYS[6], orders = KEYS[7], jobs = KEYS[8],
-  uholds = KEYS[9], idem = KEYS[10],
+  uholds = KEYS[9], utix = KEYS[10], due = KEYS[11], idem = KEYS[12],
 }
 
 -- Lua unpacks at most ~8000 values at once, so a command given a long list
@@ -59,10 +72,16 @@ local function split_csv(s)
 end
 
 -- The meta fields every script may read or count into: all integers.
+-- After them, the text settings (currency, sections).
 local META_FIELDS = { 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v', 'seq', 'hint',
-                      'expired', 'orders', 'completed', 'failed' }
--- Those that are always there.
-local META_REQUIRED = 6
+                      'expired', 'orders', 'completed', 'failed',
+                      'max_user', 'sales_start', 'sales_end', 'max_ext',
+                      'currency', 'sections' }
+-- Those that are always there, and the integer ones.
+local META_REQUIRED, META_INTEGERS = 6, 16
+
+-- The event loaded by load_meta (for the section helpers below).
+local EV = nil
 
 -- Returns the event's settings and counters, or nil plus a reply when the
 -- event does not exist ({ 'not_found' }), was written by an unknown schema
@@ -70,28 +89,122 @@ local META_REQUIRED = 6
 -- ({ 'damaged', what }: by hand, say). A damaged counter is refused here,
 -- before any write, because a script failing on it halfway would keep its
 -- earlier writes.
+-- Selling settings absent (an event made before they existed, or made
+-- without them) read as: currency EUR, no sale window, no per-user limit,
+-- no extensions, one section 'general' at price 0.
 local function load_meta()
   local m = redis.call('HMGET', K.meta, unpack(META_FIELDS))
   if not m[1] then return nil, { 'not_found' } end
   if tonumber(m[6]) ~= SCHEMA then return nil, { 'schema', tostring(m[6]) } end
-  for i, f in ipairs(META_FIELDS) do
+  for i = 1, META_INTEGERS do
     local v = m[i]
     if (v or i <= META_REQUIRED) and not (v and string.find(v, '^%-?%d+$')) then
-      return nil, { 'damaged', K.meta .. ' field ' .. f .. ' is ' .. (v and ('"' .. v .. '", not an integer') or 'missing') }
+      return nil, { 'damaged', K.meta .. ' field ' .. META_FIELDS[i] .. ' is ' .. (v and ('"' .. v .. '", not an integer') or 'missing') }
     end
   end
-  return {
+  EV = {
     capacity = tonumber(m[1]), ttl_ms = tonumber(m[2]), max_per_hold = tonumber(m[3]),
     held = tonumber(m[4]), sold = tonumber(m[5]), seq = tonumber(m[7]) or 0,
+    max_user = tonumber(m[13]) or 0, sales_start = tonumber(m[14]), sales_end = tonumber(m[15]),
+    max_ext = tonumber(m[16]) or 0, currency = m[17] or 'EUR', sections_text = m[18] or nil,
   }
+  return EV
 end
 
+-- The event's sections, parsed once per call: { id, i, first, last,
+-- capacity, price } each, in ticket order. Stored as 'id:capacity:price'
+-- joined by ','.
+local function sections()
+  if EV.secs then return EV.secs end
+  local list = {}
+  if EV.sections_text then
+    local first = 1
+    for id, cap, price in string.gmatch(EV.sections_text, '([^:,]+):(%d+):(%d+)') do
+      local c = tonumber(cap)
+      list[#list + 1] = { id = id, i = #list + 1, first = first, last = first + c - 1,
+                          capacity = c, price = tonumber(price) }
+      first = first + c
+    end
+  end
+  if #list == 0 then
+    list[1] = { id = 'general', i = 1, first = 1, last = EV.capacity, capacity = EV.capacity, price = 0 }
+  end
+  EV.secs = list
+  return list
+end
+
+-- The section holding ticket t (a number): binary search.
+local function section_of(t)
+  local list = sections()
+  local lo, hi = 1, #list
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if t > list[mid].last then lo = mid + 1 else hi = mid end
+  end
+  return list[lo]
+end
+
+-- Whether the event keeps per-section counters (it has several sections).
+local function sectioned()
+  return EV.sections_text ~= nil and string.find(EV.sections_text, ',', 1, true) ~= nil
+end
+
+-- Adds `by` times the number of `tickets` (numbers or text) in each section
+-- to that section's counter `what` ('held' or 'sold'); with `free`, also
+-- lowers each section's free-ticket hint to its lowest ticket. Nothing to
+-- do for an event of one section: the event's counters are its counters.
+local function section_count(tickets, what, by, free)
+  if not sectioned() then return end
+  local per, lowest = {}, {}
+  for _, t in ipairs(tickets) do
+    t = tonumber(t)
+    local s = section_of(t)
+    per[s.i] = (per[s.i] or 0) + by
+    if not lowest[s.i] or t < lowest[s.i] then lowest[s.i] = t end
+  end
+  for i, n in pairs(per) do
+    redis.call('HINCRBY', K.meta, what .. ':' .. i, n)
+    if free then
+      local hint = tonumber(redis.call('HGET', K.meta, 'hint:' .. i) or '0') or 0
+      if lowest[i] < hint then redis.call('HSET', K.meta, 'hint:' .. i, lowest[i]) end
+    end
+  end
+end
+
+-- The price field of a record made now: ':amount:CUR'.
+local function price_field(amount)
+  return ':' .. string.format('%d', amount) .. ':' .. EV.currency
+end
+
+-- Changes a user's count of tickets held or bought by `by` (a number); no
+-- entry is kept at 0. A count that is not a number (damaged by hand)
+-- starts again from this change.
+local function user_tickets_add(user, by)
+  local n = redis.pcall('HINCRBY', K.utix, user, by)
+  if type(n) == 'table' then
+    n = by
+    if n > 0 then redis.call('HSET', K.utix, user, n) end
+  end
+  if n <= 0 then redis.pcall('HDEL', K.utix, user) end
+  return n
+end
+
+-- A hold record; `amount` and `currency` are nil for an older version's
+-- (uncounted) one.
 local function parse_hold(rec)
   if not rec then return nil end
-  local secret, deadline, tickets, user = string.match(rec, '^([^|]*)|(%d+)|([%d,]*)|(.*)$')
+  local secret, deadline, tickets, amount, currency, user =
+    string.match(rec, '^([^|]*)|(%d+)|([%d,]*):?(%d*):?(%u*)|(.*)$')
   if not secret then return nil end
   return { secret = secret, deadline = tonumber(deadline), csv = tickets,
-           tickets = split_csv(tickets), user = user }
+           tickets = split_csv(tickets), user = user,
+           amount = amount ~= '' and tonumber(amount) or nil, currency = currency ~= '' and currency or nil }
+end
+
+-- The price field of an existing record ('' for an older version's).
+local function record_price(r)
+  if not r.amount then return '' end
+  return ':' .. string.format('%d', r.amount) .. ':' .. r.currency
 end
 
 -- Whether a holdId's secret and deadline (text, from the id) are those of
@@ -102,17 +215,18 @@ end
 
 local function parse_order(rec)
   if not rec then return nil end
-  local status, osecret, hsecret, created, completed, tickets, user =
-    string.match(rec, '^(%a+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*)|(.*)$')
+  local status, osecret, hsecret, created, completed, tickets, amount, currency, user =
+    string.match(rec, '^([%a_]+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*):?(%d*):?(%u*)|(.*)$')
   if not status then return nil end
   return { status = status, secret = osecret, hold_secret = hsecret, created = created,
-           completed = completed, csv = tickets, user = user }
+           completed = completed, csv = tickets, user = user,
+           amount = amount ~= '' and tonumber(amount) or nil, currency = currency ~= '' and currency or nil }
 end
 
 -- An order's record (as parse_order reads it) with this status and
 -- completion time ('' for none).
 local function order_record(o, status, completed)
-  return table.concat({ status, o.secret, o.hold_secret, o.created, completed, o.csv, o.user }, '|')
+  return table.concat({ status, o.secret, o.hold_secret, o.created, completed, o.csv .. record_price(o), o.user }, '|')
 end
 
 -- The hold holding ticket ARGV-text `arg` (the compatibility routes act by
@@ -167,51 +281,87 @@ end
 -- freed while the owner index still names this hold, so a corrupt index can
 -- never free a ticket that belongs to someone else.
 local function free_hold(seq, h)
-  local freed, lowest = 0, nil
+  local freed, lowest, freed_list = 0, nil, {}
   for _, t in ipairs(h.tickets) do
     if tonumber(redis.call('HGET', K.owner, t)) == seq then
       redis.call('SETBIT', K.taken, t, 0)
       redis.call('HDEL', K.owner, t)
       freed = freed + 1
+      freed_list[freed] = t
       if not lowest or t < lowest then lowest = t end
     end
   end
   redis.call('HDEL', K.holds, seq)
   user_hold_done(h.user)
+  if h.amount then user_tickets_add(h.user, -#h.tickets) end
   if freed > 0 then
     redis.call('HINCRBY', K.meta, 'held', -freed)
     local hint = tonumber(redis.call('HGET', K.meta, 'hint') or '1')
     if lowest < hint then redis.call('HSET', K.meta, 'hint', lowest) end
+    section_count(freed_list, 'held', -1, true)
   end
   return freed
 end
 
--- Releases expired holds from the head of the schedule, at most `max` of
--- them. Entries of holds that were bought or cancelled are dropped on the way
--- (up to 16 * max of them, so one call stays short).
+-- Releases expired holds, earliest deadline first, at most `max` of them:
+-- first those of the older list schedule (in creation order, which was
+-- deadline order while an event's hold time could not change), then those
+-- of `due`. Entries of holds that were bought or cancelled are dropped on
+-- the way (up to 16 * max of them, so one call stays short); an entry whose
+-- hold's deadline moved is rescored.
 -- Returns released, next deadline (-1: none scheduled; `now`: more to do),
 -- and fills `lags` (when a table) with each release's lateness in ms.
 local function sweep(now, max, lags)
-  local released, dropped, next_deadline = 0, 0, now
+  local released, dropped = 0, 0
+  local function expire(seq, h)
+    free_hold(tonumber(seq), h)
+    released = released + 1
+    if lags then lags[#lags + 1] = now - h.deadline end
+  end
+  local next_list = -1
   while dropped < max * 16 do
     local head = redis.call('LINDEX', K.sched, 0)
-    if not head then next_deadline = -1; break end
+    if not head then break end
     local h = parse_hold(redis.call('HGET', K.holds, head))
     if not h then
       redis.call('LPOP', K.sched)
       dropped = dropped + 1
     elseif h.deadline <= now then
-      if released >= max then break end
-      free_hold(tonumber(head), h)
+      if released >= max then next_list = now; break end
+      expire(head, h)
       redis.call('LPOP', K.sched)
-      released = released + 1
-      if lags then lags[#lags + 1] = now - h.deadline end
     else
-      next_deadline = h.deadline
+      next_list = h.deadline
       break
     end
   end
+  if dropped >= max * 16 then next_list = now end
+  local next_due = -1
+  while released < max and dropped < max * 16 do
+    local due = redis.call('ZRANGE', K.due, '-inf', now, 'BYSCORE', 'LIMIT', 0, max - released)
+    if #due == 0 then break end
+    local recs = redis.call('HMGET', K.holds, unpack(due))
+    local gone = {}
+    for i, seq in ipairs(due) do
+      local h = parse_hold(recs[i])
+      if not h then
+        gone[#gone + 1] = seq
+        dropped = dropped + 1
+      elseif h.deadline <= now then
+        expire(seq, h)
+        gone[#gone + 1] = seq
+      else
+        redis.call('ZADD', K.due, h.deadline, seq)
+      end
+    end
+    if #gone > 0 then redis.call('ZREM', K.due, unpack(gone)) end
+  end
+  local first = redis.call('ZRANGE', K.due, 0, 0, 'WITHSCORES')
+  if first[2] then next_due = tonumber(first[2]) end
+  if next_due >= 0 and next_due <= now then next_due = now end
   if released > 0 then redis.call('HINCRBY', K.meta, 'expired', released) end
+  local next_deadline = next_list
+  if next_deadline < 0 or (next_due >= 0 and next_due < next_deadline) then next_deadline = next_due end
   return released, next_deadline
 end
 

@@ -2,15 +2,16 @@
 -- job each, for one or more purchases of one event at once (the server
 -- groups concurrent purchases; each succeeds or fails on its own). Buying
 -- the same hold again returns the same order.
--- KEYS[1..9]: the event's keys (see lib.lua)
--- KEYS[10]: optional idempotency record (then exactly one purchase)
--- ARGV[1]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
+-- KEYS[1..11]: the event's keys (see lib.lua)
+-- KEYS[12]: optional idempotency record (then exactly one purchase)
+-- ARGV[1]: with KEYS[12], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
 -- Then six per purchase: 'h' (hold seq, hold secret, deadline named by the
 -- holdId) or 't' (ticket id: the hold of this user that holds it, '', '');
 -- then userId and the new order secret.
 -- Returns { 'not_found' } | { 'schema', v } | { 'damaged', what } for the whole call, otherwise
 -- one reply per purchase:
---          { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId }
+--          { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId,
+--            amount, currency }
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
 --        | { 'expired', 1 }: the hold had expired and was released now
 --        | { 'idem_mismatch' } | { 'invalid', message } (by ticket)
@@ -30,7 +31,8 @@ local now_s = fmt_int(now)
 local sold, orders = 0, 0
 
 local function order_reply(created, s, o)
-  return { 'ok', created, s, o.status, o.secret, tonumber(o.created), o.completed, o.csv, o.user }
+  return { 'ok', created, s, o.status, o.secret, tonumber(o.created), o.completed, o.csv, o.user,
+           fmt_int(o.amount or 0), o.currency or meta.currency }
 end
 
 -- Takes back the sold bits of a purchase that failed on error `e`; its reply.
@@ -90,14 +92,15 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   -- back if a later one fails: the sold bits, the order, its job. The keys
   -- written after them were read above, so they are hashes.
   local o = { status = 'pending', secret = order_secret, hold_secret = h.secret, created = now_s,
-              completed = '', csv = h.csv, user = h.user }
+              completed = '', csv = h.csv, user = h.user, amount = h.amount, currency = h.currency }
   local r = redis.pcall('SETBIT', K.sold, tickets[1], '1')
   if type(r) == 'table' then return { 'error', error_text(r) } end
   for i = 2, #tickets do redis.call('SETBIT', K.sold, tickets[i], '1') end
   r = redis.pcall('HSET', K.orders, id, order_record(o, o.status, o.completed))
   if type(r) == 'table' then return unsell(tickets, r) end
   r = redis.pcall('XADD', K.jobs, '*', 'seq', id, 'secret', o.secret, 'userId', h.user,
-    'ticketIds', h.csv, 'createdMs', o.created)
+    'ticketIds', h.csv, 'createdMs', o.created, 'amount', fmt_int(h.amount or 0),
+    'currency', h.currency or meta.currency)
   if type(r) == 'table' then
     redis.pcall('HDEL', K.orders, id)
     return unsell(tickets, r)
@@ -105,6 +108,8 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   redis.call('HDEL', K.owner, unpack(tickets))
   redis.call('HDEL', K.holds, id)
   user_hold_done(h.user)
+  section_count(tickets, 'held', -1)
+  section_count(tickets, 'sold', 1)
   sold = sold + #tickets
   orders = orders + 1
   -- The reply kept for a repeated Idempotency-Key only when there is one.

@@ -1,11 +1,14 @@
 -- release_expired: releases holds whose deadline has passed, oldest first,
 -- and reports the event's exact counts afterwards. Used by the release worker
 -- and before every count or listing.
--- KEYS[1..9]: the event's keys (see lib.lua)
+-- KEYS[1..11]: the event's keys (see lib.lua)
 -- ARGV[1]: at most this many holds released in this call
 -- ARGV[2]: '1' to return the lateness of each release
 -- Returns: { released, nextDeadlineMs (-1: none scheduled), nowMs, capacity, held, sold,
---            ttl_ms, max_per_hold, lag1Ms, lag2Ms, .. }
+--            ttl_ms, max_per_hold, currency, salesStartMs (-1: none), salesEndMs (-1: none),
+--            max_user, max_ext, sections n,
+--            then 6 per section: id, firstTicket, lastTicket, price, held, sold,
+--            then lag1Ms, lag2Ms, .. }
 --        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
 if not meta then return err end
@@ -13,7 +16,32 @@ local now = now_ms()
 local lags = ARGV[2] == '1' and {} or nil
 local released, next_deadline = sweep(now, tonumber(ARGV[1]), lags)
 local m = redis.call('HMGET', K.meta, 'held', 'sold')
-local reply = { released, next_deadline, now, meta.capacity, tonumber(m[1]), tonumber(m[2]),
-                meta.ttl_ms, meta.max_per_hold }
+local held, sold = tonumber(m[1]), tonumber(m[2])
+local list = sections()
+local reply = { released, next_deadline, now, meta.capacity, held, sold,
+                meta.ttl_ms, meta.max_per_hold, meta.currency, meta.sales_start or -1,
+                meta.sales_end or -1, meta.max_user, meta.max_ext, #list }
+local counts = nil
+if #list > 1 then
+  local fields = {}
+  for i = 1, #list do
+    fields[#fields + 1] = 'held:' .. i
+    fields[#fields + 1] = 'sold:' .. i
+  end
+  counts = redis.call('HMGET', K.meta, unpack(fields))
+end
+for i, x in ipairs(list) do
+  reply[#reply + 1] = x.id
+  reply[#reply + 1] = x.first
+  reply[#reply + 1] = x.last
+  reply[#reply + 1] = fmt_int(x.price)
+  if counts then
+    reply[#reply + 1] = tonumber(counts[2 * i - 1] or '0') or 0
+    reply[#reply + 1] = tonumber(counts[2 * i] or '0') or 0
+  else
+    reply[#reply + 1] = held
+    reply[#reply + 1] = sold
+  end
+end
 for _, l in ipairs(lags or {}) do reply[#reply + 1] = l end
 return reply
