@@ -279,6 +279,10 @@ pub struct StressArgs {
     /// Hold this many tickets chosen by the service instead of one random ticket.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub quantity: Option<u64>,
+    /// Hold tickets of this section of the event only: random ones of its
+    /// range, or with --quantity the lowest free ones in it.
+    #[arg(long, value_name = "ID")]
+    pub section: Option<String>,
     /// reserve-buy, hot: pause between a won hold and its purchase.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub think: Duration,

@@ -186,6 +186,45 @@ async fn two_release_workers_release_each_hold_exactly_once() {
 }
 
 #[tokio::test]
+async fn deadlines_that_interleave_after_a_hold_time_change_are_each_released_on_time() {
+    // A hold of 30 s, then the hold time cut to 1 s and a second hold: its
+    // deadline comes first although it was made later. The worker, asleep
+    // until the first deadline, is woken and releases the second on time.
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 10, 30_000).await;
+    let mut cfg = config(&redis);
+    cfg.release.max_sleep = Duration::from_secs(60);
+    let stop = CancellationToken::new();
+    let stats = start_release(store(&redis).await, &cfg, &stop);
+    let long = hold(&s, "e", "a", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // asleep until `long`'s deadline
+    let patch = ticketctl::model::EventPatch {
+        hold_ttl_ms: Some(1000),
+        ..Default::default()
+    };
+    s.patch_event("e", &patch).await.unwrap().unwrap().unwrap();
+    let short = hold(&s, "e", "b", 1).await;
+    assert!(short.id.deadline_ms < long.id.deadline_ms);
+    assert!(
+        wait_until(Duration::from_secs(15), || stats
+            .released
+            .load(Ordering::Relaxed)
+            == 1)
+        .await,
+        "the later hold with the sooner deadline was not released"
+    );
+    assert!(stats.lag().max_ms < LAG_BOUND_MS, "{:?}", stats.lag());
+    // The first hold is still held: only its own deadline releases it.
+    assert_eq!(meta(&redis, "e", "held"), 1);
+    assert_eq!(
+        s.get_hold(&long.id).await.unwrap().map(|h| h.tickets),
+        Some(long.tickets)
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
 async fn a_sleeping_release_worker_wakes_for_a_new_hold() {
     let redis = Redis::start();
     let s = store(&redis).await;

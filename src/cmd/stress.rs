@@ -184,6 +184,7 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
         rate: a.rate,
         ramp: a.ramp,
         quantity: a.quantity,
+        section: a.section.clone(),
         think: a.think,
         abandon: a.abandon / 100.0,
         hot_tickets: a.hot_tickets,

@@ -144,6 +144,11 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
             "events": snap.events.iter().map(|e| json!({
                 "id": e.id, "capacity": e.capacity, "available": e.available, "held": e.held, "sold": e.sold,
                 "holdTtlSeconds": e.hold_ttl_ms / 1000,
+                "currency": e.currency,
+                "sections": e.sections.iter().map(|s| json!({
+                    "id": s.id, "firstTicket": s.first, "lastTicket": s.last, "capacity": s.last + 1 - s.first,
+                    "price": s.price, "available": s.available, "held": s.held, "sold": s.sold,
+                })).collect::<Vec<_>>(),
                 "expiringIn10s": e.expiring.0, "expiringIn60s": e.expiring.1,
                 "expiredTotal": e.expired_total,
                 "orders": {"total": e.orders.0, "completed": e.orders.1, "failed": e.orders.2,

@@ -43,6 +43,7 @@ pub fn events(snap: &Snapshot) -> Table {
         "available",
         "held",
         "sold",
+        "price",
         "expiring 10s",
         "expiring 60s",
         "expired total",
@@ -55,12 +56,33 @@ pub fn events(snap: &Snapshot) -> Table {
             e.available.to_string(),
             e.held.to_string(),
             e.sold.to_string(),
+            String::new(),
             format!("{}{approx}", e.expiring.0),
             format!("{}{approx}", e.expiring.1),
             e.expired_total.to_string(),
         ]);
+        // A row per section, under its event.
+        for s in &e.sections {
+            t.add_row(vec![
+                format!("  {} #{}-{}", s.id, s.first, s.last),
+                (s.last + 1 - s.first).to_string(),
+                s.available.to_string(),
+                s.held.to_string(),
+                s.sold.to_string(),
+                format!("{} {}", money(s.price), e.currency),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
     }
     t
+}
+
+/// Minor units as a decimal amount with two places (`1250` → `12.50`):
+/// integer arithmetic, never a float.
+pub fn money(minor: u64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
 }
 
 /// Live holds, soonest first.
@@ -185,7 +207,7 @@ pub fn text(snap: &Snapshot, section: Option<Section>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::HoldId;
+    use crate::model::{HoldId, SectionCounts};
     use crate::store::inspect::{ConsumerView, EventView, HoldView, QueueView};
 
     fn snap() -> Snapshot {
@@ -215,6 +237,27 @@ mod tests {
             oldest_overdue_ms: Some(40_000),
             expiring: (0, 1),
             complete: true,
+            currency: "EUR".into(),
+            sections: vec![
+                SectionCounts {
+                    id: "floor".into(),
+                    first: 1,
+                    last: 40,
+                    price: 4_950,
+                    available: 30,
+                    held: 8,
+                    sold: 2,
+                },
+                SectionCounts {
+                    id: "balcony".into(),
+                    first: 41,
+                    last: 100,
+                    price: 2_500,
+                    available: 60,
+                    held: 0,
+                    sold: 0,
+                },
+            ],
             holds: vec![hold.clone()],
         };
         let q = QueueView {
@@ -252,6 +295,16 @@ mod tests {
         assert!(
             ev.contains("gig") && ev.contains("90") && ev.contains("expiring 10s"),
             "{ev}"
+        );
+        assert!(
+            ev.contains("floor #1-40")
+                && ev.contains("49.50 EUR")
+                && ev.contains("balcony #41-100"),
+            "{ev}"
+        );
+        assert_eq!(
+            (money(5), money(120_000)),
+            ("0.05".into(), "1200.00".into())
         );
         let h = holds(&s).to_string();
         assert!(

@@ -9,7 +9,7 @@ use super::keys::{self, EventKeys};
 use super::reply::parse_csv;
 use super::scripts::{invocation, schema_error, INSPECT_EVENT};
 use super::{Result, Store};
-use crate::model::{HoldId, Order, OrderId};
+use crate::model::{HoldId, Order, OrderId, SectionCounts};
 
 /// Schedule entries one inspection reads at most per event.
 pub const MAX_WALK: usize = 20_000;
@@ -45,6 +45,10 @@ pub struct EventView {
     pub expiring: (u64, u64),
     /// False when the walk stopped at its cap (figures are lower bounds).
     pub complete: bool,
+    /// The currency of its prices.
+    pub currency: String,
+    /// Each section's counts, overdue holds' tickets counted as available.
+    pub sections: Vec<SectionCounts>,
     /// Live holds, soonest deadline first.
     pub holds: Vec<HoldView>,
 }
@@ -177,8 +181,25 @@ impl Store {
         let overdue_tickets = r.uint(12)?;
         let held = held_meta.saturating_sub(overdue_tickets);
         let oldest = r.int(13)?;
+        let n_sections = r.uint(18)? as usize;
+        let mut sections = Vec::with_capacity(n_sections);
+        for k in 0..n_sections {
+            let at = 19 + 7 * k;
+            let (first, last) = (r.uint(at + 1)?, r.uint(at + 2)?);
+            let s_held = r.uint(at + 4)?.saturating_sub(r.uint(at + 6)?);
+            let s_sold = r.uint(at + 5)?;
+            sections.push(SectionCounts {
+                id: r.str(at)?,
+                first,
+                last,
+                price: r.uint(at + 3)?,
+                available: (last + 1 - first).saturating_sub(s_held + s_sold),
+                held: s_held,
+                sold: s_sold,
+            });
+        }
         let mut holds = Vec::new();
-        let mut i = 17;
+        let mut i = 19 + 7 * n_sections;
         while i + 5 <= r.len() {
             let deadline_ms = r.uint(i + 2)?;
             holds.push(HoldView {
@@ -209,6 +230,8 @@ impl Store {
             oldest_overdue_ms: u64::try_from(oldest).ok(),
             expiring: (r.uint(14)?, r.uint(15)?),
             complete: r.int(16)? == 1,
+            currency: r.str(17)?,
+            sections,
             holds,
         }))
     }

@@ -110,6 +110,9 @@ pub struct WorkMode {
     pub ramp: Option<Duration>,
     /// Hold this many tickets picked by the service instead of one random ticket.
     pub quantity: Option<u64>,
+    /// Hold tickets of this section only (random ones of its range, or
+    /// with `quantity` the service's pick within it).
+    pub section: Option<String>,
     /// Pause between a won hold and its purchase.
     pub think: Duration,
     /// Share of won holds left to expire instead of bought, 0.0..=1.0.
@@ -197,11 +200,33 @@ pub async fn run(
         }
     }
     let capacity = before.counts.capacity;
+    // The tickets the clients pick from: the event's, or one section's.
+    let (first, span) = match &mode.section {
+        None => (1, capacity),
+        Some(id) => match before.sections.iter().find(|s| &s.id == id) {
+            Some(s) => (s.first_ticket, s.last_ticket + 1 - s.first_ticket),
+            None => {
+                let known: Vec<&str> = before.sections.iter().map(|s| s.id.as_str()).collect();
+                return Err(StressError::Usage(format!(
+                    "event {} has no section {id:?} (its sections: {})",
+                    mode.event,
+                    known.join(", ")
+                )));
+            }
+        },
+    };
+    let section_field = mode
+        .section
+        .as_ref()
+        .map(|s| format!(r#","section":{}"#, serde_json::Value::from(s.as_str())))
+        .unwrap_or_default();
     let stop = CancellationToken::new();
     let start = Instant::now();
     let shared = Arc::new(Shared {
-        hot: mode.hot_tickets.clamp(1, capacity),
-        capacity,
+        hot: mode.hot_tickets.clamp(1, span),
+        capacity: span,
+        first,
+        section_field,
         deadline: match mode.stop {
             Stop::Duration(d) => Some(start + d),
             Stop::Requests(_) => None,
@@ -370,7 +395,16 @@ fn client_loop(
 }
 
 /// The event as `GET /v1/events/{id}` shows it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SectionBody {
+    id: String,
+    first_ticket: u64,
+    last_ticket: u64,
+}
+
 struct EventInfo {
+    sections: Vec<SectionBody>,
     counts: Counts,
     max_per_hold: u64,
 }
@@ -384,6 +418,8 @@ struct EventBody {
     sold: u64,
     #[serde(default)]
     max_tickets_per_hold: Option<u64>,
+    #[serde(default)]
+    sections: Vec<SectionBody>,
 }
 
 async fn read_event(client: &mut Client, mode: &WorkMode) -> Result<EventInfo, StressError> {
@@ -402,6 +438,7 @@ async fn read_event(client: &mut Client, mode: &WorkMode) -> Result<EventInfo, S
                     sold: e.sold,
                 },
                 max_per_hold: e.max_tickets_per_hold.unwrap_or(u64::MAX),
+                sections: e.sections,
             })
         }
         Reply::Response { status: 404, .. } => {
@@ -431,7 +468,11 @@ async fn read_event(client: &mut Client, mode: &WorkMode) -> Result<EventInfo, S
 /// What every client task shares.
 struct Shared {
     mode: WorkMode,
+    /// Tickets picked from: `first..first + capacity`.
     capacity: u64,
+    first: u64,
+    /// `,"section":"ID"` for quantity holds in a section, else empty.
+    section_field: String,
     hot: u64,
     start: Instant,
     deadline: Option<Instant>,
@@ -673,10 +714,14 @@ impl Worker {
     async fn hold_flow(&mut self, intended: Option<Instant>, buy: bool, hot: bool) -> bool {
         let sh = self.sh.clone();
         let user = self.user();
-        let ticket = 1 + self.rng.below(if hot { sh.hot } else { sh.capacity });
+        let ticket = sh.first + self.rng.below(if hot { sh.hot } else { sh.capacity });
         self.body.clear();
         match sh.mode.quantity.filter(|_| !hot) {
-            Some(q) => write!(self.body, r#"{{"userId":"u{user}","quantity":{q}}}"#),
+            Some(q) => write!(
+                self.body,
+                r#"{{"userId":"u{user}","quantity":{q}{}}}"#,
+                sh.section_field
+            ),
             None => write!(
                 self.body,
                 r#"{{"userId":"u{user}","ticketIds":[{ticket}]}}"#
@@ -744,7 +789,7 @@ impl Worker {
         if let Some(p) = &sh.mode.path {
             self.path.push_str(p);
         } else if self.rng.below(2) == 0 {
-            let after = self.rng.below(sh.capacity);
+            let after = sh.first - 1 + self.rng.below(sh.capacity);
             write!(
                 self.path,
                 "{}/tickets?limit=100&after={after}",

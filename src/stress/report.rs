@@ -461,6 +461,7 @@ mod tests {
                 rate: None,
                 ramp: None,
                 quantity: None,
+                section: None,
                 think: Duration::ZERO,
                 abandon: 0.0,
                 hot_tickets: 10,

@@ -8,6 +8,8 @@
 -- Returns: { nowMs, capacity, held, sold, ttl_ms, max_per_hold, expired, orders, completed, failed,
 --            liveHolds (scheduled), overdueHolds, overdueTickets, oldestOverdueDeadlineMs (-1),
 --            expiringIn10s, expiringIn60s, complete (1: the walk saw every due hold),
+--            currency, sections n, then 7 per section: id, firstTicket, lastTicket, price,
+--            held (overdue included), sold, overdue tickets,
 --            then 5 fields per returned hold: seq, secret, deadlineMs, 't1,..', userId }
 --        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
@@ -17,6 +19,8 @@ local max_walk, max_holds, user = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local m = redis.call('HMGET', K.meta, 'expired', 'orders', 'completed', 'failed')
 local overdue, overdue_tickets, oldest, in10, in60 = 0, 0, -1, 0, 0
 local holds, returned = {}, 0
+-- Overdue tickets per section (sectioned events only).
+local overdue_in = {}
 local walked, complete = 0, 0
 local chunk = 500
 -- The older list schedule first (its holds are due before any of `due`'s
@@ -40,6 +44,12 @@ while true do
       if h.deadline <= now then
         overdue = overdue + 1
         overdue_tickets = overdue_tickets + #h.tickets
+        if sectioned() then
+          for _, t in ipairs(h.tickets) do
+            local x = section_of(t)
+            overdue_in[x.i] = (overdue_in[x.i] or 0) + 1
+          end
+        end
         if oldest < 0 or h.deadline < oldest then oldest = h.deadline end
       else
         if h.deadline <= now + 10000 then in10 = in10 + 1 end
@@ -61,5 +71,19 @@ end
 local reply = { now, meta.capacity, meta.held, meta.sold, meta.ttl_ms, meta.max_per_hold,
   tonumber(m[1] or '0'), tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'),
   redis.call('HLEN', K.holds), overdue, overdue_tickets, oldest, in10, in60, complete }
+local list = sections()
+reply[#reply + 1] = meta.currency
+reply[#reply + 1] = #list
+for i, x in ipairs(list) do
+  local held, sold = meta.held, meta.sold
+  if #list > 1 then
+    local c = redis.call('HMGET', K.meta, 'held:' .. i, 'sold:' .. i)
+    held, sold = tonumber(c[1] or '0') or 0, tonumber(c[2] or '0') or 0
+  end
+  for _, v in ipairs({ x.id, x.first, x.last, fmt_int(x.price), held, sold,
+                       #list > 1 and (overdue_in[i] or 0) or overdue_tickets }) do
+    reply[#reply + 1] = v
+  end
+end
 for _, v in ipairs(holds) do reply[#reply + 1] = v end
 return reply
