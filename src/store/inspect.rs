@@ -421,15 +421,22 @@ impl Store {
     pub async fn recent_orders(&self, event: &str, limit: usize) -> Result<Vec<Order>> {
         let keys = EventKeys::new(event);
         let (meta, orders) = (keys.meta(), keys.orders());
-        let top: Option<u64> = self
+        let top: Vec<Option<String>> = self
             .run(|mut c| async move {
-                redis::cmd("HGET")
+                redis::cmd("HMGET")
                     .arg(meta)
                     .arg("seq")
+                    .arg("sell")
                     .query_async(&mut c)
                     .await
             })
             .await?;
+        let (top, sell) = (
+            top.first().cloned().flatten(),
+            top.get(1).cloned().flatten(),
+        );
+        let currency = super::query::currency_of(sell.as_deref());
+        let top: Option<u64> = top.and_then(|t| t.parse().ok());
         let mut seq = top.unwrap_or(0);
         let floor = seq.saturating_sub(MAX_WALK as u64);
         let mut out = Vec::new();
@@ -445,7 +452,7 @@ impl Store {
             for (s, rec) in seqs.iter().zip(recs) {
                 if let Some(order) = rec
                     .as_deref()
-                    .and_then(|r| super::query::parse_order_record(event, *s, r))
+                    .and_then(|r| super::query::parse_order_record(event, *s, r, &currency))
                 {
                     out.push(order);
                     if out.len() >= limit {

@@ -57,12 +57,13 @@ impl EventKeys {
     pub fn holds(&self) -> String {
         self.key("holds")
     }
-    /// Hold numbers in creation order (list), as versions before `due`
-    /// wrote them: still drained, no longer written.
+    /// Hold numbers in deadline order (list): the release schedule of
+    /// holds whose deadline comes after every one already in it.
     pub fn sched(&self) -> String {
         self.key("sched")
     }
-    /// The release schedule: hold numbers scored by deadline (zset).
+    /// The rest of the release schedule: hold numbers scored by deadline
+    /// (zset), for holds made after the hold time was shortened.
     pub fn due(&self) -> String {
         self.key("due")
     }
@@ -90,8 +91,9 @@ impl EventKeys {
     pub fn job_errors(&self) -> String {
         self.key("joberr")
     }
-    /// The eleven keys every per-event script receives, in order.
-    pub fn script_keys(&self) -> [String; 11] {
+    /// The nine keys every per-event script receives, in order (the
+    /// scripts name `user_tickets` and `due` themselves, from the tag).
+    pub fn script_keys(&self) -> [String; 9] {
         [
             self.meta(),
             self.taken(),
@@ -102,8 +104,6 @@ impl EventKeys {
             self.orders(),
             self.jobs(),
             self.uholds(),
-            self.user_tickets(),
-            self.due(),
         ]
     }
     /// Idempotency record for `kind` (`hold` or `purchase`) and a client key.
@@ -138,6 +138,8 @@ mod tests {
         let k = EventKeys::new("gig-1");
         let mut all = k.script_keys().to_vec();
         all.push(k.idempotency("hold", "abc"));
+        all.push(k.user_tickets());
+        all.push(k.due());
         all.push(k.dead());
         all.push(k.job_errors());
         for key in all {

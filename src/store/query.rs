@@ -43,8 +43,14 @@ pub struct TicketPage {
 /// Tickets read per round trip (bits of one bitmap chunk).
 const CHUNK_TICKETS: u64 = 256 * 1024;
 
-/// Parses an order record whose secret is not known in advance.
-pub(super) fn parse_order_record(event: &str, seq: u64, rec: &str) -> Option<Order> {
+/// Parses an order record whose secret is not known in advance, of an
+/// event whose prices are in `currency`.
+pub(super) fn parse_order_record(
+    event: &str,
+    seq: u64,
+    rec: &str,
+    currency: &str,
+) -> Option<Order> {
     let secret = rec.split('|').nth(1)?;
     parse_order(
         &OrderId {
@@ -53,14 +59,23 @@ pub(super) fn parse_order_record(event: &str, seq: u64, rec: &str) -> Option<Ord
             secret: secret.into(),
         },
         rec,
+        currency,
     )
 }
 
+/// The currency of an event from its `sell` settings field (none: the
+/// default, as for every event made before events had one).
+pub(super) fn currency_of(sell: Option<&str>) -> String {
+    sell.and_then(|s| s.get(..3))
+        .filter(|c| crate::model::valid_currency(c))
+        .unwrap_or(crate::model::DEFAULT_CURRENCY)
+        .to_string()
+}
+
 /// Parses an order record:
-/// `status|orderSecret|holdSecret|createdMs|completedMs|t1,..[:amount:CUR]|userId`
-/// (an older version's record has no price: 0, in the currency of every
-/// event made before events had one).
-fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
+/// `status|orderSecret|holdSecret|createdMs|completedMs|t1,..[:amount[:u]]|userId`
+/// (no amount: 0, as in every record of a version before prices).
+fn parse_order(id: &OrderId, rec: &str, currency: &str) -> Option<Order> {
     let mut f = rec.splitn(7, '|');
     let status = OrderStatus::parse(f.next()?)?;
     let secret = f.next()?;
@@ -69,10 +84,9 @@ fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
     let completed = f.next()?;
     let mut priced = f.next()?.split(':');
     let tickets = parse_csv(priced.next()?)?;
-    let (amount, currency) = match (priced.next(), priced.next()) {
-        (Some(a), Some(c)) => (a.parse().ok()?, c.to_string()),
-        (None, None) => (0, crate::model::DEFAULT_CURRENCY.to_string()),
-        _ => return None,
+    let amount = match priced.next() {
+        Some(a) => a.parse().ok()?,
+        None => 0,
     };
     let user = f.next()?.to_string();
     if secret != id.secret {
@@ -86,7 +100,7 @@ fn parse_order(id: &OrderId, rec: &str) -> Option<Order> {
         created_ms,
         completed_ms: completed.parse().ok(),
         amount,
-        currency,
+        currency: currency.to_string(),
     })
 }
 
@@ -99,18 +113,19 @@ fn bit(bytes: &[u8], i: u64) -> bool {
 impl Store {
     /// Reads an order; `None` when there is none with that id.
     pub async fn get_order(&self, id: &OrderId) -> Result<Option<Order>> {
-        let key = EventKeys::new(&id.event).orders();
+        let keys = EventKeys::new(&id.event);
+        let (orders, meta) = (keys.orders(), keys.meta());
         let seq = id.seq;
-        let rec: Option<String> = self
+        let (rec, sell): (Option<String>, Option<String>) = self
             .run(|mut c| async move {
-                redis::cmd("HGET")
-                    .arg(key)
-                    .arg(seq)
+                redis::pipe()
+                    .hget(orders, seq)
+                    .hget(meta, "sell")
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        Ok(rec.and_then(|r| parse_order(id, &r)))
+        Ok(rec.and_then(|r| parse_order(id, &r, &currency_of(sell.as_deref()))))
     }
 
     /// Lists tickets of `status` with ids greater than `after`, at most
@@ -279,17 +294,35 @@ mod tests {
             seq: 3,
             secret: "S".into(),
         };
-        let o = parse_order(&id, "completed|S|H|1000|2000|1,2|user|with|bars").unwrap();
+        let o = parse_order(&id, "completed|S|H|1000|2000|1,2|user|with|bars", "EUR").unwrap();
         assert_eq!(o.status, OrderStatus::Completed);
         assert_eq!(o.tickets, vec![1, 2]);
         assert_eq!(o.user, "user|with|bars");
         assert_eq!(o.completed_ms, Some(2000));
-        assert!(parse_order(&id, "pending|X|H|1000||1|u").is_none());
+        assert!(parse_order(&id, "pending|X|H|1000||1|u", "EUR").is_none());
         assert_eq!(
-            parse_order(&id, "pending|S|H|1000||1|u")
+            parse_order(&id, "pending|S|H|1000||1|u", "EUR")
                 .unwrap()
                 .completed_ms,
             None
         );
+        // Priced: with its amount, and counted or not toward a buyer limit.
+        for rec in [
+            "completed|S|H|1000|2000|1,2:9900|u",
+            "completed|S|H|1000|2000|1,2:9900:u|u",
+        ] {
+            let o = parse_order(&id, rec, "USD").unwrap();
+            assert_eq!(
+                (o.amount, o.currency.as_str(), o.tickets),
+                (9900, "USD", vec![1, 2])
+            );
+        }
+        assert_eq!(
+            parse_order(&id, "pending|S|H|1000||1|u", "EUR")
+                .unwrap()
+                .amount,
+            0
+        );
+        assert!(parse_order(&id, "pending|S|H|1000||1:x|u", "EUR").is_none());
     }
 }

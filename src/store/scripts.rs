@@ -21,6 +21,15 @@ macro_rules! lua {
     (standalone $file:literal) => {
         LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))))
     };
+    (settings $file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/lib.lua"),
+                include_str!("lua/settings.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
     ($file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
@@ -31,8 +40,8 @@ macro_rules! lua {
     };
 }
 
-static CREATE_EVENT: LazyLock<Script> = lua!("create_event.lua");
-static PATCH_EVENT: LazyLock<Script> = lua!("patch_event.lua");
+static CREATE_EVENT: LazyLock<Script> = lua!(settings "create_event.lua");
+static PATCH_EVENT: LazyLock<Script> = lua!(settings "patch_event.lua");
 static HOLD: LazyLock<Script> = lua!("hold.lua");
 static PURCHASE: LazyLock<Script> = lua!("purchase.lua");
 static CANCEL: LazyLock<Script> = lua!("cancel.lua");

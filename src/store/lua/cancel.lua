@@ -1,5 +1,5 @@
 -- cancel: releases a live hold before its deadline.
--- KEYS[1..11]: the event's keys (see lib.lua)
+-- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: 'h' (ARGV[2] = hold seq, ARGV[3] = hold secret, ARGV[4] = userId,
 --          or '' for an operator acting for the user, ARGV[5] = the deadline
 --          named by the holdId)

@@ -1,8 +1,8 @@
 -- complete_orders: marks orders completed once every sink has them, then
 -- acknowledges their jobs and trims acknowledged jobs off the stream. Safe to
 -- repeat (a second call for the same job changes nothing).
--- KEYS[1..11]: the event's keys (see lib.lua)   KEYS[12]: last errors of jobs (hash)
--- KEYS[13]: dead-letter stream
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: last errors of jobs (hash)
+-- KEYS[11]: dead-letter stream
 -- ARGV[1]: the job stream's consumer group
 -- ARGV[2..]: streamId, seq, streamId, seq, ...
 -- Returns: { orders completed now, nowMs }

@@ -1,6 +1,6 @@
 -- create_event: creates an event with all tickets available, or compares the
 -- settings of the existing one.
--- KEYS[1..11]: the event's keys (see lib.lua)
+-- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: capacity   ARGV[2]: hold time in ms   ARGV[3]: max tickets per hold
 -- ARGV[4]: the job stream's consumer group
 -- ARGV[5]: currency   ARGV[6]: sections 'id:capacity:price,..' ('': one section 'general' at 0)
@@ -30,12 +30,11 @@ if err[1] ~= 'not_found' then return err end
 -- Leftovers of an event that was deleted by hand would corrupt the counts.
 redis.call('DEL', K.taken, K.sold, K.owner, K.holds, K.sched, K.orders, K.jobs, K.uholds, K.utix, K.due)
 redis.call('HSET', K.meta, 'capacity', cap, 'ttl_ms', ttl, 'max_per_hold', max,
-  'held', 0, 'sold', 0, 'seq', 0, 'hint', 1, 'currency', currency, 'v', SCHEMA)
+  'held', 0, 'sold', 0, 'seq', 0, 'hint', 1, 'v', SCHEMA)
 if secs ~= '' then redis.call('HSET', K.meta, 'sections', secs) end
-if start_ms ~= '' then redis.call('HSET', K.meta, 'sales_start', start_ms) end
-if end_ms ~= '' then redis.call('HSET', K.meta, 'sales_end', end_ms) end
-if max_user > 0 then redis.call('HSET', K.meta, 'max_user', max_user) end
-if max_ext > 0 then redis.call('HSET', K.meta, 'max_ext', max_ext) end
+-- Only an event with settings other than the defaults has a `sell` field.
+local sell = sell_text(currency, max_user, tonumber(start_ms), tonumber(end_ms), max_ext)
+if sell then redis.call('HSET', K.meta, 'sell', sell) end
 -- Bit 0 is no ticket. Writing the whole bitmap once sizes it exactly (SETBIT
 -- would over-allocate while growing) and keeps BITPOS within the string.
 redis.call('SET', K.taken, '\128' .. string.rep('\0', math.floor(cap / 8)))

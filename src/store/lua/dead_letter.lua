@@ -1,7 +1,7 @@
 -- dead_letter: moves jobs that failed too often to the event's dead-letter
 -- stream with their last error, and marks their orders failed.
--- KEYS[1..11]: the event's keys (see lib.lua)   KEYS[12]: dead-letter stream
--- KEYS[13]: last errors of jobs (hash); an empty error argument takes the recorded one
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
+-- KEYS[11]: last errors of jobs (hash); an empty error argument takes the recorded one
 -- ARGV[1]: the job stream's consumer group
 -- ARGV[2..]: streamId, seq, attempts, error, ... (seq may be '' for a job too
 --       damaged to name its order)

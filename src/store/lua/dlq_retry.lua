@@ -4,7 +4,7 @@
 -- Looks at a bounded number of entries per call, so a long dead-letter
 -- stream never blocks Redis for long: the caller goes on from the entry
 -- returned.
--- KEYS[1..11]: the event's keys (see lib.lua)   KEYS[12]: dead-letter stream
+-- KEYS[1..9]: the event's keys (see lib.lua)   KEYS[10]: dead-letter stream
 -- ARGV[1]: order seq to retry, or '' for all
 -- ARGV[2]: at most this many entries retried per call
 -- ARGV[3]: go on after this entry id ('' : from the first)
@@ -17,7 +17,7 @@
 local want, max, after, budget = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local last_entry = ARGV[5]
 -- For a job written before jobs carried their currency.
-local currency = redis.call('HGET', K.meta, 'currency') or 'EUR'
+local currency = currency_of_event()
 if last_entry == '' then
   local newest = redis.call('XREVRANGE', KEYS[NKEYS + 1], '+', '-', 'COUNT', 1)
   if #newest == 0 then return { 0, 0, '', '' } end

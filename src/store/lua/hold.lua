@@ -1,21 +1,22 @@
 -- hold: reserves tickets of one event, all or nothing per hold, for one or
 -- more holds at once (the server groups concurrent requests for an event
 -- into one call; each hold succeeds or fails on its own).
--- KEYS[1..11]: the event's keys (see lib.lua)
--- KEYS[12]: optional idempotency record (then exactly one hold)
+-- KEYS[1..9]: the event's keys (see lib.lua)
+-- KEYS[10]: optional idempotency record (then exactly one hold)
 -- ARGV[1]: wake-up channel   ARGV[2]: event id
 -- ARGV[3]: most live holds one user may have in the event (0: no limit)
--- ARGV[4]: with KEYS[12], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
+-- ARGV[4]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
 -- Then four per hold: secret, userId, 't' (then comma-separated ticket ids)
 -- or 'q' (then a quantity, or 'quantity:sectionId' for the lowest free
 -- tickets of one section).
--- Publishes the event id on channel ARGV[1] when the new deadline comes
--- before every scheduled one, so a sleeping release worker learns of it.
+-- Publishes the event id on channel ARGV[1] when the schedule was empty or
+-- the new deadline may come before the scheduled ones, so a sleeping
+-- release worker learns of it.
 -- Returns { 'not_found' } | { 'schema', v } | { 'damaged', what } for the whole call, otherwise one
 -- reply per hold:
---          'expired|seq|deadlineMs|nowMs|amount|currency|t1,t2,..' (held; without KEYS[12])
+--          'expired|seq|deadlineMs|nowMs|amount|currency|t1,t2,..' (held; without KEYS[10])
 --        | { 'ok', expired, secret, seq, deadlineMs, nowMs, amount, currency, t1, t2, .. }
---          (held; with KEYS[12])
+--          (held; with KEYS[10])
 --        | { 'not_on_sale', 'opens'|'closed', ms }: outside the sale window
 --        | { 'no_section', id }: the event has no such section
 --        | { 'user_limit', remaining, expired }: the user's held and bought
@@ -55,6 +56,10 @@ local deadline = now + meta.ttl_ms
 -- the new holds' schedule entries (all share one deadline, in seq order).
 local seq = meta.seq
 local deadline_s, now_s = fmt_int(deadline), fmt_int(now)
+-- The parts every hold of the call shares: of its record and of its answer.
+local record_mid = '|' .. deadline_s .. '|'
+local answer_mid = '|' .. deadline_s .. '|' .. now_s .. '|'
+local answer_currency = '|' .. meta.currency .. '|'
 local added, scheduled, owners, records = 0, {}, {}, {}
 -- Tickets claimed by this call per section (sectioned events only).
 local section_added = {}
@@ -64,20 +69,30 @@ local pending = {}
 -- Redis keeps a script's writes when a command fails partway (say, on a key
 -- damaged by hand), so what a hold has changed is noted as it goes and taken
 -- back if it fails: the user it charged and the tickets it claimed.
-local charged, claiming = nil, {}
+-- With a per-user limit, also the user whose tickets it charged, and how
+-- many (text).
+local charged, claiming, tickets_user, tickets_n = nil, {}, nil, nil
 
--- The user's tickets held or bought, and whether `n` more stay within
--- maxTicketsPerUser: released expired holds are looked for before a refusal.
--- Returns ok, remaining, holds released.
-local function within_user_limit(user, n)
-  if max_tickets == 0 then return true, 0, 0 end
-  local have = tonumber(redis.call('HGET', K.utix, user) or '0') or 0
-  if have + n <= max_tickets then return true, 0, 0 end
+-- Takes back the charge of a hold's tickets that does not happen.
+local function uncharge_tickets()
+  if tickets_user then user_tickets_add(tickets_user, '-' .. tickets_n) end
+  tickets_user = nil
+end
+
+-- Counts `n` tickets (text) against the user's maxTicketsPerUser first
+-- (one call on the common path), looking for expired holds of theirs to
+-- release before a refusal. Returns ok, remaining, holds released.
+local function charge_tickets(user, n)
+  local have = redis.pcall('HINCRBY', K.utix, user, n)
+  if type(have) == 'table' then have = user_tickets_add(user, n) end
+  tickets_user, tickets_n = user, n
+  if have <= max_tickets then return true end
   local released = sweep(now, 1000)
   meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
   have = tonumber(redis.call('HGET', K.utix, user) or '0') or 0
-  if have + n <= max_tickets then return true, 0, released end
-  return false, math.max(max_tickets - have, 0), released
+  if have <= max_tickets then return true, 0, released end
+  uncharge_tickets()
+  return false, math.max(max_tickets - (have - tonumber(n)), 0), released
 end
 
 -- Takes back the charge of a hold that does not happen (if it was charged).
@@ -236,18 +251,22 @@ local function claim_quantity(n, sid)
   return tickets, nil, expired
 end
 
--- What `tickets` (text) cost at today's prices, and (sectioned events) how
--- many fall in each section, added to section_added.
+-- What `tickets` (text) cost at today's prices, as text, and (sectioned
+-- events) how many fall in each section, added to section_added.
 local function price_of(tickets)
+  if not meta.sections_text then return '0' end
   local list = sections()
-  if #list == 1 then return #tickets * list[1].price end
+  if #list == 1 then
+    if #tickets == 1 or list[1].price == 0 then return #tickets == 1 and list[1].price_s or '0' end
+    return fmt_int(#tickets * list[1].price)
+  end
   local amount = 0
   for _, t in ipairs(tickets) do
     local x = section_of(tonumber(t))
     amount = amount + x.price
     section_added[x.i] = (section_added[x.i] or 0) + 1
   end
-  return amount
+  return fmt_int(amount)
 end
 
 local function hold_one(secret, user, mode, arg)
@@ -257,12 +276,19 @@ local function hold_one(secret, user, mode, arg)
     if n then quantity, sid = n, s end
   end
   if max_tickets > 0 then
-    local n = mode == 't' and #split_csv(arg) or tonumber(quantity)
-    local ok, remaining, released = within_user_limit(user, n)
+    -- How many tickets, as text: one ticket (the common case) is '1'.
+    local n = quantity
+    if mode == 't' then
+      n = string.find(arg, ',', 1, true) and fmt_int(#split_csv(arg)) or '1'
+    end
+    local ok, remaining, released = charge_tickets(user, n)
     if not ok then return { 'user_limit', remaining, released } end
   end
   local allowed, swept = charge_user(user)
-  if not allowed then return { 'hold_limit', max_user, swept } end
+  if not allowed then
+    uncharge_tickets()
+    return { 'hold_limit', max_user, swept }
+  end
   local tickets, reply, expired
   if mode == 't' then
     tickets, reply, expired = claim_tickets(arg)
@@ -271,6 +297,7 @@ local function hold_one(secret, user, mode, arg)
   end
   if not tickets then
     uncharge(user)
+    uncharge_tickets()
     -- Holds released on the way are reported with the refusal.
     if reply[1] == 'unavailable' or reply[1] == 'sweep_more' then
       reply[2] = reply[2] + swept
@@ -282,24 +309,23 @@ local function hold_one(secret, user, mode, arg)
   expired = expired + swept
   seq = seq + 1
   local id = fmt_int(seq)
-  local amount = price_of(tickets)
-  user_tickets_add(user, #tickets)
+  local amount_s = price_of(tickets)
+  -- Counted (above, and marked so) only while the event has a per-user limit.
+  local price = price_field(amount_s, max_tickets > 0)
   for _, t in ipairs(tickets) do
     owners[#owners + 1] = t
     owners[#owners + 1] = id
     pending[t] = id
   end
   local csv = #tickets == 1 and tickets[1] or table.concat(tickets, ',')
-  local amount_s = fmt_int(amount)
   records[#records + 1] = id
-  records[#records + 1] = secret .. '|' .. deadline_s .. '|' .. csv .. ':' .. amount_s .. ':' .. meta.currency .. '|' .. user
+  records[#records + 1] = secret .. record_mid .. csv .. price .. '|' .. user
   added = added + #tickets
-  scheduled[#scheduled + 1] = deadline_s
   scheduled[#scheduled + 1] = id
   if not K.idem then
     -- The short form: one string is far cheaper to send and to read.
-    return (expired == 0 and '0' or fmt_int(expired)) .. '|' .. id .. '|' .. deadline_s .. '|' .. now_s
-      .. '|' .. amount_s .. '|' .. meta.currency .. '|' .. csv
+    return (expired == 0 and '0' or fmt_int(expired)) .. '|' .. id .. answer_mid .. amount_s .. answer_currency
+      .. csv
   end
   reply = { 'ok', expired, secret, seq, deadline, now, amount_s, meta.currency }
   for _, t in ipairs(tickets) do reply[#reply + 1] = t end
@@ -321,7 +347,7 @@ local function undo(holds)
     end
     if id then redis.pcall('HDEL', K.holds, id) end
     if user then pcall(user_hold_done, user) end
-    if d[4] then pcall(user_tickets_add, d[4], -#tickets) end
+    if d[4] then pcall(user_tickets_add, d[4], count_text(#tickets, '-')) end
   end
   local hint = redis.pcall('HGET', K.meta, 'hint')
   if lowest and type(hint) ~= 'table' and lowest < (tonumber(hint) or 1) then
@@ -331,11 +357,11 @@ end
 
 local replies = {}
 for i = 5, #ARGV, 4 do
-  charged, claiming = nil, {}
+  charged, claiming, tickets_user = nil, {}, nil
   local ok, reply = pcall(hold_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
   if not ok then
-    -- (hold_one raises before it counts the user's tickets)
     undo({ { claiming, nil, charged } })
+    pcall(uncharge_tickets)
     reply = { 'error', error_text(reply) }
   end
   replies[#replies + 1] = reply
@@ -348,9 +374,20 @@ local function write_holds()
   in_chunks(owners, function(...) redis.call('HSET', K.owner, ...) end)
   if #scheduled > 0 then
     redis.call('HSET', K.holds, unpack(records))
-    local head = redis.call('ZRANGE', K.due, 0, 0, 'WITHSCORES')
-    first = not head[2] or tonumber(head[2]) > deadline
-    redis.call('ZADD', K.due, unpack(scheduled))
+    if not meta.sched_floor or deadline >= meta.sched_floor then
+      -- In deadline order after every hold of the list.
+      first = redis.call('RPUSH', K.sched, unpack(scheduled)) == #scheduled
+    else
+      -- Before holds made with a longer hold time: in `due`, and a
+      -- sleeping release worker may be waiting for a later deadline.
+      local scored = {}
+      for _, id in ipairs(scheduled) do
+        scored[#scored + 1] = deadline_s
+        scored[#scored + 1] = id
+      end
+      redis.call('ZADD', K.due, unpack(scored))
+      first = true
+    end
     redis.call('HSET', K.meta, 'seq', scheduled[#scheduled])
     redis.call('HINCRBY', K.meta, 'held', added)
     for i, n in pairs(section_added) do redis.call('HINCRBY', K.meta, 'held:' .. i, n) end
@@ -362,7 +399,7 @@ if not ok then
   local done = {}
   for i = 1, #records, 2 do
     local h = parse_hold(records[i + 1])
-    done[#done + 1] = { split_csv(h.csv), records[i], max_user > 0 and h.user or nil, h.user }
+    done[#done + 1] = { split_csv(h.csv), records[i], max_user > 0 and h.user or nil, h.counted and h.user or nil }
   end
   undo(done)
   -- Every reply goes: the refusals too were decided against holds that

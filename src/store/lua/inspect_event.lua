@@ -2,7 +2,7 @@
 -- holds due soonest, and what is overdue (past its deadline, not released
 -- yet). Walks at most ARGV[1] schedule entries, so it never blocks Redis for
 -- long however many holds there are.
--- KEYS[1..11]: the event's keys (see lib.lua)
+-- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: most schedule entries to read   ARGV[2]: most holds to return
 -- ARGV[3]: only holds of this userId ('' for all)
 -- Returns: { nowMs, capacity, held, sold, ttl_ms, max_per_hold, expired, orders, completed, failed,

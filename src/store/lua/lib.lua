@@ -1,39 +1,54 @@
 -- Shared prelude: prepended to every script in this folder before it is
 -- loaded, so each script stays one atomic EVALSHA. Owns no keys of its own.
 --
--- Every per-event script receives the same eleven keys, all carrying the
--- event's hash tag (one Cluster slot):
+-- Every per-event script receives the same nine keys, all carrying the
+-- event's hash tag (one Cluster slot), and names two more of that tag
+-- itself (utix and due: the hold path rarely touches them, and each key
+-- passed costs every call; a key of the same slot is served as a passed one):
 -- KEYS[1]: meta    hash   capacity, ttl_ms, max_per_hold, held, sold, seq, hint, v, and
---                         the selling settings (see load_meta); per-section counters
---                         held:<i>, sold:<i>, hint:<i> when there are several sections
+--                         the selling settings `sell` and `sections` (see load_meta);
+--                         per-section counters held:<i>, sold:<i>, hint:<i> when there
+--                         are several sections
 -- KEYS[2]: taken   bitmap bit t set while ticket t is held or sold (bit 0 always set)
 -- KEYS[3]: sold    bitmap bit t set once ticket t is sold
 -- KEYS[4]: owner   hash   ticket -> hold seq, for held tickets only
--- KEYS[5]: holds   hash   hold seq -> "secret|deadlineMs|t1,t2,..[:amount:CUR]|userId"
--- KEYS[6]: sched   list   hold seqs in creation order, written by versions before the
---                         release schedule became `due` (only drained now)
--- KEYS[7]: orders  hash   hold seq -> "status|orderSecret|holdSecret|createdMs|completedMs|t1,..[:amount:CUR]|userId"
+-- KEYS[5]: holds   hash   hold seq -> "secret|deadlineMs|t1,t2,..[:amount[:u]]|userId"
+-- KEYS[6]: sched   list   hold seqs in deadline order: every hold whose deadline is not
+--                         before meta's sched_floor (no floor: every hold; the hold
+--                         time is then what it was when the event was made, so
+--                         creation order is deadline order)
+-- KEYS[7]: orders  hash   hold seq -> "status|orderSecret|holdSecret|createdMs|completedMs|t1,..[:amount[:u]]|userId"
 -- KEYS[8]: jobs    stream purchase jobs, consumer group "purchase"
 -- KEYS[9]: uholds  hash   userId -> number of live holds (no entry at 0)
--- KEYS[10]: utix   hash   userId -> tickets held plus bought (no entry at 0)
--- KEYS[11]: due    zset   hold seq scored by its deadline (ms): the release schedule
--- KEYS[12]: idem   string optional Idempotency-Key record (only some scripts)
+-- KEYS[10]: idem   string optional Idempotency-Key record (only some scripts)
+-- <tag>:utix       hash   userId -> tickets held plus bought while a per-user limit
+--                         was on (no entry at 0)
+-- <tag>:due        zset   hold seq scored by its deadline (ms): holds whose deadline
+--                         comes before sched_floor (made after the hold time was
+--                         shortened), which the list cannot keep in order
 --
--- A record with ':amount:CUR' after its tickets was made by this version:
--- its tickets count toward utix. One without (an older version's) counts
--- nowhere and costs 0 in the event's currency.
+-- After a record's tickets, ':amount' (minor units of the event's currency,
+-- which never changes) unless it costs 0, then ':u' when its tickets count
+-- toward its user's entry in utix (it was made while the event had a
+-- per-user limit). A record of an older version has neither: 0, uncounted.
+--
+-- Arguments to Redis stay text on hot paths: Redis formats a Lua number
+-- argument with a printf each time.
 --
 -- Money: Lua's numbers are doubles, which hold every integer below 2^53
 -- exactly; prices are at most 10^12 minor units and a hold at most 1000
 -- tickets, so no amount here is ever rounded.
 
 local SCHEMA = 1
-local NKEYS = 11
+local NKEYS = 9
 local K = {
   meta = KEYS[1], taken = KEYS[2], sold = KEYS[3], owner = KEYS[4],
   holds = KEYS[5], sched = KEYS[6], orders = KEYS[7], jobs = KEYS[8],
-  uholds = KEYS[9], utix = KEYS[10], due = KEYS[11], idem = KEYS[12],
+  uholds = KEYS[9], idem = KEYS[10],
 }
+-- 'tc:{ev:<id>}:' + name (KEYS[1] ends in 'meta').
+local TAG = string.sub(KEYS[1], 1, -5)
+K.utix, K.due = TAG .. 'utix', TAG .. 'due'
 
 -- Lua unpacks at most ~8000 values at once, so a command given a long list
 -- gets it UNPACK_MAX values (an even number: pairs stay whole) at a time.
@@ -72,13 +87,15 @@ local function split_csv(s)
 end
 
 -- The meta fields every script may read or count into: all integers.
--- After them, the text settings (currency, sections).
+-- After them, the selling settings: `sell` ('CUR|maxPerUser|salesStartMs|
+-- salesEndMs|maxExtensions', empty for none; no field when all are
+-- defaults) and `sections` (see sections()).
+-- `sched_floor`: the latest deadline the list schedule may hold (set when
+-- the hold time changes).
 local META_FIELDS = { 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v', 'seq', 'hint',
-                      'expired', 'orders', 'completed', 'failed',
-                      'max_user', 'sales_start', 'sales_end', 'max_ext',
-                      'currency', 'sections' }
+                      'expired', 'orders', 'completed', 'failed', 'sched_floor', 'sell', 'sections' }
 -- Those that are always there, and the integer ones.
-local META_REQUIRED, META_INTEGERS = 6, 16
+local META_REQUIRED, META_INTEGERS = 6, 13
 
 -- The event loaded by load_meta (for the section helpers below).
 local EV = nil
@@ -105,10 +122,24 @@ local function load_meta()
   EV = {
     capacity = tonumber(m[1]), ttl_ms = tonumber(m[2]), max_per_hold = tonumber(m[3]),
     held = tonumber(m[4]), sold = tonumber(m[5]), seq = tonumber(m[7]) or 0,
-    max_user = tonumber(m[13]) or 0, sales_start = tonumber(m[14]), sales_end = tonumber(m[15]),
-    max_ext = tonumber(m[16]) or 0, currency = m[17] or 'EUR', sections_text = m[18] or nil,
+    max_user = 0, max_ext = 0, currency = 'EUR', sections_text = m[15] or nil,
+    sched_floor = tonumber(m[13]),
   }
+  if m[14] then
+    local cur, mu, ss, se, me = string.match(m[14], '^(%u%u%u)|(%d*)|(%d*)|(%d*)|(%d*)$')
+    if not cur then
+      return nil, { 'damaged', K.meta .. ' field sell is "' .. m[14] .. '", not CUR|n|ms|ms|n' }
+    end
+    EV.currency, EV.max_user, EV.max_ext = cur, tonumber(mu) or 0, tonumber(me) or 0
+    EV.sales_start, EV.sales_end = tonumber(ss), tonumber(se)
+  end
   return EV
+end
+
+-- The currency of the event, for a script that did not load it.
+local function currency_of_event()
+  local sell = redis.call('HGET', K.meta, 'sell')
+  return sell and string.sub(sell, 1, 3) or 'EUR'
 end
 
 -- The event's sections, parsed once per call: { id, i, first, last,
@@ -122,12 +153,13 @@ local function sections()
     for id, cap, price in string.gmatch(EV.sections_text, '([^:,]+):(%d+):(%d+)') do
       local c = tonumber(cap)
       list[#list + 1] = { id = id, i = #list + 1, first = first, last = first + c - 1,
-                          capacity = c, price = tonumber(price) }
+                          capacity = c, price = tonumber(price), price_s = price }
       first = first + c
     end
   end
   if #list == 0 then
-    list[1] = { id = 'general', i = 1, first = 1, last = EV.capacity, capacity = EV.capacity, price = 0 }
+    list[1] = { id = 'general', i = 1, first = 1, last = EV.capacity, capacity = EV.capacity,
+                price = 0, price_s = '0' }
   end
   EV.secs = list
   return list
@@ -171,40 +203,41 @@ local function section_count(tickets, what, by, free)
   end
 end
 
--- The price field of a record made now: ':amount:CUR'.
-local function price_field(amount)
-  return ':' .. string.format('%d', amount) .. ':' .. EV.currency
-end
-
--- Changes a user's count of tickets held or bought by `by` (a number); no
--- entry is kept at 0. A count that is not a number (damaged by hand)
--- starts again from this change.
+-- Changes a user's count of tickets held or bought by `by` (text: '3',
+-- '-3'); no entry is kept at 0. A count that is not a number (damaged by
+-- hand) starts again from this change.
 local function user_tickets_add(user, by)
   local n = redis.pcall('HINCRBY', K.utix, user, by)
   if type(n) == 'table' then
-    n = by
-    if n > 0 then redis.call('HSET', K.utix, user, n) end
+    n = tonumber(by)
+    if n > 0 then redis.call('HSET', K.utix, user, by) end
   end
   if n <= 0 then redis.pcall('HDEL', K.utix, user) end
   return n
 end
 
--- A hold record; `amount` and `currency` are nil for an older version's
--- (uncounted) one.
+-- A hold record; `amount_s` is its amount as text ('0' when it has none),
+-- `counted` whether its tickets count toward utix.
 local function parse_hold(rec)
   if not rec then return nil end
-  local secret, deadline, tickets, amount, currency, user =
-    string.match(rec, '^([^|]*)|(%d+)|([%d,]*):?(%d*):?(%u*)|(.*)$')
+  local secret, deadline, tickets, amount, counted, user =
+    string.match(rec, '^([^|]*)|(%d+)|([%d,]*):?(%d*):?(u?)|(.*)$')
   if not secret then return nil end
   return { secret = secret, deadline = tonumber(deadline), csv = tickets,
-           tickets = split_csv(tickets), user = user,
-           amount = amount ~= '' and tonumber(amount) or nil, currency = currency ~= '' and currency or nil }
+           tickets = split_csv(tickets), user = user, amount_s = amount ~= '' and amount or '0',
+           counted = counted == 'u' }
 end
 
--- The price field of an existing record ('' for an older version's).
-local function record_price(r)
-  if not r.amount then return '' end
-  return ':' .. string.format('%d', r.amount) .. ':' .. r.currency
+-- The price field of a record (see above) costing `amount_s`.
+local function price_field(amount_s, counted)
+  if counted then return ':' .. amount_s .. ':u' end
+  return amount_s == '0' and '' or (':' .. amount_s)
+end
+
+-- `n` tickets as the text of a count change: '-1' for one taken back.
+local function count_text(n, sign)
+  if n == 1 then return sign == '-' and '-1' or '1' end
+  return (sign == '-' and '-' or '') .. string.format('%d', n)
 end
 
 -- Whether a holdId's secret and deadline (text, from the id) are those of
@@ -215,18 +248,19 @@ end
 
 local function parse_order(rec)
   if not rec then return nil end
-  local status, osecret, hsecret, created, completed, tickets, amount, currency, user =
-    string.match(rec, '^([%a_]+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*):?(%d*):?(%u*)|(.*)$')
+  local status, osecret, hsecret, created, completed, tickets, amount, counted, user =
+    string.match(rec, '^([%a_]+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*):?(%d*):?(u?)|(.*)$')
   if not status then return nil end
   return { status = status, secret = osecret, hold_secret = hsecret, created = created,
-           completed = completed, csv = tickets, user = user,
-           amount = amount ~= '' and tonumber(amount) or nil, currency = currency ~= '' and currency or nil }
+           completed = completed, csv = tickets, user = user, amount_s = amount ~= '' and amount or '0',
+           counted = counted == 'u' }
 end
 
 -- An order's record (as parse_order reads it) with this status and
 -- completion time ('' for none).
 local function order_record(o, status, completed)
-  return table.concat({ status, o.secret, o.hold_secret, o.created, completed, o.csv .. record_price(o), o.user }, '|')
+  return table.concat({ status, o.secret, o.hold_secret, o.created, completed,
+                        o.csv .. price_field(o.amount_s, o.counted), o.user }, '|')
 end
 
 -- The hold holding ticket ARGV-text `arg` (the compatibility routes act by
@@ -293,7 +327,7 @@ local function free_hold(seq, h)
   end
   redis.call('HDEL', K.holds, seq)
   user_hold_done(h.user)
-  if h.amount then user_tickets_add(h.user, -#h.tickets) end
+  if h.counted then user_tickets_add(h.user, count_text(#h.tickets, '-')) end
   if freed > 0 then
     redis.call('HINCRBY', K.meta, 'held', -freed)
     local hint = tonumber(redis.call('HGET', K.meta, 'hint') or '1')
@@ -304,9 +338,7 @@ local function free_hold(seq, h)
 end
 
 -- Releases expired holds, earliest deadline first, at most `max` of them:
--- first those of the older list schedule (in creation order, which was
--- deadline order while an event's hold time could not change), then those
--- of `due`. Entries of holds that were bought or cancelled are dropped on
+-- first those of the list schedule, then those of `due`. Entries of holds that were bought or cancelled are dropped on
 -- the way (up to 16 * max of them, so one call stays short); an entry whose
 -- hold's deadline moved is rescored.
 -- Returns released, next deadline (-1: none scheduled; `now`: more to do),

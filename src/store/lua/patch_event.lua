@@ -1,7 +1,7 @@
 -- patch_event: changes settings of an event; they apply to holds made after
 -- the change (a hold keeps its deadline and its amount). Capacity and the
 -- sections' ranges never change.
--- KEYS[1..11]: the event's keys (see lib.lua)
+-- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV: pairs of setting and value: 'sales_start' | 'sales_end' (ms, or ''
 --       to remove), 'max_user', 'max_ext', 'ttl_ms', 'max_per_hold'
 --       (integers), 'price:<sectionId>' (minor units)
@@ -10,8 +10,9 @@
 local meta, err = load_meta()
 if not meta then return err end
 local list = sections()
-local prices, sets, dels = false, {}, {}
-local start_ms, end_ms = meta.sales_start, meta.sales_end
+local prices, sets = false, {}
+local sell = { max_user = meta.max_user, max_ext = meta.max_ext, sales_start = meta.sales_start,
+               sales_end = meta.sales_end }
 for i = 1, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   local sid = string.match(field, '^price:(.+)$')
@@ -22,19 +23,23 @@ for i = 1, #ARGV, 2 do
     end
     if not found then return { 'no_section', sid } end
     prices = true
-  elseif field == 'sales_start' or field == 'sales_end' then
-    local v = value ~= '' and tonumber(value) or nil
-    if field == 'sales_start' then start_ms = v else end_ms = v end
-    if v then
-      sets[#sets + 1] = field; sets[#sets + 1] = value
-    else
-      dels[#dels + 1] = field
-    end
-  else
+  elseif field == 'ttl_ms' and tonumber(value) ~= meta.ttl_ms then
+    -- Holds made from now on may have deadlines before those already in
+    -- the list schedule: those go to `due` until their deadlines pass the
+    -- latest one the list may hold.
+    local floor = now_ms() + meta.ttl_ms
+    if meta.sched_floor and meta.sched_floor > floor then floor = meta.sched_floor end
+    sets[#sets + 1] = 'ttl_ms'; sets[#sets + 1] = value
+    sets[#sets + 1] = 'sched_floor'; sets[#sets + 1] = fmt_int(floor)
+  elseif field == 'ttl_ms' or field == 'max_per_hold' then
     sets[#sets + 1] = field; sets[#sets + 1] = value
+  elseif field == 'max_user' or field == 'max_ext' then
+    sell[field] = tonumber(value)
+  else
+    sell[field] = value ~= '' and tonumber(value) or nil
   end
 end
-if start_ms and end_ms and start_ms >= end_ms then
+if sell.sales_start and sell.sales_end and sell.sales_start >= sell.sales_end then
   return { 'invalid', 'salesStart must be before salesEnd' }
 end
 if prices then
@@ -44,6 +49,11 @@ if prices then
   end
   sets[#sets + 1] = 'sections'; sets[#sets + 1] = table.concat(parts, ',')
 end
+local text = sell_text(meta.currency, sell.max_user, sell.sales_start, sell.sales_end, sell.max_ext)
+if text then
+  sets[#sets + 1] = 'sell'; sets[#sets + 1] = text
+else
+  redis.call('HDEL', K.meta, 'sell')
+end
 if #sets > 0 then redis.call('HSET', K.meta, unpack(sets)) end
-if #dels > 0 then redis.call('HDEL', K.meta, unpack(dels)) end
 return { 'ok' }

@@ -2,9 +2,9 @@
 -- job each, for one or more purchases of one event at once (the server
 -- groups concurrent purchases; each succeeds or fails on its own). Buying
 -- the same hold again returns the same order.
--- KEYS[1..11]: the event's keys (see lib.lua)
--- KEYS[12]: optional idempotency record (then exactly one purchase)
--- ARGV[1]: with KEYS[12], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
+-- KEYS[1..9]: the event's keys (see lib.lua)
+-- KEYS[10]: optional idempotency record (then exactly one purchase)
+-- ARGV[1]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
 -- Then six per purchase: 'h' (hold seq, hold secret, deadline named by the
 -- holdId) or 't' (ticket id: the hold of this user that holds it, '', '');
 -- then userId and the new order secret.
@@ -32,7 +32,7 @@ local sold, orders = 0, 0
 
 local function order_reply(created, s, o)
   return { 'ok', created, s, o.status, o.secret, tonumber(o.created), o.completed, o.csv, o.user,
-           fmt_int(o.amount or 0), o.currency or meta.currency }
+           o.amount_s, meta.currency }
 end
 
 -- Takes back the sold bits of a purchase that failed on error `e`; its reply.
@@ -92,15 +92,14 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   -- back if a later one fails: the sold bits, the order, its job. The keys
   -- written after them were read above, so they are hashes.
   local o = { status = 'pending', secret = order_secret, hold_secret = h.secret, created = now_s,
-              completed = '', csv = h.csv, user = h.user, amount = h.amount, currency = h.currency }
+              completed = '', csv = h.csv, user = h.user, amount_s = h.amount_s, counted = h.counted }
   local r = redis.pcall('SETBIT', K.sold, tickets[1], '1')
   if type(r) == 'table' then return { 'error', error_text(r) } end
   for i = 2, #tickets do redis.call('SETBIT', K.sold, tickets[i], '1') end
   r = redis.pcall('HSET', K.orders, id, order_record(o, o.status, o.completed))
   if type(r) == 'table' then return unsell(tickets, r) end
   r = redis.pcall('XADD', K.jobs, '*', 'seq', id, 'secret', o.secret, 'userId', h.user,
-    'ticketIds', h.csv, 'createdMs', o.created, 'amount', fmt_int(h.amount or 0),
-    'currency', h.currency or meta.currency)
+    'ticketIds', h.csv, 'createdMs', o.created, 'amount', h.amount_s, 'currency', meta.currency)
   if type(r) == 'table' then
     redis.pcall('HDEL', K.orders, id)
     return unsell(tickets, r)

@@ -1,7 +1,7 @@
 -- release_expired: releases holds whose deadline has passed, oldest first,
 -- and reports the event's exact counts afterwards. Used by the release worker
 -- and before every count or listing.
--- KEYS[1..11]: the event's keys (see lib.lua)
+-- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: at most this many holds released in this call
 -- ARGV[2]: '1' to return the lateness of each release
 -- Returns: { released, nextDeadlineMs (-1: none scheduled), nowMs, capacity, held, sold,
