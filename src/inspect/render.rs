@@ -61,15 +61,18 @@ pub fn events(snap: &Snapshot) -> Table {
             format!("{}{approx}", e.expiring.1),
             e.expired_total.to_string(),
         ]);
-        // A row per section, under its event.
-        for s in &e.sections {
+        // A row per section, under its event (not for the one default
+        // section of an event without sections: it is the event's row).
+        let default =
+            matches!(&e.sections[..], [s] if s.id == crate::model::DEFAULT_SECTION && s.price == 0);
+        for s in e.sections.iter().filter(|_| !default) {
             t.add_row(vec![
                 format!("  {} #{}-{}", s.id, s.first, s.last),
                 (s.last + 1 - s.first).to_string(),
                 s.available.to_string(),
                 s.held.to_string(),
                 s.sold.to_string(),
-                format!("{} {}", money(s.price), e.currency),
+                format!("{} {}", money(s.price, &e.currency), e.currency),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -79,10 +82,23 @@ pub fn events(snap: &Snapshot) -> Table {
     t
 }
 
-/// Minor units as a decimal amount with two places (`1250` → `12.50`):
-/// integer arithmetic, never a float.
-pub fn money(minor: u64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
+/// Minor units as a decimal amount in the currency's own number of places
+/// (`1250` EUR → `12.50`, `1250` JPY → `1250`): integer arithmetic, never a
+/// float.
+pub fn money(minor: u64, currency: &str) -> String {
+    // ISO 4217 currencies without minor units, and those with three.
+    const NONE: &[&str] = &[
+        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+        "VUV", "XAF", "XOF", "XPF",
+    ];
+    const THREE: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+    if NONE.contains(&currency) {
+        minor.to_string()
+    } else if THREE.contains(&currency) {
+        format!("{}.{:03}", minor / 1000, minor % 1000)
+    } else {
+        format!("{}.{:02}", minor / 100, minor % 100)
+    }
 }
 
 /// Live holds, soonest first.
@@ -303,8 +319,12 @@ mod tests {
             "{ev}"
         );
         assert_eq!(
-            (money(5), money(120_000)),
+            (money(5, "EUR"), money(120_000, "USD")),
             ("0.05".into(), "1200.00".into())
+        );
+        assert_eq!(
+            (money(1250, "JPY"), money(1250, "KWD")),
+            ("1250".into(), "1.250".into())
         );
         let h = holds(&s).to_string();
         assert!(
