@@ -479,6 +479,21 @@ impl EventSeed {
     /// as the store keeps them.
     pub fn validate_as(&self, names: &SettingNames) -> Result<EventSettings, String> {
         let capacity = self.capacity();
+        if self.capacity == 0 && !self.sections.is_empty() {
+            // The capacity comes from the sections: say what is wrong with them.
+            crate::model::Selling {
+                sections: self.sections.clone(),
+                ..Default::default()
+            }
+            .check(&self.id, capacity, |f| names.field(f))?;
+            if capacity > crate::model::MAX_CAPACITY {
+                return Err(format!(
+                    "event {}: the sections add up to {capacity} tickets, more than {}",
+                    self.id,
+                    crate::model::MAX_CAPACITY
+                ));
+            }
+        }
         crate::model::check_event(
             &self.id,
             capacity,

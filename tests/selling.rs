@@ -333,6 +333,22 @@ async fn outside_the_sale_window_holds_are_refused_by_the_redis_clock() {
         .assert_status(201);
     // Nothing was held by the refusals.
     assert_eq!(event(&api, "gig").await["held"], 1);
+    // The proof of concept's routes keep their own 409 body.
+    api.admin(
+        "PATCH",
+        "/v1/events/default",
+        Some(json!({"salesStart": rfc3339(later)})),
+    )
+    .await
+    .assert_status(200);
+    let r = api.reserve("u", 1).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json()["success"], false);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("open at"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -407,6 +423,46 @@ async fn a_buyers_limit_counts_held_and_bought_tickets_and_gives_back_released_o
     api.hold("gig", "ann", Want::Quantity(1))
         .await
         .assert_error(409, "user_limit");
+}
+
+#[tokio::test]
+async fn a_limit_set_later_counts_the_tickets_taken_before_it() {
+    let (redis, api) = api().await;
+    sectioned(&api, json!({})).await;
+    // Without a limit: ann buys two and holds one; bob holds one.
+    let first = api.hold_ok("gig", "ann", Want::Tickets(&[1, 2])).await;
+    api.buy(&first, "ann").await.assert_status(202);
+    api.hold_ok("gig", "ann", Want::Tickets(&[3])).await;
+    let bob = api.hold_ok("gig", "bob", Want::Tickets(&[4])).await;
+    // Hold numbers enough for the recount to take several calls.
+    redis.cli(&["HINCRBY", &keys("gig").meta(), "seq", "2500"]);
+    let patch = |n: u64| {
+        api.admin(
+            "PATCH",
+            "/v1/events/gig",
+            Some(json!({ "maxTicketsPerUser": n })),
+        )
+    };
+    let r = patch(3).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["maxTicketsPerUser"], 3);
+    let r = api.hold("gig", "ann", Want::Quantity(1)).await;
+    r.assert_error(409, "user_limit");
+    assert_eq!(r.json()["error"]["remaining"], 0);
+    api.hold_ok("gig", "bob", Want::Quantity(2)).await;
+    api.hold("gig", "bob", Want::Quantity(1))
+        .await
+        .assert_error(409, "user_limit");
+    // A hold counted by the recount gives its tickets back when it ends.
+    api.cancel(&bob, "bob").await.assert_status(204);
+    api.hold_ok("gig", "bob", Want::Quantity(1)).await;
+    // Off, more tickets, on again: those too are counted.
+    patch(0).await.assert_status(200);
+    api.hold_ok("gig", "cat", Want::Quantity(4)).await;
+    patch(5).await.assert_status(200);
+    let r = api.hold("gig", "cat", Want::Quantity(2)).await;
+    r.assert_error(409, "user_limit");
+    assert_eq!(r.json()["error"]["remaining"], 1);
 }
 
 #[tokio::test]
@@ -487,6 +543,9 @@ async fn patch_changes_what_later_holds_get() {
     patch(json!({"sections": [{"id": "pit", "price": 1}]}))
         .await
         .assert_error(404, "not_found");
+    patch(json!({"sections": [{"id": "floor", "price": 1}, {"id": "floor", "price": 2}]}))
+        .await
+        .assert_error(400, "invalid_request");
     patch(json!({"capacity": 101}))
         .await
         .assert_error(400, "invalid_request");
@@ -645,18 +704,18 @@ async fn events_written_before_sections_keep_working() {
     assert_eq!(published.len(), 2);
     let out = redis.cli(&["XRANGE", "tc:payments", "-", "+"]);
     assert!(out.contains("amount\n0\ncurrency\nEUR"), "{out}");
-    // Bob bought the old uncounted hold: a limit set now counts from now on.
+    // A limit set now counts what was bought before it: bob has one ticket.
     api.admin(
         "PATCH",
         "/v1/events/old",
-        Some(json!({"maxTicketsPerUser": 1})),
+        Some(json!({"maxTicketsPerUser": 2})),
     )
     .await
     .assert_status(200);
     api.hold_ok("old", "bob", Want::Quantity(1)).await;
-    api.hold("old", "bob", Want::Quantity(1))
-        .await
-        .assert_error(409, "user_limit");
+    let r = api.hold("old", "bob", Want::Quantity(1)).await;
+    r.assert_error(409, "user_limit");
+    assert_eq!(r.json()["error"]["remaining"], 0);
 }
 
 #[tokio::test]

@@ -89,6 +89,12 @@ fn describe(s: &EventSettings) -> String {
     if sell.max_per_user > 0 {
         out.push_str(&format!(", at most {} per buyer", sell.max_per_user));
     }
+    if sell.max_extensions > 0 {
+        out.push_str(&format!(
+            ", up to {} extensions per hold",
+            sell.max_extensions
+        ));
+    }
     out
 }
 

@@ -156,7 +156,7 @@ pub async fn seed_events(store: &Store, cfg: &Config) -> Result<(), SeedError> {
                 source,
             })? {
             CreateEvent::Created => {
-                tracing::info!(event = %seed.id, capacity = seed.capacity, "event created")
+                tracing::info!(event = %seed.id, capacity = settings.capacity, "event created")
             }
             CreateEvent::Exists => {}
             CreateEvent::Conflict(existing) => tracing::warn!(

@@ -42,6 +42,7 @@ macro_rules! lua {
 
 static CREATE_EVENT: LazyLock<Script> = lua!(settings "create_event.lua");
 static PATCH_EVENT: LazyLock<Script> = lua!(settings "patch_event.lua");
+static RECOUNT_BUYERS: LazyLock<Script> = lua!(settings "recount_buyers.lua");
 static HOLD: LazyLock<Script> = lua!("hold.lua");
 static PURCHASE: LazyLock<Script> = lua!("purchase.lua");
 static CANCEL: LazyLock<Script> = lua!("cancel.lua");
@@ -433,6 +434,7 @@ impl Store {
         let r = self.eval(inv, "patch_event").await?;
         match r.status()?.as_str() {
             "ok" => {}
+            "recount" => self.recount_buyers(event).await?,
             "not_found" => return Ok(None),
             "no_section" => return Ok(Some(Err(PatchRefused::NoSection(r.str(1)?)))),
             "invalid" => return Ok(Some(Err(PatchRefused::Invalid(r.str(1)?)))),
@@ -440,6 +442,31 @@ impl Store {
             other => return Err(StoreError::Reply(format!("patch_event: status {other:?}"))),
         }
         Ok(self.event_counts(event).await?.map(Ok))
+    }
+
+    /// Counts the tickets held and bought before a per-user limit was set
+    /// on an event, in bounded calls, then applies the limit (see
+    /// `recount_buyers.lua`). Safe to repeat, and to run from several
+    /// processes at once: each call goes on from where the last stopped.
+    async fn recount_buyers(&self, event: &str) -> Result<()> {
+        /// Hold numbers looked at per call.
+        const PER_CALL: u64 = 1000;
+        let keys = EventKeys::new(event);
+        loop {
+            let mut inv = invocation(&RECOUNT_BUYERS, &keys, None);
+            inv.arg(PER_CALL);
+            let r = self.eval(inv, "recount_buyers").await?;
+            match r.status()?.as_str() {
+                "more" => continue,
+                "done" | "not_found" => return Ok(()),
+                "schema" => return Err(schema_error(event, &r)),
+                other => {
+                    return Err(StoreError::Reply(format!(
+                        "recount_buyers: status {other:?}"
+                    )))
+                }
+            }
+        }
     }
 
     /// Releases up to `max` expired holds of an event and returns its exact

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{not_on_sale_message, user_limit_message, ApiError, ApiResult};
 use super::input;
 use super::AppState;
 use crate::model::{CancelOutcome, HoldOutcome, HoldRequest, PurchaseOutcome};
@@ -153,8 +153,9 @@ pub async fn reserve(
         HoldOutcome::Unavailable { .. } => Ok(conflict("error", "Ticket not available.")),
         HoldOutcome::Invalid(m) => Err(ApiError::BadRequest(m)),
         HoldOutcome::HoldLimit(max) => Err(ApiError::too_many_holds(max)),
-        HoldOutcome::NotOnSale(when) => Err(ApiError::not_on_sale(when)),
-        HoldOutcome::UserLimit(remaining) => Err(ApiError::user_limit(remaining)),
+        // The proof of concept's 409 body, with the reason in its words.
+        HoldOutcome::NotOnSale(when) => Ok(conflict("error", &not_on_sale_message(when))),
+        HoldOutcome::UserLimit(remaining) => Ok(conflict("error", &user_limit_message(remaining))),
         HoldOutcome::NoSection(_) | HoldOutcome::NoEvent => Err(no_event(&st)),
         HoldOutcome::IdempotencyMismatch => Err(ApiError::Internal),
     }

@@ -116,23 +116,13 @@ impl ApiError {
 impl ApiError {
     /// 409 `not_on_sale`: sales open at `Ok(ms)` or closed at `Err(ms)`.
     pub fn not_on_sale(when: Result<u64, u64>) -> ApiError {
-        let message = match when {
-            Ok(ms) => format!(
-                "this event is not on sale yet: sales open at {}",
-                crate::time::rfc3339_ms(ms)
-            ),
-            Err(ms) => format!(
-                "sales for this event closed at {}",
-                crate::time::rfc3339_ms(ms)
-            ),
-        };
         let extra = match when {
             Ok(ms) => json!({ "salesStart": crate::time::rfc3339_ms(ms) }),
             Err(ms) => json!({ "salesEnd": crate::time::rfc3339_ms(ms) }),
         };
         ApiError::Conflict {
             code: "not_on_sale",
-            message,
+            message: not_on_sale_message(when),
             extra: Some(extra),
         }
     }
@@ -141,9 +131,7 @@ impl ApiError {
     pub fn user_limit(remaining: u64) -> ApiError {
         ApiError::Conflict {
             code: "user_limit",
-            message: format!(
-                "this hold would pass the event's limit of tickets per buyer: {remaining} more allowed"
-            ),
+            message: user_limit_message(remaining),
             extra: Some(json!({ "remaining": remaining })),
         }
     }
@@ -161,6 +149,25 @@ impl ApiError {
             retry_after: None,
         }
     }
+}
+
+/// Why a hold outside the sale window is refused.
+pub fn not_on_sale_message(when: Result<u64, u64>) -> String {
+    match when {
+        Ok(ms) => format!(
+            "this event is not on sale yet: sales open at {}",
+            crate::time::rfc3339_ms(ms)
+        ),
+        Err(ms) => format!(
+            "sales for this event closed at {}",
+            crate::time::rfc3339_ms(ms)
+        ),
+    }
+}
+
+/// Why a hold past the buyer limit is refused.
+pub fn user_limit_message(remaining: u64) -> String {
+    format!("this hold would pass the event's limit of tickets per buyer: {remaining} more allowed")
 }
 
 impl From<StoreError> for ApiError {

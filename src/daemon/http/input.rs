@@ -313,17 +313,18 @@ pub fn sections(body: &Map<String, Value>) -> ApiResult<Option<Vec<crate::model:
                 )))
             }
         };
-        let num = |f: &str| {
-            o.get(f).and_then(Value::as_u64).ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "sections[{i}].{f} must be an integer of at least 0 (prices in minor units)"
-                ))
-            })
+        let num = |f: &str, what: &str| {
+            o.get(f)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ApiError::BadRequest(format!("sections[{i}].{f} must be {what}")))
         };
         out.push(crate::model::Section {
             id,
-            capacity: num("capacity")?,
-            price: num("price")?,
+            capacity: num("capacity", "a whole number of at least 1")?,
+            price: num(
+                "price",
+                "a whole number of at least 0 (minor units of the currency)",
+            )?,
         });
     }
     Ok(Some(out))

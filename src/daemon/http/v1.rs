@@ -64,9 +64,9 @@ pub async fn create_event(
             (None | Some(Value::Null), None) => {
                 Err(ApiError::BadRequest(format!("{field} is required")))
             }
-            (Some(v), _) => v
-                .as_u64()
-                .ok_or_else(|| ApiError::BadRequest(format!("{field} must be a positive integer"))),
+            (Some(v), _) => v.as_u64().ok_or_else(|| {
+                ApiError::BadRequest(format!("{field} must be a whole number of at least 0"))
+            }),
         }
     };
     let text = |field: &str| -> ApiResult<Option<String>> {
@@ -186,6 +186,11 @@ pub async fn patch_event(
                     return Err(ApiError::BadRequest(format!(
                         "sections[{i}].price must be 0..={}",
                         crate::model::MAX_PRICE
+                    )));
+                }
+                if patch.prices.iter().any(|(s, _)| s == sid) {
+                    return Err(ApiError::BadRequest(format!(
+                        "sections names section {sid} twice"
                     )));
                 }
                 patch.prices.push((sid.clone(), price));

@@ -51,6 +51,8 @@ if closed then
 end
 local max_user = tonumber(ARGV[3])
 local max_tickets = meta.max_user
+-- Tickets are counted toward their buyer while a limit is on, or being set.
+local count_tickets = max_tickets > 0 or meta.counting
 local deadline = now + meta.ttl_ms
 -- Written once at the end: the last hold number, tickets newly held, and
 -- the new holds' schedule entries (all share one deadline, in seq order).
@@ -86,7 +88,7 @@ local function charge_tickets(user, n)
   local have = redis.pcall('HINCRBY', K.utix, user, n)
   if type(have) == 'table' then have = user_tickets_add(user, n) end
   tickets_user, tickets_n = user, n
-  if have <= max_tickets then return true end
+  if have <= max_tickets or max_tickets == 0 then return true end
   local released = sweep(now, 1000)
   meta.held = tonumber(redis.call('HGET', K.meta, 'held'))
   have = tonumber(redis.call('HGET', K.utix, user) or '0') or 0
@@ -275,7 +277,7 @@ local function hold_one(secret, user, mode, arg)
     local n, s = string.match(arg, '^(%d+):(.+)$')
     if n then quantity, sid = n, s end
   end
-  if max_tickets > 0 then
+  if count_tickets then
     -- How many tickets, as text: one ticket (the common case) is '1'.
     local n = quantity
     if mode == 't' then
@@ -311,7 +313,7 @@ local function hold_one(secret, user, mode, arg)
   local id = fmt_int(seq)
   local amount_s = price_of(tickets)
   -- Counted (above, and marked so) only while the event has a per-user limit.
-  local price = price_field(amount_s, max_tickets > 0)
+  local price = price_field(amount_s, count_tickets)
   for _, t in ipairs(tickets) do
     owners[#owners + 1] = t
     owners[#owners + 1] = id

@@ -88,7 +88,7 @@ end
 
 -- The meta fields every script may read or count into: all integers.
 -- After them, the selling settings: `sell` ('CUR|maxPerUser|salesStartMs|
--- salesEndMs|maxExtensions', empty for none; no field when all are
+-- salesEndMs|maxExtensions[|c]', empty for none; no field when all are
 -- defaults) and `sections` (see sections()).
 -- `sched_floor`: the latest deadline the list schedule may hold (set when
 -- the hold time changes).
@@ -126,12 +126,15 @@ local function load_meta()
     sched_floor = tonumber(m[13]),
   }
   if m[14] then
-    local cur, mu, ss, se, me = string.match(m[14], '^(%u%u%u)|(%d*)|(%d*)|(%d*)|(%d*)$')
+    local cur, mu, ss, se, me, counting = string.match(m[14], '^(%u%u%u)|(%d*)|(%d*)|(%d*)|(%d*)(|?c?)$')
     if not cur then
       return nil, { 'damaged', K.meta .. ' field sell is "' .. m[14] .. '", not CUR|n|ms|ms|n' }
     end
     EV.currency, EV.max_user, EV.max_ext = cur, tonumber(mu) or 0, tonumber(me) or 0
     EV.sales_start, EV.sales_end = tonumber(ss), tonumber(se)
+    -- '|c': a per-user limit is being set (recount_buyers is counting the
+    -- tickets taken before it): holds are counted, not yet limited.
+    EV.counting = counting == '|c'
   end
   return EV
 end

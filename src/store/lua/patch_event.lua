@@ -5,12 +5,17 @@
 -- ARGV: pairs of setting and value: 'sales_start' | 'sales_end' (ms, or ''
 --       to remove), 'max_user', 'max_ext', 'ttl_ms', 'max_per_hold'
 --       (integers), 'price:<sectionId>' (minor units)
--- Returns: { 'ok' } | { 'no_section', id } | { 'invalid', message }
+-- A per-user limit set where there was none does not apply at once: the
+-- tickets held and bought before it were not counted, so the change starts
+-- a recount (field `recount` = 'nextSeq|lastSeq|limit'; holds are counted
+-- meanwhile) that recount_buyers.lua finishes, and the limit applies then.
+-- Returns: { 'ok' } | { 'recount' } (then call recount_buyers until done)
+--        | { 'no_section', id } | { 'invalid', message }
 --        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
 if not meta then return err end
 local list = sections()
-local prices, sets = false, {}
+local prices, sets, limit_asked = false, {}, false
 local sell = { max_user = meta.max_user, max_ext = meta.max_ext, sales_start = meta.sales_start,
                sales_end = meta.sales_end }
 for i = 1, #ARGV, 2 do
@@ -35,6 +40,7 @@ for i = 1, #ARGV, 2 do
     sets[#sets + 1] = field; sets[#sets + 1] = value
   elseif field == 'max_user' or field == 'max_ext' then
     sell[field] = tonumber(value)
+    if field == 'max_user' then limit_asked = true end
   else
     sell[field] = value ~= '' and tonumber(value) or nil
   end
@@ -49,11 +55,27 @@ if prices then
   end
   sets[#sets + 1] = 'sections'; sets[#sets + 1] = table.concat(parts, ',')
 end
-local text = sell_text(meta.currency, sell.max_user, sell.sales_start, sell.sales_end, sell.max_ext)
-if text then
-  sets[#sets + 1] = 'sell'; sets[#sets + 1] = text
-else
-  redis.call('HDEL', K.meta, 'sell')
+-- The per-user limit: at once, or after a recount (see above).
+local counting, recount = meta.counting, nil
+local pending = redis.call('HGET', K.meta, 'recount')
+if limit_asked then
+  if sell.max_user == 0 then
+    counting = false
+    if pending then redis.call('HDEL', K.meta, 'recount') end
+  elseif pending then
+    -- A recount is under way: it will apply this limit.
+    local from, to = string.match(pending, '^(%d+)|(%d+)|')
+    recount = from .. '|' .. to .. '|' .. fmt_int(sell.max_user)
+    sell.max_user = 0
+  elseif meta.max_user == 0 and not meta.counting and meta.seq > 0 then
+    recount = '1|' .. fmt_int(meta.seq) .. '|' .. fmt_int(sell.max_user)
+    sell.max_user, counting = 0, true
+  end
+elseif pending then
+  sell.max_user = 0
 end
+if recount then sets[#sets + 1] = 'recount'; sets[#sets + 1] = recount end
+write_sell(meta.currency, sell.max_user, sell.sales_start, sell.sales_end, sell.max_ext, counting)
 if #sets > 0 then redis.call('HSET', K.meta, unpack(sets)) end
+if recount or (pending and counting) then return { 'recount' } end
 return { 'ok' }
