@@ -7,7 +7,7 @@ every hold made, by its id, PER per call of the purchase script.
 
 usage: holdcalls.py PORT EVENT CALLS [PER [buy]]
 
-Each script sent is lib.lua followed by its own file, as ticketctl builds
+Each script sent is lib.lua (and the preludes it takes) followed by its own file, as ticketctl builds
 it. Prints the number of holds made (and of purchases, with `buy`)."""
 import os
 import random
@@ -20,8 +20,10 @@ buy = len(sys.argv) > 5 and sys.argv[5] == "buy"
 lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "store", "lua")
 
 
-def script(name):
-    return open(os.path.join(lua, "lib.lua")).read() + open(os.path.join(lua, name)).read()
+def script(name, *preludes):
+    """lib.lua, then `preludes`, then the script, as ticketctl builds it."""
+    parts = ["lib.lua", *preludes, name]
+    return "".join(open(os.path.join(lua, p)).read() for p in parts)
 
 
 def encode(*args):
@@ -87,7 +89,7 @@ if not buy:
     print(len(holds))
     sys.exit(0)
 
-conn.sendall(encode("SCRIPT", "LOAD", script("purchase.lua")))
+conn.sendall(encode("SCRIPT", "LOAD", script("purchase.lua", "orders.lua")))
 sha = read().decode()
 bought, in_flight = 0, 0
 

@@ -775,7 +775,13 @@ async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
 /// Runs a script of src/store/lua (with its prelude) on event `gig` through
 /// redis-cli, as one call: its output.
 fn eval_on_gig(redis: &Redis, script: &str, args: &[String]) -> String {
-    let script = [include_str!("../src/store/lua/lib.lua"), script].concat();
+    // lib.lua and orders.lua, as the store builds the scripts that use both.
+    let script = [
+        include_str!("../src/store/lua/lib.lua"),
+        include_str!("../src/store/lua/orders.lua"),
+        script,
+    ]
+    .concat();
     let n_keys = keys("gig").script_keys().len().to_string();
     let mut all: Vec<String> = vec!["EVAL".into(), script, n_keys];
     all.extend(keys("gig").script_keys());

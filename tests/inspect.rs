@@ -502,6 +502,7 @@ async fn dlq_retry_ends_at_the_entry_that_was_last_when_it_began() {
     assert_eq!(redis.cli(&["EVAL", fill, "1", &dead]), "1");
     let script = [
         include_str!("../src/store/lua/lib.lua"),
+        include_str!("../src/store/lua/orders.lua"),
         include_str!("../src/store/lua/dlq_retry.lua"),
     ]
     .concat();

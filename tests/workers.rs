@@ -692,6 +692,7 @@ async fn a_publish_that_fails_writes_nothing() {
     let redis = Redis::start();
     let script = [
         include_str!("../src/store/lua/lib.lua"),
+        include_str!("../src/store/lua/orders.lua"),
         include_str!("../src/store/lua/publish_stream.lua"),
     ]
     .concat();

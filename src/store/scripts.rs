@@ -21,39 +21,35 @@ macro_rules! lua {
     (standalone $file:literal) => {
         LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))))
     };
-    (settings $file:literal) => {
+    // lib.lua, then these preludes, then the script.
+    ([$($prelude:literal),*] $file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("lua/lib.lua"),
-                include_str!("lua/settings.lua"),
+                $(include_str!(concat!("lua/", $prelude)),)*
                 include_str!(concat!("lua/", $file))
             ))
         })
     };
     ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                include_str!(concat!("lua/", $file))
-            ))
-        })
+        lua!([] $file)
     };
 }
 
-static CREATE_EVENT: LazyLock<Script> = lua!(settings "create_event.lua");
-static PATCH_EVENT: LazyLock<Script> = lua!(settings "patch_event.lua");
-static RECOUNT_BUYERS: LazyLock<Script> = lua!(settings "recount_buyers.lua");
+static CREATE_EVENT: LazyLock<Script> = lua!(["settings.lua"] "create_event.lua");
+static PATCH_EVENT: LazyLock<Script> = lua!(["settings.lua"] "patch_event.lua");
+static RECOUNT_BUYERS: LazyLock<Script> = lua!(["settings.lua", "orders.lua"] "recount_buyers.lua");
 static HOLD: LazyLock<Script> = lua!("hold.lua");
-static PURCHASE: LazyLock<Script> = lua!("purchase.lua");
-static CANCEL: LazyLock<Script> = lua!("cancel.lua");
-static GET_HOLD: LazyLock<Script> = lua!("get_hold.lua");
+static PURCHASE: LazyLock<Script> = lua!(["orders.lua"] "purchase.lua");
+static CANCEL: LazyLock<Script> = lua!(["orders.lua"] "cancel.lua");
+static GET_HOLD: LazyLock<Script> = lua!(["orders.lua"] "get_hold.lua");
 static RELEASE_EXPIRED: LazyLock<Script> = lua!("release_expired.lua");
-pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!("complete_orders.lua");
-pub(super) static DEAD_LETTER: LazyLock<Script> = lua!("dead_letter.lua");
+pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!(["orders.lua"] "complete_orders.lua");
+pub(super) static DEAD_LETTER: LazyLock<Script> = lua!(["orders.lua"] "dead_letter.lua");
 pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
-pub(super) static DLQ_RETRY: LazyLock<Script> = lua!("dlq_retry.lua");
+pub(super) static DLQ_RETRY: LazyLock<Script> = lua!(["orders.lua"] "dlq_retry.lua");
 pub(super) static READ_BITMAPS: LazyLock<Script> = lua!(standalone "read_bitmaps.lua");
-pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!("publish_stream.lua");
+pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!(["orders.lua"] "publish_stream.lua");
 static BIND_IDEMPOTENCY: LazyLock<Script> = lua!(standalone "bind_idempotency.lua");
 pub(super) static OWN_JOBS: LazyLock<Script> = lua!(standalone "own_jobs.lua");
 pub(super) static FORGET_IDLE_CONSUMERS: LazyLock<Script> =

@@ -1,5 +1,8 @@
 -- Shared prelude: prepended to every script in this folder before it is
 -- loaded, so each script stays one atomic EVALSHA. Owns no keys of its own.
+-- What only some scripts use lives in orders.lua and settings.lua, added
+-- after this for those scripts: every line of a prelude costs each call of
+-- every script that carries it (Redis runs the whole chunk per call).
 --
 -- Every per-event script receives the same nine keys, all carrying the
 -- event's hash tag (one Cluster slot), and names two more of that tag
@@ -59,16 +62,6 @@ local function in_chunks(list, f)
   for i = 1, #list, UNPACK_MAX do
     f(unpack(list, i, math.min(i + UNPACK_MAX - 1, #list)))
   end
-end
-
--- Like in_chunks, for a command answering one value per argument (HMGET,
--- ZMSCORE): returns its answers for the whole list, in order.
-local function collect_in_chunks(list, f)
-  local out = {}
-  in_chunks(list, function(...)
-    for _, v in ipairs(f(...)) do out[#out + 1] = v end
-  end)
-  return out
 end
 
 local function now_ms()
@@ -137,12 +130,6 @@ local function load_meta()
     EV.counting = counting == '|c'
   end
   return EV
-end
-
--- The currency of the event, for a script that did not load it.
-local function currency_of_event()
-  local sell = redis.call('HGET', K.meta, 'sell')
-  return sell and string.sub(sell, 1, 3) or 'EUR'
 end
 
 -- The event's sections, parsed once per call: { id, i, first, last,
@@ -247,35 +234,6 @@ end
 -- hold `h`: an id naming another secret or deadline is not this hold's.
 local function names_hold(h, secret, deadline)
   return h.secret == secret and h.deadline == tonumber(deadline)
-end
-
-local function parse_order(rec)
-  if not rec then return nil end
-  local status, osecret, hsecret, created, completed, tickets, amount, counted, user =
-    string.match(rec, '^([%a_]+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*):?(%d*):?(u?)|(.*)$')
-  if not status then return nil end
-  return { status = status, secret = osecret, hold_secret = hsecret, created = created,
-           completed = completed, csv = tickets, user = user, amount_s = amount ~= '' and amount or '0',
-           counted = counted == 'u' }
-end
-
--- An order's record (as parse_order reads it) with this status and
--- completion time ('' for none).
-local function order_record(o, status, completed)
-  return table.concat({ status, o.secret, o.hold_secret, o.created, completed,
-                        o.csv .. price_field(o.amount_s, o.counted), o.user }, '|')
-end
-
--- The hold holding ticket ARGV-text `arg` (the compatibility routes act by
--- ticket): its seq and record, or nil, nil and the reply to give.
-local function hold_of_ticket(arg, meta)
-  if tonumber(arg) > meta.capacity then
-    return nil, nil, { 'invalid', 'ticketId ' .. arg .. ' is out of range 1..' .. meta.capacity }
-  end
-  local owner = redis.call('HGET', K.owner, tonumber(arg))
-  local h = owner and parse_hold(redis.call('HGET', K.holds, owner))
-  if not h then return nil, nil, { 'not_held' } end
-  return tonumber(owner), h
 end
 
 -- Whether the event has users' counts at all (none while the limit is off),
