@@ -313,7 +313,8 @@ local function hold_one(secret, user, mode, arg)
   local id = fmt_int(seq)
   local amount_s = price_of(tickets)
   -- Counted (above, and marked so) only while the event has a per-user limit.
-  local price = price_field(amount_s, count_tickets)
+  -- (price_field, inlined: this runs for every hold)
+  local price = count_tickets and (':' .. amount_s .. ':u') or (amount_s == '0' and '' or ':' .. amount_s)
   for _, t in ipairs(tickets) do
     owners[#owners + 1] = t
     owners[#owners + 1] = id
