@@ -193,17 +193,24 @@ local function section_count(tickets, what, by, free)
   end
 end
 
--- Changes a user's count of tickets held or bought by `by` (text: '3',
--- '-3'); no entry is kept at 0. A count that is not a number (damaged by
--- hand) starts again from this change.
-local function user_tickets_add(user, by)
-  local n = redis.pcall('HINCRBY', K.utix, user, by)
-  if type(n) == 'table' then
+-- Changes `user`'s count in hash `key` by `by` (text: '3', '-3') and
+-- returns the new count; no entry is kept at 0. A count is derived data: one
+-- that is not a number, or below 0 after an increase (damaged by hand),
+-- starts again from this change instead of failing the call halfway, which
+-- would stop every hold, sale and release of its user.
+local function hash_count_add(key, user, by)
+  local n = redis.pcall('HINCRBY', key, user, by)
+  if type(n) == 'table' or (n < 1 and string.byte(by) ~= 45) then -- 45: '-'
     n = tonumber(by)
-    if n > 0 then redis.call('HSET', K.utix, user, by) end
+    if n > 0 then redis.call('HSET', key, user, by) end
   end
-  if n <= 0 then redis.pcall('HDEL', K.utix, user) end
+  if n <= 0 then redis.pcall('HDEL', key, user) end
   return n
+end
+
+-- Changes a user's count of tickets held or bought by `by` (text).
+local function user_tickets_add(user, by)
+  return hash_count_add(K.utix, user, by)
 end
 
 -- A hold record; `amount_s` is its amount as text ('0' when it has none),
@@ -241,11 +248,8 @@ end
 -- decrement has nothing to do.
 local counts_exist = nil
 
--- Changes a user's count of live holds by `by` ('1' or '-1': text, which
--- Redis takes without a printf) and returns the new count. The count is
--- derived data: one that is not a number (damaged by hand) starts again
--- from this change instead of failing the call halfway, which would stop
--- every hold, sale and release of its user.
+-- Changes a user's count of live holds by `by` ('1' or '-1') and returns
+-- the new count (see hash_count_add).
 local function user_count_add(user, by)
   if by == '1' then
     counts_exist = true
@@ -253,13 +257,7 @@ local function user_count_add(user, by)
     if counts_exist == nil then counts_exist = redis.call('EXISTS', K.uholds) == 1 end
     if not counts_exist then return 0 end
   end
-  local n = redis.pcall('HINCRBY', K.uholds, user, by)
-  if type(n) == 'table' or (n < 1 and by == '1') then
-    n = tonumber(by)
-    if n > 0 then redis.call('HSET', K.uholds, user, by) end
-  end
-  if n <= 0 then redis.pcall('HDEL', K.uholds, user) end
-  return n
+  return hash_count_add(K.uholds, user, by)
 end
 
 -- The text of an error caught from redis.call (a table) or from Lua.
