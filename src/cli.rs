@@ -64,6 +64,9 @@ pub enum Command {
     /// Operator actions on holds.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Operator actions on orders.
+    #[command(subcommand)]
+    Order(OrderCommand),
     /// Load-test a running service and check its invariants.
     Stress(StressArgs),
 }
@@ -139,6 +142,16 @@ pub enum HoldCommand {
     Release {
         /// The hold id.
         hold_id: String,
+    },
+}
+
+/// `order ...`
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Cancel an order (a paid one is refunded): its tickets go back on sale.
+    Cancel {
+        /// The order id.
+        order_id: String,
     },
 }
 

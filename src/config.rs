@@ -57,7 +57,19 @@ pub struct Config {
     pub purchase: PurchaseConfig,
     /// Abuse limits of the HTTP API.
     pub limits: LimitsConfig,
+    /// Payment results.
+    pub payment: PaymentConfig,
 }
+
+/// `[payment]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentConfig {
+    /// Key of the HMAC-SHA256 signature of `POST /v1/orders/{id}/payment`;
+    /// env `TICKETCTL_PAYMENT_SECRET`. Empty: that route answers 401.
+    pub secret: String,
+}
+
 
 /// `[limits]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -595,6 +607,9 @@ impl Config {
         }
         if let Some(v) = set("TICKETCTL_ADMIN_TOKEN") {
             self.server.admin_token = v;
+        }
+        if let Some(v) = set("TICKETCTL_PAYMENT_SECRET") {
+            self.payment.secret = v;
         }
     }
 

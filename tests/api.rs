@@ -51,7 +51,9 @@ async fn events_are_created_once_and_counted_exactly() {
         json!({"id": "gig", "capacity": 5, "available": 5, "held": 0, "sold": 0, "holdTtlSeconds": 60, "maxTicketsPerHold": 10,
                "currency": "EUR", "salesStart": null, "salesEnd": null, "maxTicketsPerUser": 0, "maxExtensions": 0,
                "sections": [{"id": "general", "firstTicket": 1, "lastTicket": 5, "capacity": 5, "price": 0,
-                             "available": 5, "held": 0, "sold": 0}]})
+                             "available": 5, "held": 0, "sold": 0}],
+               "orders": {"pending": 0, "completed": 0, "paid": 0, "cancelled": 0, "refunded": 0,
+                          "refund_due": 0, "failed": 0}})
     );
     // The same settings again are the same event; others are a conflict.
     let same = json!({"id": "gig", "capacity": 5, "holdTtlSeconds": 60});

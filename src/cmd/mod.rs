@@ -5,6 +5,7 @@ mod dlq;
 mod event;
 mod hold;
 mod inspect;
+mod order;
 mod serve;
 mod stress;
 mod work;
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&cli.global, args).await,
         Command::Dlq(cmd) => dlq::run(&cli.global, cmd).await,
         Command::Hold(cmd) => hold::run(&cli.global, cmd).await,
+        Command::Order(cmd) => order::run(&cli.global, cmd).await,
         Command::Stress(args) => stress::run(args).await,
     }
 }

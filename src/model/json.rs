@@ -41,6 +41,7 @@ pub fn event_json(c: &EventCounts) -> Value {
         "maxTicketsPerUser": sell.max_per_user,
         "maxExtensions": sell.max_extensions,
         "sections": sections,
+        "orders": c.orders.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -92,15 +93,17 @@ pub struct OrderBody<'a> {
     /// keep it).
     #[serde(skip_serializing_if = "Option::is_none")]
     failed_at: Option<String>,
+    /// Why a cancelled order was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_reason: Option<&'a str>,
 }
 
 /// The order object of the API.
 pub fn order_json(o: &Order) -> OrderBody<'_> {
     let ended = o.completed_ms.map(rfc3339_ms);
     let (completed_at, failed_at) = match o.status {
-        OrderStatus::Completed => (ended, None),
         OrderStatus::Failed => (None, ended),
-        OrderStatus::Pending => (None, None),
+        _ => (ended, None),
     };
     OrderBody {
         order_id: o.id.to_string(),
@@ -113,6 +116,7 @@ pub fn order_json(o: &Order) -> OrderBody<'_> {
         created_at: rfc3339_ms(o.created_ms),
         completed_at,
         failed_at,
+        cancel_reason: o.cancel_reason.as_deref(),
     }
 }
 
@@ -136,6 +140,7 @@ mod tests {
             completed_ms: None,
             amount: 2_500,
             currency: "EUR".into(),
+            cancel_reason: None,
         };
         let json = |o: &Order| serde_json::to_value(order_json(o)).unwrap();
         let v = json(&o);

@@ -401,6 +401,8 @@ pub struct EventCounts {
     pub sold: u64,
     /// Each section's counts, in ticket order (they add up to the above).
     pub sections: Vec<SectionCounts>,
+    /// Orders by status, in [`OrderStatus::ALL`]'s order.
+    pub orders: Vec<(OrderStatus, u64)>,
 }
 
 /// What to hold.
@@ -497,24 +499,54 @@ pub enum OrderStatus {
     Completed,
     /// Dead-lettered.
     Failed,
+    /// The payment service reported it paid.
+    Paid,
+    /// Cancelled (declined, unpaid at its deadline, or by an operator): its
+    /// tickets are on sale again.
+    Cancelled,
+    /// Paid, then cancelled by an operator: its tickets are on sale again.
+    Refunded,
+    /// Paid after it was cancelled, when its tickets were sold again: the
+    /// payment is to be refunded (it holds no tickets).
+    RefundDue,
 }
 
 impl OrderStatus {
+    /// Every status, in the order the API lists their counts.
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::Pending,
+        OrderStatus::Completed,
+        OrderStatus::Paid,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+        OrderStatus::RefundDue,
+        OrderStatus::Failed,
+    ];
+
     /// The contract's name.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",
             OrderStatus::Completed => "completed",
             OrderStatus::Failed => "failed",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+            OrderStatus::RefundDue => "refund_due",
         }
     }
-    pub(crate) fn parse(s: &str) -> Option<OrderStatus> {
-        match s {
-            "pending" => Some(OrderStatus::Pending),
-            "completed" => Some(OrderStatus::Completed),
-            "failed" => Some(OrderStatus::Failed),
-            _ => None,
-        }
+
+    /// A status as a record keeps it (`cancelled:declined`): the status and
+    /// the reason, if any.
+    pub(crate) fn parse_with_reason(s: &str) -> Option<(OrderStatus, Option<String>)> {
+        let (status, reason) = match s.split_once(':') {
+            Some((s, r)) => (s, Some(r.to_string())),
+            None => (s, None),
+        };
+        OrderStatus::ALL
+            .into_iter()
+            .find(|o| o.as_str() == status)
+            .map(|o| (o, reason))
     }
 }
 
@@ -537,6 +569,52 @@ pub struct Order {
     pub amount: u64,
     /// The currency of `amount`.
     pub currency: String,
+    /// Why a cancelled order was cancelled: `declined`, `payment_timeout`
+    /// or `operator`.
+    pub cancel_reason: Option<String>,
+}
+
+/// What happens to an order after its purchase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    /// The payment service reports it paid.
+    Paid,
+    /// The payment service reports it declined.
+    Declined,
+    /// An operator cancels it (a paid order is refunded).
+    Cancel,
+    /// Its payment deadline passed.
+    Timeout,
+}
+
+impl OrderAction {
+    /// The name the order script takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderAction::Paid => "paid",
+            OrderAction::Declined => "declined",
+            OrderAction::Cancel => "cancel",
+            OrderAction::Timeout => "timeout",
+        }
+    }
+}
+
+/// Outcome of a payment result, a cancel or a deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderChange {
+    /// The order now (`changed`: false when it already was so).
+    Done {
+        /// The order.
+        order: Order,
+        /// Whether this call changed it.
+        changed: bool,
+    },
+    /// No such order.
+    NotFound,
+    /// The result contradicts the order's status (given).
+    State(OrderStatus),
+    /// The result names another amount than the order's (given).
+    AmountMismatch(u64),
 }
 
 /// Outcome of a purchase.

@@ -50,7 +50,14 @@ pub struct JobOrder {
     pub amount: u64,
     /// The currency of `amount`.
     pub currency: String,
+    /// What the message says: `purchase`, `cancelled`, `refunded` or
+    /// `refund_due`.
+    pub kind: &'static str,
 }
+
+/// The kinds of message a job may carry (a job written before jobs had a
+/// kind is a purchase).
+const KINDS: [&str; 4] = ["purchase", "cancelled", "refunded", "refund_due"];
 
 /// A message for the sinks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +113,7 @@ impl JobOrder {
             created_at: crate::time::rfc3339_ms(self.created_ms),
             amount: self.amount,
             currency: self.currency.clone(),
-            kind: "purchase",
+            kind: self.kind,
         }
     }
 }
@@ -152,6 +159,13 @@ fn parse_fields(event: &str, fields: &[Value]) -> std::result::Result<JobOrder, 
             .get("currency")
             .cloned()
             .unwrap_or_else(|| crate::model::DEFAULT_CURRENCY.into()),
+        kind: match map.get("type") {
+            None => KINDS[0],
+            Some(k) => KINDS
+                .into_iter()
+                .find(|known| known == k)
+                .ok_or_else(|| format!("job field type is {k:?}, not one of {KINDS:?}"))?,
+        },
     })
 }
 

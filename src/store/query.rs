@@ -77,7 +77,7 @@ pub(super) fn currency_of(sell: Option<&str>) -> String {
 /// (no amount: 0, as in every record of a version before prices).
 fn parse_order(id: &OrderId, rec: &str, currency: &str) -> Option<Order> {
     let mut f = rec.splitn(7, '|');
-    let status = OrderStatus::parse(f.next()?)?;
+    let (status, cancel_reason) = OrderStatus::parse_with_reason(f.next()?)?;
     let secret = f.next()?;
     let _hold_secret = f.next()?;
     let created_ms = f.next()?.parse().ok()?;
@@ -101,6 +101,7 @@ fn parse_order(id: &OrderId, rec: &str, currency: &str) -> Option<Order> {
         completed_ms: completed.parse().ok(),
         amount,
         currency: currency.to_string(),
+        cancel_reason,
     })
 }
 

@@ -13,8 +13,8 @@ use super::{Result, Store, StoreError};
 use crate::model::ids::new_secret;
 use crate::model::{
     CancelOutcome, CreateEvent, EventCounts, EventPatch, EventSettings, Hold, HoldId, HoldOutcome,
-    HoldRequest, Order, OrderId, OrderStatus, PurchaseOutcome, SectionCounts, Selling,
-    DEFAULT_CURRENCY,
+    HoldRequest, Order, OrderAction, OrderChange, OrderId, OrderStatus, PurchaseOutcome,
+    SectionCounts, Selling, DEFAULT_CURRENCY,
 };
 
 macro_rules! lua {
@@ -39,6 +39,7 @@ macro_rules! lua {
 static CREATE_EVENT: LazyLock<Script> = lua!(["settings.lua"] "create_event.lua");
 static PATCH_EVENT: LazyLock<Script> = lua!(["settings.lua"] "patch_event.lua");
 static RECOUNT_BUYERS: LazyLock<Script> = lua!(["settings.lua", "orders.lua"] "recount_buyers.lua");
+static ORDER_CHANGE: LazyLock<Script> = lua!(["orders.lua"] "order_change.lua");
 static HOLD: LazyLock<Script> = lua!("hold.lua");
 static PURCHASE: LazyLock<Script> = lua!(["orders.lua"] "purchase.lua");
 static CANCEL: LazyLock<Script> = lua!(["orders.lua"] "cancel.lua");
@@ -156,36 +157,41 @@ pub(super) struct BuyItem {
     pub(super) user: String,
 }
 
+/// The order in an answer of the purchase or order_change script:
+/// `{ 'ok', flag, seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId,
+/// amount, currency }`.
+fn order_of(event: &str, r: &Reply) -> Result<Order> {
+    let seq = r.uint(2)?;
+    let (status, cancel_reason) = OrderStatus::parse_with_reason(&r.str(3)?)
+        .ok_or_else(|| StoreError::Reply("order: status".into()))?;
+    let completed = r.str(6)?;
+    Ok(Order {
+        id: OrderId {
+            event: event.to_string(),
+            seq,
+            secret: r.str(4)?,
+        },
+        created_ms: r.uint(5)?,
+        completed_ms: completed.parse().ok(),
+        tickets: parse_csv(&r.str(7)?)
+            .ok_or_else(|| StoreError::Reply("order: ticket list".into()))?,
+        user: r.str(8)?,
+        status,
+        // An answer stored for an Idempotency-Key before orders had a
+        // price has neither.
+        amount: r.uint(9).unwrap_or(0),
+        currency: r.str(10).unwrap_or_else(|_| DEFAULT_CURRENCY.into()),
+        cancel_reason,
+    })
+}
+
 /// Reads one purchase's answer from the purchase script.
 fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
     Ok(match r.status()?.as_str() {
-        "ok" => {
-            let seq = r.uint(2)?;
-            let status = OrderStatus::parse(&r.str(3)?)
-                .ok_or_else(|| StoreError::Reply("purchase: order status".into()))?;
-            let completed = r.str(6)?;
-            let order = Order {
-                id: OrderId {
-                    event: event.to_string(),
-                    seq,
-                    secret: r.str(4)?,
-                },
-                created_ms: r.uint(5)?,
-                completed_ms: completed.parse().ok(),
-                tickets: parse_csv(&r.str(7)?)
-                    .ok_or_else(|| StoreError::Reply("purchase: ticket list".into()))?,
-                user: r.str(8)?,
-                status,
-                // An answer stored for an Idempotency-Key before orders had
-                // a price has neither.
-                amount: r.uint(9).unwrap_or(0),
-                currency: r.str(10).unwrap_or_else(|_| DEFAULT_CURRENCY.into()),
-            };
-            PurchaseOutcome::Bought {
-                order,
-                created: r.int(1)? == 1,
-            }
-        }
+        "ok" => PurchaseOutcome::Bought {
+            order: order_of(event, &r)?,
+            created: r.int(1)? == 1,
+        },
         "not_found" => PurchaseOutcome::NotFound,
         "forbidden" => PurchaseOutcome::Forbidden,
         "expired" => PurchaseOutcome::Expired,
@@ -484,11 +490,16 @@ impl Store {
         }
         let (capacity, held, sold) = (r.uint(3)?, r.uint(4)?, r.uint(5)?);
         let next = r.int(1)?;
-        let n_sections = r.uint(13)? as usize;
+        let orders = OrderStatus::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Ok((s, r.uint(13 + i)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let n_sections = r.uint(20)? as usize;
         let mut sections = Vec::with_capacity(n_sections);
         let mut listed = Vec::with_capacity(n_sections);
         for i in 0..n_sections {
-            let at = 14 + 6 * i;
+            let at = 21 + 6 * i;
             let (first, last, price) = (r.uint(at + 1)?, r.uint(at + 2)?, r.uint(at + 3)?);
             let (s_held, s_sold) = (r.uint(at + 4)?, r.uint(at + 5)?);
             let c = SectionCounts {
@@ -536,8 +547,9 @@ impl Store {
                 held,
                 sold,
                 sections,
+                orders,
             },
-            lags_ms: r.uints_from(14 + 6 * n_sections)?,
+            lags_ms: r.uints_from(21 + 6 * n_sections)?,
         }))
     }
 
@@ -824,6 +836,47 @@ impl Store {
                     }
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// A payment result (`paid`, `declined` with the amount it names and
+    /// its reference), an operator's cancel, or the payment deadline, for
+    /// one order: one script, against the order's current status.
+    pub async fn change_order(
+        &self,
+        id: &OrderId,
+        action: OrderAction,
+        reference: &str,
+        amount: Option<u64>,
+    ) -> Result<OrderChange> {
+        let keys = EventKeys::new(&id.event);
+        let mut inv = invocation(&ORDER_CHANGE, &keys, None);
+        inv.arg(id.seq)
+            .arg(&id.secret)
+            .arg(action.as_str())
+            .arg(reference)
+            .arg(amount.map(|a| a.to_string()).unwrap_or_default());
+        let r = self.eval(inv, "order_change").await?;
+        let out = match r.status()?.as_str() {
+            "ok" => OrderChange::Done {
+                order: order_of(&id.event, &r)?,
+                changed: r.int(1)? == 1,
+            },
+            "not_found" => OrderChange::NotFound,
+            "order_state" => OrderChange::State(
+                OrderStatus::parse_with_reason(&r.str(1)?)
+                    .map(|(s, _)| s)
+                    .ok_or_else(|| StoreError::Reply("order_change: status".into()))?,
+            ),
+            "amount_mismatch" => OrderChange::AmountMismatch(r.uint(1)?),
+            "schema" => return Err(schema_error(&id.event, &r)),
+            other => return Err(StoreError::Reply(format!("order_change: status {other:?}"))),
+        };
+        if matches!(out, OrderChange::Done { changed: true, .. }) {
+            // Tickets came back or were sold again, and the change is
+            // queued for the sinks: as durable as a purchase.
+            self.wait_for_replicas(&keys.meta()).await?;
         }
         Ok(out)
     }

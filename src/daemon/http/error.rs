@@ -15,6 +15,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 401 `unauthorized`.
     Unauthorized,
+    /// 401 `unauthorized`: a payment result without a valid signature.
+    BadSignature,
     /// 403 `forbidden`.
     Forbidden(&'static str),
     /// 404 `not_found`.
@@ -64,6 +66,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "this route needs Authorization: Bearer <admin token>".into(),
+            ),
+            ApiError::BadSignature => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a payment result needs X-Ticketctl-Signature: sha256=<hex HMAC-SHA256 of the body with payment.secret>".into(),
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
@@ -217,10 +224,15 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if status == StatusCode::UNAUTHORIZED {
-            // RFC 9110: a 401 names the scheme it wants.
+        // RFC 9110: a 401 names the scheme it wants.
+        if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        } else if matches!(self, ApiError::BadSignature) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("HMAC-SHA256 header=\"X-Ticketctl-Signature\""),
+            );
         }
         resp
     }

@@ -330,6 +330,37 @@ pub fn sections(body: &Map<String, Value>) -> ApiResult<Option<Vec<crate::model:
     Ok(Some(out))
 }
 
+/// Whether `body` carries `X-Ticketctl-Signature: sha256=<hex HMAC-SHA256
+/// of the body with secret>` (compared in constant time). Never with an
+/// empty secret.
+pub fn signed(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    if secret.is_empty() {
+        return false;
+    }
+    let Some(hex) = headers
+        .get("x-ticketctl-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+    else {
+        return false;
+    };
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    let Some(bytes) = bytes.filter(|b| b.len() == 32) else {
+        return false;
+    };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(&bytes).is_ok()
+}
+
 /// The `Idempotency-Key` header: 1–255 printable ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = at_most_once(headers, "idempotency-key", "Idempotency-Key")? else {

@@ -44,6 +44,8 @@ pub struct Inner {
     pub admin_token: String,
     /// `compat.event`.
     pub compat_event: String,
+    /// `payment.secret`.
+    pub payment_secret: String,
     request_timeout: Duration,
     ip_limiter: Option<Arc<limit::RateLimiter>>,
     user_limiter: Option<Arc<limit::RateLimiter>>,
@@ -134,6 +136,7 @@ impl AppState {
             metrics,
             admin_token: cfg.server.admin_token.clone(),
             compat_event: cfg.compat.event.clone(),
+            payment_secret: cfg.payment.secret.clone(),
             request_timeout: cfg.server.request_timeout,
             ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst)
                 .map(Arc::new),
@@ -153,6 +156,7 @@ impl AppState {
             metrics: self.metrics.clone(),
             admin_token: self.admin_token.clone(),
             compat_event: self.compat_event.clone(),
+            payment_secret: self.payment_secret.clone(),
             request_timeout: self.request_timeout,
             ip_limiter: self.ip_limiter.clone(),
             user_limiter: self.user_limiter.clone(),

@@ -73,11 +73,16 @@ fn schemas() -> Value {
             "ticketIds": {"type": "array", "items": {"type": "integer"}}, "expiresAt": time, "ttlMs": {"type": "integer"},
             "amount": money, "currency": currency}},
         "UserBody": {"type": "object", "required": ["userId"], "properties": {"userId": user}},
+        "PaymentResult": {"type": "object", "required": ["outcome", "reference", "amount"], "properties": {
+            "outcome": {"type": "string", "enum": ["paid", "declined"]}, "reference": {"type": "string", "minLength": 1, "maxLength": 255},
+            "amount": money},
+            "description": "signed: X-Ticketctl-Signature: sha256=<hex HMAC-SHA256 of the raw body with payment.secret>"},
         "Order": {"type": "object", "required": ["orderId", "eventId", "userId", "ticketIds", "status", "amount", "currency", "createdAt"], "properties": {
             "orderId": {"type": "string"}, "eventId": {"type": "string"}, "userId": {"type": "string"},
             "ticketIds": {"type": "array", "items": {"type": "integer"}},
             "amount": money, "currency": currency,
-            "status": {"type": "string", "enum": ["pending", "completed", "failed"]},
+            "status": {"type": "string", "enum": ["pending", "completed", "paid", "cancelled", "refunded", "refund_due", "failed"]},
+            "cancelReason": {"type": "string", "enum": ["declined", "payment_timeout", "operator"]},
             "createdAt": time, "completedAt": time, "failedAt": time}},
         "CompatAvailable": {"type": "object", "properties": {"availableTickets": {"type": "array", "items": {"type": "integer"}}}},
         "CompatReserve": {"type": "object", "required": ["userId", "ticketId"], "properties": {"userId": user, "ticketId": ticket}},

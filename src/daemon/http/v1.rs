@@ -17,7 +17,8 @@ use crate::config::{EventSeed, TimeValue};
 use crate::model::json::{event_json, hold_json, order_json};
 use crate::model::{valid_event_id, SettingNames};
 use crate::model::{
-    CancelOutcome, CreateEvent, EventPatch, HoldId, HoldOutcome, OrderId, PurchaseOutcome,
+    CancelOutcome, CreateEvent, EventPatch, HoldId, HoldOutcome, OrderAction, OrderChange, OrderId,
+    PurchaseOutcome,
 };
 use crate::store::{HoldRef, Idempotency, PatchRefused, TicketStatus};
 
@@ -423,6 +424,99 @@ pub async fn purchase(
         | PurchaseOutcome::NoEvent
         | PurchaseOutcome::Invalid(_) => Err(ApiError::NotFound("no such hold".into())),
     }
+}
+
+fn order_path(p: Result<Path<String>, PathRejection>) -> ApiResult<OrderId> {
+    p.ok()
+        .and_then(|Path(id)| OrderId::parse(&id))
+        .ok_or_else(|| ApiError::NotFound("no such order".into()))
+}
+
+/// The answer to a payment result or a cancel.
+fn order_change(change: OrderChange, asked: &str) -> ApiResult<Response> {
+    match change {
+        OrderChange::Done { order, .. } => Ok(Json(order_json(&order)).into_response()),
+        OrderChange::NotFound => Err(ApiError::NotFound("no such order".into())),
+        OrderChange::State(s) => Err(ApiError::Conflict {
+            code: "order_state",
+            message: format!(
+                "the order is {}: a {asked} result cannot apply to it",
+                s.as_str()
+            ),
+            extra: Some(json!({ "status": s.as_str() })),
+        }),
+        OrderChange::AmountMismatch(amount) => Err(ApiError::Conflict {
+            code: "amount_mismatch",
+            message: format!("the order's amount is {amount}; nothing was changed"),
+            extra: Some(json!({ "amount": amount })),
+        }),
+    }
+}
+
+/// `POST /v1/orders/{orderId}/payment` with `{"outcome","reference","amount"}`,
+/// signed with `payment.secret`: how the payment service reports.
+pub async fn order_payment(
+    State(st): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    // The signature is checked over the body as it came, before anything
+    // of it is read.
+    if let Ok(raw) = &body {
+        if !input::signed(&headers, raw, &st.payment_secret) {
+            return Err(ApiError::BadSignature);
+        }
+    }
+    let body = input::json_object(&headers, body)?;
+    let id = order_path(p)?;
+    let action = match body.get("outcome").and_then(Value::as_str) {
+        Some("paid") => OrderAction::Paid,
+        Some("declined") => OrderAction::Declined,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "outcome must be \"paid\" or \"declined\"".into(),
+            ))
+        }
+    };
+    let reference = match body.get("reference") {
+        Some(Value::String(r))
+            if (1..=255).contains(&r.len()) && !r.chars().any(char::is_control) =>
+        {
+            r.clone()
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "reference must be the payment's reference: 1-255 characters".into(),
+            ))
+        }
+    };
+    let amount = body.get("amount").and_then(Value::as_u64).ok_or_else(|| {
+        ApiError::BadRequest("amount must be a whole number of minor units".into())
+    })?;
+    let change = st
+        .store
+        .change_order(&id, action, &reference, Some(amount))
+        .await?;
+    order_change(change, action.as_str())
+}
+
+/// `POST /v1/orders/{orderId}/cancel` (admin): a pending or completed order
+/// is cancelled, a paid one refunded; again: no change.
+pub async fn cancel_order(
+    State(st): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if !input::is_admin(&headers, &st.admin_token) {
+        return Err(ApiError::Unauthorized);
+    }
+    let id = order_path(p)?;
+    let change = st
+        .store
+        .change_order(&id, OrderAction::Cancel, "", None)
+        .await?;
+    order_change(change, "cancel")
 }
 
 /// `GET /v1/orders/{orderId}`

@@ -44,7 +44,8 @@ while retried < max and looked < budget do
       else
         redis.call('XADD', K.jobs, '*', 'seq', fields.seq or '', 'secret', fields.secret or '',
           'userId', fields.userId or '', 'ticketIds', fields.ticketIds or '', 'createdMs', fields.createdMs or '0',
-          'amount', fields.amount or '0', 'currency', fields.currency or currency)
+          'amount', fields.amount or '0', 'currency', fields.currency or currency,
+          'type', fields.type or 'purchase')
         if o and o.status == 'failed' then
           redis.call('HSET', K.orders, fields.seq, order_record(o, 'pending', ''))
           redis.call('HINCRBY', K.meta, 'failed', -1)

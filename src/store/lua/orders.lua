@@ -18,12 +18,15 @@ local function currency_of_event()
   return sell and string.sub(sell, 1, 3) or 'EUR'
 end
 
+-- An order record (see lib.lua): its status is `pending`, `completed`,
+-- `failed`, `paid`, `refunded`, `refund_due`, or `cancelled:<reason>`.
 local function parse_order(rec)
   if not rec then return nil end
   local status, osecret, hsecret, created, completed, tickets, amount, counted, user =
-    string.match(rec, '^([%a_]+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*):?(%d*):?(u?)|(.*)$')
+    string.match(rec, '^([%a_:]+)|([^|]*)|([^|]*)|(%d+)|(%d*)|([%d,]*):?(%d*):?(u?)|(.*)$')
   if not status then return nil end
-  return { status = status, secret = osecret, hold_secret = hsecret, created = created,
+  -- `status` as written ('cancelled:declined'), `state` without the reason.
+  return { status = status, state = string.match(status, '^[%a_]+'), secret = osecret, hold_secret = hsecret, created = created,
            completed = completed, csv = tickets, user = user, amount_s = amount ~= '' and amount or '0',
            counted = counted == 'u' }
 end

@@ -30,8 +30,8 @@ if #seqs > 0 then
         h.csv .. price_field(h.amount_s, true), h.user }, '|'))
     end
     local o = parse_order(orders[i])
-    if o and not o.counted and o.status ~= 'cancelled' and o.status ~= 'refunded'
-      and o.status ~= 'refund_due' then
+    if o and not o.counted and o.state ~= 'cancelled' and o.state ~= 'refunded'
+      and o.state ~= 'refund_due' then
       o.counted = true
       user_tickets_add(o.user, count_text(#split_csv(o.csv)))
       redis.call('HSET', K.orders, seq, order_record(o, o.status, o.completed))

@@ -6,7 +6,8 @@
 -- ARGV[2]: '1' to return the lateness of each release
 -- Returns: { released, nextDeadlineMs (-1: none scheduled), nowMs, capacity, held, sold,
 --            ttl_ms, max_per_hold, currency, salesStartMs (-1: none), salesEndMs (-1: none),
---            max_user, max_ext, sections n,
+--            max_user, max_ext, orders by status (7: pending, completed, paid, cancelled,
+--            refunded, refund_due, failed), sections n,
 --            then 6 per section: id, firstTicket, lastTicket, price, held, sold,
 --            then lag1Ms, lag2Ms, .. }
 --        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
@@ -15,12 +16,22 @@ if not meta then return err end
 local now = now_ms()
 local lags = ARGV[2] == '1' and {} or nil
 local released, next_deadline = sweep(now, tonumber(ARGV[1]), lags)
-local m = redis.call('HMGET', K.meta, 'held', 'sold')
+local m = redis.call('HMGET', K.meta, 'held', 'sold', 'orders', 'completed', 'paid', 'cancelled',
+  'refunded', 'refund_due', 'failed')
 local held, sold = tonumber(m[1]), tonumber(m[2])
 local list = sections()
 local reply = { released, next_deadline, now, meta.capacity, held, sold,
                 meta.ttl_ms, meta.max_per_hold, meta.currency, meta.sales_start or -1,
-                meta.sales_end or -1, meta.max_user, meta.max_ext, #list }
+                meta.sales_end or -1, meta.max_user, meta.max_ext }
+-- Orders by status: pending is what the others leave of all orders.
+local counted, pending = {}, tonumber(m[3] or '0') or 0
+for i = 4, 9 do
+  counted[i] = tonumber(m[i] or '0') or 0
+  pending = pending - counted[i]
+end
+reply[#reply + 1] = math.max(pending, 0)
+for i = 4, 9 do reply[#reply + 1] = counted[i] end
+reply[#reply + 1] = #list
 local counts = nil
 if #list > 1 then
   local fields = {}

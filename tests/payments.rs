@@ -1,0 +1,324 @@
+//! After the purchase: signed payment results, operator cancels and
+//! refunds, late payments, the tickets and buyer allowances they give back,
+//! and the messages they publish. Through the API `serve` runs, on a
+//! private Redis.
+
+mod common;
+
+use common::{config, run_cli, Api, Redis, Want};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+
+const SECRET: &str = "pay-secret";
+
+async fn api() -> (Redis, Api) {
+    let redis = Redis::start();
+    let mut cfg = config(&redis);
+    cfg.payment.secret = SECRET.into();
+    let api = Api::start(cfg).await;
+    // floor 1-10 at 50.00, balcony 11-30 at 20.00; at most 4 per buyer.
+    let r = api
+        .create_event(json!({"id": "gig", "maxTicketsPerUser": 4, "sections": [
+            {"id": "floor", "capacity": 10, "price": 5000},
+            {"id": "balcony", "capacity": 20, "price": 2000}
+        ]}))
+        .await;
+    r.assert_status(201);
+    (redis, api)
+}
+
+fn signature(body: &str, secret: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// A payment result for `order`, signed with `secret`.
+async fn pay(api: &Api, order: &str, outcome: &str, amount: u64, secret: &str) -> common::Resp {
+    let body = json!({"outcome": outcome, "reference": "psp-1", "amount": amount}).to_string();
+    let sig = signature(&body, secret);
+    api.post_raw(
+        &format!("/v1/orders/{order}/payment"),
+        &body,
+        &[
+            ("content-type", "application/json"),
+            ("x-ticketctl-signature", &sig),
+        ],
+    )
+    .await
+}
+
+/// An order of `user` for `tickets`: its id.
+async fn bought(api: &Api, user: &str, tickets: &[u64]) -> String {
+    let hold = api.hold_ok("gig", user, Want::Tickets(tickets)).await;
+    let r = api.buy(&hold, user).await;
+    r.assert_status(202);
+    r.json()["orderId"].as_str().unwrap().to_string()
+}
+
+async fn event(api: &Api) -> Value {
+    let r = api.get("/v1/events/gig").await;
+    r.assert_status(200);
+    r.json()
+}
+
+async fn cancel(api: &Api, order: &str) -> common::Resp {
+    api.admin("POST", &format!("/v1/orders/{order}/cancel"), None)
+        .await
+}
+
+#[track_caller]
+fn assert_counts(e: &Value, available: u64, sold: u64) {
+    assert_eq!(
+        (e["available"].as_u64(), e["sold"].as_u64()),
+        (Some(available), Some(sold)),
+        "{e}"
+    );
+    let sections = e["sections"].as_array().unwrap();
+    let sum = |f: &str| sections.iter().map(|s| s[f].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("available"), sum("sold")), (available, sold), "{e}");
+}
+
+#[tokio::test]
+async fn payment_results_are_signed_idempotent_and_refuse_what_contradicts_the_order() {
+    let (_r, api) = api().await;
+    let order = bought(&api, "ann", &[1, 11]).await;
+    // Unsigned, wrongly signed: 401, nothing changes.
+    let body = json!({"outcome": "paid", "reference": "x", "amount": 7000}).to_string();
+    let r = api
+        .post_raw(
+            &format!("/v1/orders/{order}/payment"),
+            &body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    r.assert_error(401, "unauthorized");
+    pay(&api, &order, "paid", 7000, "other-secret")
+        .await
+        .assert_error(401, "unauthorized");
+    // A wrong amount: 409, nothing changes.
+    let r = pay(&api, &order, "paid", 6999, SECRET).await;
+    r.assert_error(409, "amount_mismatch");
+    assert_eq!(r.json()["error"]["amount"], 7000);
+    let o = api.get(&format!("/v1/orders/{order}")).await.json();
+    assert_eq!(o["status"], "pending");
+    // Paid: 200 order; the same result again: 200, no change.
+    for _ in 0..2 {
+        let r = pay(&api, &order, "paid", 7000, SECRET).await;
+        r.assert_status(200);
+        assert_eq!(
+            (r.json()["status"].clone(), r.json()["amount"].clone()),
+            (json!("paid"), json!(7000))
+        );
+    }
+    // Declined after paid: 409 order_state.
+    let r = pay(&api, &order, "declined", 7000, SECRET).await;
+    r.assert_error(409, "order_state");
+    assert_eq!(r.json()["error"]["status"], "paid");
+    // Bad bodies (signed) are 400; an unknown order 404.
+    for bad in [
+        json!({"outcome": "maybe", "reference": "r", "amount": 1}),
+        json!({"outcome": "paid", "amount": 1}),
+        json!({"outcome": "paid", "reference": "r", "amount": 12.5}),
+    ] {
+        let body = bad.to_string();
+        let r = api
+            .post_raw(
+                &format!("/v1/orders/{order}/payment"),
+                &body,
+                &[
+                    ("content-type", "application/json"),
+                    ("x-ticketctl-signature", &signature(&body, SECRET)),
+                ],
+            )
+            .await;
+        r.assert_error(400, "invalid_request");
+    }
+    pay(&api, "gig.o99.AAAAAAAAAAAAAAAAAAAAAA", "paid", 1, SECRET)
+        .await
+        .assert_error(404, "not_found");
+    let e = event(&api).await;
+    assert_eq!(e["orders"]["paid"], 1);
+    assert_eq!(e["orders"]["pending"], 0);
+    assert_counts(&e, 28, 2);
+}
+
+#[tokio::test]
+async fn without_a_payment_secret_the_payment_route_answers_401() {
+    let redis = Redis::start();
+    let api = Api::start(config(&redis)).await;
+    let hold = api.hold_ok("default", "ann", Want::Tickets(&[1])).await;
+    let order = api.buy(&hold, "ann").await.json()["orderId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pay(&api, &order, "paid", 0, "")
+        .await
+        .assert_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_declined_payment_gives_the_tickets_and_the_allowance_back_and_is_published_once() {
+    let (redis, api) = api().await;
+    let order = bought(&api, "ann", &[1, 2, 11, 12]).await;
+    api.hold("gig", "ann", Want::Quantity(1))
+        .await
+        .assert_error(409, "user_limit");
+    let r = pay(&api, &order, "declined", 14000, SECRET).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["status"], "cancelled");
+    assert_eq!(r.json()["cancelReason"], "declined");
+    // Again: no change.
+    let r = pay(&api, &order, "declined", 14000, SECRET).await;
+    assert_eq!(r.json()["status"], "cancelled");
+    let e = event(&api).await;
+    assert_counts(&e, 30, 0);
+    assert_eq!(e["orders"]["cancelled"], 1);
+    // Tickets and allowance are back at once: the lowest of the floor again.
+    let r = api.hold("gig", "ann", Want::Quantity(4)).await;
+    r.assert_status(201);
+    assert_eq!(r.json()["ticketIds"], json!([1, 2, 3, 4]));
+    // The purchase and its cancellation reach every sink, each once.
+    for _ in 0..2 {
+        let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for stream in ["tc:payments", "tc:fulfillment"] {
+        let out = redis.cli(&["XRANGE", stream, "-", "+"]);
+        assert_eq!(out.matches("type\npurchase").count(), 1, "{out}");
+        assert_eq!(out.matches("type\ncancelled").count(), 1, "{out}");
+        assert!(out.contains("amount\n14000"), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn an_operator_cancels_pending_orders_and_refunds_paid_ones() {
+    let (redis, api) = api().await;
+    let pending = bought(&api, "ann", &[1]).await;
+    let paid = bought(&api, "bob", &[11, 12]).await;
+    pay(&api, &paid, "paid", 4000, SECRET)
+        .await
+        .assert_status(200);
+    cancel(&api, "gig.o1.AAAAAAAAAAAAAAAAAAAAAA")
+        .await
+        .assert_error(404, "not_found");
+    api.req("POST", &format!("/v1/orders/{pending}/cancel"), None)
+        .await
+        .assert_error(401, "unauthorized");
+    let r = cancel(&api, &pending).await;
+    r.assert_status(200);
+    assert_eq!(
+        (r.json()["status"].clone(), r.json()["cancelReason"].clone()),
+        (json!("cancelled"), json!("operator"))
+    );
+    cancel(&api, &pending).await.assert_status(200);
+    // The command line does the same: a paid order is refunded.
+    let o = run_cli(&["order", "cancel", &paid, "--redis", &redis.url()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("refunded"));
+    let o = run_cli(&["order", "cancel", "nonsense", "--redis", &redis.url()]);
+    assert_eq!(o.status.code(), Some(2));
+    let r = api.get(&format!("/v1/orders/{paid}")).await;
+    assert_eq!(r.json()["status"], "refunded");
+    // A refunded order takes no payment.
+    pay(&api, &paid, "paid", 4000, SECRET)
+        .await
+        .assert_error(409, "order_state");
+    let e = event(&api).await;
+    assert_counts(&e, 30, 0);
+    assert_eq!(
+        e["orders"],
+        json!({"pending": 0, "completed": 0, "paid": 0, "cancelled": 1, "refunded": 1,
+               "refund_due": 0, "failed": 0})
+    );
+    let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+    assert!(o.status.success());
+    let out = redis.cli(&["XRANGE", "tc:payments", "-", "+"]);
+    assert_eq!(out.matches("type\nrefunded").count(), 1, "{out}");
+    assert_eq!(out.matches("type\ncancelled").count(), 1, "{out}");
+}
+
+#[tokio::test]
+async fn a_late_payment_takes_its_tickets_back_when_free_else_is_refund_due() {
+    let (redis, api) = api().await;
+    // Free again when the payment comes: sold to the order once more.
+    let first = bought(&api, "ann", &[5]).await;
+    cancel(&api, &first).await.assert_status(200);
+    let r = pay(&api, &first, "paid", 5000, SECRET).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["status"], "paid");
+    assert_counts(&event(&api).await, 29, 1);
+    api.hold("gig", "bob", Want::Tickets(&[5]))
+        .await
+        .assert_error(409, "tickets_unavailable");
+    // Held by someone else meanwhile: refund_due, and no ticket.
+    let second = bought(&api, "cat", &[6, 7]).await;
+    pay(&api, &second, "declined", 10000, SECRET)
+        .await
+        .assert_status(200);
+    api.hold_ok("gig", "dan", Want::Tickets(&[7])).await;
+    let r = pay(&api, &second, "paid", 10000, SECRET).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["status"], "refund_due");
+    // Again: no change; an operator's cancel changes nothing either.
+    assert_eq!(
+        pay(&api, &second, "paid", 10000, SECRET).await.json()["status"],
+        "refund_due"
+    );
+    assert_eq!(cancel(&api, &second).await.json()["status"], "refund_due");
+    let e = event(&api).await;
+    assert_eq!(e["held"], 1);
+    assert_counts(&e, 28, 1);
+    assert_eq!(e["orders"]["refund_due"], 1);
+    assert_eq!(e["orders"]["paid"], 1);
+    let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+    assert!(o.status.success());
+    let out = redis.cli(&["XRANGE", "tc:payments", "-", "+"]);
+    assert_eq!(out.matches("type\nrefund_due").count(), 1, "{out}");
+}
+
+#[tokio::test]
+async fn a_payment_before_the_worker_completes_the_order_stays_paid() {
+    let (redis, api) = api().await;
+    let order = bought(&api, "ann", &[3]).await;
+    pay(&api, &order, "paid", 5000, SECRET)
+        .await
+        .assert_status(200);
+    let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+    assert!(o.status.success());
+    let r = api.get(&format!("/v1/orders/{order}")).await;
+    assert_eq!(r.json()["status"], "paid");
+    let e = event(&api).await;
+    assert_eq!(
+        (
+            e["orders"]["paid"].clone(),
+            e["orders"]["completed"].clone()
+        ),
+        (json!(1), json!(0))
+    );
+    // A completed order is paid, and a paid one stays paid.
+    let other = bought(&api, "bob", &[4]).await;
+    let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+    assert!(o.status.success());
+    assert_eq!(
+        api.get(&format!("/v1/orders/{other}")).await.json()["status"],
+        "completed"
+    );
+    pay(&api, &other, "paid", 5000, SECRET)
+        .await
+        .assert_status(200);
+    let e = event(&api).await;
+    assert_eq!(
+        (
+            e["orders"]["paid"].clone(),
+            e["orders"]["completed"].clone()
+        ),
+        (json!(2), json!(0))
+    );
+}
