@@ -70,7 +70,6 @@ pub struct PaymentConfig {
     pub secret: String,
 }
 
-
 /// `[limits]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

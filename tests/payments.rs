@@ -322,3 +322,89 @@ async fn a_payment_before_the_worker_completes_the_order_stays_paid() {
         (json!(2), json!(0))
     );
 }
+
+#[tokio::test]
+async fn a_hold_is_extended_up_to_max_extensions_and_keeps_its_id() {
+    let (_r, api) = api().await;
+    let patch = json!({"maxExtensions": 2, "holdTtlSeconds": 30});
+    api.admin("PATCH", "/v1/events/gig", Some(patch))
+        .await
+        .assert_status(200);
+    let r = api.hold("gig", "ann", Want::Tickets(&[1])).await;
+    r.assert_status(201);
+    let (hold, first) = (r.hold_id(), r.json()["expiresAt"].clone());
+    let extend = |user: &'static str| {
+        let path = format!("/v1/holds/{hold}/extend");
+        let api = &api;
+        async move {
+            api.req("POST", &path, Some(json!({ "userId": user })))
+                .await
+        }
+    };
+    extend("bob").await.assert_error(403, "forbidden");
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let r = extend("ann").await;
+        r.assert_status(200);
+        assert_eq!(r.json()["holdId"], hold.as_str());
+        assert!(
+            r.json()["expiresAt"].as_str() > first.as_str(),
+            "{}",
+            r.text
+        );
+    }
+    let r = extend("ann").await;
+    r.assert_error(409, "extension_limit");
+    // The same id reads, and buys, the extended hold.
+    let r = api.get_hold(&hold).await;
+    r.assert_status(200);
+    assert!(r.json()["expiresAt"].as_str() > first.as_str());
+    api.buy(&hold, "ann").await.assert_status(202);
+    extend("ann").await.assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn an_extended_hold_is_released_at_its_new_deadline_and_holds_behind_it_at_theirs() {
+    let (_r, api) = api().await;
+    let patch = |body: Value| api.admin("PATCH", "/v1/events/gig", Some(body));
+    patch(json!({"maxExtensions": 1, "holdTtlSeconds": 1}))
+        .await
+        .assert_status(200);
+    // a, then b: the list schedule holds a first.
+    let a = api.hold_ok("gig", "ann", Want::Tickets(&[1])).await;
+    let b = api.hold_ok("gig", "bob", Want::Tickets(&[2])).await;
+    patch(json!({"holdTtlSeconds": 30}))
+        .await
+        .assert_status(200);
+    let r = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{a}/extend"),
+            Some(json!({"userId": "ann"})),
+        )
+        .await;
+    r.assert_status(200);
+    // Past b's deadline: a sweep releases b, though a is ahead of it in the
+    // list, and keeps a until its new deadline.
+    let store = &api.store;
+    let released = common::eventually(100, std::time::Duration::from_millis(50), || async {
+        let s = store
+            .release_expired("gig", 100, false)
+            .await
+            .unwrap()
+            .unwrap();
+        s.counts.held == 1
+    })
+    .await;
+    assert!(released, "b was not released");
+    api.get_hold(&b).await.assert_status(404);
+    let r = api.get_hold(&a).await;
+    r.assert_status(200);
+    assert!(r.json()["ttlMs"].as_u64().unwrap() > 20_000, "{}", r.text);
+    let s = store
+        .release_expired("gig", 100, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.next_deadline_ms.unwrap() > s.now_ms + 20_000, "{s:?}");
+}

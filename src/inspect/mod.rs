@@ -159,7 +159,7 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
         Some(Section::Holds) => json!({
             "holds": snap.holds.iter().map(|h| {
                 let mut v = hold_json(h);
-                v["expiresAt"] = json!(rfc3339_ms(h.id.deadline_ms));
+                v["expiresAt"] = json!(rfc3339_ms(h.expires_ms));
                 v
             }).collect::<Vec<_>>(),
         }),

@@ -237,6 +237,7 @@ mod tests {
             user: "alice".into(),
             tickets: vec![1, 2, 3, 4, 5, 6, 7, 8],
             ttl_ms: 12_345,
+            expires_ms: 61_000,
         };
         let e = EventView {
             id: "gig".into(),

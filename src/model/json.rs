@@ -67,8 +67,8 @@ pub fn hold_json(h: &Hold) -> HoldBody<'_> {
         event_id: &h.id.event,
         user_id: &h.user,
         ticket_ids: &h.tickets,
-        expires_at: rfc3339_ms(h.id.deadline_ms),
-        ttl_ms: h.id.deadline_ms.saturating_sub(h.now_ms),
+        expires_at: rfc3339_ms(h.expires_ms),
+        ttl_ms: h.expires_ms.saturating_sub(h.now_ms),
         amount: h.amount,
         currency: &h.currency,
     }

@@ -445,6 +445,8 @@ pub struct Hold {
     pub user: String,
     /// Its tickets.
     pub tickets: Vec<u64>,
+    /// Its deadline (Unix ms): the one its id names, or later once extended.
+    pub expires_ms: u64,
     /// What its tickets cost at the time of the hold (minor units).
     pub amount: u64,
     /// The currency of `amount`.
@@ -641,6 +643,21 @@ pub enum PurchaseOutcome {
     NoEvent,
     /// The Idempotency-Key was used with a different request.
     IdempotencyMismatch,
+}
+
+/// Outcome of extending a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtendOutcome {
+    /// Extended: the hold with its new deadline (and the same id).
+    Extended(Hold),
+    /// Unknown, bought or cancelled.
+    NotFound,
+    /// The hold belongs to another user.
+    Forbidden,
+    /// The hold's deadline has passed.
+    Expired,
+    /// It was extended this many times already, the event's most.
+    Limit(u64),
 }
 
 /// Outcome of a cancel or an operator release.

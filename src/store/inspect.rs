@@ -64,6 +64,8 @@ pub struct HoldView {
     pub tickets: Vec<u64>,
     /// Time left (ms).
     pub ttl_ms: u64,
+    /// Its deadline (an extension moves it past the one its id names).
+    pub expires_ms: u64,
 }
 
 /// One consumer of an event's purchase jobs.
@@ -200,20 +202,23 @@ impl Store {
         }
         let mut holds = Vec::new();
         let mut i = 19 + 7 * n_sections;
-        while i + 5 <= r.len() {
-            let deadline_ms = r.uint(i + 2)?;
+        while i + 6 <= r.len() {
+            let deadline_ms = r.uint(i + 3)?;
             holds.push(HoldView {
                 id: HoldId {
                     event: event.into(),
                     seq: r.uint(i)?,
-                    deadline_ms,
+                    // The deadline its id names (an extension moves the
+                    // hold's own, not its id).
+                    deadline_ms: r.uint(i + 2)?,
                     secret: r.str(i + 1)?,
                 },
-                tickets: parse_csv(&r.str(i + 3)?).unwrap_or_default(),
-                user: r.str(i + 4)?,
+                tickets: parse_csv(&r.str(i + 4)?).unwrap_or_default(),
+                user: r.str(i + 5)?,
                 ttl_ms: deadline_ms.saturating_sub(now),
+                expires_ms: deadline_ms,
             });
-            i += 5;
+            i += 6;
         }
         Ok(Some(EventView {
             id: event.into(),

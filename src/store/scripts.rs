@@ -12,9 +12,9 @@ use super::reply::{parse_csv, to_csv, Reply};
 use super::{Result, Store, StoreError};
 use crate::model::ids::new_secret;
 use crate::model::{
-    CancelOutcome, CreateEvent, EventCounts, EventPatch, EventSettings, Hold, HoldId, HoldOutcome,
-    HoldRequest, Order, OrderAction, OrderChange, OrderId, OrderStatus, PurchaseOutcome,
-    SectionCounts, Selling, DEFAULT_CURRENCY,
+    CancelOutcome, CreateEvent, EventCounts, EventPatch, EventSettings, ExtendOutcome, Hold,
+    HoldId, HoldOutcome, HoldRequest, Order, OrderAction, OrderChange, OrderId, OrderStatus,
+    PurchaseOutcome, SectionCounts, Selling, DEFAULT_CURRENCY,
 };
 
 macro_rules! lua {
@@ -40,6 +40,7 @@ static CREATE_EVENT: LazyLock<Script> = lua!(["settings.lua"] "create_event.lua"
 static PATCH_EVENT: LazyLock<Script> = lua!(["settings.lua"] "patch_event.lua");
 static RECOUNT_BUYERS: LazyLock<Script> = lua!(["settings.lua", "orders.lua"] "recount_buyers.lua");
 static ORDER_CHANGE: LazyLock<Script> = lua!(["orders.lua"] "order_change.lua");
+static EXTEND_HOLD: LazyLock<Script> = lua!(["orders.lua"] "extend_hold.lua");
 static HOLD: LazyLock<Script> = lua!("hold.lua");
 static PURCHASE: LazyLock<Script> = lua!(["orders.lua"] "purchase.lua");
 static CANCEL: LazyLock<Script> = lua!(["orders.lua"] "cancel.lua");
@@ -238,6 +239,7 @@ fn held_short(event: &str, user: &str, secret: String, b: &[u8]) -> Result<HoldO
             },
             user: user.into(),
             tickets,
+            expires_ms: deadline_ms,
             amount,
             currency,
             now_ms,
@@ -290,6 +292,7 @@ fn hold_outcome(
                     id,
                     user: user.into(),
                     tickets: r.uints_from(8)?,
+                    expires_ms: deadline_ms,
                     amount: r.uint(6)?,
                     currency: r.str(7)?,
                     now_ms: r.uint(5)?,
@@ -723,12 +726,10 @@ impl Store {
         let tickets = parse_csv(&r.str(3)?)
             .ok_or_else(|| StoreError::Reply("get_hold: ticket list".into()))?;
         Ok(Some(Hold {
-            id: HoldId {
-                deadline_ms: r.uint(1)?,
-                ..id.clone()
-            },
+            id: id.clone(),
             user: r.str(4)?,
             tickets,
+            expires_ms: r.uint(1)?,
             amount: r.uint(5)?,
             currency: r.str(6)?,
             now_ms: r.uint(2)?,
@@ -879,6 +880,38 @@ impl Store {
             self.wait_for_replicas(&keys.meta()).await?;
         }
         Ok(out)
+    }
+
+    /// Extends a live hold of `user` to now + the event's hold time.
+    pub async fn extend_hold(&self, id: &HoldId, user: &str) -> Result<ExtendOutcome> {
+        let keys = EventKeys::new(&id.event);
+        let mut inv = invocation(&EXTEND_HOLD, &keys, None);
+        inv.arg(id.seq)
+            .arg(&id.secret)
+            .arg(id.deadline_ms)
+            .arg(user);
+        let r = self.eval(inv, "extend_hold").await?;
+        Ok(match r.status()?.as_str() {
+            "ok" => ExtendOutcome::Extended(Hold {
+                id: id.clone(),
+                user: r.str(4)?,
+                tickets: parse_csv(&r.str(3)?)
+                    .ok_or_else(|| StoreError::Reply("extend_hold: ticket list".into()))?,
+                expires_ms: r.uint(1)?,
+                amount: r.uint(5)?,
+                currency: r.str(6)?,
+                now_ms: r.uint(2)?,
+            }),
+            "expired" => {
+                self.count_released(r.uint(1).unwrap_or(0));
+                ExtendOutcome::Expired
+            }
+            "forbidden" => ExtendOutcome::Forbidden,
+            "not_found" => ExtendOutcome::NotFound,
+            "extension_limit" => ExtendOutcome::Limit(r.uint(1)?),
+            "schema" => return Err(schema_error(&id.event, &r)),
+            other => return Err(StoreError::Reply(format!("extend_hold: status {other:?}"))),
+        })
     }
 
     /// Cancels a hold. `user: None` acts as an operator (any user's hold).

@@ -147,7 +147,7 @@ pub async fn reserve(
             success: true,
             ticket_id: ticket,
             hold_id: hold.id.to_string(),
-            expires_at: rfc3339_ms(hold.id.deadline_ms),
+            expires_at: rfc3339_ms(hold.expires_ms),
         })
         .into_response()),
         HoldOutcome::Unavailable { .. } => Ok(conflict("error", "Ticket not available.")),

@@ -143,6 +143,16 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     r(
         "post",
+        "/v1/holds/{hold_id}/extend",
+        "Extend a live hold to now + the hold time (its user only, at most maxExtensions times)",
+        Some("UserBody"),
+        (200, Some("Hold")),
+        &[400, 403, 404, 409, 413, 415, 429, 503],
+        false,
+        || post(v1::extend_hold),
+    ),
+    r(
+        "post",
         "/v1/holds/{hold_id}/purchase",
         "Buy a hold (again: the same order)",
         Some("UserBody"),

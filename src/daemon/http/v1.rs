@@ -17,8 +17,8 @@ use crate::config::{EventSeed, TimeValue};
 use crate::model::json::{event_json, hold_json, order_json};
 use crate::model::{valid_event_id, SettingNames};
 use crate::model::{
-    CancelOutcome, CreateEvent, EventPatch, HoldId, HoldOutcome, OrderAction, OrderChange, OrderId,
-    PurchaseOutcome,
+    CancelOutcome, CreateEvent, EventPatch, ExtendOutcome, HoldId, HoldOutcome, OrderAction,
+    OrderChange, OrderId, PurchaseOutcome,
 };
 use crate::store::{HoldRef, Idempotency, PatchRefused, TicketStatus};
 
@@ -390,6 +390,34 @@ pub async fn cancel_hold(
         CancelOutcome::NotFound | CancelOutcome::NotHeld | CancelOutcome::Invalid(_) => {
             Err(ApiError::NotFound("no such hold".into()))
         }
+    }
+}
+
+/// `POST /v1/holds/{holdId}/extend` with `{"userId"}`: the deadline becomes
+/// now + the event's hold time, at most `maxExtensions` times.
+pub async fn extend_hold(
+    State(st): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let id = hold_path(p)?;
+    let body = input::json_object(&headers, body)?;
+    let user = st.user_of(&body)?;
+    match st.store.extend_hold(&id, &user).await? {
+        ExtendOutcome::Extended(hold) => Ok(Json(hold_json(&hold)).into_response()),
+        ExtendOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
+        ExtendOutcome::Expired => Err(ApiError::Conflict {
+            code: "hold_expired",
+            message: "the hold has expired; its tickets are no longer reserved".into(),
+            extra: None,
+        }),
+        ExtendOutcome::Limit(max) => Err(ApiError::Conflict {
+            code: "extension_limit",
+            message: format!("this hold was extended {max} times, the most this event allows"),
+            extra: Some(json!({ "maxExtensions": max })),
+        }),
+        ExtendOutcome::NotFound => Err(ApiError::NotFound("no such hold".into())),
     }
 }
 

@@ -10,7 +10,8 @@
 --            expiringIn10s, expiringIn60s, complete (1: the walk saw every due hold),
 --            currency, sections n, then 7 per section: id, firstTicket, lastTicket, price,
 --            held (overdue included), sold, overdue tickets,
---            then 5 fields per returned hold: seq, secret, deadlineMs, 't1,..', userId }
+--            then 6 fields per returned hold: seq, secret, the deadline its id names,
+--            deadlineMs, 't1,..', userId }
 --        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
 if not meta then return err end
@@ -58,6 +59,7 @@ while true do
           returned = returned + 1
           holds[#holds + 1] = seqs[i]
           holds[#holds + 1] = h.secret
+          holds[#holds + 1] = h.named
           holds[#holds + 1] = h.deadline
           holds[#holds + 1] = h.csv
           holds[#holds + 1] = h.user

@@ -15,7 +15,8 @@
 -- KEYS[2]: taken   bitmap bit t set while ticket t is held or sold (bit 0 always set)
 -- KEYS[3]: sold    bitmap bit t set once ticket t is sold
 -- KEYS[4]: owner   hash   ticket -> hold seq, for held tickets only
--- KEYS[5]: holds   hash   hold seq -> "secret|deadlineMs|t1,t2,..[:amount[:u]]|userId"
+-- KEYS[5]: holds   hash   hold seq -> "secret|deadlineMs[~firstDeadlineMs~extensions]|t1,t2,..[:amount[:u]]|userId"
+--                         (an extended hold keeps the deadline its holdId names)
 -- KEYS[6]: sched   list   hold seqs in deadline order: every hold whose deadline is not
 --                         before meta's sched_floor (no floor: every hold; the hold
 --                         time is then what it was when the event was made, so
@@ -217,10 +218,13 @@ end
 -- `counted` whether its tickets count toward utix.
 local function parse_hold(rec)
   if not rec then return nil end
-  local secret, deadline, tickets, amount, counted, user =
-    string.match(rec, '^([^|]*)|(%d+)|([%d,]*):?(%d*):?(u?)|(.*)$')
+  local secret, deadline, first, ext, tickets, amount, counted, user =
+    string.match(rec, '^([^|]*)|(%d+)~?(%d*)~?(%d*)|([%d,]*):?(%d*):?(u?)|(.*)$')
   if not secret then return nil end
-  return { secret = secret, deadline = tonumber(deadline), csv = tickets,
+  deadline = tonumber(deadline)
+  -- `named`: the deadline its holdId names; `ext`: extensions so far.
+  return { secret = secret, deadline = deadline, named = tonumber(first) or deadline,
+           ext = tonumber(ext) or 0, csv = tickets,
            tickets = split_csv(tickets), user = user, amount_s = amount ~= '' and amount or '0',
            counted = counted == 'u' }
 end
@@ -229,6 +233,13 @@ end
 local function price_field(amount_s, counted)
   if counted then return ':' .. amount_s .. ':u' end
   return amount_s == '0' and '' or (':' .. amount_s)
+end
+
+-- A hold's record (as parse_hold reads it), `counted` or not.
+local function hold_record(h, counted)
+  local deadline = fmt_int(h.deadline)
+  if h.ext > 0 then deadline = deadline .. '~' .. fmt_int(h.named) .. '~' .. fmt_int(h.ext) end
+  return table.concat({ h.secret, deadline, h.csv .. price_field(h.amount_s, counted), h.user }, '|')
 end
 
 -- `n` tickets as the text of a count change: '-1' for one taken back.
@@ -240,7 +251,7 @@ end
 -- Whether a holdId's secret and deadline (text, from the id) are those of
 -- hold `h`: an id naming another secret or deadline is not this hold's.
 local function names_hold(h, secret, deadline)
-  return h.secret == secret and h.deadline == tonumber(deadline)
+  return h.secret == secret and h.named == tonumber(deadline)
 end
 
 -- Whether the event has users' counts at all (none while the limit is off),
@@ -314,7 +325,8 @@ local function sweep(now, max, lags)
     local head = redis.call('LINDEX', K.sched, 0)
     if not head then break end
     local h = parse_hold(redis.call('HGET', K.holds, head))
-    if not h then
+    if not h or (h.ext > 0 and h.deadline > now) then
+      -- Bought, cancelled, or extended (then `due` has it at its deadline).
       redis.call('LPOP', K.sched)
       dropped = dropped + 1
     elseif h.deadline <= now then

@@ -26,8 +26,7 @@ if #seqs > 0 then
     local h = parse_hold(holds[i])
     if h and not h.counted then
       user_tickets_add(h.user, count_text(#h.tickets))
-      redis.call('HSET', K.holds, seq, table.concat({ h.secret, fmt_int(h.deadline),
-        h.csv .. price_field(h.amount_s, true), h.user }, '|'))
+      redis.call('HSET', K.holds, seq, hold_record(h, true))
     end
     local o = parse_order(orders[i])
     if o and not o.counted and o.state ~= 'cancelled' and o.state ~= 'refunded'
