@@ -100,7 +100,7 @@ def bought_in_answer():
 
 
 for i in range(0, len(holds), per):
-    args = ["EVALSHA", sha, len(keys), *keys, ""]
+    args = ["EVALSHA", sha, len(keys), *keys, "", 0, "tc:release:wake", event]
     for seq, secret, deadline, name in holds[i:i + per]:
         args += ["h", seq, secret, deadline, name, "o" + secret[1:]]
     conn.sendall(encode(*args))

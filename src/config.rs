@@ -68,6 +68,10 @@ pub struct PaymentConfig {
     /// Key of the HMAC-SHA256 signature of `POST /v1/orders/{id}/payment`;
     /// env `TICKETCTL_PAYMENT_SECRET`. Empty: that route answers 401.
     pub secret: String,
+    /// Orders neither paid nor cancelled this long after their creation
+    /// are cancelled (`payment_timeout`) by `work release`; 0: never.
+    #[serde(deserialize_with = "de_duration")]
+    pub deadline: Duration,
 }
 
 /// `[limits]`

@@ -756,7 +756,13 @@ async fn one_failing_purchase_of_a_call_leaves_the_others_and_their_counts() {
             format!("order-secret-{}", h.user),
         ]
     };
-    let mut args = vec![String::new()]; // no Idempotency-Key
+    // No Idempotency-Key, no payment deadline.
+    let mut args = vec![
+        String::new(),
+        "0".into(),
+        "tc:release:wake".into(),
+        "gig".into(),
+    ];
     args.extend(buy(&a));
     args.extend(buy(&b));
     let out = eval_on_gig(&redis, include_str!("../src/store/lua/purchase.lua"), &args);

@@ -408,3 +408,60 @@ async fn an_extended_hold_is_released_at_its_new_deadline_and_holds_behind_it_at
         .unwrap();
     assert!(s.next_deadline_ms.unwrap() > s.now_ms + 20_000, "{s:?}");
 }
+
+#[tokio::test]
+async fn unpaid_orders_are_cancelled_at_the_payment_deadline_by_the_release_worker() {
+    let redis = Redis::start();
+    let mut cfg = config(&redis);
+    cfg.payment.secret = SECRET.into();
+    cfg.payment.deadline = std::time::Duration::from_secs(1);
+    let api = Api::start(cfg.clone()).await;
+    api.create_event(json!({"id": "gig", "capacity": 10, "maxTicketsPerUser": 2}))
+        .await
+        .assert_status(201);
+    let unpaid = bought(&api, "ann", &[1, 2]).await;
+    let paid = bought(&api, "bob", &[3]).await;
+    pay(&api, &paid, "paid", 0, SECRET).await.assert_status(200);
+    // Only the release worker runs; it cancels the unpaid order at its
+    // deadline and leaves the paid one.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn({
+        let (store, stop) = (api.store.clone(), stop.clone());
+        let release = cfg.release.clone();
+        async move {
+            ticketctl::daemon::worker::release::run(
+                store,
+                release,
+                false,
+                stop,
+                Default::default(),
+                Default::default(),
+            )
+            .await
+        }
+    });
+    let cancelled = common::eventually(150, std::time::Duration::from_millis(100), || async {
+        api.get(&format!("/v1/orders/{unpaid}")).await.json()["status"] == "cancelled"
+    })
+    .await;
+    assert!(cancelled, "the unpaid order was not cancelled");
+    let o = api.get(&format!("/v1/orders/{unpaid}")).await.json();
+    assert_eq!(o["cancelReason"], "payment_timeout");
+    assert_eq!(
+        api.get(&format!("/v1/orders/{paid}")).await.json()["status"],
+        "paid"
+    );
+    let e = event(&api).await;
+    assert_eq!(
+        (e["available"].clone(), e["sold"].clone()),
+        (json!(9), json!(1))
+    );
+    // The allowance came back with the tickets.
+    api.hold_ok("gig", "ann", Want::Quantity(2)).await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    // A late payment of the cancelled order: its tickets are taken, so it
+    // is refund_due.
+    let r = pay(&api, &unpaid, "paid", 0, SECRET).await;
+    assert_eq!(r.json()["status"], "refund_due");
+}

@@ -321,6 +321,8 @@ pub struct Store {
     client: Option<redis::Client>,
     timeout: Duration,
     max_holds_per_user: u64,
+    /// `payment.deadline` in ms (0: none), given to each purchase.
+    payment_deadline_ms: u64,
     wait_replicas: u32,
     /// Group commit of holds and purchases (see batch.rs), when enabled.
     holds: Option<Arc<batch::Queues<scripts::HoldOp>>>,
@@ -466,6 +468,7 @@ impl Store {
             client,
             timeout: cfg.timeout,
             max_holds_per_user: 0,
+            payment_deadline_ms: 0,
             wait_replicas: cfg.wait_replicas,
             holds: None,
             purchases: None,
@@ -611,6 +614,13 @@ impl Store {
         if let (Some(c), true) = (&self.swept, n > 0) {
             c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Orders this store makes are cancelled when not paid `deadline` after
+    /// their creation (`payment.deadline`; zero: never).
+    pub fn with_payment_deadline(mut self, deadline: std::time::Duration) -> Store {
+        self.payment_deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        self
     }
 
     /// Limits how many live holds one user may have in one event (0: no limit).

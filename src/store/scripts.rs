@@ -45,7 +45,7 @@ static HOLD: LazyLock<Script> = lua!("hold.lua");
 static PURCHASE: LazyLock<Script> = lua!(["orders.lua"] "purchase.lua");
 static CANCEL: LazyLock<Script> = lua!(["orders.lua"] "cancel.lua");
 static GET_HOLD: LazyLock<Script> = lua!(["orders.lua"] "get_hold.lua");
-static RELEASE_EXPIRED: LazyLock<Script> = lua!("release_expired.lua");
+static RELEASE_EXPIRED: LazyLock<Script> = lua!(["orders.lua"] "release_expired.lua");
 pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!(["orders.lua"] "complete_orders.lua");
 pub(super) static DEAD_LETTER: LazyLock<Script> = lua!(["orders.lua"] "dead_letter.lua");
 pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
@@ -781,7 +781,10 @@ impl Store {
     ) -> Result<Vec<Result<PurchaseOutcome>>> {
         let keys = EventKeys::new(event);
         let mut inv = invocation(&PURCHASE, &keys, idem.map(|i| ("purchase", i.key)));
-        inv.arg(idem_arg(idem));
+        inv.arg(idem_arg(idem))
+            .arg(self.payment_deadline_ms)
+            .arg(keys::RELEASE_WAKE_CHANNEL)
+            .arg(event);
         for item in items {
             match &item.by {
                 BuyRef::Id(h) => inv.arg("h").arg(h.seq).arg(&h.secret).arg(h.deadline_ms),

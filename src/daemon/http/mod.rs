@@ -170,6 +170,7 @@ impl AppState {
 fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
     store
         .with_max_holds_per_user(cfg.limits.max_holds_per_user)
+        .with_payment_deadline(cfg.payment.deadline)
         .with_hold_batching()
         .with_sweep_counter(metrics.holds_expired.clone())
         .with_call_stats(metrics.calls.clone())

@@ -5,6 +5,9 @@
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- KEYS[10]: optional idempotency record (then exactly one purchase)
 -- ARGV[1]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
+-- ARGV[2]: payment deadline in ms ('0': none): each new order is listed in
+--          <tag>:paydue with its due time, for release_expired to cancel it then
+-- ARGV[3]: wake-up channel   ARGV[4]: event id (published when that list was empty)
 -- Then six per purchase: 'h' (hold seq, hold secret, deadline named by the
 -- holdId) or 't' (ticket id: the hold of this user that holds it, '', '');
 -- then userId and the new order secret.
@@ -27,6 +30,8 @@ local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
 local now_s = fmt_int(now)
+-- New orders' entries for the payment deadline ('seq|dueMs').
+local pay_deadline, paydue = tonumber(ARGV[2]) or 0, {}
 -- Counter changes, written once at the end.
 local sold, orders = 0, 0
 
@@ -111,12 +116,13 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   section_count(tickets, 'sold', 1)
   sold = sold + #tickets
   orders = orders + 1
+  if pay_deadline > 0 then paydue[#paydue + 1] = id .. '|' .. fmt_int(now + pay_deadline) end
   -- The reply kept for a repeated Idempotency-Key only when there is one.
   return order_reply(1, seq, o), K.idem and order_reply(0, seq, o) or nil
 end
 
 local replies = {}
-for i = 2, #ARGV, 6 do
+for i = 5, #ARGV, 6 do
   -- A purchase that fails raises before its first write (the writes that
   -- can fail are checked and taken back above; the rest cannot fail), so
   -- the others of the call and their counters below stand.
@@ -124,6 +130,12 @@ for i = 2, #ARGV, 6 do
   if not ok then reply = { 'error', error_text(reply) } end
   replies[#replies + 1] = reply
   if reply[1] ~= 'error' then idem_finish(fingerprint, reply, stored) end
+end
+if #paydue > 0 then
+  -- Last, and allowed to fail like the hold's wake-up: the orders stand.
+  if redis.pcall('RPUSH', TAG .. 'paydue', unpack(paydue)) == #paydue then
+    redis.pcall('PUBLISH', ARGV[3], ARGV[4])
+  end
 end
 if sold > 0 then
   redis.call('HINCRBY', K.meta, 'held', -sold)

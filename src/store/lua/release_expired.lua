@@ -1,6 +1,8 @@
 -- release_expired: releases holds whose deadline has passed, oldest first,
--- and reports the event's exact counts afterwards. Used by the release worker
--- and before every count or listing.
+-- cancels orders whose payment deadline has passed (see expire_orders), and
+-- reports the event's exact counts afterwards. Used by the release worker
+-- and before every count or listing. The next deadline is the sooner of a
+-- hold's and an order's.
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: at most this many holds released in this call
 -- ARGV[2]: '1' to return the lateness of each release
@@ -16,6 +18,8 @@ if not meta then return err end
 local now = now_ms()
 local lags = ARGV[2] == '1' and {} or nil
 local released, next_deadline = sweep(now, tonumber(ARGV[1]), lags)
+local _, next_due = expire_orders(meta, now, tonumber(ARGV[1]))
+if next_due >= 0 and (next_deadline < 0 or next_due < next_deadline) then next_deadline = next_due end
 local m = redis.call('HMGET', K.meta, 'held', 'sold', 'orders', 'completed', 'paid', 'cancelled',
   'refunded', 'refund_due', 'failed')
 local held, sold = tonumber(m[1]), tonumber(m[2])
