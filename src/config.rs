@@ -62,7 +62,7 @@ pub struct Config {
 }
 
 /// `[payment]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentConfig {
     /// Key of the HMAC-SHA256 signature of `POST /v1/orders/{id}/payment`;
@@ -72,6 +72,18 @@ pub struct PaymentConfig {
     /// are cancelled (`payment_timeout`) by `work release`; 0: never.
     #[serde(deserialize_with = "de_duration")]
     pub deadline: Duration,
+    /// The Redis stream of payment results `work purchase` applies.
+    pub results_stream: String,
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        PaymentConfig {
+            secret: String::new(),
+            deadline: Duration::ZERO,
+            results_stream: "tc:payment-results".into(),
+        }
+    }
 }
 
 /// `[limits]`

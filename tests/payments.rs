@@ -465,3 +465,116 @@ async fn unpaid_orders_are_cancelled_at_the_payment_deadline_by_the_release_work
     let r = pay(&api, &unpaid, "paid", 0, SECRET).await;
     assert_eq!(r.json()["status"], "refund_due");
 }
+
+#[tokio::test]
+async fn results_from_the_stream_are_applied_once_and_bad_ones_dead_lettered() {
+    let (redis, api) = api().await;
+    let first = bought(&api, "ann", &[1]).await;
+    let second = bought(&api, "bob", &[2, 3]).await;
+    let add = |fields: &[&str]| {
+        let mut args = vec!["XADD", "tc:payment-results", "*"];
+        args.extend_from_slice(fields);
+        redis.cli(&args);
+    };
+    // Added before any worker ran; a duplicate; a decline; bad ones.
+    add(&[
+        "orderId",
+        &first,
+        "outcome",
+        "paid",
+        "reference",
+        "r1",
+        "amount",
+        "5000",
+    ]);
+    add(&[
+        "orderId",
+        &first,
+        "outcome",
+        "paid",
+        "reference",
+        "r1",
+        "amount",
+        "5000",
+    ]);
+    add(&[
+        "orderId",
+        &second,
+        "outcome",
+        "declined",
+        "reference",
+        "r2",
+        "amount",
+        "10000",
+    ]);
+    add(&[
+        "orderId",
+        &first,
+        "outcome",
+        "declined",
+        "reference",
+        "r3",
+        "amount",
+        "5000",
+    ]);
+    add(&[
+        "orderId",
+        "gig.o77.AAAAAAAAAAAAAAAAAAAAAA",
+        "outcome",
+        "paid",
+        "reference",
+        "r4",
+        "amount",
+        "1",
+    ]);
+    add(&[
+        "orderId",
+        &second,
+        "outcome",
+        "refund",
+        "reference",
+        "r5",
+        "amount",
+        "10000",
+    ]);
+    add(&["outcome", "paid"]);
+    let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        api.get(&format!("/v1/orders/{first}")).await.json()["status"],
+        "paid"
+    );
+    let r = api.get(&format!("/v1/orders/{second}")).await.json();
+    assert_eq!(
+        (r["status"].clone(), r["cancelReason"].clone()),
+        (json!("cancelled"), json!("declined"))
+    );
+    assert_counts(&event(&api).await, 29, 1);
+    // Four could not be applied: each in the dead stream with its reason.
+    let dead = redis.cli(&["XRANGE", "tc:payment-results:dead", "-", "+"]);
+    assert_eq!(dead.matches("reason").count(), 4, "{dead}");
+    for says in [
+        "cannot apply",
+        "no order",
+        "not paid or declined",
+        "no field orderId",
+    ] {
+        assert!(dead.contains(says), "{says}: {dead}");
+    }
+    // Everything is acknowledged: nothing pending, and a second run
+    // applies nothing again.
+    let pending = redis.cli(&["XPENDING", "tc:payment-results", "purchase"]);
+    assert!(pending.starts_with('0'), "{pending}");
+    let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+    assert!(o.status.success());
+    let dead_again = redis.cli(&["XLEN", "tc:payment-results:dead"]);
+    assert_eq!(dead_again, "4");
+    let e = event(&api).await;
+    assert_eq!(
+        (
+            e["orders"]["paid"].clone(),
+            e["orders"]["cancelled"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+}

@@ -91,11 +91,28 @@ pub(crate) async fn spawn_purchase(
         block: (cfg.redis.timeout / 2).min(Duration::from_secs(1)),
     };
     let pc = cfg.purchase.clone();
+    // Payment results are applied beside the jobs, on their own connection.
+    let results = tokio::spawn(worker::results::run(
+        super::connect(cfg).await?,
+        cfg.payment.results_stream.clone(),
+        opts.consumer.clone(),
+        opts.once,
+        cfg.purchase.claim_idle,
+        opts.block,
+        token.clone(),
+    ));
     Ok(tokio::spawn(async move {
         let once = opts.once;
         let summary = worker::purchase::run(store, pc, opts, token, metrics)
             .await
             .context("purchase worker")?;
+        let (applied, dead) = results
+            .await
+            .context("payment results")?
+            .context("payment results")?;
+        if applied + dead > 0 {
+            tracing::info!(applied, dead_lettered = dead, "payment results");
+        }
         if once && summary.failed_batches > 0 {
             anyhow::bail!(
                 "purchase worker: {} batch(es) could not be published or completed (a job taken back and tried again counts again); their jobs stay queued for a retry",

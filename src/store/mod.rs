@@ -13,6 +13,7 @@ mod jobs;
 pub mod keys;
 mod query;
 mod reply;
+mod results;
 mod scripts;
 
 use std::sync::atomic::AtomicU64;
@@ -24,6 +25,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use jobs::{Job, JobOrder, JobRead, SinkMessage, JOBS_PER_CALL};
 pub use query::{EventCounters, TicketPage, TicketStatus};
+pub use results::PaymentResult;
 pub use scripts::*;
 
 use crate::config::{redact_url, RedisConfig};

@@ -5,6 +5,7 @@
 
 pub mod purchase;
 pub mod release;
+pub mod results;
 mod webhook;
 
 /// A default consumer name: host name and process id.
