@@ -578,3 +578,124 @@ async fn results_from_the_stream_are_applied_once_and_bad_ones_dead_lettered() {
         (json!(1), json!(1))
     );
 }
+
+/// Every row of the table in docs/api.md ("After the purchase"): an order
+/// brought to each status, then each result, cancel and deadline applied
+/// to it; afterwards the counts add up.
+#[tokio::test]
+async fn every_status_meets_every_result_as_the_table_says() {
+    use ticketctl::model::{OrderAction, OrderChange, OrderId};
+    let (redis, api) = api().await;
+    let statuses = [
+        "pending",
+        "completed",
+        "paid",
+        "cancelled",
+        "refunded",
+        "refund_due",
+    ];
+    let actions = [
+        ("paid", OrderAction::Paid),
+        ("declined", OrderAction::Declined),
+        ("cancel", OrderAction::Cancel),
+        ("timeout", OrderAction::Timeout),
+    ];
+    // (status, action) -> the status after it, or the 409 code.
+    let expect = |status: &str, action: &str| -> &'static str {
+        match (status, action) {
+            ("pending" | "completed", "paid") => "paid",
+            ("pending" | "completed", _) => "cancelled",
+            ("paid", "paid" | "timeout") => "paid",
+            ("paid", "declined") => "order_state",
+            ("paid", "cancel") => "refunded",
+            ("cancelled", "paid") => "paid", // its tickets are still free here
+            ("cancelled", _) => "cancelled",
+            ("refunded", "paid" | "declined") => "order_state",
+            ("refunded", _) => "refunded",
+            ("refund_due", "declined") => "order_state",
+            ("refund_due", _) => "refund_due",
+            _ => unreachable!(),
+        }
+    };
+    // One order per (status, action), each of its own ticket (a refund_due
+    // order's ticket is held by someone else).
+    let mut cases = Vec::new();
+    let mut ticket = 0;
+    for status in statuses {
+        for (name, action) in actions {
+            ticket += 1;
+            let user = format!("u{ticket}");
+            let order = bought(&api, &user, &[ticket]).await;
+            cases.push((status, name, action, order, ticket));
+        }
+    }
+    let o = run_cli(&["work", "purchase", "--once", "--redis", &redis.url()]);
+    assert!(o.status.success());
+    let price = |t: u64| if t <= 10 { 5000 } else { 2000 };
+    for (status, _, _, order, t) in &cases {
+        let id = order.as_str();
+        match *status {
+            "pending" => {
+                // Back to pending: a completed order's record, by hand.
+                let k = common::keys("gig");
+                let seq = OrderId::parse(id).unwrap().seq.to_string();
+                let rec = redis.cli(&["HGET", &k.orders(), &seq]);
+                let rec = rec.replacen("completed|", "pending|", 1);
+                redis.cli(&["HSET", &k.orders(), &seq, &rec]);
+                redis.cli(&["HINCRBY", &k.meta(), "completed", "-1"]);
+            }
+            "completed" => {}
+            "paid" => {
+                pay(&api, id, "paid", price(*t), SECRET)
+                    .await
+                    .assert_status(200);
+            }
+            "cancelled" => {
+                cancel(&api, id).await.assert_status(200);
+            }
+            "refunded" => {
+                pay(&api, id, "paid", price(*t), SECRET)
+                    .await
+                    .assert_status(200);
+                cancel(&api, id).await.assert_status(200);
+            }
+            "refund_due" => {
+                cancel(&api, id).await.assert_status(200);
+                api.hold_ok("gig", "other", Want::Tickets(&[*t])).await;
+                pay(&api, id, "paid", price(*t), SECRET)
+                    .await
+                    .assert_status(200);
+            }
+            _ => unreachable!(),
+        }
+        let now = api.get(&format!("/v1/orders/{id}")).await.json();
+        assert_eq!(now["status"], *status, "{now}");
+    }
+    for (status, name, action, order, t) in &cases {
+        let id = OrderId::parse(order).unwrap();
+        let got = api
+            .store
+            .change_order(&id, *action, "ref", Some(price(*t)))
+            .await
+            .unwrap();
+        let want = expect(status, name);
+        let seen = match &got {
+            OrderChange::Done { order, .. } => order.status.as_str(),
+            OrderChange::State(_) => "order_state",
+            other => panic!("{status} + {name}: {other:?}"),
+        };
+        assert_eq!(seen, want, "{status} + {name}");
+    }
+    let e = event(&api).await;
+    let n = |f: &str| e[f].as_u64().unwrap();
+    assert_eq!(n("available") + n("held") + n("sold"), n("capacity"), "{e}");
+    let sections = e["sections"].as_array().unwrap();
+    let sold: u64 = sections.iter().map(|s| s["sold"].as_u64().unwrap()).sum();
+    assert_eq!(sold, n("sold"), "{e}");
+    // Sold tickets are exactly those of paid, completed and pending orders.
+    let live: u64 = ["pending", "completed", "paid"]
+        .iter()
+        .map(|s| e["orders"][s].as_u64().unwrap())
+        .sum();
+    assert_eq!(n("sold"), live, "{e}");
+}

@@ -152,7 +152,10 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
                 "expiringIn10s": e.expiring.0, "expiringIn60s": e.expiring.1,
                 "expiredTotal": e.expired_total,
                 "orders": {"total": e.orders.0, "completed": e.orders.1, "failed": e.orders.2,
-                           "pending": e.orders.0.saturating_sub(e.orders.1 + e.orders.2)},
+                           "paid": e.settled.0, "cancelled": e.settled.1, "refunded": e.settled.2,
+                           "refund_due": e.settled.3,
+                           "pending": e.orders.0.saturating_sub(e.orders.1 + e.orders.2 + e.settled.0
+                               + e.settled.1 + e.settled.2 + e.settled.3)},
                 "complete": e.complete,
             })).collect::<Vec<_>>(),
         }),

@@ -255,6 +255,7 @@ mod tests {
             expiring: (0, 1),
             complete: true,
             currency: "EUR".into(),
+            settled: (0, 0, 0, 0),
             sections: vec![
                 SectionCounts {
                     id: "floor".into(),

@@ -47,6 +47,8 @@ pub struct EventView {
     pub complete: bool,
     /// The currency of its prices.
     pub currency: String,
+    /// Orders paid, cancelled, refunded and refund due.
+    pub settled: (u64, u64, u64, u64),
     /// Each section's counts, overdue holds' tickets counted as available.
     pub sections: Vec<SectionCounts>,
     /// Live holds, soonest deadline first.
@@ -183,10 +185,11 @@ impl Store {
         let overdue_tickets = r.uint(12)?;
         let held = held_meta.saturating_sub(overdue_tickets);
         let oldest = r.int(13)?;
-        let n_sections = r.uint(18)? as usize;
+        let settled = (r.uint(18)?, r.uint(19)?, r.uint(20)?, r.uint(21)?);
+        let n_sections = r.uint(22)? as usize;
         let mut sections = Vec::with_capacity(n_sections);
         for k in 0..n_sections {
-            let at = 19 + 7 * k;
+            let at = 23 + 7 * k;
             let (first, last) = (r.uint(at + 1)?, r.uint(at + 2)?);
             let s_held = r.uint(at + 4)?.saturating_sub(r.uint(at + 6)?);
             let s_sold = r.uint(at + 5)?;
@@ -201,7 +204,7 @@ impl Store {
             });
         }
         let mut holds = Vec::new();
-        let mut i = 19 + 7 * n_sections;
+        let mut i = 23 + 7 * n_sections;
         while i + 6 <= r.len() {
             let deadline_ms = r.uint(i + 3)?;
             holds.push(HoldView {
@@ -236,6 +239,7 @@ impl Store {
             expiring: (r.uint(14)?, r.uint(15)?),
             complete: r.int(16)? == 1,
             currency: r.str(17)?,
+            settled,
             sections,
             holds,
         }))

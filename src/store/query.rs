@@ -193,7 +193,18 @@ impl Store {
             self.run(move |mut c| async move {
                 redis::cmd("HMGET")
                     .arg(key)
-                    .arg(&["capacity", "held", "sold", "orders", "completed", "failed"])
+                    .arg(&[
+                        "capacity",
+                        "held",
+                        "sold",
+                        "orders",
+                        "completed",
+                        "paid",
+                        "cancelled",
+                        "refunded",
+                        "refund_due",
+                        "failed",
+                    ])
                     .query_async::<Vec<Option<String>>>(&mut c)
                     .await
             })
@@ -213,14 +224,30 @@ impl Store {
                 }
             };
             out.push(match v[..] {
-                [Some(capacity), Some(held), Some(sold), orders, completed, failed] => {
+                [Some(capacity), Some(held), Some(sold), orders, ref rest @ ..] => {
+                    // The statuses kept as counters, after `orders`.
+                    const COUNTED: [&str; 6] = [
+                        "completed",
+                        "paid",
+                        "cancelled",
+                        "refunded",
+                        "refund_due",
+                        "failed",
+                    ];
+                    let counted: Vec<(&'static str, u64)> = COUNTED
+                        .iter()
+                        .zip(rest)
+                        .map(|(s, n)| (*s, n.unwrap_or(0)))
+                        .collect();
+                    let others: u64 = counted.iter().map(|(_, n)| n).sum();
+                    let mut by_status =
+                        vec![("pending", orders.unwrap_or(0).saturating_sub(others))];
+                    by_status.extend(counted);
                     Some(EventCounters {
                         capacity,
                         held,
                         sold,
-                        orders: orders.unwrap_or(0),
-                        completed: completed.unwrap_or(0),
-                        failed: failed.unwrap_or(0),
+                        by_status,
                     })
                 }
                 _ => None,
@@ -258,7 +285,7 @@ impl Store {
 }
 
 /// An event's counters as stored (see [`Store::event_counters`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventCounters {
     /// Tickets in all.
     pub capacity: u64,
@@ -266,12 +293,8 @@ pub struct EventCounters {
     pub held: u64,
     /// Sold.
     pub sold: u64,
-    /// Orders made.
-    pub orders: u64,
-    /// Of those, completed by a purchase worker.
-    pub completed: u64,
-    /// Of those, failed (dead-lettered).
-    pub failed: u64,
+    /// Orders by status, pending included (what the others leave).
+    pub by_status: Vec<(&'static str, u64)>,
 }
 
 #[cfg(test)]

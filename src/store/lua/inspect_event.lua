@@ -8,7 +8,7 @@
 -- Returns: { nowMs, capacity, held, sold, ttl_ms, max_per_hold, expired, orders, completed, failed,
 --            liveHolds (scheduled), overdueHolds, overdueTickets, oldestOverdueDeadlineMs (-1),
 --            expiringIn10s, expiringIn60s, complete (1: the walk saw every due hold),
---            currency, sections n, then 7 per section: id, firstTicket, lastTicket, price,
+--            currency, orders paid, cancelled, refunded, refund_due, sections n, then 7 per section: id, firstTicket, lastTicket, price,
 --            held (overdue included), sold, overdue tickets,
 --            then 6 fields per returned hold: seq, secret, the deadline its id names,
 --            deadlineMs, 't1,..', userId }
@@ -17,7 +17,8 @@ local meta, err = load_meta()
 if not meta then return err end
 local now = now_ms()
 local max_walk, max_holds, user = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local m = redis.call('HMGET', K.meta, 'expired', 'orders', 'completed', 'failed')
+local m = redis.call('HMGET', K.meta, 'expired', 'orders', 'completed', 'failed', 'paid', 'cancelled',
+  'refunded', 'refund_due')
 local overdue, overdue_tickets, oldest, in10, in60 = 0, 0, -1, 0, 0
 local holds, returned = {}, 0
 -- Overdue tickets per section (sectioned events only).
@@ -75,6 +76,7 @@ local reply = { now, meta.capacity, meta.held, meta.sold, meta.ttl_ms, meta.max_
   redis.call('HLEN', K.holds), overdue, overdue_tickets, oldest, in10, in60, complete }
 local list = sections()
 reply[#reply + 1] = meta.currency
+for i = 5, 8 do reply[#reply + 1] = tonumber(m[i] or '0') or 0 end
 reply[#reply + 1] = #list
 for i, x in ipairs(list) do
   local held, sold = meta.held, meta.sold
