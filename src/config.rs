@@ -391,6 +391,10 @@ pub enum SinkConfig {
         /// Longest wait for one delivery.
         #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
         timeout: Duration,
+        /// For an `https://` URL: trust the CA certificates in this PEM
+        /// file instead of the system's roots.
+        #[serde(default)]
+        tls_ca_file: Option<PathBuf>,
     },
 }
 
@@ -423,18 +427,26 @@ pub struct WebhookTarget {
     pub path: String,
     /// `host[:port]` as written, for the Host header.
     pub authority: String,
+    /// `https://`: over TLS.
+    pub tls: bool,
 }
 
-/// Parses an `http://host[:port][/path][?query]` webhook URL with hyper's
+/// Parses an `http[s]://host[:port][/path][?query]` webhook URL with hyper's
 /// own parser (IPv6 literals in brackets, ports, queries), so the config
 /// check and the sink agree on what is a URL.
 pub fn webhook_target(url: &str) -> Result<WebhookTarget, String> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("webhook url {url:?} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("webhook url {url:?} must start with http://"));
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(format!(
+                "webhook url {url:?} must start with http:// or https://"
+            ))
+        }
+    };
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -452,9 +464,10 @@ pub fn webhook_target(url: &str) -> Result<WebhookTarget, String> {
     Ok(WebhookTarget {
         // `[::1]` names the address `::1`.
         host: host.trim_start_matches('[').trim_end_matches(']').into(),
-        port: uri.port_u16().unwrap_or(80),
+        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
         path: if path.is_empty() { "/" } else { path }.into(),
         authority: authority.into(),
+        tls,
     })
 }
 
@@ -792,11 +805,23 @@ impl Config {
                     url,
                     secret,
                     timeout,
+                    tls_ca_file,
                 } => {
                     // The sink's own parser: what it could not use is
                     // refused here (the scheme first, as before).
-                    if let Err(e) = webhook_target(url) {
-                        return bad(format!("purchase.sinks: {e}"));
+                    match webhook_target(url) {
+                        Err(e) => return bad(format!("purchase.sinks: {e}")),
+                        Ok(t) if !t.tls && tls_ca_file.is_some() => {
+                            return bad(format!(
+                                "purchase.sinks: webhook {url:?}: tls_ca_file is for https:// URLs"
+                            ))
+                        }
+                        Ok(_) => {}
+                    }
+                    if let Some(f) = tls_ca_file {
+                        if let Err(e) = crate::tls::ca_roots(f) {
+                            return bad(format!("purchase.sinks: webhook {url:?}: {e}"));
+                        }
                     }
                     if secret.is_empty() {
                         return bad(format!(
@@ -984,6 +1009,7 @@ mod tests {
             port,
             path: path.into(),
             authority: authority.into(),
+            tls: false,
         };
         for (url, want) in [
             (
@@ -998,10 +1024,17 @@ mod tests {
                 "http://[::1]:8080/h?k=v",
                 t("::1", 8080, "/h?k=v", "[::1]:8080"),
             ),
+            (
+                "https://pay.example.test/hook",
+                WebhookTarget {
+                    tls: true,
+                    ..t("pay.example.test", 443, "/hook", "pay.example.test")
+                },
+            ),
         ] {
             assert_eq!(webhook_target(url), Ok(want), "{url}");
         }
-        for bad in ["https://x", "http://x:notaport/", "http:///x"] {
+        for bad in ["ftp://x", "http://x:notaport/", "http:///x"] {
             assert!(webhook_target(bad).is_err(), "{bad}");
         }
     }

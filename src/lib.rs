@@ -19,6 +19,7 @@ pub mod store;
 pub mod stress;
 pub mod table;
 pub mod time;
+pub mod tls;
 
 use cli::{Cli, LogFormat};
 

@@ -325,6 +325,7 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
         url: format!("http://127.0.0.1:{}/", common::free_port()),
         secret: String::new(),
         timeout: Duration::from_millis(200),
+        tls_ca_file: None,
     }];
     let stop = CancellationToken::new();
     let opts = PurchaseOpts {

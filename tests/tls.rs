@@ -395,3 +395,146 @@ async fn the_store_works_on_a_tls_cluster_with_a_custom_ca() {
         "{err}"
     );
 }
+
+/// An HTTPS server on 127.0.0.1 with the test CA's certificate, answering
+/// 200 to every request and keeping each body.
+async fn https_hook(
+    dir: &std::path::Path,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            seen.lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&body).into_owned());
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(hyper::body::Bytes::from_static(b"{}")),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, bodies)
+}
+
+#[tokio::test]
+async fn orders_reach_an_https_webhook_that_its_ca_file_vouches_for_and_no_other() {
+    use ticketctl::config::SinkConfig;
+    let dir = std::env::temp_dir().join(format!("tc-https-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let (addr, bodies) = https_hook(&dir).await;
+    let redis = common::Redis::start();
+    let cfg = common::config(&redis);
+    let store = Store::connect(&cfg.redis).await.unwrap();
+    store
+        .create_event(&EventSettings {
+            id: "e".into(),
+            capacity: 10,
+            hold_ttl_ms: 60_000,
+            max_per_hold: 10,
+            selling: Default::default(),
+        })
+        .await
+        .unwrap();
+    let HoldOutcome::Held { hold, .. } = store
+        .hold("e", "ann", &HoldRequest::Tickets(vec![1]), None)
+        .await
+        .unwrap()
+    else {
+        panic!("not held")
+    };
+    store
+        .purchase(&ticketctl::store::HoldRef::Id(&hold.id), "ann", None)
+        .await
+        .unwrap();
+    // Without the CA file the system's roots do not know the test CA: the
+    // worker cannot deliver, and the job stays queued.
+    let sink = |ca: Option<std::path::PathBuf>| {
+        let mut c = cfg.clone();
+        c.purchase.sinks = vec![SinkConfig::Webhook {
+            url: format!("https://{addr}/hook"),
+            secret: "k".into(),
+            timeout: Duration::from_secs(2),
+            tls_ca_file: ca,
+        }];
+        c
+    };
+    let run_once = |c: ticketctl::config::Config| {
+        let store = store.clone();
+        async move {
+            ticketctl::daemon::worker::purchase::run(
+                store,
+                c.purchase.clone(),
+                ticketctl::daemon::worker::purchase::PurchaseOpts {
+                    once: true,
+                    batch: 10,
+                    consumer: "w".into(),
+                    block: Duration::from_millis(100),
+                },
+                tokio_util::sync::CancellationToken::new(),
+                Default::default(),
+            )
+            .await
+        }
+    };
+    let without = run_once(sink(None)).await;
+    // (Either the worker could not start, with no system roots at all, or
+    // its delivery failed: no body reached the hook.)
+    if let Ok(summary) = without {
+        assert_eq!(summary.completed, 0, "{summary:?}");
+    }
+    assert!(bodies.lock().unwrap().is_empty());
+    // With the CA file: delivered, over TLS.
+    let summary = run_once(sink(Some(dir.join("ca.pem")))).await.unwrap();
+    assert_eq!(summary.completed, 1, "{summary:?}");
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains(&format!("\"orderId\":\"e.o{}.", hold.id.seq)),
+        "{got:?}"
+    );
+    assert!(got[0].contains("\"type\":\"purchase\""), "{got:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

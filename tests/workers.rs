@@ -409,6 +409,7 @@ async fn a_failing_webhook_drives_orders_to_the_dead_letter_stream() {
         url: format!("http://{}/orders", h.addr),
         secret: "k".into(),
         timeout: Duration::from_secs(1),
+        tls_ca_file: None,
     }];
     let stop = CancellationToken::new();
     let worker = tokio::spawn(purchase::run(
@@ -458,6 +459,7 @@ async fn a_slow_webhook_is_retried_and_succeeds() {
         url: format!("http://{}/", h.addr),
         secret: String::new(),
         timeout: Duration::from_millis(300),
+        tls_ca_file: None,
     }];
     let summary = drain(&redis, &cfg, purchase_opts(true, "w")).await;
     assert_eq!(summary.completed, 1);
@@ -591,6 +593,7 @@ async fn a_restarted_worker_with_a_failing_sink_stops_retrying_and_dead_letters(
         url: format!("http://127.0.0.1:{}/", common::free_port()),
         secret: String::new(),
         timeout: Duration::from_millis(200),
+        tls_ca_file: None,
     }];
     // Repeated --once runs under one consumer name: each ends, and the job is
     // dead-lettered after its third delivery instead of being retried forever.

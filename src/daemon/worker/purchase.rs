@@ -67,7 +67,8 @@ fn sinks(cfg: &PurchaseConfig) -> Result<Vec<Sink>, String> {
                 url,
                 secret,
                 timeout,
-            } => Webhook::new(url, secret, *timeout).map(Sink::Webhook),
+                tls_ca_file,
+            } => Webhook::new(url, secret, *timeout, tls_ca_file.as_deref()).map(Sink::Webhook),
         })
         .collect()
 }

@@ -21,17 +21,32 @@ const BASE_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Webhook {
     target: WebhookTarget,
+    /// For an `https://` URL (its client configuration; a connector is
+    /// made from it per connection, which is cheap).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     url: String,
     secret: String,
     timeout: Duration,
 }
 
 impl Webhook {
-    /// A webhook at an `http://host[:port][/path][?query]` URL (see
-    /// [`crate::config::webhook_target`]).
-    pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<Webhook, String> {
+    /// A webhook at an `http[s]://host[:port][/path][?query]` URL (see
+    /// [`crate::config::webhook_target`]); over https it trusts the CA
+    /// certificates of `ca_file`, or the system's roots.
+    pub fn new(
+        url: &str,
+        secret: &str,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Webhook, String> {
+        let target = crate::config::webhook_target(url)?;
+        let tls = match target.tls {
+            true => Some(crate::tls::client_config(ca_file)?),
+            false => None,
+        };
         Ok(Webhook {
-            target: crate::config::webhook_target(url)?,
+            target,
+            tls,
             url: url.into(),
             secret: secret.into(),
             timeout,
@@ -71,6 +86,25 @@ impl Webhook {
         let stream = TcpStream::connect((self.target.host.as_str(), self.target.port))
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        match &self.tls {
+            None => self.send(stream, body, signature).await,
+            Some(tls) => {
+                let name = rustls_pki_types::ServerName::try_from(self.target.host.clone())
+                    .map_err(|e| format!("TLS server name {:?}: {e}", self.target.host))?;
+                let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                self.send(stream, body, signature).await
+            }
+        }
+    }
+
+    /// The request over a connected stream, plain or TLS.
+    async fn send<S>(&self, stream: S, body: &[u8], signature: &str) -> Result<(), String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
@@ -139,7 +173,7 @@ mod tests {
 
     #[test]
     fn the_longest_delivery_is_every_try_timing_out_plus_the_longest_waits() {
-        let h = Webhook::new("http://127.0.0.1:9/x", "k", Duration::from_secs(5)).unwrap();
+        let h = Webhook::new("http://127.0.0.1:9/x", "k", Duration::from_secs(5), None).unwrap();
         assert_eq!(h.longest_delivery(), Duration::from_millis(15_300));
     }
 
