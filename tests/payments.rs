@@ -699,3 +699,120 @@ async fn every_status_meets_every_result_as_the_table_says() {
         .sum();
     assert_eq!(n("sold"), live, "{e}");
 }
+
+/// Results, their duplicates, cancels and the deadline race over the same
+/// orders through two servers and the store at once; afterwards every
+/// ticket is in at most one live order and the counts add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn results_duplicates_cancels_and_deadlines_racing_leave_each_ticket_counted_once() {
+    use std::collections::HashMap;
+    use ticketctl::model::{OrderAction, OrderId, OrderStatus};
+    let (redis, one) = api().await;
+    let mut cfg = config(&redis);
+    cfg.payment.secret = SECRET.into();
+    let two = Api::start(cfg).await;
+    // 20 orders of one ticket each (users of their own: the buyer limit is 4).
+    let mut orders = Vec::new();
+    for t in 1..=20u64 {
+        orders.push((bought(&one, &format!("u{t}"), &[t]).await, t));
+    }
+    let price = |t: u64| if t <= 10 { 5000 } else { 2000 };
+    let mut tasks = Vec::new();
+    let mut rng = common::Rng(7);
+    for (order, t) in &orders {
+        for k in 0..6 {
+            let (order, t) = (order.clone(), *t);
+            let api = if rng.below(2) == 0 { &one } else { &two };
+            let (addr, store) = (api.addr, api.store.clone());
+            let pick = rng.below(5);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(k)).await;
+                let id = OrderId::parse(&order).unwrap();
+                match pick {
+                    0 | 1 => {
+                        let outcome = if pick == 0 { "paid" } else { "declined" };
+                        let body =
+                            json!({"outcome": outcome, "reference": "r", "amount": price(t)})
+                                .to_string();
+                        let sig = signature(&body, SECRET);
+                        let r = common::request(
+                            addr,
+                            "POST",
+                            &format!("/v1/orders/{order}/payment"),
+                            Some(body),
+                            &[
+                                ("content-type", "application/json"),
+                                ("x-ticketctl-signature", &sig),
+                            ],
+                        )
+                        .await;
+                        assert!(r.status == 200 || r.status == 409, "{}", r.text);
+                    }
+                    2 => {
+                        let r = common::request(
+                            addr,
+                            "POST",
+                            &format!("/v1/orders/{order}/cancel"),
+                            None,
+                            &[("authorization", "Bearer test-token")],
+                        )
+                        .await;
+                        assert_eq!(r.status, 200, "{}", r.text);
+                    }
+                    3 => {
+                        store
+                            .change_order(&id, OrderAction::Timeout, "", None)
+                            .await
+                            .unwrap();
+                    }
+                    _ => {
+                        // Someone else tries to take the ticket meanwhile.
+                        let r = common::request(
+                            addr,
+                            "POST",
+                            "/v1/events/gig/holds",
+                            Some(json!({"userId": format!("x{t}"), "ticketIds": [t]}).to_string()),
+                            &[("content-type", "application/json")],
+                        )
+                        .await;
+                        assert!(r.status == 201 || r.status == 409, "{}", r.text);
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Each ticket: in at most one live order (pending, completed, paid),
+    // and sold exactly when it is.
+    let mut live: HashMap<u64, usize> = HashMap::new();
+    for (order, t) in &orders {
+        let o = one
+            .store
+            .get_order(&OrderId::parse(order).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(
+            o.status,
+            OrderStatus::Pending | OrderStatus::Completed | OrderStatus::Paid
+        ) {
+            *live.entry(*t).or_default() += 1;
+        }
+    }
+    assert!(live.values().all(|n| *n == 1), "{live:?}");
+    let e = event(&one).await;
+    let n = |f: &str| e[f].as_u64().unwrap();
+    assert_eq!(n("available") + n("held") + n("sold"), n("capacity"), "{e}");
+    assert_eq!(n("sold"), live.len() as u64, "{e}");
+    let by_status: u64 = e["orders"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_status, 20, "{e}");
+    let sold_bits = redis.cli(&["BITCOUNT", &common::keys("gig").sold()]);
+    assert_eq!(sold_bits, n("sold").to_string());
+}
