@@ -7,7 +7,8 @@
 //! - release lag (release time minus deadline, Redis clock) under a steady expiry rate.
 //!
 //! `BENCH_ONLY=memory` measures Redis memory per hold and per event instead;
-//! `BENCH_ONLY=drain` stops after the drain rate.
+//! `BENCH_ONLY=drain` stops after the drain rate; `BENCH_ONLY=results` measures
+//! payment results applied per second only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,6 +115,77 @@ async fn purchases_drained(store: Store, cfg: &Config) {
         n as f64 / secs,
         cfg.purchase.batch,
         cfg.purchase.sinks.len()
+    );
+}
+
+/// Payment results applied per second by one worker from the results
+/// stream: `BENCH_RESULTS` orders bought, a `paid` result each added to the
+/// stream, then one `--once` pass of the results consumer timed.
+async fn payment_results_applied(store: Store, url: &str) {
+    let n = env_u64("BENCH_RESULTS", 50_000);
+    make_event(&store, "bench-pay", n, 600_000).await;
+    let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n as usize)));
+    let (s, out) = (store.clone(), ids.clone());
+    fan_out(n, 64, move |i| {
+        let (s, out) = (s.clone(), out.clone());
+        async move {
+            let user = format!("p{i}");
+            let HoldOutcome::Held { hold, .. } = s
+                .hold("bench-pay", &user, &HoldRequest::Quantity(1), None)
+                .await
+                .unwrap()
+            else {
+                panic!("hold refused")
+            };
+            let PurchaseOutcome::Bought { order, .. } = s
+                .purchase(&HoldRef::Id(&hold.id), &user, None)
+                .await
+                .unwrap()
+            else {
+                panic!("purchase refused")
+            };
+            out.lock().unwrap().push(order.id.to_string());
+        }
+    })
+    .await;
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let ids = ids.lock().unwrap().clone();
+    for chunk in ids.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            pipe.cmd("XADD")
+                .arg("bench:payment-results")
+                .arg("*")
+                .arg("orderId")
+                .arg(id)
+                .arg("outcome")
+                .arg("paid")
+                .arg("reference")
+                .arg("bench")
+                .arg("amount")
+                .arg(0)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut c).await.unwrap();
+    }
+    let t0 = Instant::now();
+    let (applied, dead) = ticketctl::daemon::worker::results::run(
+        store,
+        "bench:payment-results".into(),
+        "bench".into(),
+        true,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!((applied, dead), (n, 0), "every result applied");
+    println!(
+        "RESULT payment_results_per_sec {:.0} results/s ({n} paid results from the stream, one worker, {secs:.2}s)",
+        n as f64 / secs
     );
 }
 
@@ -270,10 +342,15 @@ fn main() {
             memory(store, &cfg.redis.url).await;
             return;
         }
+        if only == "results" {
+            payment_results_applied(store, &cfg.redis.url).await;
+            return;
+        }
         purchases_drained(store.clone(), &cfg).await;
         if only == "drain" {
             return;
         }
+        payment_results_applied(store.clone(), &cfg.redis.url).await;
         holds_released(store.clone(), &cfg).await;
         release_lag(store, &cfg).await;
     });

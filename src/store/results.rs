@@ -109,37 +109,44 @@ impl Store {
         })
     }
 
-    /// Acknowledges an entry; with `dead`, first copies it to
-    /// `<stream>:dead` with the reason it could not be applied.
-    pub async fn ack_result(
+    /// Copies an entry that cannot be applied to `<stream>:dead`, with the
+    /// reason (it is acknowledged after, by [`Store::ack_results`]).
+    pub async fn dead_result(
         &self,
         stream: &str,
-        id: &str,
-        dead: Option<(&PaymentResult, &str)>,
+        entry: &PaymentResult,
+        reason: &str,
     ) -> Result<()> {
-        if let Some((entry, reason)) = dead {
-            let key = format!("{stream}:dead");
-            let mut fields: Vec<(String, String)> = entry.fields.clone();
-            fields.push(("entryId".into(), entry.id.clone()));
-            fields.push(("reason".into(), reason.to_string()));
-            let _: Value = self
-                .run(|mut c| async move {
-                    let mut cmd = redis::cmd("XADD");
-                    cmd.arg(&key).arg("*");
-                    for (k, v) in &fields {
-                        cmd.arg(k).arg(v);
-                    }
-                    cmd.query_async(&mut c).await
-                })
-                .await?;
+        let key = format!("{stream}:dead");
+        let mut fields: Vec<(String, String)> = entry.fields.clone();
+        fields.push(("entryId".into(), entry.id.clone()));
+        fields.push(("reason".into(), reason.to_string()));
+        let _: Value = self
+            .run(|mut c| async move {
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(&key).arg("*");
+                for (k, v) in &fields {
+                    cmd.arg(k).arg(v);
+                }
+                cmd.query_async(&mut c).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Acknowledges entries of the results stream (applied or dead-lettered).
+    pub async fn ack_results(&self, stream: &str, ids: &[&str]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
         }
-        let (stream, id) = (stream.to_string(), id.to_string());
+        let stream = stream.to_string();
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
         let _: Value = self
             .run(|mut c| async move {
                 redis::cmd("XACK")
                     .arg(&stream)
                     .arg(JOBS_GROUP)
-                    .arg(&id)
+                    .arg(&ids)
                     .query_async(&mut c)
                     .await
             })

@@ -854,32 +854,71 @@ impl Store {
         reference: &str,
         amount: Option<u64>,
     ) -> Result<OrderChange> {
-        let keys = EventKeys::new(&id.event);
+        self.change_orders(&id.event, &[(id, action, reference, amount)])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Reply("order_change: no answer".into())))
+    }
+
+    /// The same for several orders of one event, in one script call (each
+    /// decided on its own, in order); one answer each.
+    pub async fn change_orders(
+        &self,
+        event: &str,
+        items: &[(&OrderId, OrderAction, &str, Option<u64>)],
+    ) -> Result<Vec<Result<OrderChange>>> {
+        let keys = EventKeys::new(event);
         let mut inv = invocation(&ORDER_CHANGE, &keys, None);
-        inv.arg(id.seq)
-            .arg(&id.secret)
-            .arg(action.as_str())
-            .arg(reference)
-            .arg(amount.map(|a| a.to_string()).unwrap_or_default());
+        for (id, action, reference, amount) in items {
+            inv.arg(id.seq)
+                .arg(&id.secret)
+                .arg(action.as_str())
+                .arg(*reference)
+                .arg(amount.map(|a| a.to_string()).unwrap_or_default());
+        }
         let r = self.eval(inv, "order_change").await?;
-        let out = match r.status()?.as_str() {
-            "ok" => OrderChange::Done {
-                order: order_of(&id.event, &r)?,
-                changed: r.int(1)? == 1,
-            },
-            "not_found" => OrderChange::NotFound,
-            "order_state" => OrderChange::State(
-                OrderStatus::parse_with_reason(&r.str(1)?)
-                    .map(|(s, _)| s)
-                    .ok_or_else(|| StoreError::Reply("order_change: status".into()))?,
-            ),
-            "amount_mismatch" => OrderChange::AmountMismatch(r.uint(1)?),
-            "schema" => return Err(schema_error(&id.event, &r)),
-            other => return Err(StoreError::Reply(format!("order_change: status {other:?}"))),
-        };
-        if matches!(out, OrderChange::Done { changed: true, .. }) {
-            // Tickets came back or were sold again, and the change is
-            // queued for the sinks: as durable as a purchase.
+        if let Ok(status) = r.status() {
+            return match status.as_str() {
+                "not_found" => Ok(items.iter().map(|_| Ok(OrderChange::NotFound)).collect()),
+                "schema" => Err(schema_error(event, &r)),
+                other => Err(StoreError::Reply(format!("order_change: status {other:?}"))),
+            };
+        }
+        let answers = r.arrays()?;
+        if answers.len() != items.len() {
+            return Err(StoreError::Reply(format!(
+                "order_change: {} answers for {} orders",
+                answers.len(),
+                items.len()
+            )));
+        }
+        let out: Vec<Result<OrderChange>> = answers
+            .into_iter()
+            .map(|r| {
+                Ok(match r.status()?.as_str() {
+                    "ok" => OrderChange::Done {
+                        order: order_of(event, &r)?,
+                        changed: r.int(1)? == 1,
+                    },
+                    "not_found" => OrderChange::NotFound,
+                    "order_state" => OrderChange::State(
+                        OrderStatus::parse_with_reason(&r.str(1)?)
+                            .map(|(s, _)| s)
+                            .ok_or_else(|| StoreError::Reply("order_change: status".into()))?,
+                    ),
+                    "amount_mismatch" => OrderChange::AmountMismatch(r.uint(1)?),
+                    other => {
+                        return Err(StoreError::Reply(format!("order_change: status {other:?}")))
+                    }
+                })
+            })
+            .collect();
+        if out
+            .iter()
+            .any(|o| matches!(o, Ok(OrderChange::Done { changed: true, .. })))
+        {
+            // Tickets came back or were sold again, and changes are queued
+            // for the sinks: as durable as a purchase.
             self.wait_for_replicas(&keys.meta()).await?;
         }
         Ok(out)

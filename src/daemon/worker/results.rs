@@ -6,6 +6,7 @@
 //! is harmless; one that cannot be applied goes to `<stream>:dead` with the
 //! reason.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,10 @@ use crate::store::{PaymentResult, Store, StoreError};
 
 /// Entries read per call.
 const PER_READ: usize = 500;
+/// Entries applied per round: one script call per event among them, the
+/// calls at once. Results of one order apply in stream order; results may
+/// arrive in any order anyway.
+const PER_CALL: usize = 250;
 
 /// What a result entry asks, or why it cannot be applied.
 fn parse(r: &PaymentResult) -> Result<(OrderId, OrderAction, &str, u64), String> {
@@ -43,28 +48,64 @@ fn parse(r: &PaymentResult) -> Result<(OrderId, OrderAction, &str, u64), String>
     Ok((order, action, reference, amount))
 }
 
-/// Applies one entry: `Ok(None)` when applied, `Ok(Some(reason))` when it
-/// cannot be, `Err` when Redis did not answer (the entry stays pending).
-async fn apply(store: &Store, r: &PaymentResult) -> Result<Option<String>, StoreError> {
-    let (id, action, reference, amount) = match parse(r) {
-        Ok(p) => p,
-        Err(reason) => return Ok(Some(reason)),
-    };
-    Ok(
-        match store
-            .change_order(&id, action, reference, Some(amount))
-            .await?
-        {
-            OrderChange::Done { .. } => None,
-            OrderChange::NotFound => Some(format!("no order {id}")),
-            OrderChange::State(s) => Some(format!(
-                "the order is {}: a {} result cannot apply to it",
-                s.as_str(),
-                action.as_str()
-            )),
-            OrderChange::AmountMismatch(a) => Some(format!("the order's amount is {a}")),
-        },
-    )
+/// Why an answer to a result means it cannot be applied (`None`: applied).
+fn refusal(change: OrderChange, id: &OrderId, action: OrderAction) -> Option<String> {
+    match change {
+        OrderChange::Done { .. } => None,
+        OrderChange::NotFound => Some(format!("no order {id}")),
+        OrderChange::State(s) => Some(format!(
+            "the order is {}: a {} result cannot apply to it",
+            s.as_str(),
+            action.as_str()
+        )),
+        OrderChange::AmountMismatch(a) => Some(format!("the order's amount is {a}")),
+    }
+}
+
+/// An entry's place in its batch and what it asks.
+type Asked<'a> = (usize, OrderId, OrderAction, &'a str, u64);
+
+/// Applies a batch of entries, one script call per event (the calls run
+/// at once): for each entry, `Some(None)` when applied, `Some(Some(reason))`
+/// when it cannot be, `None` when Redis did not answer for its event (it
+/// stays pending); and the first such error.
+async fn apply_all(
+    store: &Store,
+    entries: &[PaymentResult],
+) -> (Vec<Option<Option<String>>>, Option<StoreError>) {
+    let mut outcome: Vec<Option<Option<String>>> = vec![None; entries.len()];
+    let mut by_event: HashMap<String, Vec<Asked<'_>>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        match parse(e) {
+            Err(reason) => outcome[i] = Some(Some(reason)),
+            Ok((id, action, reference, amount)) => by_event
+                .entry(id.event.clone())
+                .or_default()
+                .push((i, id, action, reference, amount)),
+        }
+    }
+    let calls = by_event.iter().map(|(event, items)| async move {
+        let asked: Vec<(&OrderId, OrderAction, &str, Option<u64>)> = items
+            .iter()
+            .map(|(_, id, action, reference, amount)| (id, *action, *reference, Some(*amount)))
+            .collect();
+        (items, store.change_orders(event, &asked).await)
+    });
+    let mut error = None;
+    for (items, answers) in futures_util::future::join_all(calls).await {
+        match answers {
+            Err(e) => error = Some(e),
+            Ok(answers) => {
+                for ((i, id, action, _, _), answer) in items.iter().zip(answers) {
+                    match answer {
+                        Ok(change) => outcome[*i] = Some(refusal(change, id, *action)),
+                        Err(e) => error = Some(e),
+                    }
+                }
+            }
+        }
+    }
+    (outcome, error)
 }
 
 /// Consumes the results stream until `stop`, or (`once`) until it has no
@@ -112,27 +153,37 @@ pub async fn run(
                 break;
             }
         }
-        for entry in &entries {
-            match apply(&store, entry).await {
-                Ok(None) => {
-                    store.ack_result(&stream, &entry.id, None).await?;
-                    applied += 1;
+        let mut failed = None;
+        for chunk in entries.chunks(PER_CALL) {
+            let (outcome, error) = apply_all(&store, chunk).await;
+            // One acknowledgement for what was applied or dead-lettered.
+            let mut ids = Vec::with_capacity(chunk.len());
+            for (entry, o) in chunk.iter().zip(outcome) {
+                match o {
+                    Some(None) => applied += 1,
+                    Some(Some(reason)) => {
+                        tracing::warn!(entry = %entry.id, %reason, "payment result dead-lettered");
+                        store.dead_result(&stream, entry, &reason).await?;
+                        dead += 1;
+                    }
+                    None => continue,
                 }
-                Ok(Some(reason)) => {
-                    tracing::warn!(entry = %entry.id, %reason, "payment result dead-lettered");
-                    store
-                        .ack_result(&stream, &entry.id, Some((entry, &reason)))
-                        .await?;
-                    dead += 1;
-                }
-                // Left pending: read again as this consumer's own.
-                Err(e) => {
-                    tracing::warn!(error = %e, "applying a payment result failed; retrying");
-                    own = true;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    break;
-                }
+                ids.push(entry.id.as_str());
             }
+            store.ack_results(&stream, &ids).await?;
+            if error.is_some() {
+                failed = error;
+                break;
+            }
+        }
+        // What failed stays pending: read again as this consumer's own.
+        if let Some(e) = failed {
+            if once {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "applying payment results failed; retrying");
+            own = true;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if last_claim.elapsed() >= claim_idle {
             last_claim = tokio::time::Instant::now();

@@ -5,10 +5,13 @@
 -- cancel always end in one state with each ticket counted once (the table
 -- in docs/api.md, "After the purchase").
 -- KEYS[1..9]: the event's keys (see lib.lua)
--- ARGV[1]: order seq   ARGV[2]: order secret
--- ARGV[3]: 'paid' | 'declined' (a payment result) | 'cancel' (operator)
---          | 'timeout' (the payment deadline passed)
--- ARGV[4]: payment reference   ARGV[5]: amount the result names (minor units)
+-- ARGV: five per order (one or more orders of the event, each decided on
+-- its own, in order): order seq, order secret,
+--   'paid' | 'declined' (a payment result) | 'cancel' (operator)
+--   | 'timeout' (the payment deadline passed),
+--   payment reference, amount the result names (minor units)
+-- Returns one answer per order (below), or the event's { 'not_found' } |
+-- { 'schema', v } | { 'damaged', what } for the whole call.
 -- Returns: { 'ok', changed (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..',
 --            userId, amount, currency } (as purchase.lua answers)
 --        | { 'not_found' } | { 'order_state', status } | { 'amount_mismatch', amount }
@@ -18,4 +21,8 @@
 -- purchase.
 local meta, err = load_meta()
 if not meta then return err end
-return change_order(meta, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+local answers = {}
+for i = 1, #ARGV, 5 do
+  answers[#answers + 1] = change_order(meta, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+end
+return answers
