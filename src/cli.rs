@@ -242,6 +242,14 @@ pub struct EventCreateArgs {
     pub max_extensions: u64,
 }
 
+/// A percentage 0..=100.
+fn parse_pct(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage 0..=100")),
+    }
+}
+
 /// `ID:CAPACITY:PRICE`, integers only (money never as a float).
 fn parse_section(s: &str) -> Result<crate::model::Section, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -296,6 +304,15 @@ pub struct StressArgs {
     /// range, or with --quantity the lowest free ones in it.
     #[arg(long, value_name = "ID")]
     pub section: Option<String>,
+    /// reserve-buy: pay this share of the orders bought (a signed `paid`
+    /// result); of the rest, decline half and leave half to the payment
+    /// deadline. Needs --payment-secret.
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
+    pub pay: Option<f64>,
+    /// The server's payment.secret, to sign --pay's results (default: env
+    /// TICKETCTL_PAYMENT_SECRET).
+    #[arg(long, value_name = "SECRET")]
+    pub payment_secret: Option<String>,
     /// reserve-buy, hot: pause between a won hold and its purchase.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub think: Duration,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod inspect;
 pub mod model;
+pub mod signature;
 pub mod store;
 pub mod stress;
 pub mod table;

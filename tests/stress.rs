@@ -513,3 +513,96 @@ fn ctrl_c_prints_the_partial_report_and_exits_130() {
         stdout(&o)
     );
 }
+
+#[test]
+fn pay_settles_a_share_of_the_orders_and_audits_each() {
+    let redis = Redis::start();
+    let o = run_cli(&[
+        "event",
+        "create",
+        "gig",
+        "--capacity",
+        "500",
+        "--redis",
+        &redis.url(),
+    ]);
+    assert!(o.status.success());
+    let cfg = common::ConfigFile::new("stress-pay", "[payment]\nsecret = \"s3\"\n");
+    let serve = ServeProc::start(&redis, &["--config", cfg.arg()]);
+    let (o, doc) = stress(
+        &serve,
+        "pay",
+        &[
+            "--event",
+            "gig",
+            "--scenario",
+            "reserve-buy",
+            "-c",
+            "4",
+            "-n",
+            "120",
+            "--pay",
+            "50",
+            "--payment-secret",
+            "s3",
+            "--audit",
+            "--seed",
+            "3",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(doc["operations"].to_string().contains("payment"), "{doc}");
+    let count = |f: &str| -> u64 {
+        redis
+            .cli(&["HGET", &keys("gig").meta(), f])
+            .parse()
+            .unwrap_or(0)
+    };
+    assert!(
+        count("paid") > 0 && count("cancelled") > 0,
+        "paid {} cancelled {}",
+        count("paid"),
+        count("cancelled")
+    );
+    // A wrong secret: the server refuses every result (401), and nothing
+    // is paid by this run.
+    let paid_before = count("paid");
+    let (o, doc) = stress(
+        &serve,
+        "pay-wrong",
+        &[
+            "--event",
+            "gig",
+            "--scenario",
+            "reserve-buy",
+            "-c",
+            "2",
+            "-n",
+            "20",
+            "--pay",
+            "100",
+            "--payment-secret",
+            "nope",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(status(&doc, "401") > 0, "{doc}");
+    assert_eq!(count("paid"), paid_before);
+    // Without a secret: a usage error before any request.
+    let (o, _) = stress(
+        &serve,
+        "pay-none",
+        &[
+            "--event",
+            "gig",
+            "--scenario",
+            "reserve-buy",
+            "-n",
+            "5",
+            "--pay",
+            "10",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--payment-secret"));
+}

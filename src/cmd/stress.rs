@@ -185,6 +185,20 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
         ramp: a.ramp,
         quantity: a.quantity,
         section: a.section.clone(),
+        pay: match (
+            a.pay,
+            &a.payment_secret
+                .clone()
+                .or_else(|| std::env::var("TICKETCTL_PAYMENT_SECRET").ok()),
+        ) {
+            (None, _) => None,
+            (Some(p), Some(s)) if !s.is_empty() => Some((p / 100.0, s.clone())),
+            (Some(_), _) => return Err(UsageError(
+                "--pay needs --payment-secret (or TICKETCTL_PAYMENT_SECRET): results are signed"
+                    .into(),
+            )
+            .into()),
+        },
         think: a.think,
         abandon: a.abandon / 100.0,
         hot_tickets: a.hot_tickets,

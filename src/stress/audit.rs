@@ -22,6 +22,20 @@ pub struct WonHold {
     pub ttl_us: u64,
     /// Whether this run bought it (202).
     pub purchased: bool,
+    /// When this run sent a `declined` result for its order (`--pay`): from
+    /// then on its tickets may be on sale again.
+    pub given_back_us: Option<u64>,
+}
+
+/// What `--pay` did with an order; checked against the order after the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaidAs {
+    /// A `paid` result was accepted: the order must read `paid`.
+    Paid,
+    /// A `declined` result was accepted: it must read `cancelled`.
+    Declined,
+    /// Left to its payment deadline: `pending`, `completed`, or `cancelled`.
+    Left,
 }
 
 impl WonHold {
@@ -29,7 +43,9 @@ impl WonHold {
     /// bought, else until its deadline counted from the earliest instant
     /// it can have been created.
     fn surely_held_until(&self) -> u64 {
-        if self.purchased {
+        if let Some(t) = self.given_back_us {
+            t.saturating_sub(CLOCK_SLACK_US)
+        } else if self.purchased {
             u64::MAX
         } else {
             (self.sent_us + self.ttl_us).saturating_sub(CLOCK_SLACK_US)
@@ -42,6 +58,25 @@ impl WonHold {
 pub struct AuditLog {
     /// Holds won, in the order they were won.
     pub holds: Vec<WonHold>,
+    /// Orders `--pay` paid, declined or left, by order id.
+    pub orders: Vec<(String, PaidAs)>,
+}
+
+/// Checks each order `--pay` acted on against its status after the run
+/// (`statuses`: the same order ids, read then); one sentence per mismatch.
+pub fn check_orders(orders: &[(String, PaidAs)], statuses: &[String]) -> Vec<String> {
+    orders
+        .iter()
+        .zip(statuses)
+        .filter_map(|((id, did), status)| {
+            let fits = match did {
+                PaidAs::Paid => status == "paid",
+                PaidAs::Declined => status == "cancelled",
+                PaidAs::Left => matches!(status.as_str(), "pending" | "completed" | "cancelled"),
+            };
+            (!fits).then(|| format!("order {id} was {did:?} by this run but reads {status}"))
+        })
+        .collect()
 }
 
 /// The event's counts after the run.
@@ -71,6 +106,8 @@ pub struct AuditReport {
     pub tickets_live: u64,
     /// Every broken invariant, one sentence each.
     pub violations: Vec<String>,
+    /// Orders `--pay` acted on whose status was checked.
+    pub orders_checked: u64,
 }
 
 /// Checks the run's holds and the counts read (answered by `read_recv_us`).
@@ -95,7 +132,10 @@ pub fn check(logs: Vec<AuditLog>, counts: Counts, read_recv_us: u64) -> AuditRep
                 i != j && b.sent_us >= a.recv_us && b.recv_us < a.surely_held_until()
             })
         });
-        let bought = idx.iter().filter(|&&i| holds[i].purchased).count();
+        let bought = idx
+            .iter()
+            .filter(|&&i| holds[i].purchased && holds[i].given_back_us.is_none())
+            .count();
         if bought > 1 {
             violations.push(format!(
                 "ticket {ticket} was bought in {bought} different purchases"
@@ -109,7 +149,7 @@ pub fn check(logs: Vec<AuditLog>, counts: Counts, read_recv_us: u64) -> AuditRep
 
     let tickets_bought: u64 = holds
         .iter()
-        .filter(|h| h.purchased)
+        .filter(|h| h.purchased && h.given_back_us.is_none())
         .map(|h| h.tickets.len() as u64)
         .sum();
     let tickets_live: u64 = holds
@@ -152,6 +192,7 @@ pub fn check(logs: Vec<AuditLog>, counts: Counts, read_recv_us: u64) -> AuditRep
         tickets_bought,
         tickets_live,
         violations,
+        orders_checked: 0,
     }
 }
 
@@ -166,6 +207,7 @@ mod tests {
             recv_us: sent_ms * 1000 + 2000,
             ttl_us: ttl_ms * 1000,
             purchased,
+            given_back_us: None,
         }
     }
 
@@ -183,10 +225,12 @@ mod tests {
         let logs = vec![
             AuditLog {
                 holds: vec![hold(&[1], 0, 1000, true), hold(&[2, 3], 10, 60_000, false)],
+                ..Default::default()
             },
             AuditLog {
                 // Ticket 4 held again after the first hold expired: fine.
                 holds: vec![hold(&[4], 0, 1000, false), hold(&[4], 2000, 60_000, true)],
+                ..Default::default()
             },
         ];
         let r = check(logs, counts(6, 2, 2), 3_000_000);
@@ -203,6 +247,7 @@ mod tests {
                 hold(&[2], 0, 60_000, false),
                 hold(&[2], 100, 60_000, false),
             ],
+            ..Default::default()
         }];
         let r = check(logs, counts(8, 0, 1), 1_000_000);
         let all = r.violations.join("\n");
@@ -216,7 +261,14 @@ mod tests {
     #[test]
     fn overbuying_is_caught() {
         let holds = (1..=11).map(|t| hold(&[t], 0, 1000, true)).collect();
-        let r = check(vec![AuditLog { holds }], counts(0, 0, 10), 0);
+        let r = check(
+            vec![AuditLog {
+                holds,
+                ..Default::default()
+            }],
+            counts(0, 0, 10),
+            0,
+        );
         assert!(r.violations.iter().any(|v| v.contains("has only 10")));
     }
 }

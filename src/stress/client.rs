@@ -80,6 +80,8 @@ pub struct Client {
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
     path: String,
+    /// `X-Ticketctl-Signature` of the next request only (a payment result).
+    pub next_signature: Option<String>,
 }
 
 impl Client {
@@ -90,6 +92,7 @@ impl Client {
             timeout,
             sender: None,
             path: String::with_capacity(128),
+            next_signature: None,
         }
     }
 
@@ -142,11 +145,15 @@ impl Client {
         self.path.clear();
         self.path.push_str(&self.target.base);
         self.path.push_str(path);
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(self.path.as_str())
             .header(HOST, self.target.host.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(sig) = self.next_signature.take() {
+            req = req.header("x-ticketctl-signature", sig);
+        }
+        let req = req
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| format!("bad request: {e}"))?;
         let resp = sender

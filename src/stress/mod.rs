@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use audit::{AuditLog, AuditReport, Counts, WonHold};
+use audit::{AuditLog, AuditReport, Counts, PaidAs, WonHold};
 use client::{Client, Reply, Target};
 use stats::{Op, Outcome, Sample, Stats};
 
@@ -113,6 +113,9 @@ pub struct WorkMode {
     /// Hold tickets of this section only (random ones of its range, or
     /// with `quantity` the service's pick within it).
     pub section: Option<String>,
+    /// `reserve-buy`: the share (0.0..=1.0) of orders to pay, and the key
+    /// to sign results with; of the rest, half declined, half left.
+    pub pay: Option<(f64, String)>,
     /// Pause between a won hold and its purchase.
     pub think: Duration,
     /// Share of won holds left to expire instead of bought, 0.0..=1.0.
@@ -329,9 +332,34 @@ pub async fn run(
     let _ = progress.await;
 
     let audit = if mode.audit {
+        let orders: Vec<(String, PaidAs)> =
+            logs.iter().flat_map(|l| l.orders.iter().cloned()).collect();
         let after = read_event(&mut probe, &mode).await?;
         let read_recv_us = start.elapsed().as_micros() as u64;
-        Some(audit::check(logs, after.counts, read_recv_us))
+        let mut report = audit::check(logs, after.counts, read_recv_us);
+        // `--pay`: each order it paid, declined or left reads so now (at
+        // most the first 10,000, one GET each).
+        let mut statuses = Vec::new();
+        for (id, _) in orders.iter().take(10_000) {
+            let status = match probe
+                .send(Method::GET, &format!("/v1/orders/{id}"), None)
+                .await
+            {
+                Reply::Response { status: 200, body } => {
+                    serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["status"].as_str().map(str::to_string))
+                        .unwrap_or_default()
+                }
+                _ => "unreadable".to_string(),
+            };
+            statuses.push(status);
+        }
+        report
+            .violations
+            .extend(audit::check_orders(&orders, &statuses));
+        report.orders_checked = statuses.len() as u64;
+        Some(report)
     } else {
         None
     };
@@ -750,6 +778,7 @@ impl Worker {
                 recv_us: done.recv_us,
                 ttl_us: hold.ttl_ms * 1000,
                 purchased: false,
+                given_back_us: None,
             });
             self.log.holds.len() - 1
         });
@@ -778,6 +807,68 @@ impl Worker {
         };
         if let (Outcome::Won, Some(i)) = (done.outcome, logged) {
             self.log.holds[i].purchased = true;
+        }
+        if let (Outcome::Won, Some((pay, secret))) = (done.outcome, &sh.mode.pay) {
+            return self.settle(&done.body, *pay, secret, logged).await;
+        }
+        true
+    }
+
+    /// `--pay`: pays the order just bought (a share `pay` of them), or
+    /// declines it (half the rest), or leaves it to the payment deadline.
+    async fn settle(
+        &mut self,
+        order: &[u8],
+        pay: f64,
+        secret: &str,
+        logged: Option<usize>,
+    ) -> bool {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct OrderBody {
+            order_id: String,
+            #[serde(default)]
+            amount: u64,
+        }
+        let Ok(order) = serde_json::from_slice::<OrderBody>(order) else {
+            return true;
+        };
+        let r = self.rng.unit();
+        let (outcome, did) = if r < pay {
+            ("paid", PaidAs::Paid)
+        } else if r < pay + (1.0 - pay) / 2.0 {
+            ("declined", PaidAs::Declined)
+        } else {
+            if self.sh.mode.audit {
+                self.log.orders.push((order.order_id, PaidAs::Left));
+            }
+            return true;
+        };
+        self.path.clear();
+        write!(self.path, "/v1/orders/{}/payment", order.order_id).expect("writing to a String");
+        self.body.clear();
+        write!(
+            self.body,
+            r#"{{"outcome":"{outcome}","reference":"stress-{}","amount":{}}}"#,
+            order.order_id, order.amount
+        )
+        .expect("writing to a String");
+        self.client.next_signature = Some(crate::signature::sign(secret, self.body.as_bytes()));
+        let body = Bytes::copy_from_slice(self.body.as_bytes());
+        let sent_us = self.sh.start.elapsed().as_micros() as u64;
+        let Some(done) = self
+            .request(Op::Payment, Method::POST, Some(body), None)
+            .await
+        else {
+            return false;
+        };
+        if done.outcome == Outcome::Won && self.sh.mode.audit {
+            if did == PaidAs::Declined {
+                if let Some(i) = logged {
+                    self.log.holds[i].given_back_us = Some(sent_us);
+                }
+            }
+            self.log.orders.push((order.order_id, did));
         }
         true
     }

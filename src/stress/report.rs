@@ -462,6 +462,7 @@ mod tests {
                 ramp: None,
                 quantity: None,
                 section: None,
+                pay: None,
                 think: Duration::ZERO,
                 abandon: 0.0,
                 hot_tickets: 10,

@@ -20,11 +20,13 @@ pub enum Op {
     Purchase = 1,
     /// `GET /v1/events/{id}` and its ticket pages.
     Read = 2,
+    /// `POST /v1/orders/{orderId}/payment` (`--pay`).
+    Payment = 3,
 }
 
 impl Op {
     /// Every operation, in display order.
-    pub const ALL: [Op; 3] = [Op::Hold, Op::Purchase, Op::Read];
+    pub const ALL: [Op; 4] = [Op::Hold, Op::Purchase, Op::Read, Op::Payment];
 
     /// Name in tables, JSON and `--fail-if` prefixes.
     pub fn name(self) -> &'static str {
@@ -32,6 +34,7 @@ impl Op {
             Op::Hold => "hold",
             Op::Purchase => "purchase",
             Op::Read => "read",
+            Op::Payment => "payment",
         }
     }
 }
@@ -161,7 +164,7 @@ pub struct Stats {
     /// are left out: failing fast would make latency look better.
     pub overall: Group,
     /// Per operation, per outcome; `None` until the first sample.
-    groups: [[Option<Group>; 7]; 3],
+    groups: [[Option<Group>; 7]; 4],
     /// Responses by HTTP status.
     statuses: Vec<u64>,
     /// Per second since the start, by completion time.

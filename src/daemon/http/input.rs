@@ -334,31 +334,10 @@ pub fn sections(body: &Map<String, Value>) -> ApiResult<Option<Vec<crate::model:
 /// of the body with secret>` (compared in constant time). Never with an
 /// empty secret.
 pub fn signed(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
-    use hmac::{Hmac, Mac};
-    if secret.is_empty() {
-        return false;
-    }
-    let Some(hex) = headers
+    headers
         .get("x-ticketctl-signature")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("sha256="))
-    else {
-        return false;
-    };
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect();
-    let Some(bytes) = bytes.filter(|b| b.len() == 32) else {
-        return false;
-    };
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.verify_slice(&bytes).is_ok()
+        .is_some_and(|sig| crate::signature::verify(secret, body, sig))
 }
 
 /// The `Idempotency-Key` header: 1–255 printable ASCII characters.

@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use sha2::Sha256;
 use tokio::net::TcpStream;
 
 use crate::config::WebhookTarget;
@@ -134,15 +132,7 @@ impl Webhook {
     }
 }
 
-/// `sha256=<hex HMAC-SHA256 of the body>`.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
+pub use crate::signature::sign;
 
 /// The longest wait before try `attempt` (counted from 0).
 fn backoff_ceiling(attempt: u32) -> Duration {
