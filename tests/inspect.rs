@@ -405,7 +405,8 @@ async fn dead_letters_are_listed_retried_and_purged_and_holds_released() {
     assert_eq!(v["orders"].as_array().unwrap().len(), 1);
     assert_eq!(
         v["byStatus"],
-        json!({"pending": 4, "completed": 0, "failed": 1})
+        json!({"pending": 4, "completed": 0, "paid": 0, "cancelled": 0, "refunded": 0,
+               "refund_due": 0, "failed": 1})
     );
     // An entry deleted from the middle (as older versions did on
     // dead-lettering) leaves Redis unable to say: the jobs are counted.

@@ -281,6 +281,23 @@ async fn a_late_payment_takes_its_tickets_back_when_free_else_is_refund_due() {
     assert!(o.status.success());
     let out = redis.cli(&["XRANGE", "tc:payments", "-", "+"]);
     assert_eq!(out.matches("type\nrefund_due").count(), 1, "{out}");
+    // The order paid late and sold again is published too, as paid.
+    assert_eq!(out.matches("type\npaid").count(), 1, "{out}");
+}
+
+#[tokio::test]
+async fn a_late_payment_never_takes_its_buyer_past_the_limit() {
+    let (_r, api) = api().await;
+    // ann (limit 4) buys two, is cancelled, buys four more: a late payment
+    // of the first would give her six.
+    let first = bought(&api, "ann", &[1, 2]).await;
+    cancel(&api, &first).await.assert_status(200);
+    bought(&api, "ann", &[3, 4, 5, 6]).await;
+    let r = pay(&api, &first, "paid", 10000, SECRET).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["status"], "refund_due");
+    let e = event(&api).await;
+    assert_counts(&e, 26, 4);
 }
 
 #[tokio::test]

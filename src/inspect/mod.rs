@@ -196,15 +196,23 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
                 // Every order of the events shown, from their counters (not
                 // just the ones listed).
                 let (mut created, mut completed, mut failed) = (0u64, 0u64, 0u64);
+                let (mut paid, mut cancelled, mut refunded, mut refund_due) = (0u64, 0, 0, 0);
                 for e in &snap.events {
                     created += e.orders.0;
                     completed += e.orders.1;
                     failed += e.orders.2;
+                    paid += e.settled.0;
+                    cancelled += e.settled.1;
+                    refunded += e.settled.2;
+                    refund_due += e.settled.3;
                 }
-                let pending = created.saturating_sub(completed + failed);
+                let pending = created
+                    .saturating_sub(completed + failed + paid + cancelled + refunded + refund_due);
                 json!({
                     "orders": snap.orders.iter().map(order_json).collect::<Vec<_>>(),
-                    "byStatus": {"pending": pending, "completed": completed, "failed": failed},
+                    "byStatus": {"pending": pending, "completed": completed, "paid": paid,
+                                 "cancelled": cancelled, "refunded": refunded,
+                                 "refund_due": refund_due, "failed": failed},
                 })
             }
         },

@@ -56,8 +56,9 @@ pub struct JobOrder {
 }
 
 /// The kinds of message a job may carry (a job written before jobs had a
-/// kind is a purchase).
-const KINDS: [&str; 4] = ["purchase", "cancelled", "refunded", "refund_due"];
+/// kind is a purchase); `paid`: a cancelled order paid late whose tickets
+/// were sold to it again.
+const KINDS: [&str; 5] = ["purchase", "cancelled", "refunded", "refund_due", "paid"];
 
 /// A message for the sinks.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,8 +38,10 @@ while retried < max and looked < budget do
     for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
     if want == '' or fields.seq == want then
       local o = fields.seq and parse_order(redis.call('HGET', K.orders, fields.seq))
-      if o and o.status == 'completed' then
-        -- Published after all (see complete_orders): nothing to retry.
+      if o and (o.state == 'completed' or o.state == 'cancelled' or o.state == 'refunded'
+        or o.state == 'refund_due') then
+        -- Published after all (see complete_orders), or no longer sold
+        -- (its cancellation is published instead): nothing to retry.
         redis.call('XDEL', KEYS[NKEYS + 1], id)
       else
         redis.call('XADD', K.jobs, '*', 'seq', fields.seq or '', 'secret', fields.secret or '',

@@ -98,10 +98,15 @@ local function change_order(meta, seq, secret, action, reference, amount)
   end
 
   -- A late payment: the tickets are sold to the order again when every one
-  -- of them is still free. Returns whether they were.
+  -- of them is still free and its buyer's limit allows. Returns whether.
   local function take_back()
     for _, t in ipairs(tickets) do
       if redis.call('GETBIT', K.taken, t) == 1 then return false end
+    end
+    -- Nor may it take its buyer past maxTicketsPerUser.
+    if o.counted and meta.max_user > 0 then
+      local have = tonumber(redis.call('HGET', K.utix, o.user) or '0') or 0
+      if have + #tickets > meta.max_user then return false end
     end
     for _, t in ipairs(tickets) do
       redis.call('SETBIT', K.taken, t, '1')
@@ -130,6 +135,8 @@ local function change_order(meta, seq, secret, action, reference, amount)
     if status == 'cancelled' then
       if take_back() then
         set_status('paid')
+        -- Its tickets are sold again: the sinks (fulfillment) learn of it.
+        publish('paid')
       else
         set_status('refund_due')
         publish('refund_due')
