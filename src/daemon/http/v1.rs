@@ -40,6 +40,27 @@ fn hold_path(p: Result<Path<String>, PathRejection>) -> ApiResult<HoldId> {
         .ok_or_else(|| ApiError::NotFound("no such hold".into()))
 }
 
+/// The hold a request names and the `userId` of its body.
+fn hold_and_user(
+    st: &AppState,
+    p: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(HoldId, String)> {
+    let id = hold_path(p)?;
+    let body = input::json_object(headers, body)?;
+    Ok((id, st.user_of(&body)?))
+}
+
+/// 409 `hold_expired`.
+fn hold_expired() -> ApiError {
+    ApiError::Conflict {
+        code: "hold_expired",
+        message: "the hold has expired; its tickets are no longer reserved".into(),
+        extra: None,
+    }
+}
+
 fn no_event() -> ApiError {
     ApiError::NotFound("no such event".into())
 }
@@ -381,9 +402,7 @@ pub async fn cancel_hold(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let id = hold_path(p)?;
-    let body = input::json_object(&headers, body)?;
-    let user = st.user_of(&body)?;
+    let (id, user) = hold_and_user(&st, p, &headers, body)?;
     match st.cancel(&HoldRef::Id(&id), Some(&user)).await? {
         CancelOutcome::Cancelled(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         CancelOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
@@ -401,17 +420,11 @@ pub async fn extend_hold(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let id = hold_path(p)?;
-    let body = input::json_object(&headers, body)?;
-    let user = st.user_of(&body)?;
+    let (id, user) = hold_and_user(&st, p, &headers, body)?;
     match st.store.extend_hold(&id, &user).await? {
         ExtendOutcome::Extended(hold) => Ok(Json(hold_json(&hold)).into_response()),
         ExtendOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
-        ExtendOutcome::Expired => Err(ApiError::Conflict {
-            code: "hold_expired",
-            message: "the hold has expired; its tickets are no longer reserved".into(),
-            extra: None,
-        }),
+        ExtendOutcome::Expired => Err(hold_expired()),
         ExtendOutcome::Limit(max) => Err(ApiError::Conflict {
             code: "extension_limit",
             message: format!("this hold was extended {max} times, the most this event allows"),
@@ -441,11 +454,7 @@ pub async fn purchase(
             Ok((StatusCode::ACCEPTED, Json(order_json(&order))).into_response())
         }
         PurchaseOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
-        PurchaseOutcome::Expired => Err(ApiError::Conflict {
-            code: "hold_expired",
-            message: "the hold has expired; its tickets are no longer reserved".into(),
-            extra: None,
-        }),
+        PurchaseOutcome::Expired => Err(hold_expired()),
         PurchaseOutcome::IdempotencyMismatch => Err(idem_mismatch()),
         PurchaseOutcome::NotFound
         | PurchaseOutcome::NotHeld
