@@ -154,8 +154,7 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
                 "orders": {"total": e.orders.0, "completed": e.orders.1, "failed": e.orders.2,
                            "paid": e.settled.0, "cancelled": e.settled.1, "refunded": e.settled.2,
                            "refund_due": e.settled.3,
-                           "pending": e.orders.0.saturating_sub(e.orders.1 + e.orders.2 + e.settled.0
-                               + e.settled.1 + e.settled.2 + e.settled.3)},
+                           "pending": e.pending_orders()},
                 "complete": e.complete,
             })).collect::<Vec<_>>(),
         }),
@@ -195,10 +194,10 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
             None => {
                 // Every order of the events shown, from their counters (not
                 // just the ones listed).
-                let (mut created, mut completed, mut failed) = (0u64, 0u64, 0u64);
+                let (mut pending, mut completed, mut failed) = (0u64, 0u64, 0u64);
                 let (mut paid, mut cancelled, mut refunded, mut refund_due) = (0u64, 0, 0, 0);
                 for e in &snap.events {
-                    created += e.orders.0;
+                    pending += e.pending_orders();
                     completed += e.orders.1;
                     failed += e.orders.2;
                     paid += e.settled.0;
@@ -206,8 +205,6 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
                     refunded += e.settled.2;
                     refund_due += e.settled.3;
                 }
-                let pending = created
-                    .saturating_sub(completed + failed + paid + cancelled + refunded + refund_due);
                 json!({
                     "orders": snap.orders.iter().map(order_json).collect::<Vec<_>>(),
                     "byStatus": {"pending": pending, "completed": completed, "paid": paid,

@@ -55,6 +55,16 @@ pub struct EventView {
     pub holds: Vec<HoldView>,
 }
 
+impl EventView {
+    /// Orders neither completed, failed, paid, cancelled, refunded nor
+    /// refund due: what those leave of all orders.
+    pub fn pending_orders(&self) -> u64 {
+        let (created, completed, failed) = self.orders;
+        let (paid, cancelled, refunded, refund_due) = self.settled;
+        created.saturating_sub(completed + failed + paid + cancelled + refunded + refund_due)
+    }
+}
+
 /// A live hold as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldView {

@@ -188,23 +188,21 @@ impl Store {
     /// without a script: cheap enough for every metrics scrape. `held`
     /// still includes holds past their deadline that nothing has released.
     pub async fn event_counters(&self, events: &[String]) -> Result<Vec<Option<EventCounters>>> {
+        // The statuses kept as counters: every one but pending, which is
+        // what the others leave of `orders`.
+        let counted: Vec<&'static str> = OrderStatus::ALL
+            .into_iter()
+            .filter(|s| *s != OrderStatus::Pending)
+            .map(OrderStatus::as_str)
+            .collect();
+        let mut fields = vec!["capacity", "held", "sold", "orders"];
+        fields.extend(&counted);
         let reads = events.iter().map(|e| {
-            let key = EventKeys::new(e).meta();
+            let (key, fields) = (EventKeys::new(e).meta(), &fields);
             self.run(move |mut c| async move {
                 redis::cmd("HMGET")
                     .arg(key)
-                    .arg(&[
-                        "capacity",
-                        "held",
-                        "sold",
-                        "orders",
-                        "completed",
-                        "paid",
-                        "cancelled",
-                        "refunded",
-                        "refund_due",
-                        "failed",
-                    ])
+                    .arg(fields)
                     .query_async::<Vec<Option<String>>>(&mut c)
                     .await
             })
@@ -225,24 +223,15 @@ impl Store {
             };
             out.push(match v[..] {
                 [Some(capacity), Some(held), Some(sold), orders, ref rest @ ..] => {
-                    // The statuses kept as counters, after `orders`.
-                    const COUNTED: [&str; 6] = [
-                        "completed",
-                        "paid",
-                        "cancelled",
-                        "refunded",
-                        "refund_due",
-                        "failed",
-                    ];
-                    let counted: Vec<(&'static str, u64)> = COUNTED
+                    let counts: Vec<(&'static str, u64)> = counted
                         .iter()
                         .zip(rest)
                         .map(|(s, n)| (*s, n.unwrap_or(0)))
                         .collect();
-                    let others: u64 = counted.iter().map(|(_, n)| n).sum();
+                    let others: u64 = counts.iter().map(|(_, n)| n).sum();
                     let mut by_status =
                         vec![("pending", orders.unwrap_or(0).saturating_sub(others))];
-                    by_status.extend(counted);
+                    by_status.extend(counts);
                     Some(EventCounters {
                         capacity,
                         held,
