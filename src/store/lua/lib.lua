@@ -235,13 +235,6 @@ local function price_field(amount_s, counted)
   return amount_s == '0' and '' or (':' .. amount_s)
 end
 
--- A hold's record (as parse_hold reads it), `counted` or not.
-local function hold_record(h, counted)
-  local deadline = fmt_int(h.deadline)
-  if h.ext > 0 then deadline = deadline .. '~' .. fmt_int(h.named) .. '~' .. fmt_int(h.ext) end
-  return table.concat({ h.secret, deadline, h.csv .. price_field(h.amount_s, counted), h.user }, '|')
-end
-
 -- `n` tickets as the text of a count change: '-1' for one taken back.
 local function count_text(n, sign)
   if n == 1 then return sign == '-' and '-1' or '1' end

@@ -18,6 +18,13 @@ local function currency_of_event()
   return sell and string.sub(sell, 1, 3) or 'EUR'
 end
 
+-- A hold's record (as parse_hold reads it), `counted` or not.
+local function hold_record(h, counted)
+  local deadline = fmt_int(h.deadline)
+  if h.ext > 0 then deadline = deadline .. '~' .. fmt_int(h.named) .. '~' .. fmt_int(h.ext) end
+  return table.concat({ h.secret, deadline, h.csv .. price_field(h.amount_s, counted), h.user }, '|')
+end
+
 -- An order record (see lib.lua): its status is `pending`, `completed`,
 -- `failed`, `paid`, `refunded`, `refund_due`, or `cancelled:<reason>`.
 local function parse_order(rec)
