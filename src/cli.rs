@@ -313,6 +313,16 @@ pub struct StressArgs {
     /// TICKETCTL_PAYMENT_SECRET).
     #[arg(long, value_name = "SECRET")]
     pub payment_secret: Option<String>,
+    /// The server's auth.jwt_secret: sign an HS256 token per virtual user
+    /// (its sub the user's id), for a server with [auth] mode = "jwt".
+    #[arg(long, value_name = "SECRET")]
+    pub jwt_secret: Option<String>,
+    /// --jwt-secret: the iss of each token (the server's auth.issuer).
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// --jwt-secret: the aud of each token (the server's auth.audience).
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Option<String>,
     /// reserve-buy, hot: pause between a won hold and its purchase.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub think: Duration,

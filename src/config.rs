@@ -59,6 +59,52 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Payment results.
     pub payment: PaymentConfig,
+    /// Buyer identity.
+    pub auth: AuthConfig,
+}
+
+/// `auth.mode`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A buyer route takes the body's `userId` as it is.
+    #[default]
+    None,
+    /// A buyer route needs `Authorization: Bearer <JWT>`; its `sub` is the
+    /// `userId`.
+    Jwt,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `none` or `jwt`.
+    pub mode: AuthMode,
+    /// HS256 secret; env `TICKETCTL_JWT_SECRET`.
+    pub jwt_secret: String,
+    /// A PEM public key (RSA, EC P-256/P-384 or Ed25519) instead of a secret.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// When set, a token's `iss` must be this.
+    pub issuer: String,
+    /// When set, a token's `aud` must be (or contain) this.
+    pub audience: String,
+    /// Clock skew allowed either way for `exp` and `nbf` (whole seconds).
+    #[serde(deserialize_with = "de_duration")]
+    pub leeway: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+            jwt_secret: String::new(),
+            jwt_public_key_file: None,
+            issuer: String::new(),
+            audience: String::new(),
+            leeway: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[payment]`
@@ -639,11 +685,17 @@ impl Config {
         if let Some(v) = set("TICKETCTL_PAYMENT_SECRET") {
             self.payment.secret = v;
         }
+        if let Some(v) = set("TICKETCTL_JWT_SECRET") {
+            self.auth.jwt_secret = v;
+        }
     }
 
     /// Checks every value that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        // The key is read and parsed here, so that a bad one stops every
+        // command with its one-line error, not the first request.
+        crate::auth::Verifier::from_config(&self.auth).map_err(ConfigError::Invalid)?;
         for node in &self.redis.cluster {
             if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
                 return bad(format!(

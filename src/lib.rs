@@ -9,6 +9,7 @@
 //! - [`stress`]: the load generator and invariant auditor.
 //! - [`time`]: timestamp formatting.
 
+pub mod auth;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -57,6 +57,16 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
             "no admin token (server.admin_token or TICKETCTL_ADMIN_TOKEN): the admin routes answer 401 to everyone"
         );
     }
+    let auth = &cfg.auth;
+    if auth.mode == crate::config::AuthMode::Jwt
+        && auth.jwt_public_key_file.is_none()
+        && auth.jwt_secret.len() < crate::auth::MIN_SECRET_BYTES
+    {
+        tracing::warn!(
+            bytes = auth.jwt_secret.len(),
+            "auth.jwt_secret is shorter than 32 bytes: an HS256 key that short can be guessed offline from one token"
+        );
+    }
     let token = shutdown::on_signal();
     let metrics = Arc::new(Metrics::default());
     let mut workers = Vec::new();

@@ -199,6 +199,7 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
             )
             .into()),
         },
+        jwt: jwt_signing(a)?,
         think: a.think,
         abandon: a.abandon / 100.0,
         hot_tickets: a.hot_tickets,
@@ -208,4 +209,23 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
         audit: a.audit,
         progress,
     })
+}
+
+/// `--jwt-secret` (with `--jwt-issuer`, `--jwt-audience`).
+fn jwt_signing(a: &StressArgs) -> anyhow::Result<Option<crate::stress::JwtSigning>> {
+    let claims_asked = a.jwt_issuer.is_some() || a.jwt_audience.is_some();
+    match a.jwt_secret.clone() {
+        None if claims_asked => {
+            Err(UsageError("--jwt-issuer and --jwt-audience need --jwt-secret".into()).into())
+        }
+        None => Ok(None),
+        Some(s) if s.is_empty() => Err(UsageError("--jwt-secret must not be empty".into()).into()),
+        Some(secret) => Ok(Some(crate::stress::JwtSigning {
+            secret,
+            issuer: a.jwt_issuer.clone(),
+            audience: a.jwt_audience.clone(),
+            // Valid for the whole run and then some.
+            ttl_secs: 24 * 3600,
+        })),
+    }
 }

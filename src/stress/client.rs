@@ -82,6 +82,9 @@ pub struct Client {
     path: String,
     /// `X-Ticketctl-Signature` of the next request only (a payment result).
     pub next_signature: Option<String>,
+    /// `Authorization` of every request while set (`--jwt-secret`: the
+    /// current virtual user's `Bearer <token>`).
+    pub bearer: Option<HeaderValue>,
 }
 
 impl Client {
@@ -93,6 +96,7 @@ impl Client {
             sender: None,
             path: String::with_capacity(128),
             next_signature: None,
+            bearer: None,
         }
     }
 
@@ -152,6 +156,9 @@ impl Client {
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(sig) = self.next_signature.take() {
             req = req.header("x-ticketctl-signature", sig);
+        }
+        if let Some(b) = &self.bearer {
+            req = req.header(hyper::header::AUTHORIZATION, b.clone());
         }
         let req = req
             .body(Full::new(body.unwrap_or_default()))

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
+use hyper::header::HeaderValue;
 use hyper::Method;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
@@ -91,6 +92,40 @@ pub enum ProgressMode {
     Off,
 }
 
+/// How `--jwt-secret` signs each virtual user's token.
+#[derive(Clone)]
+pub struct JwtSigning {
+    /// The server's `auth.jwt_secret`.
+    pub secret: String,
+    /// `iss`, when the server checks one.
+    pub issuer: Option<String>,
+    /// `aud`, when the server checks one.
+    pub audience: Option<String>,
+    /// Lifetime of each token.
+    pub ttl_secs: u64,
+}
+
+impl std::fmt::Debug for JwtSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of any debug print.
+        f.debug_struct("JwtSigning")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtSigning {
+    /// `Bearer <token>` for `user`.
+    pub fn bearer(&self, user: &str) -> HeaderValue {
+        let mut claims = crate::auth::MintClaims::new(user, self.ttl_secs);
+        claims.iss = self.issuer.clone();
+        claims.aud = self.audience.clone();
+        let token = crate::auth::mint_hs256(self.secret.as_bytes(), &claims);
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("a JWT is a header value")
+    }
+}
+
 /// Everything a run needs, decided before any request is sent.
 #[derive(Debug, Clone)]
 pub struct WorkMode {
@@ -116,6 +151,8 @@ pub struct WorkMode {
     /// `reserve-buy`: the share (0.0..=1.0) of orders to pay, and the key
     /// to sign results with; of the rest, half declined, half left.
     pub pay: Option<(f64, String)>,
+    /// `--jwt-secret`: sign an HS256 token per virtual user.
+    pub jwt: Option<JwtSigning>,
     /// Pause between a won hold and its purchase.
     pub think: Duration,
     /// Share of won holds left to expire instead of bought, 0.0..=1.0.
@@ -742,6 +779,10 @@ impl Worker {
     async fn hold_flow(&mut self, intended: Option<Instant>, buy: bool, hot: bool) -> bool {
         let sh = self.sh.clone();
         let user = self.user();
+        if let Some(jwt) = &sh.mode.jwt {
+            // One token per virtual user, for its hold and its purchase.
+            self.client.bearer = Some(jwt.bearer(&format!("u{user}")));
+        }
         let ticket = sh.first + self.rng.below(if hot { sh.hot } else { sh.capacity });
         self.body.clear();
         match sh.mode.quantity.filter(|_| !hot) {

@@ -463,6 +463,7 @@ mod tests {
                 quantity: None,
                 section: None,
                 pay: None,
+                jwt: None,
                 think: Duration::ZERO,
                 abandon: 0.0,
                 hot_tickets: 10,

@@ -6,14 +6,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
 use super::error::{not_on_sale_message, user_limit_message, ApiError, ApiResult};
 use super::input;
-use super::AppState;
+use super::{AppState, Buyer};
 use crate::model::{CancelOutcome, HoldOutcome, HoldRequest, PurchaseOutcome};
 use crate::store::{HoldRef, TicketPage, TicketStatus};
 use crate::time::rfc3339_ms;
@@ -126,12 +126,13 @@ struct Bought {
 /// `POST /api/ticket/reserve` with `{"userId","ticketId"}`.
 pub async fn reserve(
     State(st): State<AppState>,
+    buyer: Option<Extension<Buyer>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = input::json_object(&headers, body)?;
     // Both fields are validated before the rate limit is charged.
-    let user = input::user_id(&body)?;
+    let user = st.buyer_of(buyer.as_deref(), &body)?;
     let ticket = input::ticket_id(&body)?;
     st.check_user(&user)?;
     match st
@@ -165,12 +166,13 @@ pub async fn reserve(
 /// this user that holds the ticket.
 pub async fn buy(
     State(st): State<AppState>,
+    buyer: Option<Extension<Buyer>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = input::json_object(&headers, body)?;
     let ticket = input::ticket_id(&body)?;
-    let user = st.user_of(&body)?;
+    let user = st.user_of(buyer.as_deref(), &body)?;
     let hold = HoldRef::Ticket {
         event: &st.compat_event,
         ticket,

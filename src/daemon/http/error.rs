@@ -17,6 +17,9 @@ pub enum ApiError {
     Unauthorized,
     /// 401 `unauthorized`: a payment result without a valid signature.
     BadSignature,
+    /// 401 `unauthorized`: a buyer route without a valid bearer token
+    /// (`[auth] mode = "jwt"`).
+    InvalidToken(crate::auth::TokenError),
     /// 403 `forbidden`.
     Forbidden(&'static str),
     /// 404 `not_found`.
@@ -72,6 +75,7 @@ impl ApiError {
                 "unauthorized",
                 "a payment result needs X-Ticketctl-Signature: sha256=<hex HMAC-SHA256 of the body with payment.secret>".into(),
             ),
+            ApiError::InvalidToken(e) => (StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             ApiError::MethodNotAllowed => (
@@ -228,6 +232,12 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        } else if matches!(self, ApiError::InvalidToken(_)) {
+            // RFC 6750 §3.1; the reason is in the body, not the header.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
         } else if matches!(self, ApiError::BadSignature) {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -23,6 +23,16 @@ pub fn json_object(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Map<String, Value>> {
+    json_body(headers, body, false)
+}
+
+/// [`json_object`], where an empty body is `{}` when `empty_ok` (a buyer
+/// route whose buyer is the bearer token's: nothing else to say).
+pub fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    empty_ok: bool,
+) -> ApiResult<Map<String, Value>> {
     if let Some(ct) = at_most_once(headers, header::CONTENT_TYPE, "Content-Type")? {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -40,6 +50,9 @@ pub fn json_object(
         }
     })?;
     if body.iter().all(u8::is_ascii_whitespace) {
+        if empty_ok {
+            return Ok(Map::new());
+        }
         return Err(ApiError::BadRequest(
             "a JSON object body is required".into(),
         ));

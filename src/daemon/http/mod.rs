@@ -46,20 +46,62 @@ pub struct Inner {
     pub compat_event: String,
     /// `payment.secret`.
     pub payment_secret: String,
+    /// `[auth] mode = "jwt"`: the buyer routes' token verifier.
+    pub verifier: Option<Arc<crate::auth::Verifier>>,
     request_timeout: Duration,
     ip_limiter: Option<Arc<limit::RateLimiter>>,
     user_limiter: Option<Arc<limit::RateLimiter>>,
 }
 
+/// The verified `sub` of a buyer route's bearer token (a request
+/// extension, set by [`observe`] when `[auth] mode = "jwt"`).
+#[derive(Debug, Clone)]
+pub struct Buyer(pub String);
+
 impl Inner {
-    /// The body's `userId`, validated and within its rate limit.
+    /// The buyer a request acts for, validated and within its rate limit:
+    /// the body's `userId`; with `[auth] mode = "jwt"`, the token's `sub`,
+    /// which a body `userId` must equal (403) and may leave out.
     pub fn user_of(
         &self,
+        buyer: Option<&Buyer>,
         body: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, ApiError> {
-        let user = input::user_id(body)?;
+        let user = self.buyer_of(buyer, body)?;
         self.check_user(&user)?;
         Ok(user)
+    }
+
+    /// [`Inner::user_of`] without the rate limit.
+    pub fn buyer_of(
+        &self,
+        buyer: Option<&Buyer>,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, ApiError> {
+        match (&self.verifier, buyer) {
+            (None, _) => input::user_id(body),
+            // A buyer route always has its token checked first; a route
+            // left without one fails closed.
+            (Some(_), None) => Err(ApiError::InvalidToken(crate::auth::TokenError::Missing)),
+            (Some(_), Some(Buyer(sub))) => match body.get("userId") {
+                None | Some(serde_json::Value::Null) => Ok(sub.clone()),
+                Some(_) if input::user_id(body)? == *sub => Ok(sub.clone()),
+                Some(_) => Err(ApiError::Forbidden(
+                    "the body's userId is not the user the bearer token names",
+                )),
+            },
+        }
+    }
+
+    /// With `[auth] mode = "jwt"`, 403 unless the hold's user is the
+    /// token's `sub`.
+    pub fn may_see(&self, buyer: Option<&Buyer>, owner: &str) -> Result<(), ApiError> {
+        match (&self.verifier, buyer) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(ApiError::InvalidToken(crate::auth::TokenError::Missing)),
+            (Some(_), Some(Buyer(sub))) if sub == owner => Ok(()),
+            (Some(_), Some(_)) => Err(ApiError::Forbidden("this hold belongs to another user")),
+        }
     }
 
     /// Holds tickets (see [`Store::hold`]) and counts the hold in the metrics.
@@ -137,6 +179,9 @@ impl AppState {
             admin_token: cfg.server.admin_token.clone(),
             compat_event: cfg.compat.event.clone(),
             payment_secret: cfg.payment.secret.clone(),
+            verifier: crate::auth::Verifier::from_config(&cfg.auth)
+                .expect("[auth] is checked when the configuration is loaded")
+                .map(Arc::new),
             request_timeout: cfg.server.request_timeout,
             ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst)
                 .map(Arc::new),
@@ -157,6 +202,7 @@ impl AppState {
             admin_token: self.admin_token.clone(),
             compat_event: self.compat_event.clone(),
             payment_secret: self.payment_secret.clone(),
+            verifier: self.verifier.clone(),
             request_timeout: self.request_timeout,
             ip_limiter: self.ip_limiter.clone(),
             user_limiter: self.user_limiter.clone(),
@@ -176,13 +222,9 @@ fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
         .with_call_stats(metrics.calls.clone())
 }
 
-/// The metric label of a matched route pattern (from the route table).
-fn route_label(path: &str) -> &'static str {
-    routes::ROUTES
-        .iter()
-        .find(|r| r.path == path)
-        .map(|r| r.path)
-        .unwrap_or("unmatched")
+/// The route table's row of a matched route pattern.
+fn route_of(path: &str) -> Option<&'static routes::RouteSpec> {
+    routes::ROUTES.iter().find(|r| r.path == path)
 }
 
 /// The full router with its middleware.
@@ -332,17 +374,40 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         axum::http::Method::HEAD => "HEAD",
         _ => "OTHER",
     };
-    let route = req
+    let spec = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| route_label(m.as_str()))
-        .unwrap_or("unmatched");
+        .and_then(|m| route_of(m.as_str()));
+    let route = spec.map_or("unmatched", |r| r.path);
     let exempt = NOT_RATE_LIMITED.contains(&route);
     let limited = match (&st.ip_limiter, peer) {
         (Some(l), Some(ip)) if !exempt => l.check(&ip.to_string()).err(),
         _ => None,
     };
-    let mut resp = if let Some(wait) = limited {
+    // A buyer route's token, verified before anything else is read. Only
+    // its `sub` goes on: the token itself is never logged.
+    let mut req = req;
+    let mut sub = None;
+    let refused = match (&st.verifier, spec.map(|r| r.access)) {
+        (Some(v), Some(routes::Access::Buyer)) if limited.is_none() => {
+            let authorization = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|h| h.as_bytes());
+            match v.verify_header(authorization) {
+                Ok(s) => {
+                    sub = Some(s.clone());
+                    req.extensions_mut().insert(Buyer(s));
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        }
+        _ => None,
+    };
+    let mut resp = if let Some(e) = refused {
+        ApiError::InvalidToken(e).into_response()
+    } else if let Some(wait) = limited {
         ApiError::TooMany {
             code: "rate_limited",
             message: "too many requests from this address; slow down".into(),
@@ -376,6 +441,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         status,
         latency_us = elapsed.as_micros() as u64,
         peer = %OrDash(peer),
+        sub = %OrDash(sub.as_deref().map(|s| s.escape_debug())),
         "request"
     );
     resp

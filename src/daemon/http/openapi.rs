@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::input::{MAX_IDEMPOTENCY_KEY_LEN, MAX_TICKETS_IN_REQUEST};
-use super::routes::ROUTES;
+use super::routes::{Access, ROUTES};
 use super::v1::MAX_PAGE;
 use crate::model::{
     DEFAULT_CURRENCY, DEFAULT_HOLD_TTL_SECS, DEFAULT_MAX_PER_HOLD, EVENT_ID_PATTERN, MAX_CAPACITY,
@@ -17,7 +17,7 @@ fn schemas() -> Value {
     let user = json!({"oneOf": [
         {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_CHARS, "description": "no control characters"},
         {"type": "integer"}
-    ]});
+    ], "description": "the buyer; with [auth] mode = \"jwt\" it may be left out, and must equal the token's sub when given"});
     let ticket = json!({"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY});
     let time = json!({"type": "string", "format": "date-time"});
     let money = json!({"type": "integer", "minimum": 0, "description": "minor units of the currency (cents)"});
@@ -165,8 +165,11 @@ pub fn document() -> Value {
         if let Some(b) = route.body {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
         }
-        if route.admin {
-            op["security"] = json!([{"admin": []}]);
+        match route.access {
+            Access::Admin => op["security"] = json!([{"admin": []}]),
+            // With `[auth] mode = "jwt"` only; else no credential.
+            Access::Buyer => op["security"] = json!([{}, {"buyer": []}]),
+            Access::Open => {}
         }
         let entry = paths
             .entry(route.path.to_string())
@@ -178,7 +181,7 @@ pub fn document() -> Value {
         "info": {"title": "ticketctl", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Ticket holds and purchases on Redis. Errors are {\"error\":{\"code\",\"message\"}}."},
         "paths": paths,
-        "components": {"schemas": schemas(), "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": schemas(), "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "buyer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "with [auth] mode = \"jwt\": the buyer's token; its sub is the userId"}}},
     })
 }
 

@@ -25,10 +25,22 @@ pub struct RouteSpec {
     pub also_ok: Option<u16>,
     /// Error statuses.
     pub errors: &'static [u16],
-    /// Needs the admin bearer token.
-    pub admin: bool,
+    /// Who may call it.
+    pub access: Access,
     /// The handler, as the router takes it.
     pub handler: fn() -> MethodRouter<AppState>,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Open,
+    /// `Authorization: Bearer <server.admin_token>`.
+    Admin,
+    /// A buyer: with `[auth] mode = "jwt"`, a verified bearer token whose
+    /// `sub` is the `userId`; else anyone, naming the `userId` in the body.
+    Buyer,
 }
 
 // One positional row per route reads as a table.
@@ -40,7 +52,7 @@ const fn r(
     body: Option<&'static str>,
     ok: (u16, Option<&'static str>),
     errors: &'static [u16],
-    admin: bool,
+    access: Access,
     handler: fn() -> MethodRouter<AppState>,
 ) -> RouteSpec {
     RouteSpec {
@@ -51,7 +63,7 @@ const fn r(
         ok,
         also_ok: None,
         errors,
-        admin,
+        access,
         handler,
     }
 }
@@ -67,7 +79,7 @@ pub const ROUTES: &[RouteSpec] = &[
             Some("EventCreate"),
             (201, Some("Event")),
             &[400, 401, 409, 413, 415, 503],
-            true,
+            Access::Admin,
             || post(v1::create_event),
         )
     },
@@ -78,7 +90,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, Some("EventList")),
         &[503],
-        false,
+        Access::Open,
         || get(v1::list_events),
     ),
     r(
@@ -88,7 +100,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, Some("Event")),
         &[404, 503],
-        false,
+        Access::Open,
         || get(v1::get_event),
     ),
     r(
@@ -98,7 +110,7 @@ pub const ROUTES: &[RouteSpec] = &[
         Some("EventPatch"),
         (200, Some("Event")),
         &[400, 401, 404, 413, 415, 503],
-        true,
+        Access::Admin,
         || patch(v1::patch_event),
     ),
     r(
@@ -108,7 +120,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, Some("TicketPage")),
         &[400, 404, 503],
-        false,
+        Access::Open,
         || get(v1::list_tickets),
     ),
     r(
@@ -117,8 +129,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "Hold tickets for a user, all or nothing",
         Some("HoldCreate"),
         (201, Some("Hold")),
-        &[400, 404, 409, 413, 415, 422, 429, 503],
-        false,
+        &[400, 401, 403, 404, 409, 413, 415, 422, 429, 503],
+        Access::Buyer,
         || post(v1::create_hold),
     ),
     r(
@@ -127,8 +139,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "A live hold",
         None,
         (200, Some("Hold")),
-        &[404, 503],
-        false,
+        &[401, 403, 404, 503],
+        Access::Buyer,
         || get(v1::get_hold),
     ),
     r(
@@ -137,8 +149,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "Cancel a hold (its user only)",
         Some("UserBody"),
         (204, None),
-        &[400, 403, 404, 413, 415, 429, 503],
-        false,
+        &[400, 401, 403, 404, 413, 415, 429, 503],
+        Access::Buyer,
         || delete(v1::cancel_hold),
     ),
     r(
@@ -147,8 +159,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "Extend a live hold to now + the hold time (its user only, at most maxExtensions times)",
         Some("UserBody"),
         (200, Some("Hold")),
-        &[400, 403, 404, 409, 413, 415, 429, 503],
-        false,
+        &[400, 401, 403, 404, 409, 413, 415, 429, 503],
+        Access::Buyer,
         || post(v1::extend_hold),
     ),
     r(
@@ -157,8 +169,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "Buy a hold (again: the same order)",
         Some("UserBody"),
         (202, Some("Order")),
-        &[400, 403, 404, 409, 413, 415, 422, 429, 503],
-        false,
+        &[400, 401, 403, 404, 409, 413, 415, 422, 429, 503],
+        Access::Buyer,
         || post(v1::purchase),
     ),
     r(
@@ -168,7 +180,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, Some("Order")),
         &[404, 503],
-        false,
+        Access::Open,
         || get(v1::get_order),
     ),
     r(
@@ -178,7 +190,7 @@ pub const ROUTES: &[RouteSpec] = &[
         Some("PaymentResult"),
         (200, Some("Order")),
         &[400, 401, 404, 409, 413, 415, 503],
-        false,
+        Access::Open,
         || post(v1::order_payment),
     ),
     r(
@@ -188,7 +200,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, Some("Order")),
         &[401, 404, 503],
-        true,
+        Access::Admin,
         || post(v1::cancel_order),
     ),
     r(
@@ -198,7 +210,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, Some("CompatAvailable")),
         &[404, 503],
-        false,
+        Access::Open,
         || get(compat::available),
     ),
     r(
@@ -207,8 +219,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "Compatibility: hold one ticket",
         Some("CompatReserve"),
         (200, Some("CompatReserved")),
-        &[400, 404, 409, 413, 415, 429, 503],
-        false,
+        &[400, 401, 403, 404, 409, 413, 415, 429, 503],
+        Access::Buyer,
         || post(compat::reserve),
     ),
     r(
@@ -217,8 +229,8 @@ pub const ROUTES: &[RouteSpec] = &[
         "Compatibility: buy the user's live hold of a ticket",
         Some("CompatReserve"),
         (200, Some("CompatBought")),
-        &[400, 404, 409, 413, 415, 429, 503],
-        false,
+        &[400, 401, 403, 404, 409, 413, 415, 429, 503],
+        Access::Buyer,
         || post(compat::buy),
     ),
     r(
@@ -228,7 +240,7 @@ pub const ROUTES: &[RouteSpec] = &[
         Some("CompatRelease"),
         (200, Some("CompatReleased")),
         &[400, 401, 404, 409, 413, 415, 503],
-        true,
+        Access::Admin,
         || post(compat::release),
     ),
     r(
@@ -238,7 +250,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, None),
         &[],
-        false,
+        Access::Open,
         || get(super::healthz),
     ),
     r(
@@ -248,7 +260,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, None),
         &[503],
-        false,
+        Access::Open,
         || get(super::readyz),
     ),
     r(
@@ -258,7 +270,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, None),
         &[],
-        false,
+        Access::Open,
         || get(super::metrics_text),
     ),
     r(
@@ -268,7 +280,7 @@ pub const ROUTES: &[RouteSpec] = &[
         None,
         (200, None),
         &[],
-        false,
+        Access::Open,
         || get(super::openapi_json),
     ),
 ];

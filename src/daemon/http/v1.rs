@@ -6,13 +6,13 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 use super::error::{ApiError, ApiResult};
 use super::input;
-use super::AppState;
+use super::{AppState, Buyer};
 use crate::config::{EventSeed, TimeValue};
 use crate::model::json::{event_json, hold_json, order_json};
 use crate::model::{valid_event_id, SettingNames};
@@ -43,13 +43,14 @@ fn hold_path(p: Result<Path<String>, PathRejection>) -> ApiResult<HoldId> {
 /// The hold a request names and the `userId` of its body.
 fn hold_and_user(
     st: &AppState,
+    buyer: Option<Extension<Buyer>>,
     p: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(HoldId, String)> {
     let id = hold_path(p)?;
-    let body = input::json_object(headers, body)?;
-    Ok((id, st.user_of(&body)?))
+    let body = input::json_body(headers, body, buyer.is_some())?;
+    Ok((id, st.user_of(buyer.as_deref(), &body)?))
 }
 
 /// 409 `hold_expired`.
@@ -326,6 +327,7 @@ fn fingerprint(parts: &[&str]) -> String {
 /// `POST /v1/events/{id}/holds`
 pub async fn create_hold(
     State(st): State<AppState>,
+    buyer: Option<Extension<Buyer>>,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -333,7 +335,7 @@ pub async fn create_hold(
     let event = event_path(p)?;
     let key = input::idempotency_key(&headers)?;
     let body = input::json_object(&headers, body)?;
-    let user = st.user_of(&body)?;
+    let user = st.user_of(buyer.as_deref(), &body)?;
     let req = input::hold_ask(&body)?;
     // The fingerprint only matters with an Idempotency-Key.
     let idem = key.as_deref().map(|k| Idempotency {
@@ -384,6 +386,7 @@ fn idem_mismatch() -> ApiError {
 /// `GET /v1/holds/{holdId}`
 pub async fn get_hold(
     State(st): State<AppState>,
+    buyer: Option<Extension<Buyer>>,
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let id = hold_path(p)?;
@@ -392,17 +395,19 @@ pub async fn get_hold(
         .get_hold(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such hold".into()))?;
+    st.may_see(buyer.as_deref(), &hold.user)?;
     Ok(Json(hold_json(&hold)).into_response())
 }
 
 /// `DELETE /v1/holds/{holdId}` with `{"userId"}`.
 pub async fn cancel_hold(
     State(st): State<AppState>,
+    buyer: Option<Extension<Buyer>>,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (id, user) = hold_and_user(&st, p, &headers, body)?;
+    let (id, user) = hold_and_user(&st, buyer, p, &headers, body)?;
     match st.cancel(&HoldRef::Id(&id), Some(&user)).await? {
         CancelOutcome::Cancelled(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         CancelOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
@@ -416,11 +421,12 @@ pub async fn cancel_hold(
 /// now + the event's hold time, at most `maxExtensions` times.
 pub async fn extend_hold(
     State(st): State<AppState>,
+    buyer: Option<Extension<Buyer>>,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (id, user) = hold_and_user(&st, p, &headers, body)?;
+    let (id, user) = hold_and_user(&st, buyer, p, &headers, body)?;
     match st.store.extend_hold(&id, &user).await? {
         ExtendOutcome::Extended(hold) => Ok(Json(hold_json(&hold)).into_response()),
         ExtendOutcome::Forbidden => Err(ApiError::Forbidden("this hold belongs to another user")),
@@ -437,14 +443,15 @@ pub async fn extend_hold(
 /// `POST /v1/holds/{holdId}/purchase` with `{"userId"}`.
 pub async fn purchase(
     State(st): State<AppState>,
+    buyer: Option<Extension<Buyer>>,
     p: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let id = hold_path(p)?;
     let key = input::idempotency_key(&headers)?;
-    let body = input::json_object(&headers, body)?;
-    let user = st.user_of(&body)?;
+    let body = input::json_body(&headers, body, buyer.is_some())?;
+    let user = st.user_of(buyer.as_deref(), &body)?;
     let idem = key.as_deref().map(|k| Idempotency {
         key: k,
         fingerprint: fingerprint(&[&user, &id.to_string()]),
