@@ -606,3 +606,73 @@ fn pay_settles_a_share_of_the_orders_and_audits_each() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--payment-secret"));
 }
+
+#[test]
+fn jwt_secret_signs_a_token_per_virtual_user() {
+    let redis = Redis::start();
+    let o = run_cli(&[
+        "event",
+        "create",
+        "gig",
+        "--capacity",
+        "100000",
+        "--redis",
+        &redis.url(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = std::env::temp_dir().join(format!("tc-stress-{}-jwt.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        "[auth]\nmode = \"jwt\"\njwt_secret = \"stress-secret-of-at-least-32-bytes\"\nissuer = \"login\"\n",
+    )
+    .unwrap();
+    let serve = ServeProc::start(&redis, &["--config", cfg.to_str().unwrap()]);
+    let base = [
+        "--event",
+        "gig",
+        "--scenario",
+        "reserve-buy",
+        "-c",
+        "4",
+        "-n",
+        "200",
+    ];
+    // Without tokens every hold is refused.
+    let (o, doc) = stress(&serve, "jwt-none", &base);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status(&doc, "401"), 200, "{doc}");
+    // Signed, with the issuer the server checks: held and bought, audited.
+    let mut args = base.to_vec();
+    args.extend_from_slice(&[
+        "--jwt-secret",
+        "stress-secret-of-at-least-32-bytes",
+        "--jwt-issuer",
+        "login",
+        "--audit",
+    ]);
+    let (o, doc) = stress(&serve, "jwt", &args);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    assert_eq!(status(&doc, "401"), 0, "{doc}");
+    assert!(status(&doc, "201") > 0 && status(&doc, "202") > 0, "{doc}");
+    assert_eq!(doc["audit"]["violations"], json!([]));
+    // Another issuer: refused.
+    let (_, doc) = stress(
+        &serve,
+        "jwt-iss",
+        &[
+            &base[..],
+            &[
+                "--jwt-secret",
+                "stress-secret-of-at-least-32-bytes",
+                "--jwt-issuer",
+                "other",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(status(&doc, "401"), 200, "{doc}");
+    let o = run_cli(&["stress", "--url", "http://127.0.0.1:1", "--jwt-issuer", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--jwt-secret"), "{}", stderr(&o));
+    let _ = std::fs::remove_file(&cfg);
+}
