@@ -35,6 +35,8 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// HS256 secrets shorter than this are accepted with a warning (RFC 7518
 /// §3.2 asks for at least the hash's 256 bits).
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Largest `auth.leeway`.
+pub const MAX_LEEWAY_SECS: u64 = 3600;
 /// Verified tokens remembered per cache shard.
 const CACHE_PER_SHARD: usize = 1024;
 /// Cache shards (serving threads contend on one lock otherwise).
@@ -46,9 +48,15 @@ pub enum TokenError {
     /// No `Authorization: Bearer` header.
     #[error("this route needs Authorization: Bearer <token> signed by the login service")]
     Missing,
-    /// Not three base64url parts with JSON in them, or too long.
+    /// Not three base64url parts with JSON in them.
     #[error("the bearer token is malformed")]
     Malformed,
+    /// Longer than [`MAX_TOKEN_BYTES`].
+    #[error("the bearer token is longer than 8 KiB")]
+    TooLong,
+    /// More than one `Authorization` header.
+    #[error("a request may carry one Authorization header only")]
+    Duplicate,
     /// The header names an algorithm other than the key's (`none` included).
     #[error("the bearer token's algorithm is not the one this server's key is for")]
     Algorithm,
@@ -70,6 +78,10 @@ pub enum TokenError {
     /// A required claim (`exp`, `sub`) missing or of the wrong type.
     #[error("the bearer token lacks a required claim ({0})")]
     Claim(&'static str),
+    /// The header names critical extensions (`crit`), which none are
+    /// understood here.
+    #[error("the bearer token names critical header extensions this server does not implement")]
+    Critical,
     /// `sub` is not a usable userId.
     #[error("the bearer token's sub must be 1-128 characters without control characters")]
     Subject,
@@ -114,6 +126,11 @@ impl Verifier {
     pub fn from_config(cfg: &AuthConfig) -> Result<Option<Verifier>, String> {
         if cfg.mode == AuthMode::None {
             return Ok(None);
+        }
+        if cfg.leeway.as_secs() > MAX_LEEWAY_SECS {
+            return Err(format!(
+                "auth.leeway must be at most {MAX_LEEWAY_SECS}s (clock skew, not a token lifetime)"
+            ));
         }
         let (key, algorithms) = match (&cfg.jwt_secret, &cfg.jwt_public_key_file) {
             (s, Some(_)) if !s.is_empty() => {
@@ -180,21 +197,28 @@ impl Verifier {
             return Err(TokenError::Missing);
         }
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed);
+            return Err(TokenError::TooLong);
         }
         let now = unix_now();
         let shard = &self.cache[(self.hasher.hash_one(token) as usize) % CACHE_SHARDS];
         if let Some(v) = lock(shard).get(token) {
             return self.still_valid(v, now).map(|()| v.sub.clone());
         }
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| match token_error(e.kind()) {
-                // An algorithm the library does not know (`none`) fails as
-                // an unreadable header: say what it is.
-                TokenError::Malformed if names_unknown_alg(token) => TokenError::Algorithm,
-                other => other,
-            })?
-            .claims;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+                match token_error(e.kind()) {
+                    // An algorithm the library does not know (`none`) fails as
+                    // an unreadable header: say what it is.
+                    TokenError::Malformed if names_unknown_alg(token) => TokenError::Algorithm,
+                    other => other,
+                }
+            })?;
+        // RFC 7515 §4.1.11: extensions marked critical that are not
+        // understood (none are) make the token invalid.
+        if data.header.crit.is_some() {
+            return Err(TokenError::Critical);
+        }
+        let claims = data.claims;
         if claims.sub.is_empty()
             || claims.sub.chars().count() > MAX_SUB_CHARS
             || claims.sub.chars().any(char::is_control)
@@ -301,7 +325,21 @@ fn public_key(file: &Path) -> Result<(DecodingKey, Vec<Algorithm>), String> {
         return Ok((k, vec![RS256, RS384, RS512, PS256, PS384, PS512]));
     }
     if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
-        return Ok((k, vec![Algorithm::ES256, Algorithm::ES384]));
+        // The curve decides the algorithm; others cannot verify any token.
+        const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+        let der = pem_der(&pem);
+        let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+        if has(P256) {
+            return Ok((k, vec![Algorithm::ES256]));
+        }
+        if has(P384) {
+            return Ok((k, vec![Algorithm::ES384]));
+        }
+        return Err(format!(
+            "auth.jwt_public_key_file: {} is an EC key of a curve other than P-256 or P-384",
+            file.display()
+        ));
     }
     if let Ok(k) = DecodingKey::from_ed_pem(&pem) {
         return Ok((k, vec![Algorithm::EdDSA]));
@@ -310,6 +348,21 @@ fn public_key(file: &Path) -> Result<(DecodingKey, Vec<Algorithm>), String> {
         "auth.jwt_public_key_file: {} is not a PEM public key (RSA, EC P-256/P-384 or Ed25519)",
         file.display()
     ))
+}
+
+/// The DER bytes of a PEM file's first block (empty when unreadable).
+fn pem_der(pem: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = String::from_utf8_lossy(pem);
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .unwrap_or_default()
 }
 
 /// The claims a token is minted with (by `stress --jwt-secret`, the tests

@@ -669,6 +669,10 @@ fn a_bad_auth_section_is_a_one_line_config_error() {
             "private key",
         ),
         (
+            "[auth]\nmode = \"jwt\"\njwt_secret = \"s\"\nleeway = \"2h\"\n",
+            "leeway",
+        ),
+        (
             &format!(
                 "[auth]\nmode = \"jwt\"\njwt_secret = \"s\"\njwt_public_key_file = \"{}\"\n",
                 pem_private.2.display()
@@ -754,4 +758,43 @@ async fn the_access_log_has_the_sub_and_never_the_token() {
     }
     assert!(!metrics.text.contains("frank"), "a user in a metric label");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn two_credentials_a_critical_extension_or_a_huge_token_are_refused() {
+    let redis = Redis::start();
+    let api = api(jwt_config(&redis)).await;
+    let alice = hs(SECRET, &claims("alice"));
+    let bob = hs(SECRET, &claims("bob"));
+    let (a, b) = (format!("Bearer {alice}"), format!("Bearer {bob}"));
+    let r = api
+        .raw(
+            "POST",
+            "/v1/events/gig/holds",
+            Some(json!({"ticketIds": [1]}).to_string()),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &a),
+                ("authorization", &b),
+            ],
+        )
+        .await;
+    assert_invalid_token(&r, "two Authorization headers");
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp".into()]);
+    let crit = jsonwebtoken::encode(
+        &header,
+        &claims("alice"),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let r = call(&api, "GET", "/v1/holds/x", None, Some(&crit)).await;
+    assert_invalid_token(&r, "crit");
+    let mut big = claims("alice");
+    big["pad"] = json!("x".repeat(9000));
+    let r = call(&api, "GET", "/v1/holds/x", None, Some(&hs(SECRET, &big))).await;
+    assert_invalid_token(&r, "over 8 KiB");
+    assert!(r.message().contains("8 KiB"), "{}", r.text);
+    let e = api.get("/v1/events/gig").await.json();
+    assert_eq!(e["held"], 0);
 }

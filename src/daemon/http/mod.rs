@@ -390,11 +390,13 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let mut sub = None;
     let refused = match (&st.verifier, spec.map(|r| r.access)) {
         (Some(v), Some(routes::Access::Buyer)) if limited.is_none() => {
-            let authorization = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .map(|h| h.as_bytes());
-            match v.verify_header(authorization) {
+            let mut given = req.headers().get_all(header::AUTHORIZATION).iter();
+            let authorization = given.next().map(|h| h.as_bytes());
+            let verified = match given.next() {
+                Some(_) => Err(crate::auth::TokenError::Duplicate),
+                None => v.verify_header(authorization),
+            };
+            match verified {
                 Ok(s) => {
                     sub = Some(s.clone());
                     req.extensions_mut().insert(Buyer(s));
@@ -441,7 +443,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         status,
         latency_us = elapsed.as_micros() as u64,
         peer = %OrDash(peer),
-        sub = %OrDash(sub.as_deref().map(|s| s.escape_debug())),
+        sub = sub.as_deref().unwrap_or("-"),
         "request"
     );
     resp
