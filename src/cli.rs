@@ -240,6 +240,15 @@ pub struct EventCreateArgs {
     /// Most extensions per hold.
     #[arg(long, default_value_t = 0)]
     pub max_extensions: u64,
+    /// Put the event behind a waiting room (POST /v1/events/{id}/queue).
+    #[arg(long)]
+    pub queue: bool,
+    /// --queue: most places admitted at once.
+    #[arg(long, value_name = "N", default_value_t = crate::model::queue::DEFAULT_MAX_ACTIVE)]
+    pub queue_max_active: u64,
+    /// --queue: how long an admission lasts, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = crate::model::queue::DEFAULT_ADMISSION_SECS)]
+    pub queue_admission: u64,
 }
 
 /// A percentage 0..=100.

@@ -318,6 +318,45 @@ pub struct EventSeed {
     /// Most extensions per hold.
     #[serde(default)]
     pub max_extensions: u64,
+    /// The waiting room (`queue = { enabled = true, max_active = 1000,
+    /// admission_seconds = 600 }`); none when left out.
+    #[serde(default)]
+    pub queue: Option<QueueSeed>,
+}
+
+/// An event's waiting room as the config and the API give it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSeed {
+    /// Whether the room is on.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Most places admitted at once.
+    #[serde(default = "default_max_active")]
+    pub max_active: u64,
+    /// How long an admission lasts.
+    #[serde(default = "default_admission")]
+    pub admission_seconds: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_active() -> u64 {
+    crate::model::queue::DEFAULT_MAX_ACTIVE
+}
+fn default_admission() -> u64 {
+    crate::model::queue::DEFAULT_ADMISSION_SECS
+}
+
+impl QueueSeed {
+    /// The settings it gives (none when disabled).
+    pub fn settings(&self) -> Option<crate::model::queue::QueueSettings> {
+        self.enabled.then(|| crate::model::queue::QueueSettings {
+            max_active: self.max_active,
+            admission_ms: self.admission_seconds.saturating_mul(1000),
+        })
+    }
 }
 
 /// A point in time in the config: an RFC 3339 string or a TOML date-time.
@@ -540,6 +579,7 @@ impl EventSeed {
             sales_end: None,
             max_tickets_per_user: 0,
             max_extensions: 0,
+            queue: None,
         }
     }
 
@@ -600,6 +640,7 @@ impl EventSeed {
             sales_end_ms: time(&self.sales_end, "salesEnd")?,
             max_per_user: self.max_tickets_per_user,
             max_extensions: self.max_extensions,
+            queue: self.queue.as_ref().and_then(QueueSeed::settings),
         };
         selling.check(&self.id, capacity, |f| names.field(f))?;
         Ok(EventSettings {

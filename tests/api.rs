@@ -50,6 +50,7 @@ async fn events_are_created_once_and_counted_exactly() {
         r.json(),
         json!({"id": "gig", "capacity": 5, "available": 5, "held": 0, "sold": 0, "holdTtlSeconds": 60, "maxTicketsPerHold": 10,
                "currency": "EUR", "salesStart": null, "salesEnd": null, "maxTicketsPerUser": 0, "maxExtensions": 0,
+               "queue": {"enabled": false, "maxActive": 1000, "admissionSeconds": 600},
                "sections": [{"id": "general", "firstTicket": 1, "lastTicket": 5, "capacity": 5, "price": 0,
                              "available": 5, "held": 0, "sold": 0}],
                "orders": {"pending": 0, "completed": 0, "paid": 0, "cancelled": 0, "refunded": 0,

@@ -34,6 +34,11 @@ async fn create(cfg: &crate::config::Config, a: EventCreateArgs) -> anyhow::Resu
         sales_end: a.sales_end.map(TimeValue::Text),
         max_tickets_per_user: a.max_per_user,
         max_extensions: a.max_extensions,
+        queue: a.queue.then_some(crate::config::QueueSeed {
+            enabled: true,
+            max_active: a.queue_max_active,
+            admission_seconds: a.queue_admission,
+        }),
     };
     if a.capacity == Some(0) {
         return Err(UsageError(format!(

@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub events: Vec<EventView>,
     /// Purchase queue per event.
     pub queues: Vec<(String, QueueView)>,
+    /// Waiting rooms per event (events that have one).
+    pub rooms: Vec<(String, crate::model::queue::QueueSnapshot)>,
     /// Sink stream lengths.
     pub sinks: Vec<(String, u64)>,
     /// Live holds across events, soonest first, at most `limit`.
@@ -94,6 +96,9 @@ pub async fn gather(store: &Store, section: Option<Section>, q: &Query) -> Resul
         for e in &snap.events {
             snap.queues
                 .push((e.id.clone(), store.inspect_queue(&e.id, e.now_ms).await?));
+            if let Some(room) = store.queue_state(&e.id).await? {
+                snap.rooms.push((e.id.clone(), room));
+            }
         }
         for s in &q.sink_streams {
             snap.sinks.push((s.clone(), store.stream_len(s).await?));
@@ -114,6 +119,22 @@ fn hold_json(h: &HoldView) -> Value {
     json!({
         "holdId": h.id.to_string(), "eventId": h.id.event, "userId": h.user,
         "ticketIds": h.tickets, "ttlMs": h.ttl_ms,
+    })
+}
+
+/// A waiting room as `inspect queues --json` shows it.
+fn room_json(event: &str, r: &crate::model::queue::QueueSnapshot) -> Value {
+    json!({
+        "event": event,
+        "waiting": r.n.saturating_sub(r.cursor),
+        "admittedNow": r.active,
+        "admittedTotal": r.total,
+        "soldOut": r.sold_out,
+        "open": r.pre.is_some(),
+        "preQueue": r.pre,
+        "seed": r.pre.map(|_| r.seed.clone()),
+        "maxActive": r.settings.map(|s| s.max_active),
+        "admissionSeconds": r.settings.map(|s| s.admission_ms / 1000),
     })
 }
 
@@ -180,6 +201,12 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
                     "oldestPendingAgeMs": c.oldest.map(|o| o.0), "oldestPendingDeliveries": c.oldest.map(|o| o.1),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<Value>>().into();
+            totals["waitingRooms"] = snap
+                .rooms
+                .iter()
+                .map(|(id, r)| room_json(id, r))
+                .collect::<Vec<Value>>()
+                .into();
             totals["sinks"] = snap
                 .sinks
                 .iter()

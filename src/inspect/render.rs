@@ -170,6 +170,27 @@ pub fn queues(snap: &Snapshot) -> String {
             ]);
         }
     }
+    let mut w = table(&[
+        "waiting room",
+        "waiting",
+        "admitted now",
+        "admitted in all",
+        "sold out",
+        "shuffle seed",
+    ]);
+    for (event, r) in &snap.rooms {
+        w.add_row(vec![
+            event.clone(),
+            r.n.saturating_sub(r.cursor).to_string(),
+            format!("{} of {}", r.active, r.settings.map_or(0, |s| s.max_active)),
+            r.total.to_string(),
+            if r.sold_out { "yes" } else { "no" }.to_string(),
+            match r.pre {
+                Some(pre) => format!("{} ({pre} shuffled)", r.seed),
+                None => "- (sales not open)".into(),
+            },
+        ]);
+    }
     let mut s = table(&["sink stream", "entries"]);
     for (name, n) in &snap.sinks {
         s.add_row(vec![name.clone(), n.to_string()]);
@@ -178,6 +199,10 @@ pub fn queues(snap: &Snapshot) -> String {
     if any {
         out.push('\n');
         out.push_str(&c.to_string());
+    }
+    if !snap.rooms.is_empty() {
+        out.push('\n');
+        out.push_str(&w.to_string());
     }
     if !snap.sinks.is_empty() {
         out.push('\n');

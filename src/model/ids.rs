@@ -148,6 +148,18 @@ pub fn random_bytes(out: &mut [u8]) {
     });
 }
 
+/// `n` random bytes as lower-case hex (2n digits).
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    random_bytes(&mut buf);
+    let mut hex = String::with_capacity(2 * n);
+    for b in buf {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    hex
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,10 @@ pub fn event_json(c: &EventCounts) -> Value {
         "salesEnd": sell.sales_end_ms.map(rfc3339_ms),
         "maxTicketsPerUser": sell.max_per_user,
         "maxExtensions": sell.max_extensions,
+        "queue": match &sell.queue {
+            Some(q) => json!({"enabled": true, "maxActive": q.max_active, "admissionSeconds": q.admission_ms / 1000}),
+            None => json!({"enabled": false, "maxActive": crate::model::queue::DEFAULT_MAX_ACTIVE, "admissionSeconds": crate::model::queue::DEFAULT_ADMISSION_SECS}),
+        },
         "sections": sections,
         "orders": c.orders.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
     })

@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod json;
+pub mod queue;
 
 pub use ids::{HoldId, OrderId};
 
@@ -78,6 +79,10 @@ pub struct SettingNames {
     pub max_per_user: &'static str,
     /// The most extensions per hold.
     pub max_extensions: &'static str,
+    /// The waiting room's most admitted places.
+    pub queue_max_active: &'static str,
+    /// The waiting room's admission time.
+    pub queue_admission: &'static str,
 }
 
 impl SettingNames {
@@ -92,6 +97,8 @@ impl SettingNames {
         sales_end: "sales_end",
         max_per_user: "max_tickets_per_user",
         max_extensions: "max_extensions",
+        queue_max_active: "queue.max_active",
+        queue_admission: "queue.admission_seconds",
     };
     /// JSON fields of `POST /v1/events`.
     pub const API: SettingNames = SettingNames {
@@ -104,6 +111,8 @@ impl SettingNames {
         sales_end: "salesEnd",
         max_per_user: "maxTicketsPerUser",
         max_extensions: "maxExtensions",
+        queue_max_active: "queue.maxActive",
+        queue_admission: "queue.admissionSeconds",
     };
     /// Flags of `ticketctl event create`.
     pub const CLI: SettingNames = SettingNames {
@@ -116,6 +125,8 @@ impl SettingNames {
         sales_end: "--sales-end",
         max_per_user: "--max-per-user",
         max_extensions: "--max-extensions",
+        queue_max_active: "--queue-max-active",
+        queue_admission: "--queue-admission (seconds)",
     };
 
     /// How this form spells the setting the API calls `api`.
@@ -130,6 +141,8 @@ impl SettingNames {
             "salesEnd" => self.sales_end,
             "maxTicketsPerUser" => self.max_per_user,
             "maxExtensions" => self.max_extensions,
+            "maxActive" => self.queue_max_active,
+            "admissionSeconds" => self.queue_admission,
             other => other,
         }
         .to_string()
@@ -214,6 +227,8 @@ pub struct Selling {
     pub max_per_user: u64,
     /// Most extensions per hold.
     pub max_extensions: u64,
+    /// The waiting room, when the event has one.
+    pub queue: Option<queue::QueueSettings>,
 }
 
 impl Default for Selling {
@@ -225,6 +240,7 @@ impl Default for Selling {
             sales_end_ms: None,
             max_per_user: 0,
             max_extensions: 0,
+            queue: None,
         }
     }
 }
@@ -301,6 +317,9 @@ impl Selling {
                 field("maxExtensions")
             ));
         }
+        if let Some(q) = &self.queue {
+            q.check(id, &field)?;
+        }
         Ok(())
     }
 
@@ -375,6 +394,8 @@ pub struct EventPatch {
     pub max_per_hold: Option<u64>,
     /// New prices by section id.
     pub prices: Vec<(String, u64)>,
+    /// New waiting room (`Some(None)`: none).
+    pub queue: Option<Option<queue::QueueSettings>>,
 }
 
 /// Outcome of creating an event.
@@ -486,6 +507,9 @@ pub enum HoldOutcome {
     UserLimit(u64),
     /// The event has no section of that id.
     NoSection(String),
+    /// The event has a waiting room and the request names no admitted
+    /// place of its user: why.
+    QueueRequired(String),
     /// No such event.
     NoEvent,
     /// The Idempotency-Key was used with a different request.

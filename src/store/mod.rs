@@ -12,6 +12,7 @@ pub mod inspect;
 mod jobs;
 pub mod keys;
 mod query;
+pub mod queue;
 mod reply;
 mod results;
 mod scripts;

@@ -45,7 +45,9 @@ static HOLD: LazyLock<Script> = lua!("hold.lua");
 static PURCHASE: LazyLock<Script> = lua!(["orders.lua"] "purchase.lua");
 static CANCEL: LazyLock<Script> = lua!(["orders.lua"] "cancel.lua");
 static GET_HOLD: LazyLock<Script> = lua!(["orders.lua"] "get_hold.lua");
-static RELEASE_EXPIRED: LazyLock<Script> = lua!(["orders.lua"] "release_expired.lua");
+static RELEASE_EXPIRED: LazyLock<Script> = lua!(["orders.lua", "queue.lua"] "release_expired.lua");
+pub(super) static QUEUE_TICK: LazyLock<Script> = lua!(["queue.lua"] "queue_tick.lua");
+pub(super) static QUEUE_JOIN: LazyLock<Script> = lua!(["queue.lua"] "queue_join.lua");
 pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!(["orders.lua"] "complete_orders.lua");
 pub(super) static DEAD_LETTER: LazyLock<Script> = lua!(["orders.lua"] "dead_letter.lua");
 pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
@@ -319,6 +321,7 @@ fn hold_outcome(
         }),
         "user_limit" => HoldOutcome::UserLimit(r.uint(1)?),
         "no_section" => HoldOutcome::NoSection(r.str(1)?),
+        "queue_required" => HoldOutcome::QueueRequired(r.str(1)?),
         "invalid" => HoldOutcome::Invalid(r.str(1)?),
         "hold_limit" => HoldOutcome::HoldLimit(r.uint(1)?),
         "idem_mismatch" => HoldOutcome::IdempotencyMismatch,
@@ -364,7 +367,8 @@ impl Store {
             .arg(opt(sell.sales_start_ms))
             .arg(opt(sell.sales_end_ms))
             .arg(sell.max_per_user)
-            .arg(sell.max_extensions);
+            .arg(sell.max_extensions)
+            .arg(sell.queue.map(|q| q.text()).unwrap_or_default());
         let r = self.eval(inv, "create_event").await?;
         let outcome = match r.status()?.as_str() {
             "created" => CreateEvent::Created,
@@ -387,6 +391,7 @@ impl Store {
                         sales_end_ms: opt(7)?,
                         max_per_user: r.uint(8)?,
                         max_extensions: r.uint(9)?,
+                        queue: crate::model::queue::QueueSettings::parse(&r.str(10)?),
                     },
                 })
             }
@@ -436,6 +441,10 @@ impl Store {
         for (section, price) in &p.prices {
             inv.arg(format!("price:{section}")).arg(*price);
         }
+        if let Some(q) = &p.queue {
+            inv.arg("queue")
+                .arg(q.map(|q| q.text()).unwrap_or_default());
+        }
         let r = self.eval(inv, "patch_event").await?;
         match r.status()?.as_str() {
             "ok" => {}
@@ -484,7 +493,9 @@ impl Store {
     ) -> Result<Option<Sweep>> {
         let keys = EventKeys::new(event);
         let mut inv = invocation(&RELEASE_EXPIRED, &keys, None);
-        inv.arg(max).arg(if with_lags { "1" } else { "0" });
+        inv.arg(max)
+            .arg(if with_lags { "1" } else { "0" })
+            .arg(crate::model::ids::random_hex(12));
         let r = self.eval(inv, "release_expired").await?;
         match r.status()?.as_str() {
             "not_found" => return Ok(None),
@@ -544,6 +555,9 @@ impl Store {
                         sales_end_ms: opt(10)?,
                         max_per_user: r.uint(11)?,
                         max_extensions: r.uint(12)?,
+                        queue: crate::model::queue::QueueSettings::parse(
+                            &r.str(21 + 6 * n_sections)?,
+                        ),
                     },
                 },
                 available: capacity.saturating_sub(held + sold),
@@ -552,7 +566,7 @@ impl Store {
                 sections,
                 orders,
             },
-            lags_ms: r.uints_from(21 + 6 * n_sections)?,
+            lags_ms: r.uints_from(22 + 6 * n_sections)?,
         }))
     }
 
@@ -599,6 +613,20 @@ impl Store {
         req: &HoldRequest,
         idem: Option<&Idempotency<'_>>,
     ) -> Result<HoldOutcome> {
+        self.hold_queued(event, user, req, idem, "").await
+    }
+
+    /// [`Store::hold`] naming a place of the event's waiting room (its
+    /// queue id; '' for none), which the hold script checks when the event
+    /// has a room.
+    pub async fn hold_queued(
+        &self,
+        event: &str,
+        user: &str,
+        req: &HoldRequest,
+        idem: Option<&Idempotency<'_>>,
+        queue: &str,
+    ) -> Result<HoldOutcome> {
         if let Some(i) = idem {
             if !self.bind_idempotency("hold", event, i).await? {
                 return Ok(HoldOutcome::IdempotencyMismatch);
@@ -607,7 +635,14 @@ impl Store {
         // Without an Idempotency-Key the hold joins the event's next group
         // call (see batch.rs) when this store groups holds.
         if let (Some(q), None) = (&self.holds, idem) {
-            if let Ok(answer) = q.submit(self, event, (user.to_string(), req.clone())).await {
+            if let Ok(answer) = q
+                .submit(
+                    self,
+                    event,
+                    (user.to_string(), req.clone(), queue.to_string()),
+                )
+                .await
+            {
                 match answer? {
                     Some(outcome) => return Ok(outcome),
                     None => {
@@ -619,7 +654,7 @@ impl Store {
         // A quantity hold meeting a long backlog of expired holds asks for
         // them to be released first, in bounded passes, then tries again.
         for _ in 0..3 {
-            match self.hold_once(event, user, req, idem).await? {
+            match self.hold_once(event, user, req, idem, queue).await? {
                 None => {
                     self.event_counts(event).await?;
                 }
@@ -627,7 +662,7 @@ impl Store {
             }
         }
         Ok(self
-            .hold_once(event, user, req, idem)
+            .hold_once(event, user, req, idem, queue)
             .await?
             .unwrap_or(HoldOutcome::Unavailable {
                 tickets: vec![],
@@ -641,8 +676,9 @@ impl Store {
         user: &str,
         req: &HoldRequest,
         idem: Option<&Idempotency<'_>>,
+        queue: &str,
     ) -> Result<Option<HoldOutcome>> {
-        let mut answers = self.hold_call(event, &[(user, req)], idem).await?;
+        let mut answers = self.hold_call(event, &[(user, req, queue)], idem).await?;
         answers
             .pop()
             .unwrap_or_else(|| Err(StoreError::Reply("hold: no answer".into())))
@@ -654,7 +690,7 @@ impl Store {
     pub(super) async fn hold_call(
         &self,
         event: &str,
-        holds: &[(&str, &HoldRequest)],
+        holds: &[(&str, &HoldRequest, &str)],
         idem: Option<&Idempotency<'_>>,
     ) -> Result<Vec<Result<Option<HoldOutcome>>>> {
         let keys = EventKeys::new(event);
@@ -664,13 +700,21 @@ impl Store {
             .arg(self.max_holds_per_user)
             .arg(idem_arg(idem));
         let secrets: Vec<String> = holds.iter().map(|_| new_secret()).collect();
-        for ((user, req), secret) in holds.iter().zip(&secrets) {
+        for ((user, req, queue), secret) in holds.iter().zip(&secrets) {
             inv.arg(secret).arg(*user);
+            // The mode letter, then the queue id the request names.
+            let mode = |m: &str| {
+                if queue.is_empty() {
+                    m.to_string()
+                } else {
+                    format!("{m}{queue}")
+                }
+            };
             match req {
-                HoldRequest::Tickets(t) => inv.arg("t").arg(to_csv(t)),
-                HoldRequest::Quantity(n) => inv.arg("q").arg(*n),
+                HoldRequest::Tickets(t) => inv.arg(mode("t")).arg(to_csv(t)),
+                HoldRequest::Quantity(n) => inv.arg(mode("q")).arg(*n),
                 HoldRequest::InSection { section, quantity } => {
-                    inv.arg("q").arg(format!("{quantity}:{section}"))
+                    inv.arg(mode("q")).arg(format!("{quantity}:{section}"))
                 }
             };
         }
@@ -699,7 +743,7 @@ impl Store {
             .into_iter()
             .zip(holds)
             .zip(secrets)
-            .map(|((v, (user, req)), secret)| match v {
+            .map(|((v, (user, req, _)), secret)| match v {
                 Value::BulkString(b) => {
                     let held = held_short(event, user, secret, &b)?;
                     if let HoldOutcome::Held { expired, .. } = &held {
@@ -996,11 +1040,12 @@ impl Grouped for HoldOp {
         &stats.holds
     }
 
-    type Item = (String, HoldRequest);
+    /// User, request, and the queue id it names ('' for none).
+    type Item = (String, HoldRequest, String);
     /// `None`: expired holds must be released first (the direct path does).
     type Answer = Option<HoldOutcome>;
 
-    fn weight((_, req): &(String, HoldRequest)) -> usize {
+    fn weight((_, req, _): &(String, HoldRequest, String)) -> usize {
         match req {
             HoldRequest::Tickets(t) => t.len(),
             HoldRequest::Quantity(n) | HoldRequest::InSection { quantity: n, .. } => {
@@ -1012,9 +1057,12 @@ impl Grouped for HoldOp {
     async fn call(
         store: &Store,
         event: &str,
-        items: &[(String, HoldRequest)],
+        items: &[(String, HoldRequest, String)],
     ) -> Result<Vec<Result<Option<HoldOutcome>>>> {
-        let holds: Vec<(&str, &HoldRequest)> = items.iter().map(|(u, r)| (u.as_str(), r)).collect();
+        let holds: Vec<(&str, &HoldRequest, &str)> = items
+            .iter()
+            .map(|(u, r, q)| (u.as_str(), r, q.as_str()))
+            .collect();
         store.hold_call(event, &holds, None).await
     }
 }

@@ -141,6 +141,7 @@ pub async fn reserve(
             &user,
             &HoldRequest::Tickets(vec![ticket]),
             None,
+            input::queue_id(&headers)?,
         )
         .await?
     {
@@ -157,6 +158,7 @@ pub async fn reserve(
         // The proof of concept's 409 body, with the reason in its words.
         HoldOutcome::NotOnSale(when) => Ok(conflict("error", &not_on_sale_message(when))),
         HoldOutcome::UserLimit(remaining) => Ok(conflict("error", &user_limit_message(remaining))),
+        HoldOutcome::QueueRequired(why) => Err(ApiError::QueueRequired(why)),
         HoldOutcome::NoSection(_) | HoldOutcome::NoEvent => Err(no_event(&st)),
         HoldOutcome::IdempotencyMismatch => Err(ApiError::Internal),
     }

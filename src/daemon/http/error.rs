@@ -22,6 +22,9 @@ pub enum ApiError {
     InvalidToken(crate::auth::TokenError),
     /// 403 `forbidden`.
     Forbidden(&'static str),
+    /// 403 `queue_required`: the event has a waiting room and the request
+    /// names no admitted place of its user.
+    QueueRequired(String),
     /// 404 `not_found`.
     NotFound(String),
     /// 405 `method_not_allowed`.
@@ -77,6 +80,7 @@ impl ApiError {
             ),
             ApiError::InvalidToken(e) => (StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
+            ApiError::QueueRequired(m) => (StatusCode::FORBIDDEN, "queue_required", m.clone()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

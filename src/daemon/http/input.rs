@@ -279,6 +279,69 @@ pub fn opt_uint(body: &Map<String, Value>, field: &str) -> ApiResult<Option<u64>
     }
 }
 
+/// The `Queue-Id` header of a hold: '' when there is none. Given more than
+/// once, or not text, it is a 400.
+pub fn queue_id(headers: &HeaderMap) -> ApiResult<&str> {
+    match at_most_once(headers, "queue-id", "Queue-Id")? {
+        None => Ok(""),
+        Some(v) => match v.to_str() {
+            Ok(s) if s.len() <= 256 => Ok(s.trim()),
+            _ => Err(ApiError::BadRequest(
+                "Queue-Id must be the queueId of your place".into(),
+            )),
+        },
+    }
+}
+
+/// The `queue` object of an event's settings,
+/// `{"enabled","maxActive","admissionSeconds"}` (each optional: on, 1000,
+/// 600); `Some(None)` for `null` or `"enabled": false`.
+pub fn queue(
+    body: &Map<String, Value>,
+) -> ApiResult<Option<Option<crate::model::queue::QueueSettings>>> {
+    let q = match body.get("queue") {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(None)),
+        Some(Value::Object(q)) => q,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "queue must be {\"enabled\", \"maxActive\", \"admissionSeconds\"}".into(),
+            ))
+        }
+    };
+    let enabled = match q.get("enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "queue.enabled must be true or false".into(),
+            ))
+        }
+    };
+    let num = |f: &str, default: u64| -> ApiResult<u64> {
+        match q.get(f) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| ApiError::BadRequest(format!("queue.{f} must be a whole number"))),
+        }
+    };
+    let seed = crate::config::QueueSeed {
+        enabled,
+        max_active: num("maxActive", crate::model::queue::DEFAULT_MAX_ACTIVE)?,
+        admission_seconds: num(
+            "admissionSeconds",
+            crate::model::queue::DEFAULT_ADMISSION_SECS,
+        )?,
+    };
+    let settings = seed.settings();
+    if let Some(s) = &settings {
+        s.check("", |f| format!("queue.{f}"))
+            .map_err(|m| ApiError::BadRequest(m.trim_start_matches("event : ").to_string()))?;
+    }
+    Ok(Some(settings))
+}
+
 /// An optional RFC 3339 time field, as Unix ms; `Some(None)` for an
 /// explicit `null` (to remove it, in a PATCH).
 pub fn opt_time(body: &Map<String, Value>, field: &str) -> ApiResult<Option<Option<u64>>> {

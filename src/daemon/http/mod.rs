@@ -7,6 +7,7 @@ pub mod error;
 pub mod input;
 pub mod limit;
 pub mod openapi;
+pub mod queue;
 pub mod routes;
 mod server;
 pub mod v1;
@@ -48,6 +49,8 @@ pub struct Inner {
     pub payment_secret: String,
     /// `[auth] mode = "jwt"`: the buyer routes' token verifier.
     pub verifier: Option<Arc<crate::auth::Verifier>>,
+    /// Snapshots of the waiting rooms (shared by the serving threads).
+    pub queues: Arc<queue::QueueCache>,
     request_timeout: Duration,
     ip_limiter: Option<Arc<limit::RateLimiter>>,
     user_limiter: Option<Arc<limit::RateLimiter>>,
@@ -111,8 +114,12 @@ impl Inner {
         user: &str,
         req: &HoldRequest,
         idem: Option<&Idempotency<'_>>,
+        queue: &str,
     ) -> Result<HoldOutcome, ApiError> {
-        let outcome = self.store.hold(event, user, req, idem).await?;
+        let outcome = self
+            .store
+            .hold_queued(event, user, req, idem, queue)
+            .await?;
         // Expired holds released on the way are counted by the store.
         if let HoldOutcome::Held {
             replayed: false, ..
@@ -182,6 +189,7 @@ impl AppState {
             verifier: crate::auth::Verifier::from_config(&cfg.auth)
                 .expect("[auth] is checked when the configuration is loaded")
                 .map(Arc::new),
+            queues: Arc::default(),
             request_timeout: cfg.server.request_timeout,
             ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst)
                 .map(Arc::new),
@@ -203,6 +211,7 @@ impl AppState {
             compat_event: self.compat_event.clone(),
             payment_secret: self.payment_secret.clone(),
             verifier: self.verifier.clone(),
+            queues: self.queues.clone(),
             request_timeout: self.request_timeout,
             ip_limiter: self.ip_limiter.clone(),
             user_limiter: self.user_limiter.clone(),

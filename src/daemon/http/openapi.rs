@@ -19,6 +19,11 @@ fn schemas() -> Value {
         {"type": "integer"}
     ], "description": "the buyer; with [auth] mode = \"jwt\" it may be left out, and must equal the token's sub when given"});
     let ticket = json!({"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY});
+    let queue = json!({"type": "object", "nullable": true, "properties": {
+        "enabled": {"type": "boolean", "default": true},
+        "maxActive": {"type": "integer", "minimum": 1, "maximum": crate::model::queue::MAX_ACTIVE, "default": crate::model::queue::DEFAULT_MAX_ACTIVE},
+        "admissionSeconds": {"type": "integer", "minimum": 1, "maximum": crate::model::queue::MAX_ADMISSION_SECS, "default": crate::model::queue::DEFAULT_ADMISSION_SECS}},
+        "description": "a waiting room: holds then need the Queue-Id header of an admitted place"});
     let time = json!({"type": "string", "format": "date-time"});
     let money = json!({"type": "integer", "minimum": 0, "description": "minor units of the currency (cents)"});
     let price = json!({"type": "integer", "minimum": 0, "maximum": MAX_PRICE, "description": "minor units of the currency (cents)"});
@@ -41,9 +46,10 @@ fn schemas() -> Value {
                 "id": {"type": "string", "pattern": EVENT_ID_PATTERN}, "capacity": {"type": "integer", "minimum": 1}, "price": price}},
                 "description": "consecutive ticket ranges in the order given"},
             "salesStart": opt_time, "salesEnd": opt_time,
-            "maxTicketsPerUser": per_user, "maxExtensions": extensions}},
+            "maxTicketsPerUser": per_user, "maxExtensions": extensions, "queue": queue}},
         "EventPatch": {"type": "object", "properties": {
             "salesStart": opt_time, "salesEnd": opt_time, "maxTicketsPerUser": per_user, "maxExtensions": extensions,
+            "queue": queue,
             "holdTtlSeconds": hold_ttl, "maxTicketsPerHold": per_hold,
             "sections": {"type": "array", "items": {"type": "object", "required": ["id", "price"], "properties": {
                 "id": {"type": "string"}, "price": price}}}},
@@ -54,7 +60,7 @@ fn schemas() -> Value {
             "held": {"type": "integer"}, "sold": {"type": "integer"},
             "holdTtlSeconds": {"type": "integer"}, "maxTicketsPerHold": {"type": "integer"},
             "currency": currency, "salesStart": opt_time, "salesEnd": opt_time,
-            "maxTicketsPerUser": {"type": "integer"}, "maxExtensions": {"type": "integer"},
+            "maxTicketsPerUser": {"type": "integer"}, "maxExtensions": {"type": "integer"}, "queue": queue,
             "sections": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "string"}, "firstTicket": {"type": "integer"}, "lastTicket": {"type": "integer"},
                 "capacity": {"type": "integer"}, "price": money, "available": {"type": "integer"},
@@ -73,6 +79,12 @@ fn schemas() -> Value {
             "ticketIds": {"type": "array", "items": {"type": "integer"}}, "expiresAt": time, "ttlMs": {"type": "integer"},
             "amount": money, "currency": currency}},
         "UserBody": {"type": "object", "required": ["userId"], "properties": {"userId": user}},
+        "QueuePlace": {"type": "object", "required": ["queueId", "eventId", "state"], "properties": {
+            "queueId": {"type": "string"}, "eventId": {"type": "string"},
+            "userId": {"type": "string", "description": "on joining"},
+            "state": {"type": "string", "enum": ["waiting", "admitted", "expired", "sold_out"]},
+            "position": {"type": "integer", "minimum": 1, "description": "while waiting: 1 is the next one in"},
+            "admittedUntil": time}},
         "PaymentResult": {"type": "object", "required": ["outcome", "reference", "amount"], "properties": {
             "outcome": {"type": "string", "enum": ["paid", "declined"]}, "reference": {"type": "string", "minLength": 1, "maxLength": 255},
             "amount": money},

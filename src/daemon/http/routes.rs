@@ -4,7 +4,7 @@
 
 use axum::routing::{delete, get, patch, post, MethodRouter};
 
-use super::{compat, v1, AppState};
+use super::{compat, queue, v1, AppState};
 
 /// One route: method, path template (axum syntax), summary, request body
 /// schema (a `#/components/schemas` name), success statuses and schema, and
@@ -132,6 +132,26 @@ pub const ROUTES: &[RouteSpec] = &[
         &[400, 401, 403, 404, 409, 413, 415, 422, 429, 503],
         Access::Buyer,
         || post(v1::create_hold),
+    ),
+    r(
+        "post",
+        "/v1/events/{id}/queue",
+        "Join the event's waiting room (the same user again: 200 and the same place)",
+        Some("UserBody"),
+        (201, Some("QueuePlace")),
+        &[400, 401, 403, 404, 409, 413, 415, 429, 503],
+        Access::Buyer,
+        || post(queue::join),
+    ),
+    r(
+        "get",
+        "/v1/queue/{queue_id}",
+        "Where a place in a waiting room stands (served from memory, no Redis write)",
+        None,
+        (200, Some("QueuePlace")),
+        &[401, 404, 503],
+        Access::Buyer,
+        || get(queue::status),
     ),
     r(
         "get",

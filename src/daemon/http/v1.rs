@@ -125,6 +125,13 @@ pub async fn create_event(
         sales_end: text("salesEnd")?.map(TimeValue::Text),
         max_tickets_per_user: int("maxTicketsPerUser", Some(0))?,
         max_extensions: int("maxExtensions", Some(0))?,
+        queue: input::queue(&body)?
+            .flatten()
+            .map(|q| crate::config::QueueSeed {
+                enabled: true,
+                max_active: q.max_active,
+                admission_seconds: q.admission_ms / 1000,
+            }),
     };
     let settings = seed
         .validate_as(&SettingNames::API)
@@ -193,6 +200,7 @@ pub async fn patch_event(
             .map(|s| s * 1000),
         max_per_hold: ranged("maxTicketsPerHold", 1..=crate::model::MAX_TICKETS_PER_HOLD)?,
         prices: Vec::new(),
+        queue: input::queue(&body)?,
     };
     match body.get("sections") {
         None | Some(Value::Null) => {}
@@ -241,7 +249,10 @@ pub async fn patch_event(
             return Err(ApiError::BadRequest("currency cannot change".into()));
         }
     }
-    match st.store.patch_event(&id, &patch).await? {
+    let changed = st.store.patch_event(&id, &patch).await?;
+    // This process's snapshot of the room shows the settings before.
+    st.queues.forget(&id);
+    match changed {
         None => Err(no_event()),
         Some(Err(PatchRefused::NoSection(s))) => {
             Err(ApiError::NotFound(format!("no section {s} in this event")))
@@ -342,7 +353,8 @@ pub async fn create_hold(
         key: k,
         fingerprint: fingerprint(&[&user, &req.describe()]),
     });
-    match st.hold(&event, &user, &req, idem.as_ref()).await? {
+    let queue = input::queue_id(&headers)?;
+    match st.hold(&event, &user, &req, idem.as_ref(), queue).await? {
         HoldOutcome::Held { hold, .. } => {
             Ok((StatusCode::CREATED, Json(hold_json(&hold))).into_response())
         }
@@ -371,6 +383,7 @@ pub async fn create_hold(
         HoldOutcome::NoSection(s) => {
             Err(ApiError::NotFound(format!("no section {s} in this event")))
         }
+        HoldOutcome::QueueRequired(why) => Err(ApiError::QueueRequired(why)),
         HoldOutcome::NoEvent => Err(no_event()),
         HoldOutcome::IdempotencyMismatch => Err(idem_mismatch()),
     }

@@ -8,7 +8,11 @@
 -- ARGV[4]: with KEYS[10], '<record ttl seconds>|<request fingerprint>' (see idem_arg)
 -- Then four per hold: secret, userId, 't' (then comma-separated ticket ids)
 -- or 'q' (then a quantity, or 'quantity:sectionId' for the lowest free
--- tickets of one section).
+-- tickets of one section); 't' or 'q' may be followed by the queue id the
+-- request names (its Queue-Id header).
+-- While the event has a waiting room (meta `queue`), a hold needs the queue
+-- id of an admitted place of its own user (see queue.lua), and a user has
+-- at most one live hold.
 -- Publishes the event id on channel ARGV[1] when the schedule was empty or
 -- the new deadline may come before the scheduled ones, so a sleeping
 -- release worker learns of it.
@@ -26,6 +30,7 @@
 --          them (release_expired) and call again
 --        | { 'invalid', message[, expired] } | { 'idem_mismatch' }
 --        | { 'hold_limit', max, expired }: the user already has that many live holds
+--        | { 'queue_required', why }: no admitted place of this user named
 --        | { 'error', message }: counters and bitmap disagree, or a key is
 --          damaged (nothing held)
 -- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
@@ -50,6 +55,8 @@ if closed then
   return replies
 end
 local max_user = tonumber(ARGV[3])
+-- Behind a waiting room an admitted place has one live hold at a time.
+if meta.queue_max and max_user ~= 1 then max_user = 1 end
 local max_tickets = meta.max_user
 -- Tickets are counted toward their buyer while a limit is on, or being set.
 local count_tickets = max_tickets > 0 or meta.counting
@@ -271,7 +278,34 @@ local function price_of(tickets)
   return fmt_int(amount)
 end
 
+-- The queue's MAC key (read once per call).
+local queue_key = nil
+
+-- Why a hold behind the waiting room is refused, or nil: `qid` must name
+-- an admitted place of `user` whose admission has not run out.
+local function queue_refusal(user, qid)
+  if qid == '' then return 'this event has a waiting room: hold with the Queue-Id of your admitted place' end
+  local ev, j, mac = string.match(qid, '^([%w_-]+)%.q(%d+)%.(%x+)$')
+  if not ev or ev ~= ARGV[2] then return 'the Queue-Id is not a place in this event\'s waiting room' end
+  queue_key = queue_key or redis.call('HGET', TAG .. 'q', 'key') or ''
+  if queue_key == '' or string.sub(redis.sha1hex(queue_key .. ':' .. ev .. ':' .. j), 1, 32) ~= mac then
+    return 'the Queue-Id is not a place in this event\'s waiting room'
+  end
+  if redis.call('HGET', TAG .. 'qu', user) ~= j then return 'the Queue-Id is another user\'s place' end
+  local until_ms = tonumber(redis.call('ZSCORE', TAG .. 'qa', j) or '0')
+  if until_ms <= now then return 'this place is not admitted (not yet, or no longer)' end
+  return nil
+end
+
 local function hold_one(secret, user, mode, arg)
+  if #mode > 1 or meta.queue_max then
+    local qid = string.sub(mode, 2)
+    mode = string.sub(mode, 1, 1)
+    if meta.queue_max then
+      local why = queue_refusal(user, qid)
+      if why then return { 'queue_required', why } end
+    end
+  end
   local quantity, sid = arg, nil
   if mode ~= 't' then
     local n, s = string.match(arg, '^(%d+):(.+)$')

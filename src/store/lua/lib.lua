@@ -85,9 +85,11 @@ end
 -- salesEndMs|maxExtensions[|c]', empty for none; no field when all are
 -- defaults) and `sections` (see sections()).
 -- `sched_floor`: the latest deadline the list schedule may hold (set when
--- the hold time changes).
+-- the hold time changes). `queue`: 'maxActive|admissionMs' while the event
+-- has a waiting room (see queue.lua).
 local META_FIELDS = { 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v', 'seq', 'hint',
-                      'expired', 'orders', 'completed', 'failed', 'sched_floor', 'sell', 'sections' }
+                      'expired', 'orders', 'completed', 'failed', 'sched_floor', 'sell', 'sections',
+                      'queue' }
 -- Those that are always there, and the integer ones.
 local META_REQUIRED, META_INTEGERS = 6, 13
 
@@ -119,6 +121,13 @@ local function load_meta()
     max_user = 0, max_ext = 0, currency = 'EUR', sections_text = m[15] or nil,
     sched_floor = tonumber(m[13]),
   }
+  if m[16] then
+    local qa, qs = string.match(m[16], '^(%d+)|(%d+)$')
+    if not qa then
+      return nil, { 'damaged', K.meta .. ' field queue is "' .. m[16] .. '", not maxActive|admissionMs' }
+    end
+    EV.queue_max, EV.queue_ms = tonumber(qa), tonumber(qs)
+  end
   if m[14] then
     local cur, mu, ss, se, me, counting = string.match(m[14], '^(%u%u%u)|(%d*)|(%d*)|(%d*)|(%d*)(|?c?)$')
     if not cur then

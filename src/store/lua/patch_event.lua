@@ -4,7 +4,9 @@
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV: pairs of setting and value: 'sales_start' | 'sales_end' (ms, or ''
 --       to remove), 'max_user', 'max_ext', 'ttl_ms', 'max_per_hold'
---       (integers), 'price:<sectionId>' (minor units)
+--       (integers), 'price:<sectionId>' (minor units), 'queue'
+--       ('maxActive|admissionMs', or '' to remove the waiting room; a room
+--       put on an event that had none starts empty)
 -- A per-user limit set where there was none does not apply at once: the
 -- tickets held and bought before it were not counted, so the change starts
 -- a recount (field `recount` = 'nextSeq|lastSeq|limit'; holds are counted
@@ -15,7 +17,7 @@
 local meta, err = load_meta()
 if not meta then return err end
 local list = sections()
-local prices, sets, limit_asked = false, {}, false
+local prices, sets, limit_asked, queue_asked = false, {}, false, nil
 local sell = { max_user = meta.max_user, max_ext = meta.max_ext, sales_start = meta.sales_start,
                sales_end = meta.sales_end }
 for i = 1, #ARGV, 2 do
@@ -36,6 +38,8 @@ for i = 1, #ARGV, 2 do
     if meta.sched_floor and meta.sched_floor > floor then floor = meta.sched_floor end
     sets[#sets + 1] = 'ttl_ms'; sets[#sets + 1] = value
     sets[#sets + 1] = 'sched_floor'; sets[#sets + 1] = fmt_int(floor)
+  elseif field == 'queue' then
+    queue_asked = value
   elseif field == 'ttl_ms' or field == 'max_per_hold' then
     sets[#sets + 1] = field; sets[#sets + 1] = value
   elseif field == 'max_user' or field == 'max_ext' then
@@ -75,6 +79,12 @@ elseif pending then
   sell.max_user = 0
 end
 if recount then sets[#sets + 1] = 'recount'; sets[#sets + 1] = recount end
+if queue_asked == '' then
+  redis.call('HDEL', K.meta, 'queue')
+elseif queue_asked then
+  if not meta.queue_max then redis.call('DEL', TAG .. 'q', TAG .. 'qu', TAG .. 'qa') end
+  sets[#sets + 1] = 'queue'; sets[#sets + 1] = queue_asked
+end
 write_sell(meta.currency, sell.max_user, sell.sales_start, sell.sales_end, sell.max_ext, counting)
 if #sets > 0 then redis.call('HSET', K.meta, unpack(sets)) end
 if recount or (pending and counting) then return { 'recount' } end

@@ -117,6 +117,12 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   sold = sold + #tickets
   orders = orders + 1
   if pay_deadline > 0 then paydue[#paydue + 1] = id .. '|' .. fmt_int(now + pay_deadline) end
+  -- Behind a waiting room the buyer's place is done: its slot goes to the
+  -- next place at the room's next pass (see queue.lua).
+  if meta.queue_max then
+    local j = redis.call('HGET', TAG .. 'qu', h.user)
+    if j then redis.call('ZREM', TAG .. 'qa', j) end
+  end
   -- The reply kept for a repeated Idempotency-Key only when there is one.
   return order_reply(1, seq, o), K.idem and order_reply(0, seq, o) or nil
 end

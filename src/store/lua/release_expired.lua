@@ -6,11 +6,15 @@
 -- KEYS[1..9]: the event's keys (see lib.lua)
 -- ARGV[1]: at most this many holds released in this call
 -- ARGV[2]: '1' to return the lateness of each release
+-- ARGV[3]: a new random seed (24 hex digits): an event with a waiting room
+--          gets a pass of it (see queue_tick), which opens the line with
+--          this seed when sales open
 -- Returns: { released, nextDeadlineMs (-1: none scheduled), nowMs, capacity, held, sold,
 --            ttl_ms, max_per_hold, currency, salesStartMs (-1: none), salesEndMs (-1: none),
 --            max_user, max_ext, orders by status (7: pending, completed, paid, cancelled,
 --            refunded, refund_due, failed), sections n,
 --            then 6 per section: id, firstTicket, lastTicket, price, held, sold,
+--            then the waiting room ('maxActive|admissionMs', '' for none),
 --            then lag1Ms, lag2Ms, .. }
 --        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
@@ -20,6 +24,13 @@ local lags = ARGV[2] == '1' and {} or nil
 local released, next_deadline = sweep(now, tonumber(ARGV[1]), lags)
 local _, next_due = expire_orders(meta, now, tonumber(ARGV[1]))
 if next_due >= 0 and (next_deadline < 0 or next_due < next_deadline) then next_deadline = next_due end
+if meta.queue_max and ARGV[3] then
+  local st = queue_state()
+  queue_open(meta, st, now, ARGV[3])
+  queue_admit(meta, st, now)
+  local q = queue_next(meta, st, now)
+  if q >= 0 and (next_deadline < 0 or q < next_deadline) then next_deadline = q end
+end
 local m = redis.call('HMGET', K.meta, 'held', 'sold', 'orders', 'completed', 'paid', 'cancelled',
   'refunded', 'refund_due', 'failed')
 local held, sold = tonumber(m[1]), tonumber(m[2])
@@ -58,5 +69,6 @@ for i, x in ipairs(list) do
     reply[#reply + 1] = sold
   end
 end
+reply[#reply + 1] = meta.queue_max and (fmt_int(meta.queue_max) .. '|' .. fmt_int(meta.queue_ms)) or ''
 for _, l in ipairs(lags or {}) do reply[#reply + 1] = l end
 return reply
