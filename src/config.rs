@@ -240,6 +240,10 @@ pub struct ServerConfig {
     /// A request still running after this time is answered 503.
     #[serde(deserialize_with = "de_duration")]
     pub request_timeout: Duration,
+    /// A request that cannot start its first Redis call within this is
+    /// answered 503 `overloaded` at once (0: never).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_queue_wait: Duration,
     /// On SIGTERM, in-flight requests get this long to finish.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
@@ -257,6 +261,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            max_queue_wait: Duration::from_millis(100),
             shutdown_timeout: Duration::from_secs(10),
             threads: 0,
         }

@@ -237,3 +237,86 @@ async fn request_ids_are_echoed_or_made() {
         "errors carry it too"
     );
 }
+
+#[tokio::test]
+async fn requests_that_cannot_start_in_time_are_shed_and_probes_are_not() {
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
+    let mut cfg = config(&redis);
+    cfg.server.max_queue_wait = Duration::from_millis(50);
+    // The calls in flight wait the stall out.
+    cfg.redis.timeout = Duration::from_secs(5);
+    cfg.events = vec![ticketctl::config::EventSeed::new("gig", 1000)];
+    let api = Api::start(cfg).await;
+    // Warm: the scripts are loaded and the group queue exists.
+    api.req(
+        "POST",
+        "/v1/events/gig/holds",
+        Some(json!({"userId": "w", "quantity": 1})),
+    )
+    .await
+    .assert_status(201);
+    // Redis stalls for two seconds: holds that arrive meanwhile, once the
+    // calls in flight are taken, cannot start their call within 50 ms.
+    let url = redis.url();
+    let stall = std::thread::spawn(move || {
+        let _ = std::process::Command::new("redis-cli")
+            .args(["-u", &url, "DEBUG", "SLEEP", "2"])
+            .output();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Waves: during the stall the first two fill the calls in flight (which
+    // wait it out), the later ones can only wait for them.
+    let mut holds = Vec::new();
+    for wave in 0..12 {
+        for i in 0..4 {
+            let addr = api.addr;
+            holds.push(tokio::spawn(async move {
+                common::request(
+                    addr,
+                    "POST",
+                    "/v1/events/gig/holds",
+                    Some(json!({"userId": format!("u{wave}-{i}"), "quantity": 1}).to_string()),
+                    &[("content-type", "application/json")],
+                )
+                .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Probes are answered meanwhile.
+    let health = api.get("/healthz").await;
+    health.assert_status(200);
+    let (mut held, mut shed) = (0, 0);
+    for h in holds {
+        let r = h.await.unwrap();
+        match r.status {
+            201 => held += 1,
+            503 => {
+                r.assert_error(503, "overloaded");
+                assert_eq!(r.header("retry-after"), Some("1"));
+                shed += 1;
+            }
+            other => panic!("{other}: {}", r.text),
+        }
+    }
+    stall.join().unwrap();
+    assert!(shed > 0, "{held} held, none shed");
+    // Nothing shed was done: the held count is the answered holds (and the
+    // warm-up's).
+    let e = api.get("/v1/events/gig").await.json();
+    assert_eq!(e["held"], held + 1);
+    // Once the stall is over, holds go through again.
+    assert!(
+        common::eventually(100, Duration::from_millis(50), || async {
+            api.req(
+                "POST",
+                "/v1/events/gig/holds",
+                Some(json!({"userId": "after", "quantity": 1})),
+            )
+            .await
+            .status
+                == 201
+        })
+        .await
+    );
+}

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, Store};
+use super::{admission, Result, Store, StoreError};
 
 /// Most requests in one script call.
 pub(super) const MAX_BATCH: usize = 64;
@@ -99,6 +99,9 @@ pub(super) trait Grouped: Send + Sync + 'static {
 struct Pending<G: Grouped> {
     item: G::Item,
     tx: oneshot::Sender<Result<G::Answer>>,
+    /// When its wait passes `server.max_queue_wait`, with when it began
+    /// (see admission.rs); `None`: never shed.
+    shed_at: Option<(Instant, Instant)>,
 }
 
 type Sender<G> = mpsc::UnboundedSender<Pending<G>>;
@@ -126,8 +129,18 @@ impl<G: Grouped> Queues<G> {
         event: &str,
         item: G::Item,
     ) -> std::result::Result<Result<G::Answer>, ()> {
+        // The request's first call: shed now, or when it has waited too
+        // long for its group to go.
+        let mut shed_at = None;
+        if let (Some(max), Some(wait)) = (store.max_queue_wait, admission::first_call_wait()) {
+            if let Err(e) = admission::check(wait, max, &store.wait_gauge) {
+                return Ok(Err(e));
+            }
+            let now = Instant::now();
+            shed_at = Some((now + (max - wait), now - wait));
+        }
         let (tx, rx) = oneshot::channel();
-        let pending = Pending { item, tx };
+        let pending = Pending { item, tx, shed_at };
         let sender = {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
             match queues.get(event) {
@@ -171,6 +184,27 @@ async fn run<G: Grouped>(
         match tokio::time::timeout(IDLE, rx.recv_many(&mut batch, MAX_BATCH)).await {
             Ok(0) => return,
             Ok(_) => {
+                // Requests that waited past server.max_queue_wait for this
+                // group go no further.
+                let now = Instant::now();
+                if batch.iter().any(|p| p.shed_at.is_some()) {
+                    batch.retain_mut(|p| match p.shed_at {
+                        Some((at, _)) if at < now => {
+                            let (tx, _) = oneshot::channel();
+                            let tx = std::mem::replace(&mut p.tx, tx);
+                            let _ = tx.send(Err(StoreError::Overloaded));
+                            false
+                        }
+                        Some((_, began)) => {
+                            store.wait_gauge.record(now - began);
+                            true
+                        }
+                        None => true,
+                    });
+                    if batch.is_empty() {
+                        continue;
+                    }
+                }
                 let b = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
                 let (store, event) = (store.clone(), event.clone());
                 tokio::spawn(async move {

@@ -7,6 +7,7 @@
 //! Must not: know about HTTP, format JSON for clients, or let Redis error text
 //! out in anything but a [`StoreError`] meant for logs.
 
+pub mod admission;
 pub mod batch;
 pub mod inspect;
 mod jobs;
@@ -44,6 +45,10 @@ pub enum StoreError {
     /// A script or query answered something this version cannot read.
     #[error("unexpected reply: {0}")]
     Reply(String),
+    /// The request could not start its first Redis call within
+    /// `server.max_queue_wait` (HTTP 503 `overloaded`); nothing was done.
+    #[error("overloaded: the request waited longer than server.max_queue_wait to start")]
+    Overloaded,
     /// Data written by a schema version this ticketctl does not understand.
     #[error("event {event} was written by data schema version {version}, which this ticketctl does not understand")]
     Schema {
@@ -336,6 +341,10 @@ pub struct Store {
     swept: Option<Arc<AtomicU64>>,
     /// Counts the grouped calls (see batch.rs), for the process's metrics.
     call_stats: Option<Arc<batch::CallStats>>,
+    /// `server.max_queue_wait` (see admission.rs), when shedding is on.
+    max_queue_wait: Option<Duration>,
+    /// The waits before first calls this store saw.
+    wait_gauge: Arc<admission::WaitGauge>,
     /// Held by every clone: the connection's health check stops when the
     /// last one goes.
     alive: Arc<()>,
@@ -477,8 +486,25 @@ impl Store {
             purchases: None,
             swept: None,
             call_stats: None,
+            max_queue_wait: None,
+            wait_gauge: Arc::default(),
             alive: Arc::default(),
         }
+    }
+
+    /// Sheds a request that cannot start its first call within `max` (see
+    /// admission.rs); zero: never.
+    pub fn with_max_queue_wait(mut self, max: Duration) -> Store {
+        self.max_queue_wait = (!max.is_zero()).then_some(max);
+        self.wait_gauge = Arc::default();
+        self
+    }
+
+    /// The moving average of the waits before first calls (see
+    /// admission.rs), and the limit, when shedding is on.
+    pub fn queue_wait(&self) -> Option<(Duration, Duration)> {
+        self.max_queue_wait
+            .map(|max| (self.wait_gauge.average(), max))
     }
 
     /// True on a Redis Cluster.
@@ -637,6 +663,9 @@ impl Store {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        if let (Some(max), Some(wait)) = (self.max_queue_wait, admission::first_call_wait()) {
+            admission::check(wait, max, &self.wait_gauge)?;
+        }
         let conn = match &self.backend {
             Backend::Cluster(h) => Conn::Cluster(h.current()),
             Backend::Single(c) => Conn::Single(c.clone()),

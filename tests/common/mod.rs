@@ -142,6 +142,9 @@ pub fn config(redis: &Redis) -> Config {
     cfg.server.admin_token = "test-token".into();
     // One serving thread: a test's requests share one group commit.
     cfg.server.threads = 1;
+    // A slow, busy machine must not shed a test's requests (tests/limits.rs
+    // covers shedding).
+    cfg.server.max_queue_wait = Duration::from_secs(5);
     cfg
 }
 

@@ -57,6 +57,9 @@ pub enum ApiError {
     Unavailable,
     /// 503 `timeout`: the request ran past `server.request_timeout`.
     Timeout,
+    /// 503 `overloaded`: the request could not start within
+    /// `server.max_queue_wait` (shed, nothing done).
+    Overloaded,
     /// 408 `request_timeout`: the client had not sent its whole body by
     /// `server.request_timeout` (the connection is closed).
     BodyTimeout,
@@ -108,6 +111,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the ticket store is unavailable; retry shortly".into(),
+            ),
+            ApiError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the service is busier than it can answer in time; nothing was done, retry shortly".into(),
             ),
             ApiError::Timeout => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -188,6 +196,7 @@ pub fn user_limit_message(remaining: u64) -> String {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::Overloaded => ApiError::Overloaded,
             StoreError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "redis unavailable");
                 ApiError::Unavailable

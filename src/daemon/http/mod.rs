@@ -51,6 +51,8 @@ pub struct Inner {
     pub verifier: Option<Arc<crate::auth::Verifier>>,
     /// Snapshots of the waiting rooms (shared by the serving threads).
     pub queues: Arc<queue::QueueCache>,
+    /// Counts early-shed decisions (see `shed_early`).
+    shed_probe: std::sync::atomic::AtomicU64,
     request_timeout: Duration,
     ip_limiter: Option<Arc<limit::RateLimiter>>,
     user_limiter: Option<Arc<limit::RateLimiter>>,
@@ -157,6 +159,22 @@ impl Inner {
         Ok(outcome)
     }
 
+    /// Whether to shed a request before any work: while the waits before
+    /// first Redis calls average over `server.max_queue_wait`, seven in
+    /// eight requests are answered 503 at once; the eighth goes on, so the
+    /// average keeps following the load (it is shed too if it waits long).
+    fn shed_early(&self) -> bool {
+        match self.store.queue_wait() {
+            Some((avg, max)) if avg > max => {
+                let n = self
+                    .shed_probe
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                n % 8 != 0
+            }
+            _ => false,
+        }
+    }
+
     /// Applies the per-user rate limit (`limits.per_user_rate`).
     pub fn check_user(&self, user: &str) -> Result<(), ApiError> {
         match self.user_limiter.as_ref().map(|l| l.check(user)) {
@@ -190,6 +208,7 @@ impl AppState {
                 .expect("[auth] is checked when the configuration is loaded")
                 .map(Arc::new),
             queues: Arc::default(),
+            shed_probe: Default::default(),
             request_timeout: cfg.server.request_timeout,
             ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst)
                 .map(Arc::new),
@@ -212,6 +231,7 @@ impl AppState {
             payment_secret: self.payment_secret.clone(),
             verifier: self.verifier.clone(),
             queues: self.queues.clone(),
+            shed_probe: Default::default(),
             request_timeout: self.request_timeout,
             ip_limiter: self.ip_limiter.clone(),
             user_limiter: self.user_limiter.clone(),
@@ -226,6 +246,7 @@ fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
     store
         .with_max_holds_per_user(cfg.limits.max_holds_per_user)
         .with_payment_deadline(cfg.payment.deadline)
+        .with_max_queue_wait(cfg.server.max_queue_wait)
         .with_hold_batching()
         .with_sweep_counter(metrics.holds_expired.clone())
         .with_call_stats(metrics.calls.clone())
@@ -349,6 +370,16 @@ fn request_id(req: &Request) -> String {
 
 /// Routes the per-IP rate limit leaves alone (probes and scrapes).
 pub const NOT_RATE_LIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// Routes never shed under overload (probes, scrapes, documents); a waiting
+/// room's status is answered from memory, and falls back on its last
+/// snapshot when a refresh is shed.
+pub const NOT_SHED: [&str; 5] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/v1/queue/{queue_id}",
+];
 
 /// Shows a value, or `-` for none (in log lines).
 struct OrDash<T>(Option<T>);
@@ -429,7 +460,17 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         // Past the time limit, a body still arriving is the client's
         // slowness (408), anything else the service's (503).
         let (req, body_read) = track_body(req);
-        match tokio::time::timeout(st.request_timeout, next.run(req)).await {
+        let work = async {
+            if NOT_SHED.contains(&route) {
+                // Probes are answered whatever the load.
+                next.run(req).await
+            } else if st.shed_early() {
+                ApiError::Overloaded.into_response()
+            } else {
+                crate::store::admission::scope(next.run(req)).await
+            }
+        };
+        match tokio::time::timeout(st.request_timeout, work).await {
             Ok(r) => r,
             Err(_) if body_read.is_some_and(|r| !r.load(Ordering::Relaxed)) => {
                 ApiError::BodyTimeout.into_response()

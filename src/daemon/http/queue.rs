@@ -175,9 +175,12 @@ async fn snapshot(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(event);
-    match got? {
-        Some(snap) => Ok(Some(cache.put(event, snap))),
-        None => {
+    match got {
+        // Shed under overload: the last snapshot still answers.
+        Err(crate::store::StoreError::Overloaded) if had.is_some() => Ok(had),
+        Err(e) => Err(e.into()),
+        Ok(Some(snap)) => Ok(Some(cache.put(event, snap))),
+        Ok(None) => {
             cache.forget(event);
             Ok(None)
         }
