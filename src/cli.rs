@@ -332,6 +332,9 @@ pub struct StressArgs {
     /// --jwt-secret: the aud of each token (the server's auth.audience).
     #[arg(long, value_name = "AUD")]
     pub jwt_audience: Option<String>,
+    /// onsale: pause between two polls of a waiting place.
+    #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub poll: Duration,
     /// reserve-buy, hot: pause between a won hold and its purchase.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
     pub think: Duration,

@@ -676,3 +676,74 @@ fn jwt_secret_signs_a_token_per_virtual_user() {
     assert!(stderr(&o).contains("--jwt-secret"), "{}", stderr(&o));
     let _ = std::fs::remove_file(&cfg);
 }
+
+#[test]
+fn onsale_waits_in_line_buys_the_stock_and_audits_the_room() {
+    let redis = Redis::start();
+    let serve = ServeProc::start(&redis, &[]);
+    let url = format!("http://{}", serve.addr);
+    let o = run_cli(&[
+        "event",
+        "create",
+        "drop",
+        "--capacity",
+        "30",
+        "--queue",
+        "--queue-max-active",
+        "4",
+        "--queue-admission",
+        "30",
+        "--redis",
+        &redis.url(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, doc) = stress(
+        &serve,
+        "onsale",
+        &[
+            "--event",
+            "drop",
+            "--scenario",
+            "onsale",
+            "-c",
+            "12",
+            "-d",
+            "8s",
+            "--poll",
+            "20ms",
+            "--audit",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), stdout(&o));
+    let on = &doc["onsale"];
+    assert_eq!(on["bought"], 30, "{on}");
+    assert_eq!(on["admitted"].as_u64(), Some(30), "{on}");
+    assert!(on["mostAdmitted"].as_u64().unwrap() <= 4, "{on}");
+    assert!(on["joined"].as_u64().unwrap() > 30, "{on}");
+    assert!(on["soldOut"].as_u64().unwrap() > 0, "{on}");
+    assert_eq!(on["skipsHeld"], 0);
+    assert!(on["waitMs"]["p50"].is_number());
+    assert!(on["overtaken"].as_f64().unwrap() <= 1.0);
+    assert_eq!(doc["audit"]["violations"], json!([]));
+    assert_eq!(doc["audit"]["sold"], 30);
+    assert!(stdout(&o).contains("onsale:"), "{}", stdout(&o));
+    let _ = url;
+    // An event without a room: a usage error before any load.
+    let o = run_cli(&[
+        "event",
+        "create",
+        "plain",
+        "--capacity",
+        "5",
+        "--redis",
+        &redis.url(),
+    ]);
+    assert!(o.status.success());
+    let (o, _) = stress(
+        &serve,
+        "onsale-plain",
+        &["--event", "plain", "--scenario", "onsale", "-n", "5"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("waiting room"), "{}", stderr(&o));
+}

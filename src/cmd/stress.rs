@@ -201,6 +201,7 @@ async fn work_mode(a: &StressArgs) -> anyhow::Result<WorkMode> {
         },
         jwt: jwt_signing(a)?,
         think: a.think,
+        poll: a.poll,
         abandon: a.abandon / 100.0,
         hot_tickets: a.hot_tickets,
         path: a.path.clone(),

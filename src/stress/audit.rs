@@ -53,6 +53,41 @@ impl WonHold {
     }
 }
 
+/// How an on-sale buyer's visit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceEnd {
+    /// Bought.
+    Bought,
+    /// Read `sold_out` while waiting.
+    SoldOut,
+    /// Its admission ran out (or read `expired`).
+    Expired,
+    /// Admitted, but found no ticket in three tries.
+    NoTicket,
+    /// The run ended first.
+    Stopped,
+}
+
+/// One on-sale buyer's visit (`onsale`).
+#[derive(Debug, Clone)]
+pub struct PlaceLog {
+    /// Its join number (its place in line: joins after sales opened).
+    pub j: u64,
+    /// When it joined, in microseconds since the run started.
+    pub joined_us: u64,
+    /// When it was first seen admitted.
+    pub admitted_us: Option<u64>,
+    /// When it stopped trying.
+    pub ended_us: u64,
+    /// When its last request certainly made while admitted was sent (the
+    /// admission surely ran at least until then).
+    pub admitted_end_us: u64,
+    /// How.
+    pub end: PlaceEnd,
+    /// A hold of it succeeded before it was admitted.
+    pub held_unadmitted: bool,
+}
+
 /// What one client task saw; merged after the run.
 #[derive(Debug, Clone, Default)]
 pub struct AuditLog {
@@ -60,6 +95,125 @@ pub struct AuditLog {
     pub holds: Vec<WonHold>,
     /// Orders `--pay` paid, declined or left, by order id.
     pub orders: Vec<(String, PaidAs)>,
+    /// `onsale`: buyers this task played.
+    pub users: u64,
+    /// `onsale`: visits, in order.
+    pub places: Vec<PlaceLog>,
+    /// `onsale`: holds tried without a place, and how many were held.
+    pub skips_tried: u64,
+    /// See `skips_tried`.
+    pub skips_held: u64,
+}
+
+/// What an on-sale run saw of the waiting room.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OnsaleReport {
+    /// Buyers who joined.
+    pub joined: u64,
+    /// Of them, seen admitted.
+    pub admitted: u64,
+    /// Bought.
+    pub bought: u64,
+    /// Read sold out while waiting.
+    pub sold_out: u64,
+    /// Admission ran out.
+    pub expired: u64,
+    /// Admitted without finding a ticket.
+    pub no_ticket: u64,
+    /// Waits from joining to admission, in ms, sorted.
+    pub waits_ms: Vec<f64>,
+    /// Share of buyers who bought while someone ahead of them in line was
+    /// still trying (had joined and not yet bought or given up).
+    pub overtaken: f64,
+    /// Most buyers seen admitted and not yet done at once.
+    pub most_admitted: u64,
+    /// Holds tried without a place / held.
+    pub skips: (u64, u64),
+}
+
+/// The on-sale figures of a run's visits.
+pub fn onsale(logs: &[AuditLog]) -> OnsaleReport {
+    let places: Vec<&PlaceLog> = logs.iter().flat_map(|l| l.places.iter()).collect();
+    let mut r = OnsaleReport {
+        joined: places.len() as u64,
+        skips: (
+            logs.iter().map(|l| l.skips_tried).sum(),
+            logs.iter().map(|l| l.skips_held).sum(),
+        ),
+        ..Default::default()
+    };
+    for p in &places {
+        match p.end {
+            PlaceEnd::Bought => r.bought += 1,
+            PlaceEnd::SoldOut => r.sold_out += 1,
+            PlaceEnd::Expired => r.expired += 1,
+            PlaceEnd::NoTicket => r.no_ticket += 1,
+            PlaceEnd::Stopped => {}
+        }
+        if let Some(a) = p.admitted_us {
+            r.admitted += 1;
+            r.waits_ms
+                .push(a.saturating_sub(p.joined_us) as f64 / 1000.0);
+        }
+    }
+    r.waits_ms.sort_by(f64::total_cmp);
+    // Fairness: in line order, the latest end of everyone ahead.
+    let mut by_j: Vec<&PlaceLog> = places.iter().copied().filter(|p| p.j > 0).collect();
+    by_j.sort_by_key(|p| p.j);
+    let (mut latest_ahead, mut overtaking, mut buyers) = (0u64, 0u64, 0u64);
+    for p in &by_j {
+        if p.end == PlaceEnd::Bought {
+            buyers += 1;
+            if latest_ahead > p.ended_us {
+                overtaking += 1;
+            }
+        }
+        latest_ahead = latest_ahead.max(p.ended_us);
+    }
+    r.overtaken = if buyers == 0 {
+        0.0
+    } else {
+        overtaking as f64 / buyers as f64
+    };
+    // Admitted at once, as this run saw it: from the answer that showed a
+    // place admitted to the last request it surely made while admitted,
+    // within the admission the service gave it, so never more than the
+    // room lets in.
+    let mut edges: Vec<(u64, i64)> = Vec::new();
+    for p in &places {
+        if let Some(a) = p.admitted_us {
+            edges.push((a, 1));
+            edges.push((p.admitted_end_us.max(a), -1));
+        }
+    }
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let mut now = 0i64;
+    for (_, d) in edges {
+        now += d;
+        r.most_admitted = r.most_admitted.max(now as u64);
+    }
+    r
+}
+
+/// The on-sale invariants: no hold without admission, never more admitted
+/// at once than `max_active`.
+pub fn check_onsale(r: &OnsaleReport, max_active: Option<u64>) -> Vec<String> {
+    let mut v = Vec::new();
+    if r.skips.1 > 0 {
+        v.push(format!(
+            "{} of {} holds made without a place in the waiting room were accepted",
+            r.skips.1, r.skips.0
+        ));
+    }
+    if let Some(max) = max_active {
+        if r.most_admitted > max {
+            v.push(format!(
+                "{} buyers were admitted at once; the room's maxActive is {max}",
+                r.most_admitted
+            ));
+        }
+    }
+    v
 }
 
 /// Checks each order `--pay` acted on against its status after the run

@@ -85,6 +85,8 @@ pub struct Client {
     /// `Authorization` of every request while set (`--jwt-secret`: the
     /// current virtual user's `Bearer <token>`).
     pub bearer: Option<HeaderValue>,
+    /// `Queue-Id` of every request while set (`onsale`: the admitted place).
+    pub queue_id: Option<HeaderValue>,
 }
 
 impl Client {
@@ -97,6 +99,7 @@ impl Client {
             path: String::with_capacity(128),
             next_signature: None,
             bearer: None,
+            queue_id: None,
         }
     }
 
@@ -159,6 +162,9 @@ impl Client {
         }
         if let Some(b) = &self.bearer {
             req = req.header(hyper::header::AUTHORIZATION, b.clone());
+        }
+        if let Some(q) = &self.queue_id {
+            req = req.header("queue-id", q.clone());
         }
         let req = req
             .body(Full::new(body.unwrap_or_default()))

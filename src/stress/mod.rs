@@ -58,6 +58,9 @@ pub enum Scenario {
     Hot,
     /// Availability reads: ticket pages and event counts.
     Browse,
+    /// A waiting room: each virtual user joins, polls its place every
+    /// `--poll`, holds when admitted (with its Queue-Id) and buys.
+    Onsale,
 }
 
 impl Scenario {
@@ -68,6 +71,7 @@ impl Scenario {
             Scenario::ReserveBuy => "reserve-buy",
             Scenario::Hot => "hot",
             Scenario::Browse => "browse",
+            Scenario::Onsale => "onsale",
         }
     }
 }
@@ -155,6 +159,8 @@ pub struct WorkMode {
     pub jwt: Option<JwtSigning>,
     /// Pause between a won hold and its purchase.
     pub think: Duration,
+    /// `onsale`: pause between two polls of a place.
+    pub poll: Duration,
     /// Share of won holds left to expire instead of bought, 0.0..=1.0.
     pub abandon: f64,
     /// `hot`: how many tickets everybody fights over.
@@ -210,6 +216,8 @@ pub struct Report {
     pub stats: Stats,
     /// `--audit` results.
     pub audit: Option<AuditReport>,
+    /// `onsale`: what the run saw of the waiting room.
+    pub onsale: Option<audit::OnsaleReport>,
     /// Stopped early by Ctrl-C.
     pub interrupted: bool,
 }
@@ -238,6 +246,12 @@ pub async fn run(
                 before.max_per_hold
             )));
         }
+    }
+    if mode.scenario == Scenario::Onsale && before.max_active.is_none() {
+        return Err(StressError::Usage(format!(
+            "--scenario onsale needs an event with a waiting room; {} has none (queue.enabled)",
+            mode.event
+        )));
     }
     let capacity = before.counts.capacity;
     // The tickets the clients pick from: the event's, or one section's.
@@ -368,6 +382,7 @@ pub async fn run(
     progress_done.cancel();
     let _ = progress.await;
 
+    let onsale = (mode.scenario == Scenario::Onsale).then(|| audit::onsale(&logs));
     let audit = if mode.audit {
         let orders: Vec<(String, PaidAs)> =
             logs.iter().flat_map(|l| l.orders.iter().cloned()).collect();
@@ -396,6 +411,11 @@ pub async fn run(
             .violations
             .extend(audit::check_orders(&orders, &statuses));
         report.orders_checked = statuses.len() as u64;
+        if let Some(o) = &onsale {
+            report
+                .violations
+                .extend(audit::check_onsale(o, before.max_active));
+        }
         Some(report)
     } else {
         None
@@ -405,6 +425,7 @@ pub async fn run(
         capacity,
         stats,
         audit,
+        onsale,
         interrupted,
     })
 }
@@ -472,6 +493,8 @@ struct EventInfo {
     sections: Vec<SectionBody>,
     counts: Counts,
     max_per_hold: u64,
+    /// The waiting room's maxActive, when it has one.
+    max_active: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -485,6 +508,15 @@ struct EventBody {
     max_tickets_per_hold: Option<u64>,
     #[serde(default)]
     sections: Vec<SectionBody>,
+    #[serde(default)]
+    queue: Option<QueueBody>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+struct QueueBody {
+    enabled: bool,
+    max_active: u64,
 }
 
 async fn read_event(client: &mut Client, mode: &WorkMode) -> Result<EventInfo, StressError> {
@@ -503,6 +535,7 @@ async fn read_event(client: &mut Client, mode: &WorkMode) -> Result<EventInfo, S
                     sold: e.sold,
                 },
                 max_per_hold: e.max_tickets_per_hold.unwrap_or(u64::MAX),
+                max_active: e.queue.filter(|q| q.enabled).map(|q| q.max_active),
                 sections: e.sections,
             })
         }
@@ -666,6 +699,7 @@ impl Worker {
                 Scenario::ReserveBuy => self.hold_flow(intended, true, false).await,
                 Scenario::Hot => self.hold_flow(intended, true, true).await,
                 Scenario::Browse => self.browse(intended).await,
+                Scenario::Onsale => self.onsale_flow(intended).await,
             };
             if !go_on {
                 break;
@@ -934,6 +968,179 @@ impl Worker {
         self.request(Op::Read, Method::GET, None, intended)
             .await
             .is_some()
+    }
+
+    /// One buyer of an on-sale: (now and then) a hold without a place,
+    /// which must be refused; then join, poll, hold when admitted, buy.
+    /// False: stop the task.
+    async fn onsale_flow(&mut self, intended: Option<Instant>) -> bool {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Place {
+            queue_id: String,
+            state: String,
+        }
+        let sh = self.sh.clone();
+        self.log.users += 1;
+        let user = format!(
+            "o{:x}-{}-{}",
+            sh.mode.seed & 0xffff_ffff,
+            self.id,
+            self.log.users
+        );
+        if let Some(jwt) = &sh.mode.jwt {
+            self.client.bearer = Some(jwt.bearer(&user));
+        }
+        let hold_body = match sh.mode.quantity {
+            Some(q) => format!(
+                r#"{{"userId":"{user}","quantity":{q}{}}}"#,
+                sh.section_field
+            ),
+            None => format!(r#"{{"userId":"{user}","quantity":1{}}}"#, sh.section_field),
+        };
+        self.client.queue_id = None;
+        // One buyer in ten tries to skip the line.
+        if self.rng.below(10) == 0 {
+            self.path.clear();
+            self.path.push_str(&sh.holds_path);
+            let body = Bytes::copy_from_slice(hold_body.as_bytes());
+            let Some(done) = self
+                .request(Op::Hold, Method::POST, Some(body), intended)
+                .await
+            else {
+                return false;
+            };
+            self.log.skips_tried += 1;
+            if done.outcome == Outcome::Won {
+                self.log.skips_held += 1;
+            }
+        }
+        self.path.clear();
+        write!(self.path, "{}/queue", sh.events_path).expect("writing to a String");
+        let body = Bytes::from(format!(r#"{{"userId":"{user}"}}"#));
+        let Some(done) = self
+            .request(Op::Join, Method::POST, Some(body), intended)
+            .await
+        else {
+            return false;
+        };
+        let Ok(place) = serde_json::from_slice::<Place>(&done.body) else {
+            return true;
+        };
+        let j = place
+            .queue_id
+            .split('.')
+            .nth(1)
+            .and_then(|q| q.strip_prefix('q'))
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(0);
+        let mut log = audit::PlaceLog {
+            j,
+            joined_us: done.sent_us,
+            admitted_us: None,
+            ended_us: done.recv_us,
+            admitted_end_us: 0,
+            end: audit::PlaceEnd::Stopped,
+            held_unadmitted: false,
+        };
+        let mut state = place.state;
+        let poll_path = format!("/v1/queue/{}", place.queue_id);
+        // Wait for admission.
+        let mut going = true;
+        loop {
+            match state.as_str() {
+                "admitted" => break,
+                "sold_out" => log.end = audit::PlaceEnd::SoldOut,
+                "expired" => log.end = audit::PlaceEnd::Expired,
+                _ => {}
+            }
+            if state != "waiting" {
+                break;
+            }
+            if !self.sleep_until(Instant::now() + sh.mode.poll).await
+                || sh.deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                going = false;
+                break;
+            }
+            self.path.clear();
+            self.path.push_str(&poll_path);
+            let Some(done) = self.request(Op::Poll, Method::GET, None, None).await else {
+                going = false;
+                break;
+            };
+            log.ended_us = done.recv_us;
+            if let Ok(p) = serde_json::from_slice::<Place>(&done.body) {
+                state = p.state;
+            }
+        }
+        if state == "admitted" && going {
+            log.admitted_us = Some(log.ended_us);
+            log.admitted_end_us = log.ended_us;
+            self.client.queue_id = HeaderValue::from_str(&place.queue_id).ok();
+            // Up to three tries for a ticket while admitted.
+            for _ in 0..3 {
+                self.path.clear();
+                self.path.push_str(&sh.holds_path);
+                let body = Bytes::copy_from_slice(hold_body.as_bytes());
+                let Some(done) = self.request(Op::Hold, Method::POST, Some(body), None).await
+                else {
+                    going = false;
+                    break;
+                };
+                log.ended_us = done.recv_us;
+                if done.outcome != Outcome::Won {
+                    if done.outcome == Outcome::Conflict {
+                        // 403: the admission ran out.
+                        log.end = audit::PlaceEnd::Expired;
+                        break;
+                    }
+                    // Past the room's check: still admitted when sent.
+                    log.admitted_end_us = done.sent_us;
+                    log.end = audit::PlaceEnd::NoTicket;
+                    continue;
+                }
+                log.admitted_end_us = done.sent_us;
+                let Ok(hold) = serde_json::from_slice::<HoldBody>(&done.body) else {
+                    break;
+                };
+                if sh.mode.audit {
+                    self.log.holds.push(WonHold {
+                        tickets: hold.ticket_ids,
+                        sent_us: done.sent_us,
+                        recv_us: done.recv_us,
+                        ttl_us: hold.ttl_ms * 1000,
+                        purchased: false,
+                        given_back_us: None,
+                    });
+                }
+                self.path.clear();
+                write!(self.path, "/v1/holds/{}/purchase", hold.hold_id)
+                    .expect("writing to a String");
+                let body = Bytes::from(format!(r#"{{"userId":"{user}"}}"#));
+                let Some(done) = self
+                    .request(Op::Purchase, Method::POST, Some(body), None)
+                    .await
+                else {
+                    going = false;
+                    break;
+                };
+                log.ended_us = done.recv_us;
+                if done.outcome == Outcome::Won {
+                    log.admitted_end_us = done.sent_us;
+                    log.end = audit::PlaceEnd::Bought;
+                    if let Some(h) = self.log.holds.last_mut().filter(|_| sh.mode.audit) {
+                        h.purchased = true;
+                    }
+                } else {
+                    log.end = audit::PlaceEnd::NoTicket;
+                }
+                break;
+            }
+            self.client.queue_id = None;
+        }
+        self.log.places.push(log);
+        going
     }
 }
 

@@ -214,6 +214,24 @@ pub fn write_text(w: &mut impl Write, r: &Report, violations: &[Violation]) -> i
     if !s.timeline.is_empty() {
         writeln!(w, "{}", timeline_table(s))?;
     }
+    if let Some(o) = &r.onsale {
+        let w_ms = |q: f64| ms(pct(&o.waits_ms, q));
+        writeln!(
+            w,
+            "onsale: {} joined, {} admitted, {} bought, {} read sold out, {} admissions ran out, {} admitted found no ticket",
+            o.joined, o.admitted, o.bought, o.sold_out, o.expired, o.no_ticket
+        )?;
+        writeln!(
+            w,
+            "onsale: wait to admission p50 {} ms, p90 {} ms, p99 {} ms, max {} ms; {:.1}% of buyers bought while someone ahead of them in line was still trying; most admitted at once {}",
+            w_ms(0.5),
+            w_ms(0.9),
+            w_ms(0.99),
+            w_ms(1.0),
+            o.overtaken * 100.0,
+            o.most_admitted
+        )?;
+    }
     if let Some(a) = &r.audit {
         let c = a.counts;
         writeln!(
@@ -318,10 +336,33 @@ pub fn json(r: &Report, rules: &[String], violations: &[Violation]) -> Value {
         "operations": ops,
         "timeline": timeline,
         "audit": audit,
+        "onsale": r.onsale.as_ref().map(onsale_json),
         "failIf": {
             "rules": rules,
             "violations": violations.iter().map(|v| json!({"rule": v.rule, "measured": v.actual})).collect::<Vec<_>>(),
         },
+    })
+}
+
+/// The `q` quantile of sorted values (0 for none).
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn onsale_json(o: &super::audit::OnsaleReport) -> Value {
+    let r = |v: f64| (v * 1000.0).round() / 1000.0;
+    json!({
+        "joined": o.joined, "admitted": o.admitted, "bought": o.bought, "soldOut": o.sold_out,
+        "expired": o.expired, "noTicket": o.no_ticket,
+        "waitMs": {"p50": r(pct(&o.waits_ms, 0.5)), "p90": r(pct(&o.waits_ms, 0.9)),
+                   "p99": r(pct(&o.waits_ms, 0.99)), "max": r(pct(&o.waits_ms, 1.0))},
+        "overtaken": r(o.overtaken),
+        "mostAdmitted": o.most_admitted,
+        "skipsTried": o.skips.0, "skipsHeld": o.skips.1,
     })
 }
 
@@ -465,6 +506,7 @@ mod tests {
                 pay: None,
                 jwt: None,
                 think: Duration::ZERO,
+                poll: Duration::from_millis(200),
                 abandon: 0.0,
                 hot_tickets: 10,
                 path: None,
@@ -476,6 +518,7 @@ mod tests {
             capacity: 1000,
             stats,
             audit: None,
+            onsale: None,
             interrupted: true,
         }
     }

@@ -22,11 +22,22 @@ pub enum Op {
     Read = 2,
     /// `POST /v1/orders/{orderId}/payment` (`--pay`).
     Payment = 3,
+    /// `POST /v1/events/{id}/queue` (`onsale`).
+    Join = 4,
+    /// `GET /v1/queue/{queueId}` (`onsale`).
+    Poll = 5,
 }
 
 impl Op {
     /// Every operation, in display order.
-    pub const ALL: [Op; 4] = [Op::Hold, Op::Purchase, Op::Read, Op::Payment];
+    pub const ALL: [Op; 6] = [
+        Op::Hold,
+        Op::Purchase,
+        Op::Read,
+        Op::Payment,
+        Op::Join,
+        Op::Poll,
+    ];
 
     /// Name in tables, JSON and `--fail-if` prefixes.
     pub fn name(self) -> &'static str {
@@ -35,6 +46,8 @@ impl Op {
             Op::Purchase => "purchase",
             Op::Read => "read",
             Op::Payment => "payment",
+            Op::Join => "join",
+            Op::Poll => "poll",
         }
     }
 }
@@ -97,6 +110,9 @@ impl Outcome {
         match status {
             200..=299 => Outcome::Won,
             409 if op == Op::Hold => Outcome::Unavailable,
+            // A hold behind a waiting room without an admitted place: the
+            // service refusing as designed.
+            403 if op == Op::Hold => Outcome::Conflict,
             409 => Outcome::Conflict,
             400..=499 => Outcome::Other4xx,
             _ => Outcome::Server5xx,
@@ -164,7 +180,7 @@ pub struct Stats {
     /// are left out: failing fast would make latency look better.
     pub overall: Group,
     /// Per operation, per outcome; `None` until the first sample.
-    groups: [[Option<Group>; 7]; 4],
+    groups: [[Option<Group>; 7]; 6],
     /// Responses by HTTP status.
     statuses: Vec<u64>,
     /// Per second since the start, by completion time.
