@@ -6,7 +6,8 @@
 //! - expired holds released per second by one release pass;
 //! - release lag (release time minus deadline, Redis clock) under a steady expiry rate.
 //!
-//! `BENCH_ONLY=memory` measures Redis memory per hold and per event instead;
+//! `BENCH_ONLY=memory` measures Redis memory per hold, per event and per
+//! waiting place instead;
 //! `BENCH_ONLY=drain` stops after the drain rate; `BENCH_ONLY=results` measures
 //! payment results applied per second only.
 
@@ -19,7 +20,9 @@ use ticketctl::config::Config;
 use ticketctl::daemon::metrics::Metrics;
 use ticketctl::daemon::worker::purchase::{self, PurchaseOpts};
 use ticketctl::daemon::worker::release::{self, ReleaseStats};
-use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, PurchaseOutcome};
+use ticketctl::model::queue::QueueSettings;
+use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, PurchaseOutcome, Selling};
+use ticketctl::store::queue::JoinOutcome;
 use ticketctl::store::{HoldRef, Store};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -320,6 +323,52 @@ async fn memory(store: Store, url: &str) {
     .await;
     let per_hold = (used_memory(url).await - before) as f64 / n as f64;
     println!("RESULT bytes_per_live_hold {per_hold:.0} bytes ({n} live one-ticket holds, user ids like user-12345)");
+    waiting_room_memory(store, url).await;
+}
+
+/// Redis bytes per waiting place: a waiting room of `BENCH_QUEUE_PLACES`
+/// (1,000,000) buyers who joined and wait (100 let in at a time).
+async fn waiting_room_memory(store: Store, url: &str) {
+    let n = env_u64("BENCH_QUEUE_PLACES", 1_000_000);
+    store
+        .create_event(&EventSettings {
+            id: "bench-queue".into(),
+            capacity: 1_000_000,
+            hold_ttl_ms: 600_000,
+            max_per_hold: 10,
+            selling: Selling {
+                queue: Some(QueueSettings {
+                    max_active: 100,
+                    admission_ms: 600_000,
+                }),
+                ..Selling::default()
+            },
+        })
+        .await
+        .unwrap();
+    let before = used_memory(url).await;
+    let started = Instant::now();
+    let s = store.clone();
+    fan_out(n, 64, move |i| {
+        let s = s.clone();
+        async move {
+            let r = s
+                .queue_join("bench-queue", &format!("buyer-{i}"))
+                .await
+                .unwrap();
+            assert!(
+                matches!(r, JoinOutcome::Joined { created: true, .. }),
+                "{r:?}"
+            );
+        }
+    })
+    .await;
+    let took = started.elapsed().as_secs_f64();
+    let per_place = (used_memory(url).await - before) as f64 / n as f64;
+    println!(
+        "RESULT bytes_per_waiting_place {per_place:.0} bytes ({n} places joined in {took:.1}s, user ids like buyer-123456; {:.0} MB in all)",
+        per_place * n as f64 / 1e6
+    );
 }
 
 fn main() {

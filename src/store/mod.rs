@@ -500,11 +500,21 @@ impl Store {
         self
     }
 
-    /// The moving average of the waits before first calls (see
-    /// admission.rs), and the limit, when shedding is on.
-    pub fn queue_wait(&self) -> Option<(Duration, Duration)> {
-        self.max_queue_wait
-            .map(|max| (self.wait_gauge.average(), max))
+    /// Starts measuring the current thread's event-loop lag (see
+    /// admission.rs), when shedding is on and a runtime is running; it
+    /// stops when the store and its clones are gone.
+    pub fn watch_loop_lag(&self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            if let Some(max) = self.max_queue_wait {
+                tokio::spawn(admission::watch_lag(Arc::downgrade(&self.wait_gauge), max));
+            }
+        }
+    }
+
+    /// Whether to shed the request seen now before any work (see
+    /// admission.rs); never when shedding is off.
+    pub fn shed_early(&self) -> bool {
+        self.max_queue_wait.is_some() && self.wait_gauge.shed_early()
     }
 
     /// True on a Redis Cluster.

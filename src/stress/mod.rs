@@ -1074,6 +1074,11 @@ impl Worker {
                 state = p.state;
             }
         }
+        // Sold out: this client's buyers go home (the run ends once every
+        // client has read it).
+        if state == "sold_out" {
+            going = false;
+        }
         if state == "admitted" && going {
             log.admitted_us = Some(log.ended_us);
             log.admitted_end_us = log.ended_us;

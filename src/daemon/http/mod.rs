@@ -51,8 +51,6 @@ pub struct Inner {
     pub verifier: Option<Arc<crate::auth::Verifier>>,
     /// Snapshots of the waiting rooms (shared by the serving threads).
     pub queues: Arc<queue::QueueCache>,
-    /// Counts early-shed decisions (see `shed_early`).
-    shed_probe: std::sync::atomic::AtomicU64,
     request_timeout: Duration,
     ip_limiter: Option<Arc<limit::RateLimiter>>,
     user_limiter: Option<Arc<limit::RateLimiter>>,
@@ -159,22 +157,6 @@ impl Inner {
         Ok(outcome)
     }
 
-    /// Whether to shed a request before any work: while the waits before
-    /// first Redis calls average over `server.max_queue_wait`, seven in
-    /// eight requests are answered 503 at once; the eighth goes on, so the
-    /// average keeps following the load (it is shed too if it waits long).
-    fn shed_early(&self) -> bool {
-        match self.store.queue_wait() {
-            Some((avg, max)) if avg > max => {
-                let n = self
-                    .shed_probe
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                n % 8 != 0
-            }
-            _ => false,
-        }
-    }
-
     /// Applies the per-user rate limit (`limits.per_user_rate`).
     pub fn check_user(&self, user: &str) -> Result<(), ApiError> {
         match self.user_limiter.as_ref().map(|l| l.check(user)) {
@@ -208,7 +190,6 @@ impl AppState {
                 .expect("[auth] is checked when the configuration is loaded")
                 .map(Arc::new),
             queues: Arc::default(),
-            shed_probe: Default::default(),
             request_timeout: cfg.server.request_timeout,
             ip_limiter: limit::RateLimiter::new(cfg.limits.per_ip_rate, cfg.limits.per_ip_burst)
                 .map(Arc::new),
@@ -231,7 +212,6 @@ impl AppState {
             payment_secret: self.payment_secret.clone(),
             verifier: self.verifier.clone(),
             queues: self.queues.clone(),
-            shed_probe: Default::default(),
             request_timeout: self.request_timeout,
             ip_limiter: self.ip_limiter.clone(),
             user_limiter: self.user_limiter.clone(),
@@ -243,13 +223,15 @@ impl AppState {
 /// holds and purchases, and the expired holds its calls release counted in
 /// the metrics.
 fn serving_store(store: Store, cfg: &Config, metrics: &Metrics) -> Store {
-    store
+    let store = store
         .with_max_holds_per_user(cfg.limits.max_holds_per_user)
         .with_payment_deadline(cfg.payment.deadline)
         .with_max_queue_wait(cfg.server.max_queue_wait)
         .with_hold_batching()
         .with_sweep_counter(metrics.holds_expired.clone())
-        .with_call_stats(metrics.calls.clone())
+        .with_call_stats(metrics.calls.clone());
+    store.watch_loop_lag();
+    store
 }
 
 /// The route table's row of a matched route pattern.
@@ -464,7 +446,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
             if NOT_SHED.contains(&route) {
                 // Probes are answered whatever the load.
                 next.run(req).await
-            } else if st.shed_early() {
+            } else if st.store.shed_early() {
                 ApiError::Overloaded.into_response()
             } else {
                 crate::store::admission::scope(next.run(req)).await
