@@ -244,10 +244,10 @@ pub struct EventCreateArgs {
     #[arg(long)]
     pub queue: bool,
     /// --queue: most places admitted at once.
-    #[arg(long, value_name = "N", default_value_t = crate::model::queue::DEFAULT_MAX_ACTIVE)]
+    #[arg(long, value_name = "N", default_value_t = crate::model::queue::DEFAULT_MAX_ACTIVE, requires = "queue")]
     pub queue_max_active: u64,
     /// --queue: how long an admission lasts, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = crate::model::queue::DEFAULT_ADMISSION_SECS)]
+    #[arg(long, value_name = "SECS", default_value_t = crate::model::queue::DEFAULT_ADMISSION_SECS, requires = "queue")]
     pub queue_admission: u64,
 }
 

@@ -333,19 +333,15 @@ pub struct EventSeed {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSeed {
-    /// Whether the room is on.
-    #[serde(default = "default_true")]
+    /// Whether the room is on (off unless said).
+    #[serde(default)]
     pub enabled: bool,
     /// Most places admitted at once.
-    #[serde(default = "default_max_active")]
+    #[serde(default = "default_max_active", alias = "maxActive")]
     pub max_active: u64,
     /// How long an admission lasts.
-    #[serde(default = "default_admission")]
+    #[serde(default = "default_admission", alias = "admissionSeconds")]
     pub admission_seconds: u64,
-}
-
-fn default_true() -> bool {
-    true
 }
 fn default_max_active() -> u64 {
     crate::model::queue::DEFAULT_MAX_ACTIVE
@@ -988,6 +984,27 @@ mod tests {
         cfg.validate().expect("example validates");
         // Every key, so that a new one cannot be left out of the example.
         assert_eq!(cfg, Config::with_default_events());
+    }
+
+    #[test]
+    fn an_events_queue_is_off_unless_enabled_and_takes_either_spelling() {
+        let room = |q: &str| {
+            let cfg = Config::from_toml(&format!(
+                "[[events]]\nid = \"e\"\ncapacity = 10\nqueue = {q}\n"
+            ))
+            .expect("parses");
+            cfg.events[0].queue.as_ref().and_then(QueueSeed::settings)
+        };
+        assert_eq!(room("{ max_active = 5 }"), None);
+        let on = room("{ enabled = true, max_active = 5, admission_seconds = 30 }").unwrap();
+        assert_eq!((on.max_active, on.admission_ms), (5, 30_000));
+        let camel = room("{ enabled = true, maxActive = 5, admissionSeconds = 30 }").unwrap();
+        assert_eq!(camel, on);
+        let defaults = room("{ enabled = true }").unwrap();
+        assert_eq!(
+            (defaults.max_active, defaults.admission_ms),
+            (1000, 600_000)
+        );
     }
 
     #[test]

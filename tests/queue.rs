@@ -316,7 +316,7 @@ async fn the_pre_queue_is_shuffled_once_when_sales_open_and_goes_first() {
     let api = api(&redis).await;
     api.create_event(
         json!({"id": "gig", "capacity": 1000, "salesStart": "2099-01-01T00:00:00Z",
-        "queue": {"maxActive": 1, "admissionSeconds": 600}}),
+        "queue": {"enabled": true, "maxActive": 1, "admissionSeconds": 600}}),
     )
     .await
     .assert_status(201);
@@ -419,4 +419,137 @@ async fn the_release_worker_admits_alone_within_a_second() {
     let _ = worker.kill();
     let _ = worker.wait();
     assert!(admitted, "the worker let b in");
+}
+
+#[tokio::test]
+async fn a_hold_behind_the_room_lasts_no_longer_than_its_admission() {
+    let redis = Redis::start();
+    let api = api(&redis).await;
+    // Admissions of 2 s; holds of the event's default 60 s, and three
+    // extensions allowed.
+    api.create_event(json!({"id": "gig", "capacity": 10, "maxExtensions": 3,
+        "queue": {"enabled": true, "maxActive": 1, "admissionSeconds": 2}}))
+        .await
+        .assert_status(201);
+    let a = joined(&api, "gig", "a").await;
+    let until = a["admittedUntil"].as_str().unwrap().to_string();
+    let r = hold(&api, "gig", "a", Some(&qid(&a)), json!({"quantity": 1})).await;
+    r.assert_status(201);
+    let held = r.json();
+    assert!(
+        held["expiresAt"].as_str().unwrap() <= until.as_str(),
+        "hold until {} past the admission's {until}",
+        held["expiresAt"]
+    );
+    // Extending never goes past the admission either.
+    let hold_id = r.hold_id();
+    let x = api
+        .req(
+            "POST",
+            &format!("/v1/holds/{hold_id}/extend"),
+            Some(json!({"userId": "a"})),
+        )
+        .await;
+    x.assert_status(200);
+    assert!(
+        x.json()["expiresAt"].as_str().unwrap() <= until.as_str(),
+        "{}",
+        x.text
+    );
+    // Once the admission has run out, the hold has too: no purchase, and
+    // its ticket is back.
+    let b = qid(&joined(&api, "gig", "b").await);
+    assert!(
+        common::eventually(200, Duration::from_millis(50), || async {
+            status(&api, &b).await["state"] == "admitted"
+        })
+        .await,
+        "b admitted once a's admission ran out"
+    );
+    api.buy(&hold_id, "a")
+        .await
+        .assert_error(409, "hold_expired");
+    assert!(
+        common::eventually(100, Duration::from_millis(50), || async {
+            api.get("/v1/events/gig").await.json()["available"] == 10
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_queue_id_that_cannot_be_read_is_refused_like_a_wrong_one() {
+    let redis = Redis::start();
+    let api = api(&redis).await;
+    event(&api, "gig", 10, 1, 600).await;
+    joined(&api, "gig", "a").await;
+    let long = "x".repeat(1000);
+    hold(&api, "gig", "a", Some(&long), json!({"quantity": 1}))
+        .await
+        .assert_error(403, "queue_required");
+    // On an event without a room the header is ignored.
+    api.create_event(json!({"id": "plain", "capacity": 10}))
+        .await
+        .assert_status(201);
+    hold(&api, "plain", "a", Some(&long), json!({"quantity": 1}))
+        .await
+        .assert_status(201);
+}
+
+#[tokio::test]
+async fn queue_settings_default_to_off_and_a_patch_changes_only_what_it_names() {
+    let redis = Redis::start();
+    let api = api(&redis).await;
+    api.create_event(json!({"id": "bare", "capacity": 10, "queue": {}}))
+        .await
+        .assert_status(201);
+    let e = api.get("/v1/events/bare").await.json();
+    assert_eq!(e["queue"]["enabled"], false, "{e}");
+    join(&api, "bare", "a")
+        .await
+        .assert_error(409, "queue_disabled");
+    api.create_event(json!({"id": "on", "capacity": 10, "queue": {"enabled": true}}))
+        .await
+        .assert_status(201);
+    let q = &api.get("/v1/events/on").await.json()["queue"];
+    assert_eq!(q["maxActive"], 1000, "{q}");
+    assert_eq!(q["admissionSeconds"], 600, "{q}");
+    let patch = |body: Value| {
+        let api = &api;
+        async move {
+            let r = api
+                .raw(
+                    "PATCH",
+                    "/v1/events/on",
+                    Some(body.to_string()),
+                    &[
+                        ("content-type", "application/json"),
+                        ("authorization", "Bearer test-token"),
+                    ],
+                )
+                .await;
+            r.assert_status(200);
+            api.get("/v1/events/on").await.json()["queue"].clone()
+        }
+    };
+    let q = patch(json!({"queue": {"maxActive": 7}})).await;
+    assert_eq!(
+        q,
+        json!({"enabled": true, "maxActive": 7, "admissionSeconds": 600})
+    );
+    let q = patch(json!({"queue": {"admissionSeconds": 30}})).await;
+    assert_eq!(
+        q,
+        json!({"enabled": true, "maxActive": 7, "admissionSeconds": 30})
+    );
+    let q = patch(json!({"queue": {"enabled": false}})).await;
+    assert_eq!(q["enabled"], false, "{q}");
+    // Left off, numbers alone do not turn it on.
+    let q = patch(json!({"queue": {"maxActive": 9}})).await;
+    assert_eq!(q["enabled"], false, "{q}");
+    let q = patch(json!({"queue": {"enabled": true, "maxActive": 9}})).await;
+    assert_eq!(
+        q,
+        json!({"enabled": true, "maxActive": 9, "admissionSeconds": 600})
+    );
 }

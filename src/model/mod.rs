@@ -394,8 +394,8 @@ pub struct EventPatch {
     pub max_per_hold: Option<u64>,
     /// New prices by section id.
     pub prices: Vec<(String, u64)>,
-    /// New waiting room (`Some(None)`: none).
-    pub queue: Option<Option<queue::QueueSettings>>,
+    /// Changes to the waiting room.
+    pub queue: Option<queue::QueuePatch>,
 }
 
 /// Outcome of creating an event.

@@ -59,6 +59,33 @@ impl QueueSettings {
     }
 }
 
+/// A change to an event's waiting room (PATCH): what is left out keeps
+/// its current value (or, for a room put on an event that had none, its
+/// default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueuePatch {
+    /// On or off; `None`: as it is.
+    pub enabled: Option<bool>,
+    /// New `maxActive`.
+    pub max_active: Option<u64>,
+    /// New admission time (ms).
+    pub admission_ms: Option<u64>,
+}
+
+impl QueuePatch {
+    /// As patch_event.lua takes it: `enabled|maxActive|admissionMs`, each
+    /// empty when left out (`enabled` as `1` or `0`).
+    pub fn text(&self) -> String {
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let on = match self.enabled {
+            Some(true) => "1",
+            Some(false) => "0",
+            None => "",
+        };
+        format!("{on}|{}|{}", opt(self.max_active), opt(self.admission_ms))
+    }
+}
+
 /// A place in a waiting room, as its id names it: `<event>.q<j>.<mac>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueId {

@@ -442,8 +442,7 @@ impl Store {
             inv.arg(format!("price:{section}")).arg(*price);
         }
         if let Some(q) = &p.queue {
-            inv.arg("queue")
-                .arg(q.map(|q| q.text()).unwrap_or_default());
+            inv.arg("queue").arg(q.text());
         }
         let r = self.eval(inv, "patch_event").await?;
         match r.status()?.as_str() {

@@ -20,10 +20,10 @@ fn schemas() -> Value {
     ], "description": "the buyer; with [auth] mode = \"jwt\" it may be left out, and must equal the token's sub when given"});
     let ticket = json!({"type": "integer", "minimum": 1, "maximum": MAX_CAPACITY});
     let queue = json!({"type": "object", "nullable": true, "properties": {
-        "enabled": {"type": "boolean", "default": true},
+        "enabled": {"type": "boolean", "default": false},
         "maxActive": {"type": "integer", "minimum": 1, "maximum": crate::model::queue::MAX_ACTIVE, "default": crate::model::queue::DEFAULT_MAX_ACTIVE},
         "admissionSeconds": {"type": "integer", "minimum": 1, "maximum": crate::model::queue::MAX_ADMISSION_SECS, "default": crate::model::queue::DEFAULT_ADMISSION_SECS}},
-        "description": "a waiting room: holds then need the Queue-Id header of an admitted place"});
+        "description": "a waiting room: holds then need the Queue-Id header of an admitted place. On create what is left out takes its default; in a PATCH it stays as it is"});
     let time = json!({"type": "string", "format": "date-time"});
     let money = json!({"type": "integer", "minimum": 0, "description": "minor units of the currency (cents)"});
     let price = json!({"type": "integer", "minimum": 0, "maximum": MAX_PRICE, "description": "minor units of the currency (cents)"});

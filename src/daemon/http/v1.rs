@@ -125,13 +125,15 @@ pub async fn create_event(
         sales_end: text("salesEnd")?.map(TimeValue::Text),
         max_tickets_per_user: int("maxTicketsPerUser", Some(0))?,
         max_extensions: int("maxExtensions", Some(0))?,
-        queue: input::queue(&body)?
-            .flatten()
-            .map(|q| crate::config::QueueSeed {
-                enabled: true,
-                max_active: q.max_active,
-                admission_seconds: q.admission_ms / 1000,
-            }),
+        queue: input::queue(&body)?.map(|q| crate::config::QueueSeed {
+            enabled: q.enabled.unwrap_or(false),
+            max_active: q
+                .max_active
+                .unwrap_or(crate::model::queue::DEFAULT_MAX_ACTIVE),
+            admission_seconds: q
+                .admission_ms
+                .map_or(crate::model::queue::DEFAULT_ADMISSION_SECS, |ms| ms / 1000),
+        }),
     };
     let settings = seed
         .validate_as(&SettingNames::API)

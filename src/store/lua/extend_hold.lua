@@ -1,5 +1,6 @@
 -- extend_hold: moves a live hold's deadline to now + the event's hold
--- time, at most maxExtensions times per hold. The holdId stays the same
+-- time (behind a waiting room, no later than the admission runs out), at
+-- most maxExtensions times per hold. The holdId stays the same
 -- (the record keeps the deadline it names); the hold is rescheduled in
 -- `due` and its list entry is dropped when the sweep meets it.
 -- KEYS[1..9]: the event's keys (see lib.lua)
@@ -32,7 +33,15 @@ if h.deadline <= now then
 end
 if h.ext >= meta.max_ext then return { 'extension_limit', meta.max_ext } end
 h.ext = h.ext + 1
-h.deadline = now + meta.ttl_ms
+local deadline = now + meta.ttl_ms
+if meta.queue_max then
+  -- Behind a waiting room a hold lasts no longer than its admission (and
+  -- an extension never shortens it).
+  local j = redis.call('HGET', TAG .. 'qu', h.user)
+  local until_ms = j and tonumber(redis.call('ZSCORE', TAG .. 'qa', j) or '0') or 0
+  if until_ms < deadline then deadline = math.max(until_ms, h.deadline) end
+end
+h.deadline = deadline
 local deadline_s = fmt_int(h.deadline)
 redis.call('HSET', K.holds, seq, hold_record(h, h.counted))
 redis.call('ZADD', K.due, deadline_s, seq)

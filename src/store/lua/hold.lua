@@ -70,6 +70,9 @@ local record_mid = '|' .. deadline_s .. '|'
 local answer_mid = '|' .. deadline_s .. '|' .. now_s .. '|'
 local answer_currency = '|' .. meta.currency .. '|'
 local added, scheduled, owners, records = 0, {}, {}, {}
+-- Holds whose deadline comes before the shared one (their admission runs
+-- out first): score, id pairs for `due`.
+local early = {}
 -- Tickets claimed by this call per section (sectioned events only).
 local section_added = {}
 -- Tickets claimed by holds of this call (their owner entries are written at
@@ -281,8 +284,9 @@ end
 -- The queue's MAC key (read once per call).
 local queue_key = nil
 
--- Why a hold behind the waiting room is refused, or nil: `qid` must name
--- an admitted place of `user` whose admission has not run out.
+-- Why a hold behind the waiting room is refused, or nil and when the
+-- admission runs out: `qid` must name an admitted place of `user` whose
+-- admission has not run out.
 local function queue_refusal(user, qid)
   if qid == '' then return 'this event has a waiting room: hold with the Queue-Id of your admitted place' end
   local ev, j, mac = string.match(qid, '^([%w_-]+)%.q(%d+)%.(%x+)$')
@@ -294,16 +298,19 @@ local function queue_refusal(user, qid)
   if redis.call('HGET', TAG .. 'qu', user) ~= j then return 'the Queue-Id is another user\'s place' end
   local until_ms = tonumber(redis.call('ZSCORE', TAG .. 'qa', j) or '0')
   if until_ms <= now then return 'this place is not admitted (not yet, or no longer)' end
-  return nil
+  return nil, until_ms
 end
 
 local function hold_one(secret, user, mode, arg)
+  -- Behind a waiting room a hold lasts no longer than its admission.
+  local own_deadline
   if #mode > 1 or meta.queue_max then
     local qid = string.sub(mode, 2)
     mode = string.sub(mode, 1, 1)
     if meta.queue_max then
-      local why = queue_refusal(user, qid)
+      local why, until_ms = queue_refusal(user, qid)
       if why then return { 'queue_required', why } end
+      if until_ms < deadline then own_deadline = until_ms end
     end
   end
   local quantity, sid = arg, nil
@@ -355,16 +362,24 @@ local function hold_one(secret, user, mode, arg)
     pending[t] = id
   end
   local csv = #tickets == 1 and tickets[1] or table.concat(tickets, ',')
+  local mid, amid = record_mid, answer_mid
+  if own_deadline then
+    local d = fmt_int(own_deadline)
+    mid, amid = '|' .. d .. '|', '|' .. d .. '|' .. now_s .. '|'
+    early[#early + 1] = d
+    early[#early + 1] = id
+  else
+    scheduled[#scheduled + 1] = id
+  end
   records[#records + 1] = id
-  records[#records + 1] = secret .. record_mid .. csv .. price .. '|' .. user
+  records[#records + 1] = secret .. mid .. csv .. price .. '|' .. user
   added = added + #tickets
-  scheduled[#scheduled + 1] = id
   if not K.idem then
     -- The short form: one string is far cheaper to send and to read.
-    return (expired == 0 and '0' or fmt_int(expired)) .. '|' .. id .. answer_mid .. amount_s .. answer_currency
+    return (expired == 0 and '0' or fmt_int(expired)) .. '|' .. id .. amid .. amount_s .. answer_currency
       .. csv
   end
-  reply = { 'ok', expired, secret, seq, deadline, now, amount_s, meta.currency }
+  reply = { 'ok', expired, secret, seq, own_deadline or deadline, now, amount_s, meta.currency }
   for _, t in ipairs(tickets) do reply[#reply + 1] = t end
   return reply
 end
@@ -409,11 +424,19 @@ end
 local function write_holds()
   local first = false
   in_chunks(owners, function(...) redis.call('HSET', K.owner, ...) end)
-  if #scheduled > 0 then
+  if #records > 0 then
     redis.call('HSET', K.holds, unpack(records))
+  end
+  if #early > 0 then
+    -- Earlier than the list's order allows: in `due`, and a sleeping
+    -- release worker may be waiting for a later deadline.
+    redis.call('ZADD', K.due, unpack(early))
+    first = true
+  end
+  if #scheduled > 0 then
     if not meta.sched_floor or deadline >= meta.sched_floor then
       -- In deadline order after every hold of the list.
-      first = redis.call('RPUSH', K.sched, unpack(scheduled)) == #scheduled
+      first = redis.call('RPUSH', K.sched, unpack(scheduled)) == #scheduled or first
     else
       -- Before holds made with a longer hold time: in `due`, and a
       -- sleeping release worker may be waiting for a later deadline.
@@ -425,7 +448,9 @@ local function write_holds()
       redis.call('ZADD', K.due, unpack(scored))
       first = true
     end
-    redis.call('HSET', K.meta, 'seq', scheduled[#scheduled])
+  end
+  if #records > 0 then
+    redis.call('HSET', K.meta, 'seq', records[#records - 1])
     redis.call('HINCRBY', K.meta, 'held', added)
     for i, n in pairs(section_added) do redis.call('HINCRBY', K.meta, 'held:' .. i, n) end
   end

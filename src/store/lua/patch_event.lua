@@ -5,8 +5,9 @@
 -- ARGV: pairs of setting and value: 'sales_start' | 'sales_end' (ms, or ''
 --       to remove), 'max_user', 'max_ext', 'ttl_ms', 'max_per_hold'
 --       (integers), 'price:<sectionId>' (minor units), 'queue'
---       ('maxActive|admissionMs', or '' to remove the waiting room; a room
---       put on an event that had none starts empty)
+--       ('enabled|maxActive|admissionMs', each empty to keep it as it is:
+--       enabled '1' or '0'; a room put on an event that had none starts
+--       empty, with the defaults for what is left out)
 -- A per-user limit set where there was none does not apply at once: the
 -- tickets held and bought before it were not counted, so the change starts
 -- a recount (field `recount` = 'nextSeq|lastSeq|limit'; holds are counted
@@ -79,11 +80,18 @@ elseif pending then
   sell.max_user = 0
 end
 if recount then sets[#sets + 1] = 'recount'; sets[#sets + 1] = recount end
-if queue_asked == '' then
-  redis.call('HDEL', K.meta, 'queue')
-elseif queue_asked then
-  if not meta.queue_max then redis.call('DEL', TAG .. 'q', TAG .. 'qu', TAG .. 'qa') end
-  sets[#sets + 1] = 'queue'; sets[#sets + 1] = queue_asked
+if queue_asked then
+  local on, active, admission = string.match(queue_asked, '^([01]?)|(%d*)|(%d*)$')
+  if not on then return { 'invalid', 'queue: ' .. queue_asked } end
+  if on == '0' or (on == '' and not meta.queue_max) then
+    -- Off (or left off): nothing else to keep.
+    if meta.queue_max then redis.call('HDEL', K.meta, 'queue') end
+  else
+    if active == '' then active = fmt_int(meta.queue_max or 1000) end
+    if admission == '' then admission = fmt_int(meta.queue_ms or 600000) end
+    if not meta.queue_max then redis.call('DEL', TAG .. 'q', TAG .. 'qu', TAG .. 'qa') end
+    sets[#sets + 1] = 'queue'; sets[#sets + 1] = active .. '|' .. admission
+  end
 end
 write_sell(meta.currency, sell.max_user, sell.sales_start, sell.sales_end, sell.max_ext, counting)
 if #sets > 0 then redis.call('HSET', K.meta, unpack(sets)) end
