@@ -449,9 +449,11 @@ impl Default for PurchaseConfig {
             sinks: vec![
                 SinkConfig::RedisStream {
                     stream: "tc:payments".into(),
+                    maxlen: DEFAULT_SINK_MAXLEN,
                 },
                 SinkConfig::RedisStream {
                     stream: "tc:fulfillment".into(),
+                    maxlen: DEFAULT_SINK_MAXLEN,
                 },
             ],
         }
@@ -466,6 +468,10 @@ pub enum SinkConfig {
     RedisStream {
         /// Stream key.
         stream: String,
+        /// About how many entries the stream keeps (older ones are trimmed
+        /// as new ones come, `XADD MAXLEN ~`); 0: all.
+        #[serde(default = "default_sink_maxlen")]
+        maxlen: u64,
     },
     /// POST batches of orders as JSON, signed with HMAC-SHA256, at least once.
     Webhook {
@@ -482,6 +488,16 @@ pub enum SinkConfig {
         #[serde(default)]
         tls_ca_file: Option<PathBuf>,
     },
+}
+
+/// Entries a stream sink keeps by default (~112 bytes each).
+pub const DEFAULT_SINK_MAXLEN: u64 = 1_000_000;
+/// The least `maxlen` (other than 0): approximate trimming works in nodes of
+/// 100 entries.
+pub const MIN_SINK_MAXLEN: u64 = 1_000;
+
+fn default_sink_maxlen() -> u64 {
+    DEFAULT_SINK_MAXLEN
 }
 
 fn default_webhook_timeout() -> Duration {
@@ -888,11 +904,18 @@ impl Config {
         }
         for s in &self.purchase.sinks {
             match s {
-                SinkConfig::RedisStream { stream }
+                SinkConfig::RedisStream { stream, .. }
                     if stream.is_empty() || stream.contains(['{', '}']) =>
                 {
                     return bad(format!(
                         "purchase.sinks: stream {stream:?} must be a non-empty name without braces"
+                    ))
+                }
+                SinkConfig::RedisStream { stream, maxlen }
+                    if *maxlen != 0 && *maxlen < MIN_SINK_MAXLEN =>
+                {
+                    return bad(format!(
+                        "purchase.sinks: stream {stream:?}: maxlen must be 0 (keep all) or at least {MIN_SINK_MAXLEN}"
                     ))
                 }
                 SinkConfig::Webhook {

@@ -340,6 +340,70 @@ async fn a_batch_of_nine_thousand_jobs_completes_in_one_pass() {
     }
 }
 
+#[tokio::test]
+async fn a_stream_sink_keeps_about_maxlen_entries_and_a_group_falling_behind_is_shown() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    event(&s, "e", 3000, 600_000).await;
+    for i in 0..2500 {
+        buy(&s, "e", &format!("u{i}")).await;
+    }
+    // Two consumers of the sink: one reads everything, one has read nothing.
+    redis.cli(&["XGROUP", "CREATE", "tc:trimmed", "slow", "0", "MKSTREAM"]);
+    let mut cfg = config(&redis);
+    cfg.purchase.sinks = vec![SinkConfig::RedisStream {
+        stream: "tc:trimmed".into(),
+        maxlen: 1000,
+    }];
+    let summary = drain(&redis, &cfg, purchase_opts(true, "c1")).await;
+    assert_eq!(summary.completed, 2500);
+    // Approximate trimming drops whole nodes of 100 entries.
+    let len: u64 = redis.cli(&["XLEN", "tc:trimmed"]).parse().unwrap();
+    assert!((1000..=1100).contains(&len), "{len} entries");
+    redis.cli(&["XGROUP", "CREATE", "tc:trimmed", "fast", "$"]);
+    let groups = s.stream_groups("tc:trimmed").await.unwrap();
+    let lag = |name: &str| groups.iter().find(|g| g.name == name).unwrap().lag;
+    assert_eq!(lag("slow"), Some(len));
+    assert_eq!(lag("fast"), Some(0));
+    assert!(s.stream_groups("tc:none").await.unwrap().is_empty());
+    // inspect queues names the group that is about to lose entries.
+    let file = common::ConfigFile::new(
+        "trimmed",
+        &format!(
+            "[redis]\nurl = \"{}\"\n[[purchase.sinks]]\nkind = \"redis-stream\"\nstream = \"tc:trimmed\"\nmaxlen = 1000\n",
+            redis.url()
+        ),
+    );
+    let out = common::run_cli(&["inspect", "queues", "--config", file.arg()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("warning: group slow of tc:trimmed"), "{text}");
+    assert!(!text.contains("group fast"), "{text}");
+    let out = common::run_cli(&["inspect", "queues", "--json", "--config", file.arg()]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sink = &doc["queues"]["sinks"][0];
+    assert_eq!(sink["maxlen"], 1000, "{sink}");
+    let group = |name: &str| {
+        sink["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(group("slow")["closeToMaxlen"], true, "{sink}");
+    assert_eq!(group("fast")["closeToMaxlen"], false, "{sink}");
+    // A maxlen under 1,000 (other than 0) is refused.
+    let bad = common::ConfigFile::new(
+        "tiny",
+        "[[purchase.sinks]]\nkind = \"redis-stream\"\nstream = \"x\"\nmaxlen = 10\n",
+    );
+    let out = common::run_cli(&["inspect", "queues", "--config", bad.arg()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("maxlen"));
+}
+
 /// A local webhook receiver: answers `status`, after `delay` for the first
 /// `slow_first` requests.
 struct Hook {
@@ -713,9 +777,17 @@ async fn a_publish_that_fails_writes_nothing() {
         ]
     };
     let call = |orders: &[u32], extra: &[&str]| -> String {
-        let mut a: Vec<String> = ["EVALSHA", &sha, "2", "sink", "{sink}:published", "60000"]
-            .map(String::from)
-            .to_vec();
+        let mut a: Vec<String> = [
+            "EVALSHA",
+            &sha,
+            "2",
+            "sink",
+            "{sink}:published",
+            "60000",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec();
         for i in orders {
             a.extend(order(*i));
         }

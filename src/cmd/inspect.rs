@@ -36,7 +36,7 @@ pub async fn run(global: &GlobalOpts, args: InspectArgs) -> anyhow::Result<()> {
             .sinks
             .iter()
             .filter_map(|s| match s {
-                SinkConfig::RedisStream { stream } => Some(stream.clone()),
+                SinkConfig::RedisStream { stream, maxlen } => Some((stream.clone(), *maxlen)),
                 SinkConfig::Webhook { .. } => None,
             })
             .collect(),

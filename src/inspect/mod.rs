@@ -37,8 +37,59 @@ pub struct Query {
     pub limit: usize,
     /// One order by id (orders section).
     pub order_id: Option<String>,
-    /// Sink streams whose length to show.
-    pub sink_streams: Vec<String>,
+    /// Sink streams to show, with their `maxlen` (0: all kept).
+    pub sink_streams: Vec<(String, u64)>,
+}
+
+/// A sink stream as `inspect queues` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct SinkView {
+    /// The stream.
+    pub stream: String,
+    /// Its entries now.
+    pub entries: u64,
+    /// About how many it keeps (0: all).
+    pub maxlen: u64,
+    /// Its consumer groups.
+    pub groups: Vec<crate::store::StreamGroup>,
+}
+
+/// A consumer group counts as close to losing entries once it has not
+/// read this share of the stream's `maxlen`.
+pub const LAG_WARN_SHARE: f64 = 0.8;
+
+impl SinkView {
+    /// The group furthest behind, when Redis can tell.
+    pub fn most_behind(&self) -> Option<&crate::store::StreamGroup> {
+        self.groups
+            .iter()
+            .filter(|g| g.lag.is_some())
+            .max_by_key(|g| g.lag)
+    }
+
+    /// The groups that have not read [`LAG_WARN_SHARE`] of `maxlen` or
+    /// more: entries they have not read are about to be trimmed.
+    pub fn lagging(&self) -> Vec<&crate::store::StreamGroup> {
+        lagging(&self.groups, self.maxlen)
+    }
+}
+
+/// The groups of `groups` whose lag is [`LAG_WARN_SHARE`] of `maxlen` or
+/// more (none when `maxlen` is 0).
+pub fn lagging(
+    groups: &[crate::store::StreamGroup],
+    maxlen: u64,
+) -> Vec<&crate::store::StreamGroup> {
+    if maxlen == 0 {
+        return Vec::new();
+    }
+    groups
+        .iter()
+        .filter(|g| {
+            g.lag
+                .is_some_and(|l| l as f64 >= LAG_WARN_SHARE * maxlen as f64)
+        })
+        .collect()
 }
 
 /// One snapshot.
@@ -50,8 +101,8 @@ pub struct Snapshot {
     pub queues: Vec<(String, QueueView)>,
     /// Waiting rooms per event (events that have one).
     pub rooms: Vec<(String, crate::model::queue::QueueSnapshot)>,
-    /// Sink stream lengths.
-    pub sinks: Vec<(String, u64)>,
+    /// Sink streams.
+    pub sinks: Vec<SinkView>,
     /// Live holds across events, soonest first, at most `limit`.
     pub holds: Vec<HoldView>,
     /// Recent orders, newest first.
@@ -100,8 +151,13 @@ pub async fn gather(store: &Store, section: Option<Section>, q: &Query) -> Resul
                 snap.rooms.push((e.id.clone(), room));
             }
         }
-        for s in &q.sink_streams {
-            snap.sinks.push((s.clone(), store.stream_len(s).await?));
+        for (s, maxlen) in &q.sink_streams {
+            snap.sinks.push(SinkView {
+                stream: s.clone(),
+                entries: store.stream_len(s).await?,
+                maxlen: *maxlen,
+                groups: store.stream_groups(s).await?,
+            });
         }
     }
     if section == Some(Section::Orders) {
@@ -210,7 +266,16 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
             totals["sinks"] = snap
                 .sinks
                 .iter()
-                .map(|(s, n)| json!({"stream": s, "length": n}))
+                .map(|s| {
+                    json!({
+                        "stream": s.stream, "length": s.entries,
+                        "maxlen": (s.maxlen > 0).then_some(s.maxlen),
+                        "groups": s.groups.iter().map(|g| json!({
+                            "name": g.name, "lag": g.lag, "pending": g.pending,
+                            "closeToMaxlen": lagging(std::slice::from_ref(g), s.maxlen).len() == 1,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
                 .collect::<Vec<Value>>()
                 .into();
             json!({ "queues": totals })

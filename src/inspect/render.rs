@@ -191,9 +191,32 @@ pub fn queues(snap: &Snapshot) -> String {
             },
         ]);
     }
-    let mut s = table(&["sink stream", "entries"]);
-    for (name, n) in &snap.sinks {
-        s.add_row(vec![name.clone(), n.to_string()]);
+    let mut s = table(&["sink stream", "entries", "maxlen", "most behind", "unread"]);
+    let mut warnings = Vec::new();
+    for v in &snap.sinks {
+        let behind = v.most_behind();
+        s.add_row(vec![
+            v.stream.clone(),
+            v.entries.to_string(),
+            if v.maxlen == 0 {
+                "-".into()
+            } else {
+                v.maxlen.to_string()
+            },
+            behind.map_or("-".into(), |g| g.name.clone()),
+            behind
+                .and_then(|g| g.lag)
+                .map_or("-".into(), |l| l.to_string()),
+        ]);
+        for g in v.lagging() {
+            warnings.push(format!(
+                "warning: group {} of {} has {} entries unread, close to the stream's maxlen {}: entries it has not read are trimmed as new ones come",
+                g.name,
+                v.stream,
+                g.lag.unwrap_or(0),
+                v.maxlen
+            ));
+        }
     }
     let mut out = t.to_string();
     if any {
@@ -207,6 +230,10 @@ pub fn queues(snap: &Snapshot) -> String {
     if !snap.sinks.is_empty() {
         out.push('\n');
         out.push_str(&s.to_string());
+        for w in warnings {
+            out.push('\n');
+            out.push_str(&w);
+        }
     }
     out
 }
@@ -318,7 +345,16 @@ mod tests {
         Snapshot {
             events: vec![e],
             queues: vec![("gig".into(), q)],
-            sinks: vec![("tc:payments".into(), 7)],
+            sinks: vec![crate::inspect::SinkView {
+                stream: "tc:payments".into(),
+                entries: 7,
+                maxlen: 1000,
+                groups: vec![crate::store::StreamGroup {
+                    name: "payments".into(),
+                    lag: Some(900),
+                    pending: 1,
+                }],
+            }],
             holds: vec![hold],
             ..Snapshot::default()
         }

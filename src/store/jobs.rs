@@ -60,6 +60,17 @@ pub struct JobOrder {
 /// were sold to it again.
 const KINDS: [&str; 5] = ["purchase", "cancelled", "refunded", "refund_due", "paid"];
 
+/// A consumer group of a stream (see [`Store::stream_groups`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamGroup {
+    /// Its name.
+    pub name: String,
+    /// Entries not yet delivered to it; `None` when Redis cannot tell.
+    pub lag: Option<u64>,
+    /// Delivered and not acknowledged.
+    pub pending: u64,
+}
+
 /// A message for the sinks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkMessage {
@@ -542,6 +553,7 @@ impl Store {
     pub async fn publish_to_stream(
         &self,
         stream: &str,
+        maxlen: u64,
         retention: Duration,
         msgs: &[SinkMessage],
     ) -> Result<u64> {
@@ -551,7 +563,8 @@ impl Store {
             let mut inv = PUBLISH_STREAM.prepare_invoke();
             inv.key(stream)
                 .key(&index)
-                .arg(retention.as_millis() as u64);
+                .arg(retention.as_millis() as u64)
+                .arg(maxlen);
             for m in chunk {
                 let tickets = serde_json::to_string(&m.ticket_ids).unwrap_or_else(|_| "[]".into());
                 inv.arg(&m.order_id)
@@ -665,6 +678,70 @@ impl Store {
         })
         .await
         .map(|_| ())
+    }
+
+    /// The consumer groups of a stream, with how many entries each has not
+    /// been delivered yet (`lag`: `None` when Redis cannot tell, as before
+    /// Redis 7 or after entries were deleted in its range) and how many it
+    /// has been delivered but not acknowledged. No stream: none.
+    pub async fn stream_groups(&self, key: &str) -> Result<Vec<StreamGroup>> {
+        let key = key.to_string();
+        let v: Value = match self
+            .run(|mut c| async move {
+                redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+        {
+            Ok(v) => v,
+            // XINFO GROUPS on a stream not yet written: "no such key".
+            Err(e) if e.is_redis("ERR", Some("no such key")) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let Value::Array(groups) = v else {
+            return Err(StoreError::Reply(format!("XINFO GROUPS: {v:?}")));
+        };
+        let mut out = Vec::new();
+        for g in groups {
+            let pairs: Vec<(String, Value)> = match g {
+                Value::Array(items) => items
+                    .chunks(2)
+                    .filter_map(|kv| match kv {
+                        [k, v] => redis::from_redis_value::<String>(k.clone())
+                            .ok()
+                            .map(|k| (k, v.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(items) => items
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        redis::from_redis_value::<String>(k.clone())
+                            .ok()
+                            .map(|k| (k, v))
+                    })
+                    .collect(),
+                _ => continue,
+            };
+            let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            let int = |name: &str| {
+                field(name).and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
+            };
+            let Some(name) =
+                field("name").and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+            else {
+                continue;
+            };
+            out.push(StreamGroup {
+                name,
+                lag: int("lag"),
+                pending: int("pending").unwrap_or(0),
+            });
+        }
+        Ok(out)
     }
 
     /// Number of entries in a stream (0 when it does not exist).

@@ -25,7 +25,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
-pub use jobs::{Job, JobOrder, JobRead, SinkMessage, JOBS_PER_CALL};
+pub use jobs::{Job, JobOrder, JobRead, SinkMessage, StreamGroup, JOBS_PER_CALL};
 pub use query::{EventCounters, TicketPage, TicketStatus};
 pub use results::PaymentResult;
 pub use scripts::*;

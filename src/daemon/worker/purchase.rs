@@ -54,7 +54,7 @@ const FORGET_IDLE: Duration = Duration::from_secs(3600);
 const FORGET_EVERY: Duration = Duration::from_secs(600);
 
 enum Sink {
-    Stream(String),
+    Stream(StreamSink),
     Webhook(Webhook),
 }
 
@@ -62,7 +62,11 @@ fn sinks(cfg: &PurchaseConfig) -> Result<Vec<Sink>, String> {
     cfg.sinks
         .iter()
         .map(|s| match s {
-            SinkConfig::RedisStream { stream } => Ok(Sink::Stream(stream.clone())),
+            SinkConfig::RedisStream { stream, maxlen } => Ok(Sink::Stream(StreamSink {
+                stream: stream.clone(),
+                maxlen: *maxlen,
+                lag_checked: std::sync::Mutex::new(None),
+            })),
             SinkConfig::Webhook {
                 url,
                 secret,
@@ -71,6 +75,50 @@ fn sinks(cfg: &PurchaseConfig) -> Result<Vec<Sink>, String> {
             } => Webhook::new(url, secret, *timeout, tls_ca_file.as_deref()).map(Sink::Webhook),
         })
         .collect()
+}
+
+/// A stream sink: its key, `maxlen` (0: all kept), and when its consumer
+/// groups' lag was last looked at.
+struct StreamSink {
+    stream: String,
+    maxlen: u64,
+    lag_checked: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How often a worker looks at a stream sink's consumer groups.
+const LAG_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+impl StreamSink {
+    /// Warns, at most every [`LAG_CHECK_EVERY`], of each consumer group so
+    /// far behind that entries it has not read are about to be trimmed.
+    async fn check_lag(&self, store: &Store) {
+        if self.maxlen == 0 {
+            return;
+        }
+        {
+            let mut last = self.lag_checked.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < LAG_CHECK_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        match store.stream_groups(&self.stream).await {
+            Ok(groups) => {
+                for g in crate::inspect::lagging(&groups, self.maxlen) {
+                    tracing::warn!(
+                        stream = %self.stream,
+                        group = %g.name,
+                        unread = g.lag.unwrap_or(0),
+                        maxlen = self.maxlen,
+                        "a consumer group of a sink stream is close to its maxlen: entries it has not read are trimmed as new ones come"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::debug!(stream = %self.stream, error = %e, "cannot read the sink stream's consumer groups")
+            }
+        }
+    }
 }
 
 /// The JSON body a webhook receives.
@@ -317,12 +365,15 @@ impl Worker {
             let body = body.as_deref().unwrap_or_default();
             async move {
                 match sink {
-                    Sink::Stream(stream) => self
-                        .store
-                        .publish_to_stream(stream, self.cfg.dedupe_retention, msgs)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| (format!("stream {stream}: {e}"), Failure::of(&e))),
+                    Sink::Stream(s) => {
+                        let stream = &s.stream;
+                        self.store
+                            .publish_to_stream(stream, s.maxlen, self.cfg.dedupe_retention, msgs)
+                            .await
+                            .map_err(|e| (format!("stream {stream}: {e}"), Failure::of(&e)))?;
+                        s.check_lag(&self.store).await;
+                        Ok(())
+                    }
                     Sink::Webhook(w) => w.deliver(body).await.map_err(|e| (e, Failure::Other)),
                 }
             }
