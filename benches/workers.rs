@@ -323,7 +323,178 @@ async fn memory(store: Store, url: &str) {
     .await;
     let per_hold = (used_memory(url).await - before) as f64 / n as f64;
     println!("RESULT bytes_per_live_hold {per_hold:.0} bytes ({n} live one-ticket holds, user ids like user-12345)");
-    waiting_room_memory(store, url).await;
+    waiting_room_memory(store.clone(), url).await;
+    purchase_memory(store, url).await;
+}
+
+/// Redis bytes left behind per purchase once the purchase worker has
+/// published it to the two default sinks: `BENCH_MEM_PURCHASES` (50,000)
+/// holds bought and drained, once with the sinks' default maxlen (the
+/// streams keep every entry of the run) and once with a maxlen of a fifth
+/// of the run (the streams at their bound, as after a long time).
+async fn purchase_memory(store: Store, url: &str) {
+    let n = env_u64("BENCH_MEM_PURCHASES", 50_000);
+    for (label, maxlen) in [
+        ("default", ticketctl::config::DEFAULT_SINK_MAXLEN),
+        ("bounded", n / 5),
+    ] {
+        let event = format!("bench-retained-{label}");
+        make_event(&store, &event, n, 600_000).await;
+        let mut cfg = Config::with_default_events();
+        cfg.redis.url = url.to_string();
+        let streams: Vec<String> = cfg
+            .purchase
+            .sinks
+            .iter_mut()
+            .filter_map(|s| match s {
+                ticketctl::config::SinkConfig::RedisStream { stream, maxlen: m } => {
+                    *m = maxlen;
+                    Some(stream.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let client = redis::Client::open(url).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        for s in &streams {
+            let _: () = redis::cmd("DEL").arg(s).query_async(&mut c).await.unwrap();
+        }
+        let before = used_memory(url).await;
+        let s = store.clone();
+        let ev = event.clone();
+        fan_out(n, 64, move |i| {
+            let (s, ev) = (s.clone(), ev.clone());
+            async move {
+                let user = format!("user-{i}");
+                let HoldOutcome::Held { hold, .. } = s
+                    .hold(&ev, &user, &HoldRequest::Quantity(1), None)
+                    .await
+                    .unwrap()
+                else {
+                    panic!("hold refused")
+                };
+                let PurchaseOutcome::Bought { .. } = s
+                    .purchase(&HoldRef::Id(&hold.id), &user, None)
+                    .await
+                    .unwrap()
+                else {
+                    panic!("purchase refused")
+                };
+            }
+        })
+        .await;
+        let opts = PurchaseOpts {
+            once: true,
+            batch: cfg.purchase.batch,
+            consumer: "bench".into(),
+            block: Duration::from_millis(500),
+        };
+        let summary = purchase::run(
+            store.clone(),
+            cfg.purchase.clone(),
+            opts,
+            CancellationToken::new(),
+            Arc::new(Metrics::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.completed, n, "every order completed");
+        let mut lens = Vec::new();
+        for s in &streams {
+            let len: u64 = redis::cmd("XLEN").arg(s).query_async(&mut c).await.unwrap();
+            lens.push(len);
+        }
+        let per = (used_memory(url).await - before) as f64 / n as f64;
+        println!(
+            "RESULT bytes_per_purchase_{label} {per:.0} bytes ({n} purchases published to {} stream sinks, maxlen {maxlen}: {lens:?} entries kept)",
+            streams.len()
+        );
+        if label != "default" {
+            continue;
+        }
+        // The dedupe index per entry: the bitmap of what one sink has, and
+        // the sorted set the version before kept (an orderId member and a
+        // ms score per order), built here from the same orders.
+        let mc = c.clone();
+        let memory = |key: String| {
+            let mut c = mc.clone();
+            async move {
+                let v: Option<u64> = redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .arg("SAMPLES")
+                    .arg(0)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                v.unwrap_or(0)
+            }
+        };
+        let bits = memory(ticketctl::store::keys::sink_sent(
+            &streams[0],
+            &event,
+            "purchase",
+        ))
+        .await;
+        let ids: Vec<String> = redis::cmd("HKEYS")
+            .arg(ticketctl::store::keys::EventKeys::new(&event).orders())
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let secrets: Vec<(String, String)> = {
+            let orders = ticketctl::store::keys::EventKeys::new(&event).orders();
+            let mut out = Vec::new();
+            for chunk in ids.chunks(1000) {
+                let vals: Vec<String> = redis::cmd("HMGET")
+                    .arg(&orders)
+                    .arg(chunk)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                out.extend(chunk.iter().cloned().zip(vals));
+            }
+            out
+        };
+        let old_key = "bench-old-index";
+        for chunk in secrets.chunks(1000) {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(old_key);
+            for (seq, record) in chunk {
+                // An order id: event.o<seq>.<22-character secret>.
+                let secret: String = record
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .take(22)
+                    .collect();
+                cmd.arg(1_764_633_600_000u64 + seq.parse::<u64>().unwrap_or(0))
+                    .arg(format!("{event}.o{seq}.{secret:0<22}"));
+            }
+            let _: () = cmd.query_async(&mut c).await.unwrap();
+        }
+        let zset = memory(old_key.to_string()).await;
+        let stream_bytes = memory(streams[0].clone()).await;
+        let order_bytes = memory(ticketctl::store::keys::EventKeys::new(&event).orders()).await;
+        println!(
+            "RESULT purchase_parts_bytes {:.0} bytes (per purchase: the order in its event's orders hash; one sink stream's entry {:.0} bytes)",
+            order_bytes as f64 / n as f64,
+            stream_bytes as f64 / n as f64
+        );
+        let _: () = redis::cmd("DEL")
+            .arg(old_key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        println!(
+            "RESULT dedupe_bytes_per_entry {:.2} bytes (one sink's bitmap for {n} orders: {bits} bytes; the sorted set the version before kept for the same orders: {:.0} bytes per entry)",
+            bits as f64 / n as f64,
+            zset as f64 / ids.len().max(1) as f64
+        );
+        println!(
+            "RESULT dedupe_bytes_per_entry_before {:.0} bytes (the sorted set of orderIds with ms scores, as kept before bitmaps, {} entries)",
+            zset as f64 / ids.len().max(1) as f64,
+            ids.len()
+        );
+    }
 }
 
 /// Redis bytes per waiting place: a waiting room of `BENCH_QUEUE_PLACES`

@@ -774,15 +774,18 @@ async fn a_publish_that_fails_writes_nothing() {
             "2500".into(),
             "EUR".into(),
             "purchase".into(),
+            "3".into(),
+            i.to_string(),
         ]
     };
     let call = |orders: &[u32], extra: &[&str]| -> String {
         let mut a: Vec<String> = [
             "EVALSHA",
             &sha,
-            "2",
+            "3",
             "sink",
             "{sink}:published",
+            "{sink}:sent:ev:purchase",
             "60000",
             "0",
         ]
@@ -797,18 +800,40 @@ async fn a_publish_that_fails_writes_nothing() {
     };
     // A short last order: refused before anything is appended.
     let out = call(&[1, 2, 3], &["ev.o4.s", "ev"]);
-    assert!(out.contains("8 arguments"), "{out}");
+    assert!(out.contains("10 arguments"), "{out}");
     assert_eq!(redis.cli(&["XLEN", "sink"]), "0");
     // The sink is not a stream: the same.
     redis.cli(&["SET", "sink", "x"]);
     let out = call(&[1, 2, 3], &[]);
     assert!(out.contains("not a stream"), "{out}");
-    assert_eq!(redis.cli(&["ZCARD", "{sink}:published"]), "0");
+    assert_eq!(redis.cli(&["EXISTS", "{sink}:sent:ev:purchase"]), "0");
     redis.cli(&["DEL", "sink"]);
+    // Nor is the bitmap a bitmap.
+    redis.cli(&["HSET", "{sink}:sent:ev:purchase", "a", "1"]);
+    let out = call(&[1, 2, 3], &[]);
+    assert!(out.contains("not a bitmap"), "{out}");
+    assert_eq!(redis.cli(&["XLEN", "sink"]), "0");
+    redis.cli(&["DEL", "{sink}:sent:ev:purchase"]);
+    // Orders published by the version before bitmaps are known by the
+    // older index while it lasts.
+    redis.cli(&["ZADD", "{sink}:published", "9999999999999", "ev.o2.s"]);
     // A good call, then its retry: each order once.
-    assert_eq!(call(&[1, 2, 3], &[]), "3");
+    assert_eq!(call(&[1, 2, 3], &[]), "2");
     assert_eq!(call(&[1, 2, 3, 4], &[]), "1");
-    assert_eq!(redis.cli(&["XLEN", "sink"]), "4");
+    assert_eq!(redis.cli(&["XLEN", "sink"]), "3");
+    assert_eq!(redis.cli(&["GETBIT", "{sink}:sent:ev:purchase", "4"]), "1");
+    assert_eq!(redis.cli(&["GETBIT", "{sink}:sent:ev:purchase", "2"]), "0");
+    // The bitmap outlives its last publish by the retention (60 s here).
+    let ttl: i64 = redis
+        .cli(&["PTTL", "{sink}:sent:ev:purchase"])
+        .parse()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+    // Once the older index has aged out it is gone, and the bitmap decides.
+    redis.cli(&["ZADD", "{sink}:published", "1", "ev.o9.s"]);
+    redis.cli(&["ZREM", "{sink}:published", "ev.o2.s"]);
+    assert_eq!(call(&[9], &[]), "1");
+    assert_eq!(redis.cli(&["EXISTS", "{sink}:published"]), "0");
 }
 
 /// One order per buyer on a new event "e", their jobs read (and left

@@ -565,7 +565,23 @@ impl Store {
                 .key(&index)
                 .arg(retention.as_millis() as u64)
                 .arg(maxlen);
+            // Each message's bitmap (by event and kind) is a key of the call.
+            let mut bitmaps: Vec<(&str, &str)> = Vec::new();
             for m in chunk {
+                let seq = OrderId::parse(&m.order_id).map(|o| o.seq).ok_or_else(|| {
+                    StoreError::Reply(format!("publish_stream: order id {:?}", m.order_id))
+                })?;
+                let at = match bitmaps
+                    .iter()
+                    .position(|&(e, k)| e == m.event_id && k == m.kind)
+                {
+                    Some(at) => at,
+                    None => {
+                        bitmaps.push((&m.event_id, m.kind));
+                        inv.key(keys::sink_sent(stream, &m.event_id, m.kind));
+                        bitmaps.len() - 1
+                    }
+                };
                 let tickets = serde_json::to_string(&m.ticket_ids).unwrap_or_else(|_| "[]".into());
                 inv.arg(&m.order_id)
                     .arg(&m.event_id)
@@ -574,7 +590,10 @@ impl Store {
                     .arg(&m.created_at)
                     .arg(m.amount)
                     .arg(&m.currency)
-                    .arg(m.kind);
+                    .arg(m.kind)
+                    // Lua's KEYS index: the stream and the older index first.
+                    .arg(at + 3)
+                    .arg(seq);
             }
             let v: Value = self
                 .run(|mut c| async move { inv.invoke_async(&mut c).await })

@@ -129,6 +129,12 @@ pub fn sink_published(stream: &str) -> String {
     format!("{{{stream}}}:published")
 }
 
+/// The bitmap of the order numbers of `event` whose `kind` messages a sink
+/// stream has (bit n: order `.o<n>.`), in the stream's Cluster slot.
+pub fn sink_sent(stream: &str, event: &str, kind: &str) -> String {
+    format!("{{{stream}}}:sent:{event}:{kind}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
