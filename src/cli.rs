@@ -204,6 +204,17 @@ pub enum EventCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a finished event's orders to a file, one JSON line each, then
+    /// remove the event's keys. Refused while tickets are held or orders
+    /// are still to settle; run again after an interruption, it goes on
+    /// where the file ends.
+    Archive {
+        /// Event id.
+        id: String,
+        /// The file to write (JSON Lines); an existing one is continued.
+        #[arg(long, value_name = "FILE.jsonl")]
+        out: std::path::PathBuf,
+    },
 }
 
 /// `event create`

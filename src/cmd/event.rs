@@ -16,7 +16,132 @@ pub async fn run(global: &GlobalOpts, cmd: EventCommand) -> anyhow::Result<()> {
     match cmd {
         EventCommand::Create(a) => create(&cfg, a).await,
         EventCommand::List { json } => list(&cfg, json).await,
+        EventCommand::Archive { id, out } => archive(&cfg, &id, &out).await,
     }
+}
+
+/// `event archive`: the orders to `out` (continuing a file a run before
+/// left), synced, then the event's keys removed by a script that checks
+/// again that nothing is left to settle and that every order was written.
+async fn archive(
+    cfg: &crate::config::Config,
+    id: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::store::archive::{Removal, PAGE};
+    use std::io::Write;
+    if !crate::model::valid_event_id(id) {
+        return Err(UsageError(format!("{id:?} is not an event id")).into());
+    }
+    let store = super::connect(cfg).await?;
+    match store.remove_event(id, true, 0).await? {
+        Removal::Done(_) => {}
+        Removal::Busy(why) => anyhow::bail!("event {id} is not finished: {why}"),
+        Removal::Changed(_) => unreachable!("a check does not compare counts"),
+        Removal::NoEvent => {
+            // Removed by a run that stopped before taking it off the list.
+            if out.exists() && store.forget_event(id).await? {
+                println!(
+                    "event {id} was already archived to {}; now it is off the list too",
+                    out.display()
+                );
+                return Ok(());
+            }
+            anyhow::bail!("no event {id}");
+        }
+    }
+    let (written, mut next) = resume(id, out)?;
+    let mut file = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .with_context(|| format!("cannot write {}", out.display()))?,
+    );
+    let mut count = written;
+    loop {
+        let Some((page, last)) = store.order_page(id, next).await? else {
+            anyhow::bail!("event {id} disappeared while its orders were being written");
+        };
+        for a in &page {
+            let mut line = serde_json::to_value(crate::model::json::order_json(&a.order))?;
+            if let Some((what, at, reference)) = &a.payment {
+                line["payment"] = json!({
+                    "result": what, "at": crate::time::rfc3339_ms(*at), "reference": reference,
+                });
+            }
+            serde_json::to_writer(&mut file, &line)?;
+            file.write_all(b"\n")?;
+            count += 1;
+        }
+        next += PAGE;
+        if next > last {
+            break;
+        }
+    }
+    file.flush()?;
+    file.get_ref()
+        .sync_all()
+        .with_context(|| format!("cannot sync {}", out.display()))?;
+    drop(file);
+    match store.remove_event(id, false, count).await? {
+        Removal::Done(n) => {
+            store.forget_event(id).await?;
+            println!("archived event {id}: {n} orders in {}; its keys are removed", out.display());
+            Ok(())
+        }
+        Removal::Busy(why) => anyhow::bail!("event {id} is not finished: {why} ({count} orders written to {})", out.display()),
+        Removal::Changed(n) => anyhow::bail!(
+            "event {id} has {n} orders now and {count} were written to {}: run the same command again to go on",
+            out.display()
+        ),
+        Removal::NoEvent => anyhow::bail!("event {id} disappeared while its orders were being written"),
+    }
+}
+
+/// What an archive file already holds: how many orders, and the order
+/// number to go on from. A last line cut short is cut off; a file that
+/// holds another event's orders (or is not JSON Lines) is refused.
+fn resume(id: &str, out: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let text = match std::fs::read(out) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 1)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
+    };
+    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if whole < text.len() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(out)?
+            .set_len(whole as u64)
+            .with_context(|| format!("cannot cut the last line of {}", out.display()))?;
+    }
+    let mut count = 0;
+    let mut next = 1;
+    for (n, line) in text[..whole]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let v: serde_json::Value = serde_json::from_slice(line).with_context(|| {
+            format!(
+                "{} line {} is not JSON: not an archive of this event",
+                out.display(),
+                n + 1
+            )
+        })?;
+        let order = v["orderId"].as_str().and_then(crate::model::OrderId::parse);
+        match order {
+            Some(o) if o.event == id && o.seq >= next => next = o.seq + 1,
+            _ => anyhow::bail!(
+                "{} line {} is not an order of event {id} after the one before",
+                out.display(),
+                n + 1
+            ),
+        }
+        count += 1;
+    }
+    Ok((count, next))
 }
 
 async fn create(cfg: &crate::config::Config, a: EventCreateArgs) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //! out in anything but a [`StoreError`] meant for logs.
 
 pub mod admission;
+pub mod archive;
 pub mod batch;
 pub mod inspect;
 mod jobs;

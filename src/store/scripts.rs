@@ -54,6 +54,7 @@ pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
 pub(super) static DLQ_RETRY: LazyLock<Script> = lua!(["orders.lua"] "dlq_retry.lua");
 pub(super) static READ_BITMAPS: LazyLock<Script> = lua!(standalone "read_bitmaps.lua");
 pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!(["orders.lua"] "publish_stream.lua");
+pub(super) static REMOVE_EVENT: LazyLock<Script> = lua!("remove_event.lua");
 static BIND_IDEMPOTENCY: LazyLock<Script> = lua!(standalone "bind_idempotency.lua");
 pub(super) static OWN_JOBS: LazyLock<Script> = lua!(standalone "own_jobs.lua");
 pub(super) static FORGET_IDLE_CONSUMERS: LazyLock<Script> =
