@@ -67,41 +67,33 @@ where
     }
 }
 
-async fn purchases_drained(store: Store, cfg: &Config) {
-    let n = env_u64("BENCH_PURCHASES", 100_000);
-    make_event(&store, "bench-buy", n, 600_000).await;
-    let s = store.clone();
-    let t0 = Instant::now();
-    fan_out(n, 64, move |i| {
-        let s = s.clone();
-        async move {
-            let user = format!("u{i}");
-            let HoldOutcome::Held { hold, .. } = s
-                .hold("bench-buy", &user, &HoldRequest::Quantity(1), None)
-                .await
-                .unwrap()
-            else {
-                panic!("hold refused")
-            };
-            let PurchaseOutcome::Bought { .. } = s
-                .purchase(&HoldRef::Id(&hold.id), &user, None)
-                .await
-                .unwrap()
-            else {
-                panic!("purchase refused")
-            };
-        }
-    })
-    .await;
-    let seed_secs = t0.elapsed().as_secs_f64();
-    println!("RESULT purchases_seeded_per_sec {:.0} ops/s ({n} hold+purchase pairs through the store, 64 tasks)", n as f64 / seed_secs);
+/// One ticket of `event` held and bought by `user`.
+async fn hold_and_buy(s: &Store, event: &str, user: &str) {
+    let HoldOutcome::Held { hold, .. } = s
+        .hold(event, user, &HoldRequest::Quantity(1), None)
+        .await
+        .unwrap()
+    else {
+        panic!("hold refused")
+    };
+    let PurchaseOutcome::Bought { .. } = s
+        .purchase(&HoldRef::Id(&hold.id), user, None)
+        .await
+        .unwrap()
+    else {
+        panic!("purchase refused")
+    };
+}
+
+/// One pass of the purchase worker over what is queued, which must be `n`
+/// orders.
+async fn drain_all(store: Store, cfg: &Config, n: u64) {
     let opts = PurchaseOpts {
         once: true,
         batch: cfg.purchase.batch,
         consumer: "bench".into(),
         block: Duration::from_millis(500),
     };
-    let t0 = Instant::now();
     let summary = purchase::run(
         store,
         cfg.purchase.clone(),
@@ -111,8 +103,24 @@ async fn purchases_drained(store: Store, cfg: &Config) {
     )
     .await
     .unwrap();
-    let secs = t0.elapsed().as_secs_f64();
     assert_eq!(summary.completed, n, "every order completed");
+}
+
+async fn purchases_drained(store: Store, cfg: &Config) {
+    let n = env_u64("BENCH_PURCHASES", 100_000);
+    make_event(&store, "bench-buy", n, 600_000).await;
+    let s = store.clone();
+    let t0 = Instant::now();
+    fan_out(n, 64, move |i| {
+        let s = s.clone();
+        async move { hold_and_buy(&s, "bench-buy", &format!("u{i}")).await }
+    })
+    .await;
+    let seed_secs = t0.elapsed().as_secs_f64();
+    println!("RESULT purchases_seeded_per_sec {:.0} ops/s ({n} hold+purchase pairs through the store, 64 tasks)", n as f64 / seed_secs);
+    let t0 = Instant::now();
+    drain_all(store, cfg, n).await;
+    let secs = t0.elapsed().as_secs_f64();
     println!(
         "RESULT purchases_drained_per_sec {:.0} jobs/s ({n} jobs, batch {}, {} sinks, {secs:.2}s)",
         n as f64 / secs,
@@ -364,41 +372,10 @@ async fn purchase_memory(store: Store, url: &str) {
         let ev = event.clone();
         fan_out(n, 64, move |i| {
             let (s, ev) = (s.clone(), ev.clone());
-            async move {
-                let user = format!("user-{i}");
-                let HoldOutcome::Held { hold, .. } = s
-                    .hold(&ev, &user, &HoldRequest::Quantity(1), None)
-                    .await
-                    .unwrap()
-                else {
-                    panic!("hold refused")
-                };
-                let PurchaseOutcome::Bought { .. } = s
-                    .purchase(&HoldRef::Id(&hold.id), &user, None)
-                    .await
-                    .unwrap()
-                else {
-                    panic!("purchase refused")
-                };
-            }
+            async move { hold_and_buy(&s, &ev, &format!("user-{i}")).await }
         })
         .await;
-        let opts = PurchaseOpts {
-            once: true,
-            batch: cfg.purchase.batch,
-            consumer: "bench".into(),
-            block: Duration::from_millis(500),
-        };
-        let summary = purchase::run(
-            store.clone(),
-            cfg.purchase.clone(),
-            opts,
-            CancellationToken::new(),
-            Arc::new(Metrics::default()),
-        )
-        .await
-        .unwrap();
-        assert_eq!(summary.completed, n, "every order completed");
+        drain_all(store.clone(), &cfg, n).await;
         let mut lens = Vec::new();
         for s in &streams {
             let len: u64 = redis::cmd("XLEN").arg(s).query_async(&mut c).await.unwrap();
