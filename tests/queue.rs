@@ -513,6 +513,14 @@ async fn queue_settings_default_to_off_and_a_patch_changes_only_what_it_names() 
         .assert_status(201);
     let q = &api.get("/v1/events/on").await.json()["queue"];
     assert_eq!(q["maxActive"], 1000, "{q}");
+    // The same id without the room: 409, saying what the event has.
+    let r = api.create_event(json!({"id": "on", "capacity": 10})).await;
+    r.assert_error(409, "event_exists");
+    assert!(
+        r.text.contains("a waiting room of maxActive 1000"),
+        "{}",
+        r.text
+    );
     assert_eq!(q["admissionSeconds"], 600, "{q}");
     let patch = |body: Value| {
         let api = &api;

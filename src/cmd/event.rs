@@ -225,6 +225,13 @@ fn describe(s: &EventSettings) -> String {
             sell.max_extensions
         ));
     }
+    if let Some(q) = &sell.queue {
+        out.push_str(&format!(
+            ", behind a waiting room of {} at a time for {}s each",
+            q.max_active,
+            q.admission_ms / 1000
+        ));
+    }
     out
 }
 

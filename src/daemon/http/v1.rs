@@ -145,13 +145,21 @@ pub async fn create_event(
             return Err(ApiError::Conflict {
                 code: "event_exists",
                 message: format!(
-                    "event {} exists with other settings (capacity {}, holdTtlSeconds {}, maxTicketsPerHold {}, currency {}, {} sections)",
+                    "event {} exists with other settings (capacity {}, holdTtlSeconds {}, maxTicketsPerHold {}, currency {}, {} sections, {})",
                     existing.id,
                     existing.capacity,
                     existing.hold_ttl_ms / 1000,
                     existing.max_per_hold,
                     existing.selling.currency,
-                    existing.selling.sections.len().max(1)
+                    existing.selling.sections.len().max(1),
+                    match &existing.selling.queue {
+                        Some(q) => format!(
+                            "a waiting room of maxActive {}, admissionSeconds {}",
+                            q.max_active,
+                            q.admission_ms / 1000
+                        ),
+                        None => "no waiting room".into(),
+                    }
                 ),
                 extra: None,
             })
