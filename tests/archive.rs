@@ -147,6 +147,28 @@ async fn a_finished_event_is_written_out_and_removed_and_an_unfinished_one_is_re
     let o = archive(&file, "gig", &out);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no event gig"));
+    // The sinks forgot it too: an event made again with the id, whose
+    // orders are numbered from 1 again, has them published.
+    let left = redis.cli(&["KEYS", "{tc:payments}:sent:gig:*"]);
+    assert!(left.trim().is_empty(), "{left}");
+    s.create_event(&EventSettings {
+        id: "gig".into(),
+        capacity: 10,
+        hold_ttl_ms: 60_000,
+        max_per_hold: 4,
+        selling: Default::default(),
+    })
+    .await
+    .unwrap();
+    let before = common::sink_order_ids(&redis, "tc:payments").len();
+    for i in 0..5 {
+        buy(&s, "gig", &format!("again{i}")).await;
+    }
+    drain(&redis).await;
+    assert_eq!(
+        common::sink_order_ids(&redis, "tc:payments").len(),
+        before + 5
+    );
 }
 
 #[tokio::test]

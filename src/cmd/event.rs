@@ -40,7 +40,7 @@ async fn archive(
         Removal::Changed(_) => unreachable!("a check does not compare counts"),
         Removal::NoEvent => {
             // Removed by a run that stopped before taking it off the list.
-            if out.exists() && store.forget_event(id).await? {
+            if out.exists() && forget(cfg, &store, id).await? {
                 println!(
                     "event {id} was already archived to {}; now it is off the list too",
                     out.display()
@@ -86,7 +86,7 @@ async fn archive(
     drop(file);
     match store.remove_event(id, false, count).await? {
         Removal::Done(n) => {
-            store.forget_event(id).await?;
+            forget(cfg, &store, id).await?;
             println!("archived event {id}: {n} orders in {}; its keys are removed", out.display());
             Ok(())
         }
@@ -97,6 +97,22 @@ async fn archive(
         ),
         Removal::NoEvent => anyhow::bail!("event {id} disappeared while its orders were being written"),
     }
+}
+
+/// Takes a removed event off the list, and the sinks' record of which of
+/// its orders they have (an event made again with this id numbers its
+/// orders anew); true when it was listed.
+async fn forget(
+    cfg: &crate::config::Config,
+    store: &crate::store::Store,
+    id: &str,
+) -> anyhow::Result<bool> {
+    for s in &cfg.purchase.sinks {
+        if let crate::config::SinkConfig::RedisStream { stream, .. } = s {
+            store.forget_published(stream, id).await?;
+        }
+    }
+    Ok(store.forget_event(id).await?)
 }
 
 /// What an archive file already holds: how many orders, and the order

@@ -763,6 +763,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets which of `event`'s orders the sink stream has (its bitmaps,
+    /// every message type), once the event is gone: an event made again
+    /// with the same id numbers its orders from 1 again.
+    pub async fn forget_published(&self, stream: &str, event: &str) -> Result<()> {
+        let keys: Vec<String> = KINDS
+            .iter()
+            .map(|k| keys::sink_sent(stream, event, k))
+            .collect();
+        self.run(|mut c| async move { redis::cmd("DEL").arg(keys).query_async::<()>(&mut c).await })
+            .await
+    }
+
     /// Number of entries in a stream (0 when it does not exist).
     pub async fn stream_len(&self, key: &str) -> Result<u64> {
         let key = key.to_string();
