@@ -495,6 +495,8 @@ pub const DEFAULT_SINK_MAXLEN: u64 = 1_000_000;
 /// The least `maxlen` (other than 0): approximate trimming works in nodes of
 /// 100 entries.
 pub const MIN_SINK_MAXLEN: u64 = 1_000;
+/// The most `maxlen` may be (Redis reads it as a signed 64-bit number).
+pub const MAX_SINK_MAXLEN: u64 = i64::MAX as u64;
 
 fn default_sink_maxlen() -> u64 {
     DEFAULT_SINK_MAXLEN
@@ -912,10 +914,10 @@ impl Config {
                     ))
                 }
                 SinkConfig::RedisStream { stream, maxlen }
-                    if *maxlen != 0 && *maxlen < MIN_SINK_MAXLEN =>
+                    if *maxlen != 0 && !(MIN_SINK_MAXLEN..=MAX_SINK_MAXLEN).contains(maxlen) =>
                 {
                     return bad(format!(
-                        "purchase.sinks: stream {stream:?}: maxlen must be 0 (keep all) or at least {MIN_SINK_MAXLEN}"
+                        "purchase.sinks: stream {stream:?}: maxlen must be 0 (keep all) or {MIN_SINK_MAXLEN}..={MAX_SINK_MAXLEN}"
                     ))
                 }
                 SinkConfig::Webhook {

@@ -103,6 +103,26 @@ async fn a_finished_event_is_written_out_and_removed_and_an_unfinished_one_is_re
     assert!(String::from_utf8_lossy(&o.stderr).contains("pending"));
     assert!(!out.exists());
     drain(&redis).await;
+    // A cancellation not yet published: refused until the worker hands it
+    // to the sinks.
+    let any = s.recent_orders("gig", 1).await.unwrap().remove(0);
+    s.change_order(&any.id, ticketctl::model::OrderAction::Cancel, "", None)
+        .await
+        .unwrap();
+    let o = archive(&file, "gig", &out);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("jobs are queued"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    drain(&redis).await;
+    // A dead letter: refused until decided.
+    redis.cli(&["XADD", "tc:{ev:gig}:dead", "*", "order", "x"]);
+    let o = archive(&file, "gig", &out);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dead letters"));
+    redis.cli(&["DEL", "tc:{ev:gig}:dead"]);
     // A live hold: refused too.
     let HoldOutcome::Held { hold, .. } = s
         .hold("gig", "late", &HoldRequest::Quantity(1), None)
@@ -129,13 +149,31 @@ async fn a_finished_event_is_written_out_and_removed_and_an_unfinished_one_is_re
     std::fs::write(&out, format!("{two}{{\"orderId\":\"gig.o3")).unwrap();
     let o = archive(&file, "gig", &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The two lines were as the orders read (no start over).
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("again from the start"),
+        "{two}\n{}",
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let got = lines(&out);
     assert_eq!(got.len(), 2100);
     let mut ids: Vec<&str> = got.iter().map(|l| l["orderId"].as_str().unwrap()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 2100, "no order twice");
-    assert_eq!(got[0]["status"], "completed");
+    assert!(got
+        .iter()
+        .all(|l| l["status"] == "completed" || l["orderId"] == any.id.to_string().as_str()));
+    let cancelled = got
+        .iter()
+        .find(|l| l["orderId"] == any.id.to_string().as_str())
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(got[0]["eventId"], "gig");
     assert!(got[0]["ticketIds"].is_array());
     // Its keys are gone, and so is it from the list.
@@ -169,6 +207,53 @@ async fn a_finished_event_is_written_out_and_removed_and_an_unfinished_one_is_re
         common::sink_order_ids(&redis, "tc:payments").len(),
         before + 5
     );
+}
+
+#[tokio::test]
+async fn a_file_begun_before_an_order_changed_is_written_again() {
+    let redis = Redis::start();
+    let s = store(&redis).await;
+    s.create_event(&EventSettings {
+        id: "gig".into(),
+        capacity: 10,
+        hold_ttl_ms: 60_000,
+        max_per_hold: 4,
+        selling: Default::default(),
+    })
+    .await
+    .unwrap();
+    for i in 0..3 {
+        buy(&s, "gig", &format!("u{i}")).await;
+    }
+    drain(&redis).await;
+    let file = ConfigFile::new(
+        "archive-stale",
+        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
+    );
+    let out = file.path.parent().unwrap().join("gig.jsonl");
+    let mut orders = s.recent_orders("gig", 10).await.unwrap();
+    orders.sort_by_key(|o| o.id.seq);
+    // An interrupted run wrote the first order; then it was cancelled.
+    std::fs::write(
+        &out,
+        serde_json::to_string(&ticketctl::model::json::order_json(&orders[0])).unwrap() + "\n",
+    )
+    .unwrap();
+    s.change_order(
+        &orders[0].id,
+        ticketctl::model::OrderAction::Cancel,
+        "",
+        None,
+    )
+    .await
+    .unwrap();
+    drain(&redis).await;
+    let o = archive(&file, "gig", &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("again from the start"));
+    let got = lines(&out);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0]["status"], "cancelled");
 }
 
 #[tokio::test]

@@ -402,6 +402,13 @@ async fn a_stream_sink_keeps_about_maxlen_entries_and_a_group_falling_behind_is_
     let out = common::run_cli(&["inspect", "queues", "--config", bad.arg()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("maxlen"));
+    // Nor one past what Redis reads (a signed 64-bit number).
+    let huge = common::ConfigFile::new(
+        "huge",
+        "[[purchase.sinks]]\nkind = \"redis-stream\"\nstream = \"x\"\nmaxlen = 18446744073709551615\n",
+    );
+    let out = common::run_cli(&["inspect", "queues", "--config", huge.arg()]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 /// A local webhook receiver: answers `status`, after `delay` for the first

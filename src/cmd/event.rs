@@ -21,8 +21,10 @@ pub async fn run(global: &GlobalOpts, cmd: EventCommand) -> anyhow::Result<()> {
 }
 
 /// `event archive`: the orders to `out` (continuing a file a run before
-/// left), synced, then the event's keys removed by a script that checks
-/// again that nothing is left to settle and that every order was written.
+/// left, once every order in it reads as it does now), synced, then the
+/// event's keys removed by a script that checks again that nothing is left
+/// to settle, that every order was written and that no order changed since
+/// this run began.
 async fn archive(
     cfg: &crate::config::Config,
     id: &str,
@@ -34,8 +36,8 @@ async fn archive(
         return Err(UsageError(format!("{id:?} is not an event id")).into());
     }
     let store = super::connect(cfg).await?;
-    match store.remove_event(id, true, 0).await? {
-        Removal::Done(_) => {}
+    let counters = match store.remove_event(id, true, 0, "").await? {
+        Removal::Done(_, counters) => counters,
         Removal::Busy(why) => anyhow::bail!("event {id} is not finished: {why}"),
         Removal::Changed(_) => unreachable!("a check does not compare counts"),
         Removal::NoEvent => {
@@ -49,8 +51,16 @@ async fn archive(
             }
             anyhow::bail!("no event {id}");
         }
+    };
+    let (mut written, mut next) = resume(id, out)?;
+    if written > 0 && !still_true(&store, id, out, next).await? {
+        eprintln!(
+            "orders of event {id} changed since {} was begun: writing it again from the start",
+            out.display()
+        );
+        std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
+        (written, next) = (0, 1);
     }
-    let (written, mut next) = resume(id, out)?;
     let mut file = std::io::BufWriter::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -64,13 +74,7 @@ async fn archive(
             anyhow::bail!("event {id} disappeared while its orders were being written");
         };
         for a in &page {
-            let mut line = serde_json::to_value(crate::model::json::order_json(&a.order))?;
-            if let Some((what, at, reference)) = &a.payment {
-                line["payment"] = json!({
-                    "result": what, "at": crate::time::rfc3339_ms(*at), "reference": reference,
-                });
-            }
-            serde_json::to_writer(&mut file, &line)?;
+            file.write_all(archive_line(a)?.as_bytes())?;
             file.write_all(b"\n")?;
             count += 1;
         }
@@ -84,19 +88,68 @@ async fn archive(
         .sync_all()
         .with_context(|| format!("cannot sync {}", out.display()))?;
     drop(file);
-    match store.remove_event(id, false, count).await? {
-        Removal::Done(n) => {
+    match store.remove_event(id, false, count, &counters).await? {
+        Removal::Done(n, _) => {
             forget(cfg, &store, id).await?;
             println!("archived event {id}: {n} orders in {}; its keys are removed", out.display());
             Ok(())
         }
-        Removal::Busy(why) => anyhow::bail!("event {id} is not finished: {why} ({count} orders written to {})", out.display()),
+        Removal::Busy(why) => anyhow::bail!(
+            "event {id} is not finished: {why} ({count} orders written to {})",
+            out.display()
+        ),
         Removal::Changed(n) => anyhow::bail!(
-            "event {id} has {n} orders now and {count} were written to {}: run the same command again to go on",
+            "orders of event {id} changed while they were written ({n} now, {count} in {}): run the same command again",
             out.display()
         ),
         Removal::NoEvent => anyhow::bail!("event {id} disappeared while its orders were being written"),
     }
+}
+
+/// One order as an archive line holds it.
+fn archive_value(a: &crate::store::archive::ArchivedOrder) -> anyhow::Result<serde_json::Value> {
+    let mut line = serde_json::to_value(crate::model::json::order_json(&a.order))?;
+    if let Some((what, at, reference)) = &a.payment {
+        line["payment"] = json!({
+            "result": what, "at": crate::time::rfc3339_ms(*at), "reference": reference,
+        });
+    }
+    Ok(line)
+}
+
+/// One order as an archive line (without its newline).
+fn archive_line(a: &crate::store::archive::ArchivedOrder) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&archive_value(a)?)?)
+}
+
+/// Whether the orders numbered below `next` that `out` holds read now as
+/// they were written (none changed between an interrupted run and this one).
+async fn still_true(
+    store: &crate::store::Store,
+    id: &str,
+    out: &std::path::Path,
+    next: u64,
+) -> anyhow::Result<bool> {
+    use crate::store::archive::PAGE;
+    let text =
+        std::fs::read_to_string(out).with_context(|| format!("cannot read {}", out.display()))?;
+    let mut lines = text.lines();
+    let mut from = 1;
+    while from < next {
+        let Some((page, _)) = store.order_page(id, from).await? else {
+            return Ok(false);
+        };
+        for a in page.iter().filter(|a| a.order.id.seq < next) {
+            let was = lines
+                .next()
+                .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+            if was.as_ref() != Some(&archive_value(a)?) {
+                return Ok(false);
+            }
+        }
+        from += PAGE;
+    }
+    Ok(lines.next().is_none())
 }
 
 /// Takes a removed event off the list, and the sinks' record of which of

@@ -28,8 +28,9 @@ pub struct ArchivedOrder {
 /// Whether an event may be removed (see remove_event.lua).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {
-    /// It may be (check), or was: this many orders.
-    Done(u64),
+    /// It may be (check), or was: this many orders, and its order counters
+    /// (to pass back to the removal, which refuses if they moved).
+    Done(u64, String),
     /// Not yet: why.
     Busy(String),
     /// Its orders are not the number written out: this many now.
@@ -101,15 +102,24 @@ impl Store {
     }
 
     /// Removes `event`'s keys when nothing is left to settle and it holds
-    /// `orders` orders (with `check`, only says whether it could). The
-    /// event stays listed: see [`Store::forget_event`].
-    pub async fn remove_event(&self, event: &str, check: bool, orders: u64) -> Result<Removal> {
+    /// `orders` orders with the order `counters` a check answered (with
+    /// `check`, only says whether it could). The event stays listed: see
+    /// [`Store::forget_event`].
+    pub async fn remove_event(
+        &self,
+        event: &str,
+        check: bool,
+        orders: u64,
+        counters: &str,
+    ) -> Result<Removal> {
         let keys = EventKeys::new(event);
         let mut inv = invocation(&REMOVE_EVENT, &keys, None);
-        inv.arg(if check { "check" } else { "remove" }).arg(orders);
+        inv.arg(if check { "check" } else { "remove" })
+            .arg(orders)
+            .arg(counters);
         let r = self.eval(inv, "remove_event").await?;
         match r.status()?.as_str() {
-            "ok" => Ok(Removal::Done(r.uint(1)?)),
+            "ok" => Ok(Removal::Done(r.uint(1)?, r.str(2)?)),
             "busy" => Ok(Removal::Busy(r.str(1)?)),
             "changed" => Ok(Removal::Changed(r.uint(1)?)),
             "not_found" => Ok(Removal::NoEvent),
