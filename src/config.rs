@@ -693,7 +693,7 @@ impl Config {
             Some(p) => Self::from_file(p)?,
             None => Config::with_default_events(),
         };
-        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.apply_env(|k| std::env::var(k).ok())?;
         if let Some(url) = &overrides.redis_url {
             cfg.redis.url = url.clone();
         }
@@ -729,10 +729,16 @@ impl Config {
         }
     }
 
-    /// Applies `TICKETCTL_REDIS_URL`, `TICKETCTL_LISTEN` and
-    /// `TICKETCTL_ADMIN_TOKEN`, each ignored when empty, as if unset.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+    /// Applies `TICKETCTL_REDIS_URL`, `TICKETCTL_LISTEN`,
+    /// `TICKETCTL_ADMIN_TOKEN`, `TICKETCTL_PAYMENT_SECRET`,
+    /// `TICKETCTL_JWT_SECRET` and `TICKETCTL_MAX_QUEUE_WAIT`, each ignored
+    /// when empty, as if unset; a duration that does not read is an error.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let set = |k: &str| get(k).filter(|v| !v.is_empty());
+        if let Some(v) = set("TICKETCTL_MAX_QUEUE_WAIT") {
+            self.server.max_queue_wait = parse_duration(&v)
+                .map_err(|e| ConfigError::Invalid(format!("TICKETCTL_MAX_QUEUE_WAIT: {e}")))?;
+        }
         if let Some(v) = set("TICKETCTL_REDIS_URL") {
             self.redis.url = v;
         }
@@ -748,6 +754,7 @@ impl Config {
         if let Some(v) = set("TICKETCTL_JWT_SECRET") {
             self.auth.jwt_secret = v;
         }
+        Ok(())
     }
 
     /// Checks every value that serde cannot.
@@ -1012,6 +1019,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shedding_limit_comes_from_the_environment_too() {
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| (k == "TICKETCTL_MAX_QUEUE_WAIT").then(|| "250ms".to_string()))
+            .unwrap();
+        assert_eq!(cfg.server.max_queue_wait, Duration::from_millis(250));
+        let err = cfg
+            .apply_env(|k| (k == "TICKETCTL_MAX_QUEUE_WAIT").then(|| "soon".to_string()))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("TICKETCTL_MAX_QUEUE_WAIT"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_events_queue_is_off_unless_enabled_and_takes_either_spelling() {
         let room = |q: &str| {
             let cfg = Config::from_toml(&format!(
@@ -1183,7 +1205,7 @@ mod tests {
     fn an_empty_variable_is_unset_for_all_three() {
         let file = "[redis]\nurl = \"redis://file:1\"\n[server]\nlisten = \"127.0.0.1:1\"\nadmin_token = \"from-file\"\n";
         let mut cfg = Config::from_toml(file).unwrap();
-        cfg.apply_env(|_| Some(String::new()));
+        cfg.apply_env(|_| Some(String::new())).unwrap();
         assert_eq!(
             (
                 cfg.redis.url.as_str(),
@@ -1192,7 +1214,8 @@ mod tests {
             ),
             ("redis://file:1", "127.0.0.1:1", "from-file")
         );
-        cfg.apply_env(|k| (k == "TICKETCTL_ADMIN_TOKEN").then(|| "from-env".to_string()));
+        cfg.apply_env(|k| (k == "TICKETCTL_ADMIN_TOKEN").then(|| "from-env".to_string()))
+            .unwrap();
         assert_eq!(cfg.server.admin_token, "from-env");
     }
 
@@ -1203,12 +1226,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.redis.url, "redis://file:1");
-        cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(String::new));
+        cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(String::new))
+            .unwrap();
         assert_eq!(
             cfg.redis.url, "redis://file:1",
             "an empty variable is unset"
         );
-        cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(|| "redis://env:2".to_string()));
+        cfg.apply_env(|k| (k == "TICKETCTL_REDIS_URL").then(|| "redis://env:2".to_string()))
+            .unwrap();
         assert_eq!(cfg.redis.url, "redis://env:2");
         assert_eq!(cfg.server.listen, "127.0.0.1:1");
         let dir = std::env::temp_dir().join(format!("tc-cfg-{}", std::process::id()));

@@ -715,6 +715,7 @@ async fn the_access_log_has_the_sub_and_never_the_token() {
         ])
         .env("TICKETCTL_LOG", "info")
         .env("TICKETCTL_ADMIN_TOKEN", "test-token")
+        .env("TICKETCTL_MAX_QUEUE_WAIT", "30s")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

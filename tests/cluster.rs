@@ -233,6 +233,7 @@ async fn two_servers_race_on_a_cluster_and_a_master_fails_over() {
             ])
             .env("TICKETCTL_ADMIN_TOKEN", "test-token")
             .env("TICKETCTL_LOG", "warn")
+            .env("TICKETCTL_MAX_QUEUE_WAIT", "30s")
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -610,6 +610,10 @@ impl ServeProc {
             ])
             .args(extra)
             .env("TICKETCTL_ADMIN_TOKEN", "test-token")
+            // No test of a serve process is about shedding (those run the
+            // server in-process with their own limit): on a slow, busy
+            // machine a request may wait long for its turn.
+            .env("TICKETCTL_MAX_QUEUE_WAIT", "30s")
             .current_dir(std::env::temp_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
