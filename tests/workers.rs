@@ -365,6 +365,14 @@ async fn a_stream_sink_keeps_about_maxlen_entries_and_a_group_falling_behind_is_
     let lag = |name: &str| groups.iter().find(|g| g.name == name).unwrap().lag;
     assert_eq!(lag("slow"), Some(len));
     assert_eq!(lag("fast"), Some(0));
+    // An entry deleted by hand: Redis no longer tells the lag of a group
+    // behind it, yet one that has read nothing still has all to read.
+    let last = redis.cli(&["XREVRANGE", "tc:trimmed", "+", "-", "COUNT", "1"]);
+    let last_id = last.lines().next().unwrap().to_string();
+    redis.cli(&["XDEL", "tc:trimmed", &last_id]);
+    let groups = s.stream_groups("tc:trimmed").await.unwrap();
+    let slow = groups.iter().find(|g| g.name == "slow").unwrap();
+    assert_eq!(slow.lag, Some(len - 1), "{groups:?}");
     assert!(s.stream_groups("tc:none").await.unwrap().is_empty());
     // inspect queues names the group that is about to lose entries.
     let file = common::ConfigFile::new(

@@ -60,6 +60,12 @@ pub struct JobOrder {
 /// were sold to it again.
 const KINDS: [&str; 5] = ["purchase", "cancelled", "refunded", "refund_due", "paid"];
 
+/// A stream entry id as (ms, seq), for comparing.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// A consumer group of a stream (see [`Store::stream_groups`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamGroup {
@@ -704,6 +710,7 @@ impl Store {
     /// Redis 7 or after entries were deleted in its range) and how many it
     /// has been delivered but not acknowledged. No stream: none.
     pub async fn stream_groups(&self, key: &str) -> Result<Vec<StreamGroup>> {
+        let key2 = key.to_string();
         let key = key.to_string();
         let v: Value = match self
             .run(|mut c| async move {
@@ -754,13 +761,48 @@ impl Store {
             else {
                 continue;
             };
-            out.push(StreamGroup {
-                name,
-                lag: int("lag"),
-                pending: int("pending").unwrap_or(0),
-            });
+            let last = field("last-delivered-id")
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok());
+            out.push((
+                StreamGroup {
+                    name,
+                    lag: int("lag"),
+                    pending: int("pending").unwrap_or(0),
+                },
+                last,
+            ));
         }
-        Ok(out)
+        // Where Redis cannot tell a group's lag (entries were deleted in
+        // its range), a group that has read nothing still in the stream
+        // has every entry of it to read.
+        if out.iter().any(|(g, _)| g.lag.is_none()) {
+            let k = key2.clone();
+            let first: Vec<(String, Vec<(String, String)>)> = self
+                .run(|mut c| async move {
+                    redis::cmd("XRANGE")
+                        .arg(k)
+                        .arg("-")
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(1)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let len = self.stream_len(&key2).await?;
+            if let Some((first, _)) = first.first() {
+                for (g, last) in out.iter_mut().filter(|(g, _)| g.lag.is_none()) {
+                    if last
+                        .as_deref()
+                        .and_then(stream_id)
+                        .is_some_and(|l| Some(l) < stream_id(first))
+                    {
+                        g.lag = Some(len);
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().map(|(g, _)| g).collect())
     }
 
     /// Forgets which of `event`'s orders the sink stream has (its bitmaps,
