@@ -19,6 +19,19 @@ async fn store(redis: &Redis) -> Store {
     Store::connect(&config(redis).redis).await.unwrap()
 }
 
+/// A new event of `capacity` tickets, holds of a minute, up to 4 a hold.
+async fn event(s: &Store, id: &str, capacity: u64) {
+    s.create_event(&EventSettings {
+        id: id.into(),
+        capacity,
+        hold_ttl_ms: 60_000,
+        max_per_hold: 4,
+        selling: Default::default(),
+    })
+    .await
+    .unwrap();
+}
+
 async fn buy(s: &Store, event: &str, user: &str) {
     let HoldOutcome::Held { hold, .. } = s
         .hold(event, user, &HoldRequest::Quantity(1), None)
@@ -78,15 +91,7 @@ fn lines(path: &std::path::Path) -> Vec<Value> {
 async fn a_finished_event_is_written_out_and_removed_and_an_unfinished_one_is_refused() {
     let redis = Redis::start();
     let s = store(&redis).await;
-    s.create_event(&EventSettings {
-        id: "gig".into(),
-        capacity: 2500,
-        hold_ttl_ms: 60_000,
-        max_per_hold: 4,
-        selling: Default::default(),
-    })
-    .await
-    .unwrap();
+    event(&s, "gig", 2500).await;
     for i in 0..2100 {
         buy(&s, "gig", &format!("u{i}")).await;
     }
@@ -189,15 +194,7 @@ async fn a_finished_event_is_written_out_and_removed_and_an_unfinished_one_is_re
     // orders are numbered from 1 again, has them published.
     let left = redis.cli(&["KEYS", "{tc:payments}:sent:gig:*"]);
     assert!(left.trim().is_empty(), "{left}");
-    s.create_event(&EventSettings {
-        id: "gig".into(),
-        capacity: 10,
-        hold_ttl_ms: 60_000,
-        max_per_hold: 4,
-        selling: Default::default(),
-    })
-    .await
-    .unwrap();
+    event(&s, "gig", 10).await;
     let before = common::sink_order_ids(&redis, "tc:payments").len();
     for i in 0..5 {
         buy(&s, "gig", &format!("again{i}")).await;
@@ -213,15 +210,7 @@ async fn a_finished_event_is_written_out_and_removed_and_an_unfinished_one_is_re
 async fn a_file_begun_before_an_order_changed_is_written_again() {
     let redis = Redis::start();
     let s = store(&redis).await;
-    s.create_event(&EventSettings {
-        id: "gig".into(),
-        capacity: 10,
-        hold_ttl_ms: 60_000,
-        max_per_hold: 4,
-        selling: Default::default(),
-    })
-    .await
-    .unwrap();
+    event(&s, "gig", 10).await;
     for i in 0..3 {
         buy(&s, "gig", &format!("u{i}")).await;
     }
@@ -260,15 +249,7 @@ async fn a_file_begun_before_an_order_changed_is_written_again() {
 async fn a_file_of_another_event_is_not_continued() {
     let redis = Redis::start();
     let s = store(&redis).await;
-    s.create_event(&EventSettings {
-        id: "a".into(),
-        capacity: 10,
-        hold_ttl_ms: 60_000,
-        max_per_hold: 4,
-        selling: Default::default(),
-    })
-    .await
-    .unwrap();
+    event(&s, "a", 10).await;
     let file = ConfigFile::new(
         "archive-other",
         &format!("[redis]\nurl = \"{}\"\n", redis.url()),

@@ -125,6 +125,11 @@ async fn call(
         .await
 }
 
+/// A hold on event `gig` with `body`, as `token`'s bearer.
+async fn hold_as(api: &Api, body: Value, token: Option<&str>) -> Resp {
+    call(api, "POST", "/v1/events/gig/holds", Some(body), token).await
+}
+
 #[track_caller]
 fn assert_invalid_token(r: &Resp, what: &str) {
     assert_eq!(r.status, 401, "{what}: {}", r.text);
@@ -138,14 +143,7 @@ fn assert_invalid_token(r: &Resp, what: &str) {
 
 /// A live hold of `sub` on `ticket` of `gig`: its id.
 async fn held(api: &Api, token: &str, ticket: u64) -> String {
-    let r = call(
-        api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"ticketIds": [ticket]})),
-        Some(token),
-    )
-    .await;
+    let r = hold_as(api, json!({"ticketIds": [ticket]}), Some(token)).await;
     r.assert_status(201);
     r.hold_id()
 }
@@ -317,34 +315,23 @@ async fn the_token_names_the_buyer_and_the_body_may_only_agree() {
     let bob = hs(SECRET, &claims("bob"));
 
     // No userId in the body: the token's sub.
-    let r = call(
-        &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"ticketIds": [1]})),
-        Some(&alice),
-    )
-    .await;
+    let r = hold_as(&api, json!({"ticketIds": [1]}), Some(&alice)).await;
     r.assert_status(201);
     assert_eq!(r.json()["userId"], "alice");
     let first = r.hold_id();
     // The same userId in the body: accepted.
-    let r = call(
+    let r = hold_as(
         &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"userId": "alice", "ticketIds": [2]})),
+        json!({"userId": "alice", "ticketIds": [2]}),
         Some(&alice),
     )
     .await;
     r.assert_status(201);
     let second = r.hold_id();
     // Another one: 403, and nothing held.
-    let r = call(
+    let r = hold_as(
         &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"userId": "bob", "ticketIds": [3]})),
+        json!({"userId": "bob", "ticketIds": [3]}),
         Some(&alice),
     )
     .await;
@@ -470,40 +457,17 @@ async fn the_buyer_limit_holds_across_tokens_of_one_sub() {
     later["jti"] = json!("second-login");
     let second = hs(SECRET, &later);
     assert_ne!(first, second);
-    let r = call(
-        &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"quantity": 3})),
-        Some(&first),
-    )
-    .await;
+    let r = hold_as(&api, json!({"quantity": 3}), Some(&first)).await;
     r.assert_status(201);
-    let r = call(
-        &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"quantity": 2})),
-        Some(&second),
-    )
-    .await;
+    let r = hold_as(&api, json!({"quantity": 2}), Some(&second)).await;
     r.assert_error(409, "user_limit");
     assert_eq!(r.json()["error"]["remaining"], 1);
-    let r = call(
-        &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"quantity": 1})),
-        Some(&second),
-    )
-    .await;
+    let r = hold_as(&api, json!({"quantity": 1}), Some(&second)).await;
     r.assert_status(201);
     // A made-up userId in the body does not get round it.
-    let r = call(
+    let r = hold_as(
         &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"userId": "carol-2", "quantity": 1})),
+        json!({"userId": "carol-2", "quantity": 1}),
         Some(&second),
     )
     .await;
@@ -528,14 +492,7 @@ async fn public_key_server(kind: &str, alg: Algorithm) {
     let api = api(cfg).await;
 
     let token = sign(alg, &key, &claims("dave"));
-    let r = call(
-        &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"ticketIds": [1]})),
-        Some(&token),
-    )
-    .await;
+    let r = hold_as(&api, json!({"ticketIds": [1]}), Some(&token)).await;
     r.assert_status(201);
     assert_eq!(r.json()["userId"], "dave");
     let r = call(
@@ -551,21 +508,12 @@ async fn public_key_server(kind: &str, alg: Algorithm) {
     // Algorithm confusion: HS256 with the public key's PEM as the secret.
     let public_pem = std::fs::read_to_string(&public).unwrap();
     let forged = hs(&public_pem, &claims("dave"));
-    let r = call(
-        &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"ticketIds": [2]})),
-        Some(&forged),
-    )
-    .await;
+    let r = hold_as(&api, json!({"ticketIds": [2]}), Some(&forged)).await;
     assert_invalid_token(&r, &format!("{kind}: HS256 signed with the public key"));
     // alg none, and a token of another key of the same kind.
-    let r = call(
+    let r = hold_as(
         &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"ticketIds": [2]})),
+        json!({"ticketIds": [2]}),
         Some(&unsigned(&claims("dave"))),
     )
     .await;
@@ -578,11 +526,9 @@ async fn public_key_server(kind: &str, alg: Algorithm) {
         _ => EncodingKey::from_ed_pem(&other_pem),
     }
     .unwrap();
-    let r = call(
+    let r = hold_as(
         &api,
-        "POST",
-        "/v1/events/gig/holds",
-        Some(json!({"ticketIds": [2]})),
+        json!({"ticketIds": [2]}),
         Some(&sign(alg, &other, &claims("dave"))),
     )
     .await;

@@ -643,6 +643,21 @@ struct HoldBody {
     ttl_ms: u64,
 }
 
+impl HoldBody {
+    /// The hold as the audit keeps it, won by the request `done` (its
+    /// tickets move there; the hold id stays for the purchase).
+    fn won(&mut self, done: &Done) -> WonHold {
+        WonHold {
+            tickets: std::mem::take(&mut self.ticket_ids),
+            sent_us: done.sent_us,
+            recv_us: done.recv_us,
+            ttl_us: self.ttl_ms * 1000,
+            purchased: false,
+            given_back_us: None,
+        }
+    }
+}
+
 /// One client task's state: its connection, random stream and buffers.
 struct Worker {
     id: usize,
@@ -843,18 +858,11 @@ impl Worker {
         if done.outcome != Outcome::Won || !(buy || sh.mode.audit) {
             return true;
         }
-        let Ok(hold) = serde_json::from_slice::<HoldBody>(&done.body) else {
+        let Ok(mut hold) = serde_json::from_slice::<HoldBody>(&done.body) else {
             return true;
         };
         let logged = sh.mode.audit.then(|| {
-            self.log.holds.push(WonHold {
-                tickets: hold.ticket_ids,
-                sent_us: done.sent_us,
-                recv_us: done.recv_us,
-                ttl_us: hold.ttl_ms * 1000,
-                purchased: false,
-                given_back_us: None,
-            });
+            self.log.holds.push(hold.won(&done));
             self.log.holds.len() - 1
         });
         if !buy || self.rng.unit() < sh.mode.abandon {
@@ -1106,18 +1114,11 @@ impl Worker {
                     continue;
                 }
                 log.admitted_end_us = done.sent_us;
-                let Ok(hold) = serde_json::from_slice::<HoldBody>(&done.body) else {
+                let Ok(mut hold) = serde_json::from_slice::<HoldBody>(&done.body) else {
                     break;
                 };
                 if sh.mode.audit {
-                    self.log.holds.push(WonHold {
-                        tickets: hold.ticket_ids,
-                        sent_us: done.sent_us,
-                        recv_us: done.recv_us,
-                        ttl_us: hold.ttl_ms * 1000,
-                        purchased: false,
-                        given_back_us: None,
-                    });
+                    self.log.holds.push(hold.won(&done));
                 }
                 self.path.clear();
                 write!(self.path, "/v1/holds/{}/purchase", hold.hold_id)
