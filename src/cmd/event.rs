@@ -52,8 +52,8 @@ async fn archive(
             anyhow::bail!("no event {id}");
         }
     };
-    let (mut written, mut next) = resume(id, out)?;
-    if written > 0 && !still_true(&store, id, out, next).await? {
+    let (mut written, mut next, same) = resume(&store, id, out).await?;
+    if written > 0 && !same {
         eprintln!(
             "orders of event {id} changed since {} was begun: writing it again from the start",
             out.display()
@@ -122,36 +122,6 @@ fn archive_line(a: &crate::store::archive::ArchivedOrder) -> anyhow::Result<Stri
     Ok(serde_json::to_string(&archive_value(a)?)?)
 }
 
-/// Whether the orders numbered below `next` that `out` holds read now as
-/// they were written (none changed between an interrupted run and this one).
-async fn still_true(
-    store: &crate::store::Store,
-    id: &str,
-    out: &std::path::Path,
-    next: u64,
-) -> anyhow::Result<bool> {
-    use crate::store::archive::PAGE;
-    let text =
-        std::fs::read_to_string(out).with_context(|| format!("cannot read {}", out.display()))?;
-    let mut lines = text.lines();
-    let mut from = 1;
-    while from < next {
-        let Some((page, _)) = store.order_page(id, from).await? else {
-            return Ok(false);
-        };
-        for a in page.iter().filter(|a| a.order.id.seq < next) {
-            let was = lines
-                .next()
-                .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
-            if was.as_ref() != Some(&archive_value(a)?) {
-                return Ok(false);
-            }
-        }
-        from += PAGE;
-    }
-    Ok(lines.next().is_none())
-}
-
 /// Takes a removed event off the list, and the sinks' record of which of
 /// its orders they have (an event made again with this id numbers its
 /// orders anew); true when it was listed.
@@ -168,49 +138,101 @@ async fn forget(
     Ok(store.forget_event(id).await?)
 }
 
-/// What an archive file already holds: how many orders, and the order
-/// number to go on from. A last line cut short is cut off; a file that
-/// holds another event's orders (or is not JSON Lines) is refused.
-fn resume(id: &str, out: &std::path::Path) -> anyhow::Result<(u64, u64)> {
-    let text = match std::fs::read(out) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 1)),
+/// What an archive file already holds, read once, line by line: how many
+/// orders, the order number to go on from, and whether every order in it
+/// reads now as it was written (none changed between an interrupted run
+/// and this one, none made below the last one written). A last line cut
+/// short is cut off; a file that holds another event's orders (or is not
+/// JSON Lines) is refused.
+async fn resume(
+    store: &crate::store::Store,
+    id: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<(u64, u64, bool)> {
+    use crate::store::archive::{ArchivedOrder, PAGE};
+    use std::io::BufRead;
+    let file = match std::fs::File::open(out) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 1, true)),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
     };
-    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if whole < text.len() {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(out)?
-            .set_len(whole as u64)
-            .with_context(|| format!("cannot cut the last line of {}", out.display()))?;
+    let size = file.metadata()?.len();
+    let mut reader = std::io::BufReader::new(file);
+    // The orders as they read now, in number order, a page at a time.
+    let mut now: std::vec::IntoIter<ArchivedOrder> = Vec::new().into_iter();
+    let mut now_from = 1;
+    // The next order as it reads now, numbered at most `upto`.
+    async fn next_now(
+        store: &crate::store::Store,
+        id: &str,
+        now: &mut std::vec::IntoIter<ArchivedOrder>,
+        now_from: &mut u64,
+        upto: u64,
+    ) -> anyhow::Result<Option<ArchivedOrder>> {
+        loop {
+            if let Some(a) = now.next() {
+                return Ok((a.order.id.seq <= upto).then_some(a));
+            }
+            if *now_from > upto {
+                return Ok(None);
+            }
+            let Some((page, _)) = store.order_page(id, *now_from).await? else {
+                return Ok(None);
+            };
+            *now = page.into_iter();
+            *now_from += PAGE;
+        }
     }
-    let mut count = 0;
-    let mut next = 1;
-    for (n, line) in text[..whole]
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        let v: serde_json::Value = serde_json::from_slice(line).with_context(|| {
+    let (mut count, mut next, mut whole, mut same) = (0u64, 1u64, 0u64, true);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        whole += read as u64;
+        if line.len() == 1 {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&line).with_context(|| {
             format!(
-                "{} line {} is not JSON: not an archive of this event",
-                out.display(),
-                n + 1
+                "{} line {n} is not JSON: not an archive of this event",
+                out.display()
             )
         })?;
         let order = v["orderId"].as_str().and_then(crate::model::OrderId::parse);
-        match order {
-            Some(o) if o.event == id && o.seq >= next => next = o.seq + 1,
+        let seq = match order {
+            Some(o) if o.event == id && o.seq >= next => o.seq,
             _ => anyhow::bail!(
-                "{} line {} is not an order of event {id} after the one before",
-                out.display(),
-                n + 1
+                "{} line {n} is not an order of event {id} after the one before",
+                out.display()
             ),
-        }
+        };
+        next = seq + 1;
         count += 1;
+        if same {
+            same = match next_now(store, id, &mut now, &mut now_from, seq).await? {
+                Some(a) => a.order.id.seq == seq && archive_value(&a)? == v,
+                None => false,
+            };
+        }
     }
-    Ok((count, next))
+    // An order numbered below the last one written but not in the file (made
+    // since, or lines lost) makes it untrue too.
+    if same && next > 1 {
+        same = next_now(store, id, &mut now, &mut now_from, next - 1)
+            .await?
+            .is_none();
+    }
+    if whole < size {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(out)?
+            .set_len(whole)
+            .with_context(|| format!("cannot cut the last line of {}", out.display()))?;
+    }
+    Ok((count, next, same))
 }
 
 async fn create(cfg: &crate::config::Config, a: EventCreateArgs) -> anyhow::Result<()> {
