@@ -50,7 +50,7 @@ impl Store {
     ) -> Result<Option<(Vec<ArchivedOrder>, u64)>> {
         let keys = EventKeys::new(event);
         let seqs: Vec<u64> = (from..from + PAGE).collect();
-        let (meta, orders, pay) = (keys.meta(), keys.orders(), format!("tc:{{ev:{event}}}:pay"));
+        let (meta, orders, pay) = (keys.meta(), keys.orders(), keys.payments());
         let s2 = seqs.clone();
         let [top, recs, pays]: [Fields; 3] = self
             .run(|mut c| async move {

@@ -710,13 +710,12 @@ impl Store {
     /// Redis 7 or after entries were deleted in its range) and how many it
     /// has been delivered but not acknowledged. No stream: none.
     pub async fn stream_groups(&self, key: &str) -> Result<Vec<StreamGroup>> {
-        let key2 = key.to_string();
-        let key = key.to_string();
+        let owned = key.to_string();
         let v: Value = match self
             .run(|mut c| async move {
                 redis::cmd("XINFO")
                     .arg("GROUPS")
-                    .arg(key)
+                    .arg(owned)
                     .query_async(&mut c)
                     .await
             })
@@ -776,7 +775,7 @@ impl Store {
         // its range), a group that has read nothing still in the stream
         // has every entry of it to read.
         if out.iter().any(|(g, _)| g.lag.is_none()) {
-            let k = key2.clone();
+            let k = key.to_string();
             let first: Vec<(String, Vec<(String, String)>)> = self
                 .run(|mut c| async move {
                     redis::cmd("XRANGE")
@@ -789,7 +788,7 @@ impl Store {
                         .await
                 })
                 .await?;
-            let len = self.stream_len(&key2).await?;
+            let len = self.stream_len(key).await?;
             if let Some((first, _)) = first.first() {
                 for (g, last) in out.iter_mut().filter(|(g, _)| g.lag.is_none()) {
                     if last

@@ -87,6 +87,10 @@ impl EventKeys {
     pub fn dead(&self) -> String {
         self.key("dead")
     }
+    /// Payment results of orders (hash seq -> 'action|ms|reference').
+    pub fn payments(&self) -> String {
+        self.key("pay")
+    }
     /// Last error of each failing purchase job (hash stream id -> error).
     pub fn job_errors(&self) -> String {
         self.key("joberr")

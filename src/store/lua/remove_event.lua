@@ -14,18 +14,20 @@
 --        | { 'not_found' } | { 'schema', v } | { 'damaged', what }
 local meta, err = load_meta()
 if not meta then return err end
-local STATUSES = { 'completed', 'paid', 'cancelled', 'refunded', 'refund_due', 'failed' }
-local function counter(f) return tonumber(redis.call('HGET', K.meta, f) or '0') or 0 end
 if meta.held > 0 then
   return { 'busy', fmt_int(meta.held) .. ' tickets are held (holds past their deadline are freed by work release)' }
 end
-local settled, counters = 0, { fmt_int(counter('orders')) }
-for _, s in ipairs(STATUSES) do
-  settled = settled + counter(s)
-  counters[#counters + 1] = fmt_int(counter(s))
+-- Orders in all, then by every status but pending (what they leave).
+local counts = redis.call('HMGET', K.meta, 'orders', 'completed', 'paid', 'cancelled', 'refunded',
+  'refund_due', 'failed')
+local settled = 0
+for i = 1, #counts do
+  counts[i] = tonumber(counts[i] or '0') or 0
+  if i > 1 then settled = settled + counts[i] end
 end
-counters = table.concat(counters, '|')
-local pending = counter('orders') - settled
+local pending = counts[1] - settled
+for i = 1, #counts do counts[i] = fmt_int(counts[i]) end
+local counters = table.concat(counts, '|')
 if pending > 0 then
   return { 'busy', fmt_int(pending) .. ' orders are pending (work purchase hands them to the sinks)' }
 end
