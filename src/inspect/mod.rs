@@ -54,10 +54,6 @@ pub struct SinkView {
     pub groups: Vec<crate::store::StreamGroup>,
 }
 
-/// A consumer group counts as close to losing entries once it has not
-/// read this share of the stream's `maxlen`.
-pub const LAG_WARN_SHARE: f64 = 0.8;
-
 impl SinkView {
     /// The group furthest behind, when Redis can tell.
     pub fn most_behind(&self) -> Option<&crate::store::StreamGroup> {
@@ -67,29 +63,14 @@ impl SinkView {
             .max_by_key(|g| g.lag)
     }
 
-    /// The groups that have not read [`LAG_WARN_SHARE`] of `maxlen` or
-    /// more: entries they have not read are about to be trimmed.
+    /// The groups close to losing entries they have not read (see
+    /// [`crate::store::StreamGroup::close_to_maxlen`]).
     pub fn lagging(&self) -> Vec<&crate::store::StreamGroup> {
-        lagging(&self.groups, self.maxlen)
+        self.groups
+            .iter()
+            .filter(|g| g.close_to_maxlen(self.maxlen))
+            .collect()
     }
-}
-
-/// The groups of `groups` whose lag is [`LAG_WARN_SHARE`] of `maxlen` or
-/// more (none when `maxlen` is 0).
-pub fn lagging(
-    groups: &[crate::store::StreamGroup],
-    maxlen: u64,
-) -> Vec<&crate::store::StreamGroup> {
-    if maxlen == 0 {
-        return Vec::new();
-    }
-    groups
-        .iter()
-        .filter(|g| {
-            g.lag
-                .is_some_and(|l| l as f64 >= LAG_WARN_SHARE * maxlen as f64)
-        })
-        .collect()
 }
 
 /// One snapshot.
@@ -272,7 +253,7 @@ pub fn to_json(snap: &Snapshot, section: Option<Section>) -> Value {
                         "maxlen": (s.maxlen > 0).then_some(s.maxlen),
                         "groups": s.groups.iter().map(|g| json!({
                             "name": g.name, "lag": g.lag, "pending": g.pending,
-                            "closeToMaxlen": lagging(std::slice::from_ref(g), s.maxlen).len() == 1,
+                            "closeToMaxlen": g.close_to_maxlen(s.maxlen),
                         })).collect::<Vec<_>>(),
                     })
                 })

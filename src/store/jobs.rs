@@ -99,6 +99,22 @@ pub struct SinkMessage {
     pub kind: &'static str,
 }
 
+/// A consumer group counts as close to losing entries once it has not
+/// read this share of the stream's `maxlen`.
+pub const LAG_WARN_SHARE: f64 = 0.8;
+
+impl StreamGroup {
+    /// Whether it has [`LAG_WARN_SHARE`] of `maxlen` or more still to read,
+    /// so that entries it has not read are about to be trimmed (never when
+    /// `maxlen` is 0, or its lag is not known).
+    pub fn close_to_maxlen(&self, maxlen: u64) -> bool {
+        maxlen > 0
+            && self
+                .lag
+                .is_some_and(|l| l as f64 >= LAG_WARN_SHARE * maxlen as f64)
+    }
+}
+
 /// Most dead letters one `dlq_retry` call looks at.
 const DLQ_SCAN: u64 = 1000;
 

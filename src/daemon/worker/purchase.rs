@@ -104,7 +104,7 @@ impl StreamSink {
         }
         match store.stream_groups(&self.stream).await {
             Ok(groups) => {
-                for g in crate::inspect::lagging(&groups, self.maxlen) {
+                for g in groups.iter().filter(|g| g.close_to_maxlen(self.maxlen)) {
                     tracing::warn!(
                         stream = %self.stream,
                         group = %g.name,
