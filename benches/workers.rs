@@ -418,7 +418,7 @@ async fn purchase_memory(store: Store, url: &str) {
             .query_async(&mut c)
             .await
             .unwrap();
-        let secrets: Vec<(String, String)> = {
+        let records: Vec<(String, String)> = {
             let orders = ticketctl::store::keys::EventKeys::new(&event).orders();
             let mut out = Vec::new();
             for chunk in ids.chunks(1000) {
@@ -433,18 +433,14 @@ async fn purchase_memory(store: Store, url: &str) {
             out
         };
         let old_key = "bench-old-index";
-        for chunk in secrets.chunks(1000) {
+        for chunk in records.chunks(1000) {
             let mut cmd = redis::cmd("ZADD");
             cmd.arg(old_key);
             for (seq, record) in chunk {
-                // An order id: event.o<seq>.<22-character secret>.
-                let secret: String = record
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric())
-                    .take(22)
-                    .collect();
+                // The order's id: event.o<seq>.<its secret, the record's second field>.
+                let secret = record.split('|').nth(1).unwrap_or_default();
                 cmd.arg(1_764_633_600_000u64 + seq.parse::<u64>().unwrap_or(0))
-                    .arg(format!("{event}.o{seq}.{secret:0<22}"));
+                    .arg(format!("{event}.o{seq}.{secret}"));
             }
             let _: () = cmd.query_async(&mut c).await.unwrap();
         }
