@@ -7,8 +7,11 @@ every hold made, by its id, PER per call of the purchase script.
 
 usage: holdcalls.py PORT EVENT CALLS [PER [buy]]
 
-Each script sent is lib.lua (and the preludes it takes) followed by its own file, as ticketctl builds
-it. Prints the number of holds made (and of purchases, with `buy`)."""
+The scripts are called as ticketctl calls them: FCALL of the functions of
+the library `ticketctl event create` loaded (the newest ticketctl_* library
+on the server), or, on a Redis without functions, EVALSHA of lib.lua (and
+the preludes it takes), `begin(KEYS)` and the script's own file. Prints the
+number of holds made (and of purchases, with `buy`)."""
 import os
 import random
 import socket
@@ -22,8 +25,8 @@ lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "sto
 
 def script(name, *preludes):
     """lib.lua, then `preludes`, then the script, as ticketctl builds it."""
-    parts = ["lib.lua", *preludes, name]
-    return "".join(open(os.path.join(lua, p)).read() for p in parts)
+    text = lambda p: open(os.path.join(lua, p)).read()
+    return "".join(text(p) for p in ["lib.lua", *preludes]) + "begin(KEYS)\n" + text(name)
 
 
 def encode(*args):
@@ -53,8 +56,28 @@ def read():
     raise SystemExit("unexpected reply %r" % line)
 
 
-conn.sendall(encode("SCRIPT", "LOAD", script("hold.lua")))
-sha = read().decode()
+def libraries():
+    """The ticketctl_* libraries the server has."""
+    conn.sendall(encode("FUNCTION", "LIST", "LIBRARYNAME", "ticketctl_*"))
+    line = replies.readline()
+    if line[:1] == b"-":
+        return []
+    return [read() for _ in range(int(line[1:-2]))]
+
+
+found = libraries()
+library = dict(zip(found[-1][0::2], found[-1][1::2]))[b"library_name"].decode() if found else None
+
+
+def caller(name, *preludes):
+    """The command and first argument that call script `name`."""
+    if library:
+        return ["FCALL", f"{library}_{name[:-4]}"]
+    conn.sendall(encode("SCRIPT", "LOAD", script(name, *preludes)))
+    return ["EVALSHA", read().decode()]
+
+
+call = caller("hold.lua")
 tag = "tc:{ev:%s}" % event
 keys = [f"{tag}:{k}" for k in ("meta", "taken", "sold", "owner", "holds", "sched", "orders", "jobs", "uholds")]
 rnd = random.Random(1)
@@ -73,7 +96,7 @@ def answer():
 
 
 for _ in range(calls):
-    args = ["EVALSHA", sha, len(keys), *keys, "tc:release:wake", event, 0, ""]
+    args = [*call, len(keys), *keys, "tc:release:wake", event, 0, ""]
     pairs = []
     for _ in range(per):
         user += 1
@@ -89,8 +112,7 @@ if not buy:
     print(len(holds))
     sys.exit(0)
 
-conn.sendall(encode("SCRIPT", "LOAD", script("purchase.lua", "orders.lua")))
-sha = read().decode()
+call = caller("purchase.lua", "orders.lua")
 bought, in_flight = 0, 0
 
 
@@ -100,7 +122,7 @@ def bought_in_answer():
 
 
 for i in range(0, len(holds), per):
-    args = ["EVALSHA", sha, len(keys), *keys, "", 0, "tc:release:wake", event]
+    args = [*call, len(keys), *keys, "", 0, "tc:release:wake", event]
     for seq, secret, deadline, name in holds[i:i + per]:
         args += ["h", seq, secret, deadline, name, "o" + secret[1:]]
     conn.sendall(encode(*args))

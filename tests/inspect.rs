@@ -464,7 +464,7 @@ async fn dlq_retry_walks_a_long_stream_in_steps() {
                 'secret', 's', 'userId', 'u', 'ticketIds', '1', 'createdMs', '1', 'jobId', '1-1', \
                 'attempts', '5', 'error', 'sink down', 'failedMs', '1') end return 1";
     assert_eq!(redis.cli(&["EVAL", fill, "1", &dead]), "1");
-    let before = redis.evalsha_calls();
+    let before = redis.script_calls();
     assert_eq!(
         store
             .retry_dead_letters("gig", Some(102_499))
@@ -473,7 +473,7 @@ async fn dlq_retry_walks_a_long_stream_in_steps() {
         (1, 2499)
     );
     assert!(
-        redis.evalsha_calls() - before >= 3,
+        redis.script_calls() - before >= 3,
         "2,500 entries need at least three bounded calls"
     );
     assert_eq!(redis.cli(&["XLEN", &jobs]), "1");
@@ -505,6 +505,7 @@ async fn dlq_retry_ends_at_the_entry_that_was_last_when_it_began() {
     let script = [
         include_str!("../src/store/lua/lib.lua"),
         include_str!("../src/store/lua/orders.lua"),
+        "begin(KEYS)\n",
         include_str!("../src/store/lua/dlq_retry.lua"),
     ]
     .concat();

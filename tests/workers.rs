@@ -775,6 +775,7 @@ async fn a_publish_that_fails_writes_nothing() {
     let script = [
         include_str!("../src/store/lua/lib.lua"),
         include_str!("../src/store/lua/orders.lua"),
+        "begin(KEYS)\n",
         include_str!("../src/store/lua/publish_stream.lua"),
     ]
     .concat();

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod archive;
 pub mod batch;
+pub mod functions;
 pub mod inspect;
 mod jobs;
 pub mod keys;

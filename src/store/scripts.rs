@@ -1,12 +1,15 @@
 //! One typed method per Lua script in `lua/`. Each script is the shared
-//! prelude `lib.lua` followed by its own file, built once and sent by SHA
-//! (`EVALSHA`, reloaded on `NOSCRIPT` by the client).
+//! prelude `lib.lua` and the preludes it needs, followed by its own file: a
+//! function of one library sent with FCALL (see functions.rs), or a script
+//! sent by SHA (`EVALSHA`, reloaded on `NOSCRIPT` by the client) where Redis
+//! has no functions. The few that need no prelude are scripts only.
 
 use std::sync::LazyLock;
 
 use redis::{Script, Value};
 
 use super::batch::{self, Grouped};
+use super::functions::{Call, Lua};
 use super::keys::{self, EventKeys};
 use super::reply::{parse_csv, to_csv, Reply};
 use super::{Result, Store, StoreError};
@@ -21,40 +24,51 @@ macro_rules! lua {
     (standalone $file:literal) => {
         LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))))
     };
-    // lib.lua, then these preludes, then the script.
-    ([$($prelude:literal),*] $file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/lib.lua"),
-                $(include_str!(concat!("lua/", $prelude)),)*
-                include_str!(concat!("lua/", $file))
-            ))
-        })
-    };
-    ($file:literal) => {
-        lua!([] $file)
+}
+
+// The scripts built on lib.lua: each is lib.lua, then its preludes, then
+// `begin(KEYS)` and its file when sent with EVALSHA, and a function of one
+// library otherwise (see functions.rs).
+macro_rules! library {
+    ($($vis:vis $name:ident = [$($prelude:literal),*] $file:literal;)*) => {
+        $(
+            $vis static $name: LazyLock<Lua> = LazyLock::new(|| {
+                Lua::new($file, concat!(
+                    include_str!("lua/lib.lua"),
+                    $(include_str!(concat!("lua/", $prelude)),)*
+                    "begin(KEYS)\n",
+                    include_str!(concat!("lua/", $file))
+                ))
+            });
+        )*
+        /// Each script of the library: its file's name and text.
+        pub(super) const LIBRARY_SCRIPTS: &[(&str, &str)] =
+            &[$(($file, include_str!(concat!("lua/", $file)))),*];
     };
 }
 
-static CREATE_EVENT: LazyLock<Script> = lua!(["settings.lua"] "create_event.lua");
-static PATCH_EVENT: LazyLock<Script> = lua!(["settings.lua"] "patch_event.lua");
-static RECOUNT_BUYERS: LazyLock<Script> = lua!(["settings.lua", "orders.lua"] "recount_buyers.lua");
-static ORDER_CHANGE: LazyLock<Script> = lua!(["orders.lua"] "order_change.lua");
-static EXTEND_HOLD: LazyLock<Script> = lua!(["orders.lua"] "extend_hold.lua");
-static HOLD: LazyLock<Script> = lua!("hold.lua");
-static PURCHASE: LazyLock<Script> = lua!(["orders.lua"] "purchase.lua");
-static CANCEL: LazyLock<Script> = lua!(["orders.lua"] "cancel.lua");
-static GET_HOLD: LazyLock<Script> = lua!(["orders.lua"] "get_hold.lua");
-static RELEASE_EXPIRED: LazyLock<Script> = lua!(["orders.lua", "queue.lua"] "release_expired.lua");
-pub(super) static QUEUE_TICK: LazyLock<Script> = lua!(["queue.lua"] "queue_tick.lua");
-pub(super) static QUEUE_JOIN: LazyLock<Script> = lua!(["queue.lua"] "queue_join.lua");
-pub(super) static COMPLETE_ORDERS: LazyLock<Script> = lua!(["orders.lua"] "complete_orders.lua");
-pub(super) static DEAD_LETTER: LazyLock<Script> = lua!(["orders.lua"] "dead_letter.lua");
-pub(super) static INSPECT_EVENT: LazyLock<Script> = lua!("inspect_event.lua");
-pub(super) static DLQ_RETRY: LazyLock<Script> = lua!(["orders.lua"] "dlq_retry.lua");
+library! {
+    CREATE_EVENT = ["settings.lua"] "create_event.lua";
+    PATCH_EVENT = ["settings.lua"] "patch_event.lua";
+    RECOUNT_BUYERS = ["settings.lua", "orders.lua"] "recount_buyers.lua";
+    ORDER_CHANGE = ["orders.lua"] "order_change.lua";
+    EXTEND_HOLD = ["orders.lua"] "extend_hold.lua";
+    HOLD = [] "hold.lua";
+    PURCHASE = ["orders.lua"] "purchase.lua";
+    CANCEL = ["orders.lua"] "cancel.lua";
+    GET_HOLD = ["orders.lua"] "get_hold.lua";
+    RELEASE_EXPIRED = ["orders.lua", "queue.lua"] "release_expired.lua";
+    pub(super) QUEUE_TICK = ["queue.lua"] "queue_tick.lua";
+    pub(super) QUEUE_JOIN = ["queue.lua"] "queue_join.lua";
+    pub(super) COMPLETE_ORDERS = ["orders.lua"] "complete_orders.lua";
+    pub(super) DEAD_LETTER = ["orders.lua"] "dead_letter.lua";
+    pub(super) INSPECT_EVENT = [] "inspect_event.lua";
+    pub(super) DLQ_RETRY = ["orders.lua"] "dlq_retry.lua";
+    pub(super) PUBLISH_STREAM = ["orders.lua"] "publish_stream.lua";
+    pub(super) REMOVE_EVENT = [] "remove_event.lua";
+}
+
 pub(super) static READ_BITMAPS: LazyLock<Script> = lua!(standalone "read_bitmaps.lua");
-pub(super) static PUBLISH_STREAM: LazyLock<Script> = lua!(["orders.lua"] "publish_stream.lua");
-pub(super) static REMOVE_EVENT: LazyLock<Script> = lua!("remove_event.lua");
 static BIND_IDEMPOTENCY: LazyLock<Script> = lua!(standalone "bind_idempotency.lua");
 pub(super) static OWN_JOBS: LazyLock<Script> = lua!(standalone "own_jobs.lua");
 pub(super) static FORGET_IDLE_CONSUMERS: LazyLock<Script> =
@@ -118,10 +132,10 @@ pub struct Idempotency<'a> {
 }
 
 pub(super) fn invocation<'a>(
-    script: &'a Script,
+    script: &'a Lua,
     keys: &EventKeys,
     idem: Option<(&str, &str)>,
-) -> redis::ScriptInvocation<'a> {
+) -> Call<'a> {
     let mut inv = script.prepare_invoke();
     for k in keys.script_keys() {
         inv.key(k);
@@ -332,11 +346,7 @@ fn hold_outcome(
 }
 
 impl Store {
-    pub(super) async fn eval(
-        &self,
-        inv: redis::ScriptInvocation<'_>,
-        name: &'static str,
-    ) -> Result<Reply> {
+    pub(super) async fn eval(&self, inv: Call<'_>, name: &'static str) -> Result<Reply> {
         let v: Value = self
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;

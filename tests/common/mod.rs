@@ -108,13 +108,19 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Script calls (EVALSHA) this server has run so far.
-    pub fn evalsha_calls(&self) -> u64 {
-        self.cli(&["INFO", "commandstats"])
-            .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-            .and_then(|l| l.split(',').next())
-            .map_or(0, |n| n.trim().parse().unwrap())
+    /// Script calls (FCALL and EVALSHA) this server has run so far.
+    pub fn script_calls(&self) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        ["cmdstat_fcall:calls=", "cmdstat_evalsha:calls="]
+            .iter()
+            .map(|stat| {
+                stats
+                    .lines()
+                    .find_map(|l| l.strip_prefix(stat))
+                    .and_then(|l| l.split(',').next())
+                    .map_or(0, |n| n.trim().parse().unwrap())
+            })
+            .sum()
     }
 
     pub fn pid(&self) -> u32 {

@@ -42,6 +42,7 @@ end
 -- Only an event with settings other than the defaults has a `sell` field.
 local sell = sell_text(currency, max_user, tonumber(start_ms), tonumber(end_ms), max_ext)
 if sell then redis.call('HSET', K.meta, 'sell', sell) end
+settings_changed()
 -- Bit 0 is no ticket. Writing the whole bitmap once sizes it exactly (SETBIT
 -- would over-allocate while growing) and keeps BITPOS within the string.
 redis.call('SET', K.taken, '\128' .. string.rep('\0', math.floor(cap / 8)))

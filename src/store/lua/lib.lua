@@ -45,14 +45,32 @@
 
 local SCHEMA = 1
 local NKEYS = 9
-local K = {
-  meta = KEYS[1], taken = KEYS[2], sold = KEYS[3], owner = KEYS[4],
-  holds = KEYS[5], sched = KEYS[6], orders = KEYS[7], jobs = KEYS[8],
-  uholds = KEYS[9], idem = KEYS[10],
-}
--- 'tc:{ev:<id>}:' + name (KEYS[1] ends in 'meta').
-local TAG = string.sub(KEYS[1], 1, -5)
-K.utix, K.due = TAG .. 'utix', TAG .. 'due'
+-- The call's keys (set by begin()).
+local K, TAG = nil, nil
+-- The event loaded by load_meta (for the section helpers below), and the
+-- table of its settings.
+local EV, EV_SET = nil, nil
+-- Whether the event has users' counts at all (see user_count_add).
+local counts_exist = nil
+-- The Redis time of the call in ms, read once (see now_ms).
+local NOW = nil
+
+-- Starts a call: every script's first line. The scripts also run as the
+-- functions of one library (FUNCTION LOAD once, then FCALL), whose
+-- top-level code runs once at load, not per call: what depends on the
+-- call is set here, and what a call leaves behind is cleared.
+local function begin(keys)
+  K = {
+    meta = keys[1], taken = keys[2], sold = keys[3], owner = keys[4],
+    holds = keys[5], sched = keys[6], orders = keys[7], jobs = keys[8],
+    uholds = keys[9], idem = keys[10],
+  }
+  -- 'tc:{ev:<id>}:' + name (KEYS[1] ends in 'meta').
+  TAG = string.sub(keys[1], 1, -5)
+  K.utix, K.due = TAG .. 'utix', TAG .. 'due'
+  K.q, K.qu, K.qa = TAG .. 'q', TAG .. 'qu', TAG .. 'qa'
+  EV, EV_SET, counts_exist, NOW = nil, nil, nil, nil
+end
 
 -- Lua unpacks at most ~8000 values at once, so a command given a long list
 -- gets it UNPACK_MAX values (an even number: pairs stay whole) at a time.
@@ -66,8 +84,10 @@ local function in_chunks(list, f)
 end
 
 local function now_ms()
+  if NOW then return NOW end
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return NOW
 end
 
 local function fmt_int(n)
@@ -86,15 +106,40 @@ end
 -- defaults) and `sections` (see sections()).
 -- `sched_floor`: the latest deadline the list schedule may hold (set when
 -- the hold time changes). `queue`: 'maxActive|admissionMs' while the event
--- has a waiting room (see queue.lua).
+-- has a waiting room (see queue.lua). `cv`: the settings' stamp (see
+-- settings_changed).
 local META_FIELDS = { 'capacity', 'ttl_ms', 'max_per_hold', 'held', 'sold', 'v', 'seq', 'hint',
                       'expired', 'orders', 'completed', 'failed', 'sched_floor', 'sell', 'sections',
-                      'queue' }
+                      'queue', 'cv' }
 -- Those that are always there, and the integer ones.
 local META_REQUIRED, META_INTEGERS = 6, 13
+-- What a call with the event's settings cached reads: the stamp, the
+-- schema version, and every counter a script may count into (each checked).
+local META_COUNTERS = { 'cv', 'v', 'held', 'sold', 'seq', 'hint', 'expired', 'orders', 'completed',
+                        'failed' }
+local COUNTERS_PATTERN = '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$'
 
--- The event loaded by load_meta (for the section helpers below).
-local EV = nil
+-- Settings parsed by load_meta, by event (tag): { cv, at (ms), set }. Kept
+-- between calls where the scripts run as a library's functions (as a
+-- script, each call starts with none), and used while the event's stamp is
+-- the same and for at most SETTINGS_FOR_MS after they were read: so a
+-- change the stamp does not show (made by hand, or by a version without
+-- stamps) is seen within that. At most SETTINGS_MAX events are kept.
+local SETTINGS, SETTINGS_N = {}, 0
+local SETTINGS_FOR_MS, SETTINGS_MAX = 1000, 10000
+
+-- Stamps the event's settings as changed, for the settings cached by
+-- load_meta (this library's and any other's): every script that changes a
+-- field load_meta parses calls it. The stamp is the Redis time in µs, so an
+-- event made again after it was removed does not find its old one.
+-- Returns the new stamp.
+local function settings_changed()
+  local t = redis.call('TIME')
+  local cv = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('HSET', K.meta, 'cv', cv)
+  SETTINGS[TAG] = nil
+  return cv
+end
 
 -- Returns the event's settings and counters, or nil plus a reply when the
 -- event does not exist ({ 'not_found' }), was written by an unknown schema
@@ -105,7 +150,22 @@ local EV = nil
 -- Selling settings absent (an event made before they existed, or made
 -- without them) read as: currency EUR, no sale window, no per-user limit,
 -- no extensions, one section 'general' at price 0.
+-- The settings are fields of a table of their own behind the counters
+-- (`__index`): with them cached, a call reads and checks only the counters.
 local function load_meta()
+  local c = SETTINGS[TAG]
+  if c then
+    local m = redis.call('HMGET', K.meta, unpack(META_COUNTERS))
+    local now = now_ms()
+    if m[1] == c.cv and m[2] == '1' and m[3] and m[4] and now >= c.at and now - c.at < SETTINGS_FOR_MS
+        and string.find(m[3] .. ',' .. m[4] .. ',' .. (m[5] or '0') .. ',' .. (m[6] or '0') .. ','
+          .. (m[7] or '0') .. ',' .. (m[8] or '0') .. ',' .. (m[9] or '0') .. ',' .. (m[10] or '0'),
+          COUNTERS_PATTERN) then
+      EV_SET = c.set
+      EV = setmetatable({ held = tonumber(m[3]), sold = tonumber(m[4]), seq = tonumber(m[5]) or 0 }, c.mt)
+      return EV
+    end
+  end
   local m = redis.call('HMGET', K.meta, unpack(META_FIELDS))
   if not m[1] then return nil, { 'not_found' } end
   if tonumber(m[6]) ~= SCHEMA then return nil, { 'schema', tostring(m[6]) } end
@@ -115,9 +175,8 @@ local function load_meta()
       return nil, { 'damaged', K.meta .. ' field ' .. META_FIELDS[i] .. ' is ' .. (v and ('"' .. v .. '", not an integer') or 'missing') }
     end
   end
-  EV = {
+  local set = {
     capacity = tonumber(m[1]), ttl_ms = tonumber(m[2]), max_per_hold = tonumber(m[3]),
-    held = tonumber(m[4]), sold = tonumber(m[5]), seq = tonumber(m[7]) or 0,
     max_user = 0, max_ext = 0, currency = 'EUR', sections_text = m[15] or nil,
     sched_floor = tonumber(m[13]),
   }
@@ -126,19 +185,29 @@ local function load_meta()
     if not qa then
       return nil, { 'damaged', K.meta .. ' field queue is "' .. m[16] .. '", not maxActive|admissionMs' }
     end
-    EV.queue_max, EV.queue_ms = tonumber(qa), tonumber(qs)
+    set.queue_max, set.queue_ms = tonumber(qa), tonumber(qs)
   end
   if m[14] then
     local cur, mu, ss, se, me, counting = string.match(m[14], '^(%u%u%u)|(%d*)|(%d*)|(%d*)|(%d*)(|?c?)$')
     if not cur then
       return nil, { 'damaged', K.meta .. ' field sell is "' .. m[14] .. '", not CUR|n|ms|ms|n' }
     end
-    EV.currency, EV.max_user, EV.max_ext = cur, tonumber(mu) or 0, tonumber(me) or 0
-    EV.sales_start, EV.sales_end = tonumber(ss), tonumber(se)
+    set.currency, set.max_user, set.max_ext = cur, tonumber(mu) or 0, tonumber(me) or 0
+    set.sales_start, set.sales_end = tonumber(ss), tonumber(se)
     -- '|c': a per-user limit is being set (recount_buyers is counting the
     -- tickets taken before it): holds are counted, not yet limited.
-    EV.counting = counting == '|c'
+    set.counting = counting == '|c'
   end
+  local mt = { __index = set }
+  -- An event made before the stamp gets one now.
+  local cv = m[17] or settings_changed()
+  if not SETTINGS[TAG] then
+    if SETTINGS_N >= SETTINGS_MAX then SETTINGS, SETTINGS_N = {}, 0 end
+    SETTINGS_N = SETTINGS_N + 1
+  end
+  SETTINGS[TAG] = { cv = cv, at = now_ms(), set = set, mt = mt }
+  EV_SET = set
+  EV = setmetatable({ held = tonumber(m[4]), sold = tonumber(m[5]), seq = tonumber(m[7]) or 0 }, mt)
   return EV
 end
 
@@ -161,7 +230,7 @@ local function sections()
     list[1] = { id = 'general', i = 1, first = 1, last = EV.capacity, capacity = EV.capacity,
                 price = 0, price_s = '0' }
   end
-  EV.secs = list
+  EV_SET.secs = list
   return list
 end
 
@@ -256,10 +325,9 @@ local function names_hold(h, secret, deadline)
   return h.secret == secret and h.named == tonumber(deadline)
 end
 
--- Whether the event has users' counts at all (none while the limit is off),
--- looked up once per call before the first decrement: without counts a
+-- Whether the event has users' counts at all (none while the limit is off)
+-- is looked up once per call before the first decrement: without counts a
 -- decrement has nothing to do.
-local counts_exist = nil
 
 -- Changes a user's count of live holds by `by` ('1' or '-1') and returns
 -- the new count (see hash_count_add).

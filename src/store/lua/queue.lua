@@ -19,7 +19,6 @@
 -- without Redis. A queue id is '<event>.q<j>.<mac>', mac the first 32 hex
 -- digits of sha1(key ':' event ':' j).
 
-local Q, QU, QA = TAG .. 'q', TAG .. 'qu', TAG .. 'qa'
 local M24 = 16777216
 
 -- The four round keys of a seed (24 hex digits).
@@ -60,7 +59,7 @@ end
 
 -- The queue's state (see above).
 local function queue_state()
-  local q = redis.call('HMGET', Q, 'n', 'pre', 'seed', 'cursor', 'total', 'key', 'soldout', 'opened')
+  local q = redis.call('HMGET', K.q, 'n', 'pre', 'seed', 'cursor', 'total', 'key', 'soldout', 'opened')
   return { n = tonumber(q[1]) or 0, pre = tonumber(q[2]), seed = q[3] or '', cursor = tonumber(q[4]) or 0,
            total = tonumber(q[5]) or 0, key = q[6] or '', soldout = q[7] == '1', opened = tonumber(q[8]) }
 end
@@ -80,7 +79,7 @@ end
 local function queue_open(meta, st, now, seed)
   if st.pre or (meta.sales_start and now < meta.sales_start) then return end
   st.pre, st.seed, st.opened = st.n, seed, now
-  redis.call('HSET', Q, 'pre', st.n, 'seed', seed, 'opened', now)
+  redis.call('HSET', K.q, 'pre', st.n, 'seed', seed, 'opened', now)
 end
 
 -- Expires admissions past their time, then lets places in, in line order,
@@ -89,8 +88,8 @@ end
 -- nothing held). The counts are read here: call after releasing expired
 -- holds. O(places let in).
 local function queue_admit(meta, st, now)
-  redis.call('ZREMRANGEBYSCORE', QA, '-inf', now)
-  local active = redis.call('ZCARD', QA)
+  redis.call('ZREMRANGEBYSCORE', K.qa, '-inf', now)
+  local active = redis.call('ZCARD', K.qa)
   local c = redis.call('HMGET', K.meta, 'held', 'sold')
   local held, sold = tonumber(c[1]) or 0, tonumber(c[2]) or 0
   local available = meta.capacity - held - sold
@@ -107,12 +106,12 @@ local function queue_admit(meta, st, now)
     end
     admitted = #adds / 2
     if admitted > 0 then
-      in_chunks(adds, function(...) redis.call('ZADD', QA, ...) end)
+      in_chunks(adds, function(...) redis.call('ZADD', K.qa, ...) end)
       st.total = st.total + admitted
-      redis.call('HSET', Q, 'cursor', st.cursor, 'total', st.total)
+      redis.call('HSET', K.q, 'cursor', st.cursor, 'total', st.total)
     end
   end
-  if soldout ~= st.soldout then redis.call('HSET', Q, 'soldout', soldout and '1' or '0') end
+  if soldout ~= st.soldout then redis.call('HSET', K.q, 'soldout', soldout and '1' or '0') end
   st.soldout, st.active, st.available = soldout, active + admitted, available
   return admitted
 end
@@ -124,7 +123,7 @@ local function queue_next(meta, st, now)
   if not meta.queue_max then return -1 end
   if not st.pre then return meta.sales_start or -1 end
   local nxt = -1
-  local first = redis.call('ZRANGE', QA, 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', K.qa, 0, 0, 'WITHSCORES')
   if first[2] then nxt = tonumber(first[2]) end
   if st.cursor < st.n and (nxt < 0 or now + 1000 < nxt) then nxt = now + 1000 end
   return nxt
@@ -138,7 +137,7 @@ local function queue_reply(meta, st, now, max_list)
                   meta.queue_max, meta.queue_ms, meta.sales_start or -1, now, st.available or -1,
                   st.active or 0 }
   if max_list > 0 then
-    local list = redis.call('ZRANGE', QA, 0, max_list - 1, 'WITHSCORES')
+    local list = redis.call('ZRANGE', K.qa, 0, max_list - 1, 'WITHSCORES')
     for i = 1, #list do reply[#reply + 1] = list[i] end
   end
   return reply

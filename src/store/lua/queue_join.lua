@@ -15,14 +15,14 @@ sweep(now, 1000)
 local st = queue_state()
 queue_open(meta, st, now, ARGV[3])
 if st.key == '' then
-  redis.call('HSETNX', Q, 'key', ARGV[2])
-  st.key = redis.call('HGET', Q, 'key')
+  redis.call('HSETNX', K.q, 'key', ARGV[2])
+  st.key = redis.call('HGET', K.q, 'key')
 end
 local user = ARGV[1]
-local j, created = tonumber(redis.call('HGET', QU, user)), 0
+local j, created = tonumber(redis.call('HGET', K.qu, user)), 0
 if not j then
-  j = redis.call('HINCRBY', Q, 'n', 1)
-  redis.call('HSET', QU, user, j)
+  j = redis.call('HINCRBY', K.q, 'n', 1)
+  redis.call('HSET', K.qu, user, j)
   st.n, created = j, 1
 end
 queue_admit(meta, st, now)
@@ -30,5 +30,5 @@ local reply = queue_reply(meta, st, now, 0)
 table.insert(reply, 1, j)
 table.insert(reply, 1, created)
 table.insert(reply, 1, 'ok')
-reply[#reply + 1] = tonumber(redis.call('ZSCORE', QA, j) or '-1')
+reply[#reply + 1] = tonumber(redis.call('ZSCORE', K.qa, j) or '-1')
 return reply

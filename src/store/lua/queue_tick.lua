@@ -14,7 +14,7 @@ if not meta.queue_max then return { 'disabled' } end
 local now = now_ms()
 local st = queue_state()
 if ARGV[3] == '1' then
-  st.active = redis.call('ZCOUNT', QA, '(' .. fmt_int(now), '+inf')
+  st.active = redis.call('ZCOUNT', K.qa, '(' .. fmt_int(now), '+inf')
   local c = redis.call('HMGET', K.meta, 'held', 'sold')
   st.available = meta.capacity - (tonumber(c[1]) or 0) - (tonumber(c[2]) or 0)
 else

@@ -22,5 +22,6 @@ local function write_sell(currency, max_user, sales_start, sales_end, max_ext, c
   else
     redis.call('HDEL', K.meta, 'sell')
   end
+  settings_changed()
 end
 
