@@ -42,11 +42,14 @@ struct Library {
 }
 
 static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
-    let mut body = String::from(LIB);
+    // `register` comes first: lib.lua then makes `redis` a local of its own.
+    let mut body = String::from(
+        "local function register(name, f)\n  redis.register_function(LIB .. '_' .. name, f)\nend\n",
+    );
+    body.push_str(LIB);
     for p in PRELUDES {
         body.push_str(p);
     }
-    body.push_str("\nlocal function register(name, f)\n  redis.register_function(LIB .. '_' .. name, f)\nend\n");
     for (file, text) in super::scripts::LIBRARY_SCRIPTS {
         let stem = file.trim_end_matches(".lua");
         let _ = write!(

@@ -43,6 +43,17 @@
 -- exactly; prices are at most 10^12 minor units and a hold at most 1000
 -- tickets, so no amount here is ever rounded.
 
+-- The globals the scripts use, as upvalues: set by begin() on every call,
+-- since a library's functions find each global through a lookup that
+-- misses first (the globals are not there yet when the library loads, so
+-- they cannot be read here once).
+local function globals()
+  return redis, string, table, math, tonumber, tostring, type, ipairs, pairs, pcall, unpack,
+    setmetatable, error, cjson
+end
+local redis, string, table, math, tonumber, tostring, type, ipairs, pairs, pcall, unpack,
+  setmetatable, error, cjson
+
 local SCHEMA = 1
 local NKEYS = 9
 -- The call's keys (set by begin()).
@@ -59,16 +70,22 @@ local NOW = nil
 -- functions of one library (FUNCTION LOAD once, then FCALL), whose
 -- top-level code runs once at load, not per call: what depends on the
 -- call is set here, and what a call leaves behind is cleared.
+-- The keys of the event named last (its tag, then the names made from it).
+local K_TAG, K_NAMED = nil, nil
 local function begin(keys)
-  K = {
-    meta = keys[1], taken = keys[2], sold = keys[3], owner = keys[4],
-    holds = keys[5], sched = keys[6], orders = keys[7], jobs = keys[8],
-    uholds = keys[9], idem = keys[10],
-  }
+  redis, string, table, math, tonumber, tostring, type, ipairs, pairs, pcall, unpack,
+    setmetatable, error, cjson = globals()
   -- 'tc:{ev:<id>}:' + name (KEYS[1] ends in 'meta').
   TAG = string.sub(keys[1], 1, -5)
-  K.utix, K.due = TAG .. 'utix', TAG .. 'due'
-  K.q, K.qu, K.qa = TAG .. 'q', TAG .. 'qu', TAG .. 'qa'
+  if TAG ~= K_TAG then
+    K_TAG, K_NAMED = TAG, { TAG .. 'utix', TAG .. 'due', TAG .. 'q', TAG .. 'qu', TAG .. 'qa' }
+  end
+  -- One table for every call (its fields are set each time): a table made
+  -- per call costs each call its allocation and one insertion per field.
+  K = K or {}
+  K.meta, K.taken, K.sold, K.owner, K.holds = keys[1], keys[2], keys[3], keys[4], keys[5]
+  K.sched, K.orders, K.jobs, K.uholds, K.idem = keys[6], keys[7], keys[8], keys[9], keys[10]
+  K.utix, K.due, K.q, K.qu, K.qa = K_NAMED[1], K_NAMED[2], K_NAMED[3], K_NAMED[4], K_NAMED[5]
   EV, EV_SET, counts_exist, NOW = nil, nil, nil, nil
 end
 
@@ -133,10 +150,15 @@ local SETTINGS_FOR_MS, SETTINGS_MAX = 1000, 10000
 -- field load_meta parses calls it. The stamp is the Redis time in µs, so an
 -- event made again after it was removed does not find its old one.
 -- Returns the new stamp.
+-- Also writes `layout`, a value longer than Redis keeps in a listpack
+-- (hash-max-listpack-value, 64 by default): the meta hash is then a hash
+-- table, where every call's reads and counts find their field at once
+-- instead of scanning the hash's fields one after the other.
+local LAYOUT = 'a hash table: this value is longer than hash-max-listpack-value (see lib.lua)'
 local function settings_changed()
   local t = redis.call('TIME')
   local cv = t[1] .. string.format('%06d', tonumber(t[2]))
-  redis.call('HSET', K.meta, 'cv', cv)
+  redis.call('HSET', K.meta, 'cv', cv, 'layout', LAYOUT)
   SETTINGS[TAG] = nil
   return cv
 end
