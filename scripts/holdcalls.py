@@ -118,7 +118,7 @@ bought, in_flight = 0, 0
 
 def bought_in_answer():
     global bought
-    bought += sum(1 for r in read() if isinstance(r, list) and r and r[0] == b"ok")
+    bought += sum(1 for r in read() if (isinstance(r, list) and r and r[0] == b"ok") or (isinstance(r, bytes) and r.startswith(b"ok|")))
 
 
 for i in range(0, len(holds), per):

@@ -29,6 +29,11 @@ pub(super) const PRELUDES: [&str; 3] = [
     include_str!("lua/queue.lua"),
 ];
 
+/// The line that ends what a script's function may make once, at load
+/// (its state's declarations and its functions): sent as a script, the
+/// whole file runs on every call, in the same order.
+const PER_CALL: &str = "\n-- per call:\n";
+
 /// One script: its function in the library, and the same script for EVALSHA.
 pub struct Lua {
     function: String,
@@ -52,9 +57,14 @@ static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     }
     for (file, text) in super::scripts::LIBRARY_SCRIPTS {
         let stem = file.trim_end_matches(".lua");
+        // What a script has before its `-- per call:` line is made once
+        // here, in a block of its own; the rest is its function's body.
+        // KEYS and ARGV are the block's, set by each call, so that what is
+        // made once finds them as a script does.
+        let (once, per_call) = text.split_once(PER_CALL).unwrap_or(("", text));
         let _ = write!(
             body,
-            "register('{stem}', function(KEYS, ARGV)\nbegin(KEYS)\n{text}\nend)\n"
+            "do\nlocal KEYS, ARGV\n{once}\nregister('{stem}', function(keys, argv)\nKEYS, ARGV = keys, argv\nbegin(KEYS)\n{per_call}\nend)\nend\n"
         );
     }
     let name = format!("ticketctl_{}", &Script::new(&body).get_hash()[..12]);

@@ -203,6 +203,30 @@ fn order_of(event: &str, r: &Reply) -> Result<Order> {
     })
 }
 
+/// A purchase's answer in one string (see order_reply in purchase.lua):
+/// 'ok|created|seq|status|orderSecret|createdMs|completedMs|t1,..|amount|currency|userId',
+/// as the array the script answers with an Idempotency-Key.
+fn bought_short(b: &[u8]) -> Result<Reply> {
+    let text = std::str::from_utf8(b)
+        .map_err(|_| StoreError::Reply("purchase: answer is not UTF-8".into()))?;
+    let f: Vec<&str> = text.splitn(11, '|').collect();
+    if f.len() != 11 || f[0] != "ok" {
+        return Err(StoreError::Reply(format!("purchase: answer {text:?}")));
+    }
+    let order = [
+        f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[10], f[8], f[9],
+    ];
+    Reply::new(
+        "purchase",
+        Value::Array(
+            order
+                .iter()
+                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        ),
+    )
+}
+
 /// Reads one purchase's answer from the purchase script.
 fn purchase_outcome(event: &str, r: Reply) -> Result<PurchaseOutcome> {
     Ok(match r.status()?.as_str() {
@@ -847,9 +871,9 @@ impl Store {
             inv.arg(&item.user).arg(new_secret());
         }
         let r = self.eval(inv, "purchase").await?;
-        if let Ok(status) = r.status() {
+        if r.is("not_found") || r.is("schema") {
             // One answer for the whole call.
-            return match status.as_str() {
+            return match r.status()?.as_str() {
                 "not_found" => Ok(items
                     .iter()
                     .map(|i| {
@@ -863,7 +887,14 @@ impl Store {
                 other => Err(StoreError::Reply(format!("purchase: status {other:?}"))),
             };
         }
-        let answers = r.arrays()?;
+        let answers = r
+            .into_values()
+            .into_iter()
+            .map(|v| match v {
+                Value::BulkString(b) => bought_short(&b),
+                v => Reply::new("purchase", v),
+            })
+            .collect::<Result<Vec<_>>>()?;
         if answers.len() != items.len() {
             return Err(StoreError::Reply(format!(
                 "purchase: {} answers for {} purchases",

@@ -35,55 +35,16 @@
 --          damaged (nothing held)
 -- `expired` is -1 in a reply replayed for a repeated Idempotency-Key.
 -- Every outcome but sweep_more, not_on_sale and error is kept for the key.
-local fingerprint = ARGV[4]
-local replay = idem_replay(fingerprint)
-if replay then return { replay } end
 
-local meta, err = load_meta()
-if not meta then return err end
-local now = now_ms()
--- Outside the sale window every hold of the call is refused alike.
-local closed = nil
-if meta.sales_start and now < meta.sales_start then
-  closed = { 'not_on_sale', 'opens', meta.sales_start }
-elseif meta.sales_end and now >= meta.sales_end then
-  closed = { 'not_on_sale', 'closed', meta.sales_end }
-end
-if closed then
-  local replies = {}
-  for i = 5, #ARGV, 4 do replies[#replies + 1] = closed end
-  return replies
-end
-local max_user = tonumber(ARGV[3])
--- Behind a waiting room an admitted place has one live hold at a time.
-if meta.queue_max and max_user ~= 1 then max_user = 1 end
-local max_tickets = meta.max_user
--- Tickets are counted toward their buyer while a limit is on, or being set.
-local count_tickets = max_tickets > 0 or meta.counting
-local deadline = now + meta.ttl_ms
--- Written once at the end: the last hold number, tickets newly held, and
--- the new holds' schedule entries (all share one deadline, in seq order).
-local seq = meta.seq
-local deadline_s, now_s = fmt_int(deadline), fmt_int(now)
--- The parts every hold of the call shares: of its record and of its answer.
-local record_mid = '|' .. deadline_s .. '|'
-local answer_mid = '|' .. deadline_s .. '|' .. now_s .. '|'
-local answer_currency = '|' .. meta.currency .. '|'
-local added, scheduled, owners, records = 0, {}, {}, {}
--- Holds whose deadline comes before the shared one (their admission runs
--- out first): score, id pairs for `due`.
-local early = {}
--- Tickets claimed by this call per section (sectioned events only).
-local section_added = {}
--- Tickets claimed by holds of this call (their owner entries are written at
--- the end): ticket id text -> hold seq text.
-local pending = {}
--- Redis keeps a script's writes when a command fails partway (say, on a key
--- damaged by hand), so what a hold has changed is noted as it goes and taken
--- back if it fails: the user it charged and the tickets it claimed.
--- With a per-user limit, also the user whose tickets it charged, and how
--- many (text).
-local charged, claiming, tickets_user, tickets_n = nil, {}, nil, nil
+-- The call's state, set at its start. The functions below are made once
+-- where the scripts run as a library's functions (see functions.rs), not
+-- on every call: they find the call's state here.
+local fingerprint, meta, now, max_user, max_tickets, count_tickets, deadline, seq
+local deadline_s, now_s, record_mid, answer_mid, answer_currency
+local added, scheduled, owners, records, early, section_added, pending
+local charged, claiming, tickets_user, tickets_n
+-- What a hold has claimed before it claims anything (never written to).
+local NONE = {}
 
 -- Takes back the charge of a hold's tickets that does not happen.
 local function uncharge_tickets()
@@ -136,9 +97,17 @@ end
 -- Claims explicit tickets; returns the tickets (as text), or nil and a reply.
 -- Arguments to Redis stay text: a Lua number costs a printf each time.
 local function claim_tickets(csv)
-  -- One ticket (the common case) skips the pattern iterator.
+  -- One ticket (the common case) skips the pattern iterator, and when it
+  -- is free its one table is also what the hold claimed.
   local tickets
   if csv ~= '' and not string.find(csv, ',', 1, true) then
+    if meta.max_per_hold >= 1 and tonumber(csv) <= meta.capacity
+        and redis.call('SETBIT', K.taken, csv, '1') == 0 then
+      tickets = { csv }
+      claiming = tickets
+      return tickets, nil, 0
+    end
+    -- Refused or taken: as for several (SETBIT answers 1 again).
     tickets = { csv }
   else
     tickets = {}
@@ -155,6 +124,7 @@ local function claim_tickets(csv)
   end
   -- SETBIT answers the old bit, so one call both claims a free ticket and
   -- finds a taken one; claims are undone below if any ticket is taken.
+  claiming = {}
   local busy, claimed, expired, lowest_repaired = {}, claiming, 0, nil
   for _, t in ipairs(tickets) do
     if redis.call('SETBIT', K.taken, t, '1') == 0 then
@@ -254,6 +224,7 @@ local function claim_quantity(n, sid)
     -- Counters and bitmap disagree; refuse rather than oversell.
     return nil, { 'error', 'ticket bitmap and counters disagree for ' .. K.meta }
   end
+  claiming = {}
   for i, t in ipairs(tickets) do
     tickets[i] = fmt_int(t)
     redis.call('SETBIT', K.taken, tickets[i], '1')
@@ -282,7 +253,7 @@ local function price_of(tickets)
 end
 
 -- The queue's MAC key (read once per call).
-local queue_key = nil
+local queue_key
 
 -- Why a hold behind the waiting room is refused, or nil and when the
 -- admission runs out: `qid` must name an admitted place of `user` whose
@@ -327,7 +298,8 @@ local function hold_one(secret, user, mode, arg)
     local ok, remaining, released = charge_tickets(user, n)
     if not ok then return { 'user_limit', remaining, released } end
   end
-  local allowed, swept = charge_user(user)
+  local allowed, swept = true, 0
+  if max_user > 0 then allowed, swept = charge_user(user) end
   if not allowed then
     uncharge_tickets()
     return { 'hold_limit', max_user, swept }
@@ -407,18 +379,6 @@ local function undo(holds)
   end
 end
 
-local replies = {}
-for i = 5, #ARGV, 4 do
-  charged, claiming, tickets_user = nil, {}, nil
-  local ok, reply = pcall(hold_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-  if not ok then
-    undo({ { claiming, nil, charged } })
-    pcall(uncharge_tickets)
-    reply = { 'error', error_text(reply) }
-  end
-  replies[#replies + 1] = reply
-end
-
 -- The writes shared by this call's holds; if one fails, none of the holds
 -- is kept and each is refused with the error.
 local function write_holds()
@@ -456,6 +416,72 @@ local function write_holds()
   end
   return first
 end
+
+-- per call:
+fingerprint = ARGV[4]
+local replay = idem_replay(fingerprint)
+if replay then return { replay } end
+
+local err
+meta, err = load_meta()
+if not meta then return err end
+now = now_ms()
+-- Outside the sale window every hold of the call is refused alike.
+local closed = nil
+if meta.sales_start and now < meta.sales_start then
+  closed = { 'not_on_sale', 'opens', meta.sales_start }
+elseif meta.sales_end and now >= meta.sales_end then
+  closed = { 'not_on_sale', 'closed', meta.sales_end }
+end
+if closed then
+  local replies = {}
+  for i = 5, #ARGV, 4 do replies[#replies + 1] = closed end
+  return replies
+end
+max_user = tonumber(ARGV[3])
+-- Behind a waiting room an admitted place has one live hold at a time.
+if meta.queue_max and max_user ~= 1 then max_user = 1 end
+max_tickets = meta.max_user
+-- Tickets are counted toward their buyer while a limit is on, or being set.
+count_tickets = max_tickets > 0 or meta.counting
+deadline = now + meta.ttl_ms
+-- Written once at the end: the last hold number, tickets newly held, and
+-- the new holds' schedule entries (all share one deadline, in seq order).
+seq = meta.seq
+deadline_s, now_s = fmt_int(deadline), fmt_int(now)
+-- The parts every hold of the call shares: of its record and of its answer.
+record_mid = '|' .. deadline_s .. '|'
+answer_mid = '|' .. deadline_s .. '|' .. now_s .. '|'
+answer_currency = '|' .. meta.currency .. '|'
+added, scheduled, owners, records = 0, {}, {}, {}
+-- Holds whose deadline comes before the shared one (their admission runs
+-- out first): score, id pairs for `due`.
+early = {}
+-- Tickets claimed by this call per section (sectioned events only).
+section_added = {}
+-- Tickets claimed by holds of this call (their owner entries are written at
+-- the end): ticket id text -> hold seq text.
+pending = {}
+-- Redis keeps a script's writes when a command fails partway (say, on a key
+-- damaged by hand), so what a hold has changed is noted as it goes and taken
+-- back if it fails: the user it charged and the tickets it claimed.
+-- With a per-user limit, also the user whose tickets it charged, and how
+-- many (text).
+charged, claiming, tickets_user, tickets_n = nil, NONE, nil, nil
+queue_key = nil
+
+local replies = {}
+for i = 5, #ARGV, 4 do
+  charged, claiming, tickets_user = nil, NONE, nil
+  local ok, reply = pcall(hold_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  if not ok then
+    undo({ { claiming, nil, charged } })
+    pcall(uncharge_tickets)
+    reply = { 'error', error_text(reply) }
+  end
+  replies[#replies + 1] = reply
+end
+
 local ok, first_scheduled = pcall(write_holds)
 if not ok then
   local done = {}

@@ -14,7 +14,7 @@
 -- Returns { 'not_found' } | { 'schema', v } | { 'damaged', what } for the whole call, otherwise
 -- one reply per purchase:
 --          { 'ok', created (1|0), seq, status, orderSecret, createdMs, completedMs|'', 't1,..', userId,
---            amount, currency }
+--            amount, currency } (with KEYS[10]; without, the same as one string: see order_reply)
 --        | { 'not_found' } | { 'forbidden' } | { 'expired' } | { 'not_held' }
 --        | { 'expired', 1 }: the hold had expired and was released now
 --        | { 'idem_mismatch' } | { 'invalid', message } (by ticket)
@@ -22,20 +22,25 @@
 --          a key is damaged (nothing sold)
 -- Every outcome but error is kept for an Idempotency-Key (created = 0 when
 -- replayed).
-local fingerprint = ARGV[1]
-local replay = idem_replay(fingerprint)
-if replay then return { replay } end
 
-local meta, err = load_meta()
-if not meta then return err end
-local now = now_ms()
-local now_s = fmt_int(now)
--- New orders' entries for the payment deadline ('seq|dueMs').
-local pay_deadline, paydue = tonumber(ARGV[2]) or 0, {}
--- Counter changes, written once at the end.
-local sold, orders = 0, 0
+-- The call's state, set at its start (the functions below are made once
+-- where the scripts run as a library's functions; see hold.lua).
+-- New orders' entries for the payment deadline ('seq|dueMs'), and the
+-- counter changes, written once at the end.
+local meta, now, now_s, pay_deadline, paydue, sold, orders
+-- The holds bought by this call (seq -> true), and the owner entries and
+-- hold records they leave, removed once at the end: a later purchase of
+-- the call that meets one of them finds the hold bought.
+local bought, gone_tickets, gone_holds
 
+-- Without an Idempotency-Key (whose record keeps the array) the answer is
+-- one string, far cheaper for Redis to send than an array of its fields:
+-- 'ok|created|seq|status|orderSecret|createdMs|completedMs|t1,..|amount|currency|userId'.
 local function order_reply(created, s, o)
+  if not K.idem then
+    return 'ok|' .. created .. '|' .. fmt_int(s) .. '|' .. o.status .. '|' .. o.secret .. '|' .. o.created
+      .. '|' .. o.completed .. '|' .. o.csv .. '|' .. o.amount_s .. '|' .. meta.currency .. '|' .. o.user
+  end
   return { 'ok', created, s, o.status, o.secret, tonumber(o.created), o.completed, o.csv, o.user,
            o.amount_s, meta.currency }
 end
@@ -52,6 +57,7 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   if kind == 'h' then
     seq = tonumber(ref)
     h = parse_hold(redis.call('HGET', K.holds, ref))
+    if h and bought[seq] then h = nil end
     if h and not names_hold(h, hold_secret, named_deadline) then return { 'not_found' } end
     if not h then
       local o = parse_order(redis.call('HGET', K.orders, ref))
@@ -72,6 +78,7 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
     local reply
     seq, h, reply = hold_of_ticket(ref, meta)
     if not h then return reply end
+    if bought[seq] then return { 'not_held' } end
     if h.user ~= user then return { 'not_held' } end
   end
 
@@ -109,8 +116,9 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
     redis.pcall('HDEL', K.orders, id)
     return unsell(tickets, r)
   end
-  redis.call('HDEL', K.owner, unpack(tickets))
-  redis.call('HDEL', K.holds, id)
+  for _, t in ipairs(tickets) do gone_tickets[#gone_tickets + 1] = t end
+  gone_holds[#gone_holds + 1] = id
+  bought[seq] = true
   user_hold_done(h.user)
   section_count(tickets, 'held', -1)
   section_count(tickets, 'sold', 1)
@@ -127,6 +135,21 @@ local function buy_one(kind, ref, hold_secret, named_deadline, user, order_secre
   return order_reply(1, seq, o), K.idem and order_reply(0, seq, o) or nil
 end
 
+
+-- per call:
+local fingerprint = ARGV[1]
+local replay = idem_replay(fingerprint)
+if replay then return { replay } end
+
+local err
+meta, err = load_meta()
+if not meta then return err end
+now = now_ms()
+now_s = fmt_int(now)
+pay_deadline, paydue = tonumber(ARGV[2]) or 0, {}
+sold, orders = 0, 0
+bought, gone_tickets, gone_holds = {}, {}, {}
+
 local replies = {}
 for i = 5, #ARGV, 6 do
   -- A purchase that fails raises before its first write (the writes that
@@ -135,7 +158,13 @@ for i = 5, #ARGV, 6 do
   local ok, reply, stored = pcall(buy_one, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   if not ok then reply = { 'error', error_text(reply) } end
   replies[#replies + 1] = reply
-  if reply[1] ~= 'error' then idem_finish(fingerprint, reply, stored) end
+  if K.idem and reply[1] ~= 'error' then idem_finish(fingerprint, reply, stored) end
+end
+-- The bought holds' owner entries and records: both keys were read as
+-- hashes by this call, so neither removal can fail.
+if #gone_holds > 0 then
+  in_chunks(gone_tickets, function(...) redis.call('HDEL', K.owner, ...) end)
+  in_chunks(gone_holds, function(...) redis.call('HDEL', K.holds, ...) end)
 end
 if #paydue > 0 then
   -- Last, and allowed to fail like the hold's wake-up: the orders stand.
