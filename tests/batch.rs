@@ -962,3 +962,20 @@ async fn a_redis_without_the_library_is_given_it_again() {
     assert!(redis.cli(&["FUNCTION", "LIST"]).contains("ticketctl_"));
     assert!(redis.script_calls() >= 3);
 }
+
+#[tokio::test]
+async fn an_event_written_before_the_settings_stamp_is_stamped_by_its_first_call() {
+    // An event made by an earlier version has neither `cv` nor `layout`:
+    // its first call reads every field as before and stamps it.
+    let redis = Redis::start();
+    let store = batching_store(&redis, 0).await;
+    event(&store, "gig", 10).await;
+    let meta = keys("gig").meta();
+    redis.cli(&["HDEL", &meta, "cv", "layout"]);
+    let a = held(&store, "a", vec![1]).await;
+    assert!(!redis.cli(&["HGET", &meta, "cv"]).is_empty());
+    assert!(!redis.cli(&["HGET", &meta, "layout"]).is_empty());
+    bought(&store, &a).await;
+    let counts = store.event_counts("gig").await.unwrap().unwrap();
+    assert_eq!((counts.held, counts.sold, counts.available), (0, 1, 9));
+}
