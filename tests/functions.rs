@@ -8,15 +8,6 @@ use common::{config, Redis};
 use ticketctl::model::{EventSettings, HoldOutcome, HoldRequest, PurchaseOutcome};
 use ticketctl::store::{HoldRef, Store};
 
-fn stat(redis: &Redis, name: &str) -> u64 {
-    redis
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
-        .and_then(|l| l.split(',').next())
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 #[tokio::test]
 async fn without_functions_the_scripts_go_as_evalsha() {
     let redis = Redis::start();
@@ -64,5 +55,6 @@ async fn without_functions_the_scripts_go_as_evalsha() {
     let counts = store.event_counts("gig").await.unwrap().unwrap();
     assert_eq!((counts.available, counts.held, counts.sold), (8, 0, 2));
     assert_eq!(redis.cli(&["FUNCTION", "LIST"]), "");
-    assert!(stat(&redis, "evalsha") >= 3, "{}", stat(&redis, "evalsha"));
+    let evalsha = redis.command_calls("evalsha");
+    assert!(evalsha >= 3, "{evalsha}");
 }

@@ -108,19 +108,20 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Calls of `command` (lower case, as INFO names it) this server has run
+    /// so far.
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let stat = format!("cmdstat_{command}:calls=");
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|l| l.strip_prefix(&stat))
+            .and_then(|l| l.split(',').next())
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
     /// Script calls (FCALL and EVALSHA) this server has run so far.
     pub fn script_calls(&self) -> u64 {
-        let stats = self.cli(&["INFO", "commandstats"]);
-        ["cmdstat_fcall:calls=", "cmdstat_evalsha:calls="]
-            .iter()
-            .map(|stat| {
-                stats
-                    .lines()
-                    .find_map(|l| l.strip_prefix(stat))
-                    .and_then(|l| l.split(',').next())
-                    .map_or(0, |n| n.trim().parse().unwrap())
-            })
-            .sum()
+        self.command_calls("fcall") + self.command_calls("evalsha")
     }
 
     pub fn pid(&self) -> u32 {

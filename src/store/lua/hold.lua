@@ -76,12 +76,12 @@ end
 
 -- Counts the hold against its user first (one call on the common path) and
 -- takes it back when the hold does not happen. Returns whether it may go on,
--- and how many expired holds were released to find out. Without a limit
--- holds are not counted. Holds do not record whether they were counted, so
--- one made without a limit lowers its user's count when it ends (if the
--- user has one) and leaves none behind when the user has none.
+-- and how many expired holds were released to find out. Called only with a
+-- limit: without one holds are not counted. Holds do not record whether
+-- they were counted, so one made without a limit lowers its user's count
+-- when it ends (if the user has one) and leaves none behind when the user
+-- has none.
 local function charge_user(user)
-  if max_user == 0 then return true, 0 end
   local n = user_count_add(user, '1')
   charged = user
   if n <= max_user then return true, 0 end
@@ -101,14 +101,13 @@ local function claim_tickets(csv)
   -- is free its one table is also what the hold claimed.
   local tickets
   if csv ~= '' and not string.find(csv, ',', 1, true) then
+    tickets = { csv }
     if meta.max_per_hold >= 1 and tonumber(csv) <= meta.capacity
         and redis.call('SETBIT', K.taken, csv, '1') == 0 then
-      tickets = { csv }
       claiming = tickets
       return tickets, nil, 0
     end
     -- Refused or taken: as for several (SETBIT answers 1 again).
-    tickets = { csv }
   else
     tickets = {}
     for v in string.gmatch(csv, '[^,]+') do tickets[#tickets + 1] = v end

@@ -61,17 +61,21 @@ local K, TAG = nil, nil
 -- The event loaded by load_meta (for the section helpers below), and the
 -- table of its settings.
 local EV, EV_SET = nil, nil
--- Whether the event has users' counts at all (see user_count_add).
+-- Whether the event has users' counts at all (none while the limit is off),
+-- looked up once per call before the first decrement: without counts a
+-- decrement has nothing to do (see user_count_add).
 local counts_exist = nil
 -- The Redis time of the call in ms, read once (see now_ms).
 local NOW = nil
 
--- Starts a call: every script's first line. The scripts also run as the
--- functions of one library (FUNCTION LOAD once, then FCALL), whose
--- top-level code runs once at load, not per call: what depends on the
--- call is set here, and what a call leaves behind is cleared.
 -- The keys of the event named last (its tag, then the names made from it).
 local K_TAG, K_NAMED = nil, nil
+
+-- Starts a call: the first thing every call runs (functions.rs puts it
+-- before each script's own text). The scripts also run as the functions of
+-- one library (FUNCTION LOAD once, then FCALL), whose top-level code runs
+-- once at load, not per call: what depends on the call is set here, and
+-- what a call leaves behind is cleared.
 local function begin(keys)
   redis, string, table, math, tonumber, tostring, type, ipairs, pairs, pcall, unpack,
     setmetatable, error, cjson = globals()
@@ -136,7 +140,8 @@ local META_COUNTERS = { 'cv', 'v', 'held', 'sold', 'seq', 'hint', 'expired', 'or
                         'failed' }
 local COUNTERS_PATTERN = '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$'
 
--- Settings parsed by load_meta, by event (tag): { cv, at (ms), set }. Kept
+-- Settings parsed by load_meta, by event (tag): { cv, at (ms), set, mt (the
+-- metatable that puts `set` behind a call's counters) }. Kept
 -- between calls where the scripts run as a library's functions (as a
 -- script, each call starts with none), and used while the event's stamp is
 -- the same and for at most SETTINGS_FOR_MS after they were read: so a
@@ -159,7 +164,7 @@ local function settings_changed()
   local t = redis.call('TIME')
   local cv = t[1] .. string.format('%06d', tonumber(t[2]))
   redis.call('HSET', K.meta, 'cv', cv, 'layout', LAYOUT)
-  SETTINGS[TAG] = nil
+  if SETTINGS[TAG] then SETTINGS[TAG], SETTINGS_N = nil, SETTINGS_N - 1 end
   return cv
 end
 
@@ -346,10 +351,6 @@ end
 local function names_hold(h, secret, deadline)
   return h.secret == secret and h.named == tonumber(deadline)
 end
-
--- Whether the event has users' counts at all (none while the limit is off)
--- is looked up once per call before the first decrement: without counts a
--- decrement has nothing to do.
 
 -- Changes a user's count of live holds by `by` ('1' or '-1') and returns
 -- the new count (see hash_count_add).
